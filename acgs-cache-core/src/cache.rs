@@ -1,0 +1,614 @@
+//! The cache instance: configuration, tiers, registered functions, and the
+//! process default that `#[cached]` functions use.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use crate::envelope::EncodeLimits;
+use crate::error::{Error, RedactedUrl};
+use crate::l1::L1Tier;
+#[cfg(feature = "redis")]
+use crate::l2::{L2Settings, L2Tier};
+use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
+use crate::site::CallSite;
+use crate::stats::{FunctionCounters, StatsSnapshot};
+
+/// The environment variable that enables L2.
+pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+static DEFAULT: OnceLock<Cache> = OnceLock::new();
+
+tokio::task_local! {
+    static SCOPED: Cache;
+}
+
+/// A two-tier cache: L1 in process (moka), L2 shared (Redis), used by
+/// `#[cached]` functions.
+///
+/// Cheap to clone (an `Arc`). Build one with [`Cache::builder`] or
+/// [`Cache::from_env`]; `#[cached]` functions use the process default
+/// ([`Cache::install_default`], or an L1-only cache configured from the
+/// environment on first use), unless the attribute names an instance
+/// (`cache = path`) or the call runs inside [`Cache::scope`].
+///
+/// ```
+/// use acgs_cache_core::Cache;
+///
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder()
+///     .service("policy-governance")
+///     .l1_max_bytes(32 * 1024 * 1024)
+///     .build()?;
+/// assert!(!cache.has_l2());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) config: CacheConfig,
+    pub(crate) l1: L1Tier,
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<Arc<L2Tier>>,
+    functions: RwLock<HashMap<usize, Arc<FunctionState>>>,
+    /// Registration order, for stable `stats()` output.
+    order: RwLock<Vec<Arc<FunctionState>>>,
+}
+
+/// A function's state within one cache.
+#[derive(Debug)]
+pub(crate) struct FunctionState {
+    pub(crate) name: &'static str,
+    /// The compiled policy with this cache's overrides applied.
+    pub(crate) policy: TtlPolicy,
+    pub(crate) counters: FunctionCounters,
+}
+
+#[derive(Clone)]
+pub(crate) struct CacheConfig {
+    pub(crate) prefix: String,
+    pub(crate) service: String,
+    pub(crate) l1_enabled: bool,
+    pub(crate) l1_max_bytes: u64,
+    pub(crate) limits: EncodeLimits,
+    pub(crate) overrides: HashMap<String, PolicyOverride>,
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<L2Settings>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner.config;
+        let mut d = f.debug_struct("Cache");
+        d.field("id", &self.inner.id)
+            .field("prefix", &c.prefix)
+            .field("service", &c.service)
+            .field("l1_max_bytes", &c.l1_max_bytes);
+        #[cfg(feature = "redis")]
+        d.field("l2", &c.l2);
+        d.finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A builder with the embedded defaults (L1 only, 64 MiB).
+    #[must_use]
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// A cache configured from `ACGS_CACHE_*` environment variables (see
+    /// [`CacheBuilder::apply_env`]). With no variables set it is L1-only.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when a variable is present but invalid.
+    pub fn from_env() -> Result<Cache, Error> {
+        Cache::builder().apply_env()?.build()
+    }
+
+    /// Makes this cache the process default used by `#[cached]` functions.
+    ///
+    /// # Errors
+    ///
+    /// Returns the cache back if a default was already installed (or created
+    /// by a first cached call).
+    pub fn install_default(self) -> Result<(), Cache> {
+        DEFAULT.set(self)
+    }
+
+    /// The process default: the installed one, or one built from the
+    /// environment on first use (L1-only if nothing is configured; an invalid
+    /// environment is reported with `tracing::error!` and falls back to L1-only).
+    pub fn global() -> &'static Cache {
+        DEFAULT.get_or_init(|| {
+            Cache::from_env().unwrap_or_else(|e| {
+                tracing::error!(target: "acgs_cache", error = %e, "invalid cache environment; using an L1-only cache");
+                Cache::builder().build().expect("the embedded defaults are valid")
+            })
+        })
+    }
+
+    /// Runs `future` with this cache as the one `#[cached]` functions use
+    /// (unless their attribute names an instance). Meant for tests and for
+    /// multi-tenant services that keep one cache per tenant.
+    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
+        SCOPED.scope(self.clone(), future).await
+    }
+
+    /// Whether this cache has a shared tier.
+    #[must_use]
+    pub fn has_l2(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.inner.l2.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.inner.config.prefix
+    }
+
+    /// The service name that scopes keys.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        &self.inner.config.service
+    }
+
+    /// The policy `compiled` with this cache's run-time override applied.
+    #[must_use]
+    pub fn effective_policy(&self, compiled: &TtlPolicy) -> TtlPolicy {
+        match self.inner.config.overrides.get(compiled.name()) {
+            Some(o) => compiled.overridden(o),
+            None => *compiled,
+        }
+    }
+
+    /// A snapshot of every function's counters and of L1's size.
+    pub async fn stats(&self) -> StatsSnapshot {
+        let (l1_entries, l1_bytes) = self.inner.l1.usage().await;
+        let functions = self
+            .inner
+            .order
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|f| f.counters.snapshot(f.name, f.policy.name()))
+            .collect();
+        StatsSnapshot { functions, l1_entries, l1_bytes }
+    }
+
+    /// Drops every L1 entry of this instance (L2 is untouched).
+    pub fn clear_l1(&self) {
+        self.inner.l1.clear();
+    }
+
+    /// Round-trip time of a `PING` to L2.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] without L2; otherwise the Redis, pool or timeout error.
+    pub async fn ping_l2(&self) -> Result<Duration, Error> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.inner.l2 {
+            return l2.ping().await;
+        }
+        Err(Error::Unavailable("no L2 configured"))
+    }
+
+    /// The cache a `#[cached]` call uses: the attribute's instance, else the
+    /// scoped one, else the process default.
+    pub(crate) fn for_site(site: &'static CallSite) -> CacheRef {
+        if let Some(instance) = site.instance {
+            return CacheRef::Static(instance());
+        }
+        match SCOPED.try_with(Cache::clone) {
+            Ok(scoped) => CacheRef::Owned(scoped),
+            Err(_) => CacheRef::Static(Cache::global()),
+        }
+    }
+
+    /// This cache's state for `site`, registered on first use.
+    pub(crate) fn function(&self, site: &'static CallSite) -> FunctionRef<'static> {
+        if let Some((owner, state)) = site.first.get() {
+            if *owner == self.inner.id {
+                return FunctionRef::Borrowed(state);
+            }
+        }
+        let address = site as *const CallSite as usize;
+        if let Some(state) = self.inner.functions.read().unwrap_or_else(|p| p.into_inner()).get(&address) {
+            return FunctionRef::Shared(Arc::clone(state));
+        }
+        let mut functions = self.inner.functions.write().unwrap_or_else(|p| p.into_inner());
+        let state = functions
+            .entry(address)
+            .or_insert_with(|| {
+                let state = Arc::new(FunctionState {
+                    name: site.name,
+                    policy: self.effective_policy(site.policy),
+                    counters: FunctionCounters::default(),
+                });
+                self.inner.order.write().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&state));
+                state
+            })
+            .clone();
+        drop(functions);
+        let _ = site.first.set((self.inner.id, Arc::clone(&state)));
+        match site.first.get() {
+            Some((owner, first)) if *owner == self.inner.id => FunctionRef::Borrowed(first),
+            _ => FunctionRef::Shared(state),
+        }
+    }
+}
+
+/// A cache reached either through a `'static` reference or an owned handle.
+pub(crate) enum CacheRef {
+    Static(&'static Cache),
+    Owned(Cache),
+}
+
+impl std::ops::Deref for CacheRef {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        match self {
+            CacheRef::Static(c) => c,
+            CacheRef::Owned(c) => c,
+        }
+    }
+}
+
+/// A function's state, borrowed from its static call site when possible.
+pub(crate) enum FunctionRef<'a> {
+    Borrowed(&'a FunctionState),
+    Shared(Arc<FunctionState>),
+}
+
+impl std::ops::Deref for FunctionRef<'_> {
+    type Target = FunctionState;
+    fn deref(&self) -> &FunctionState {
+        match self {
+            FunctionRef::Borrowed(f) => f,
+            FunctionRef::Shared(f) => f,
+        }
+    }
+}
+
+/// Builds a [`Cache`].
+///
+/// Defaults: prefix `acgs`, service from `ACGS_CACHE_SERVICE` or the
+/// executable's name, L1 64 MiB, no L2, L2 soft timeout 50 ms, connect
+/// timeout 500 ms, reconnect backoff 1 s, values up to 8 MiB, compression
+/// above 4 KiB.
+#[must_use]
+#[derive(Clone)]
+pub struct CacheBuilder {
+    prefix: String,
+    service: Option<String>,
+    l1_enabled: bool,
+    l1_max_bytes: u64,
+    redis_url: Option<String>,
+    l2_soft_timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_backoff: Duration,
+    pool_size: usize,
+    compress_above: usize,
+    max_value_bytes: usize,
+    overrides: HashMap<String, PolicyOverride>,
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("prefix", &self.prefix)
+            .field("service", &self.service)
+            .field("l1_enabled", &self.l1_enabled)
+            .field("l1_max_bytes", &self.l1_max_bytes)
+            .field("redis_url", &self.redis_url.as_deref().map(RedactedUrl))
+            .field("l2_soft_timeout", &self.l2_soft_timeout)
+            .field("overrides", &self.overrides)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            prefix: "acgs".to_owned(),
+            service: None,
+            l1_enabled: true,
+            l1_max_bytes: 64 * 1024 * 1024,
+            redis_url: None,
+            l2_soft_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_millis(500),
+            reconnect_backoff: Duration::from_secs(1),
+            pool_size: 4,
+            compress_above: 4096,
+            max_value_bytes: 8 * 1024 * 1024,
+            overrides: HashMap::new(),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The first segment of every key (default `acgs`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The service name, the second key segment: instances of one service
+    /// share entries, different services do not.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// L1's budget in bytes (entries are weighed by their encoded size).
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.l1_max_bytes = bytes;
+        self
+    }
+
+    /// Turns L1 off (every call goes to L2): for benchmarks and for functions
+    /// whose values must never be served from a local copy.
+    pub fn disable_l1(mut self) -> Self {
+        self.l1_enabled = false;
+        self
+    }
+
+    /// Enables L2 at this Redis URL (`redis://[user:password@]host:port[/db]`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// How long a cached call waits for one L2 operation before it goes on
+    /// without it (default 50 ms).
+    pub fn l2_soft_timeout(mut self, timeout: Duration) -> Self {
+        self.l2_soft_timeout = timeout;
+        self
+    }
+
+    /// Bound on establishing a Redis connection (default 500 ms).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Pause between reconnect attempts while Redis is unreachable (default 1 s).
+    pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
+        self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Maximum connections in the Redis pool (default 4).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Payloads above this many bytes are lz4-compressed (default 4096).
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.compress_above = bytes;
+        self
+    }
+
+    /// Values whose envelope exceeds this are not cached (default 8 MiB).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Overrides the durations of the policy named `policy` at run time.
+    pub fn policy_override(mut self, policy: impl Into<String>, with: PolicyOverride) -> Self {
+        let entry = self.overrides.entry(policy.into()).or_default();
+        entry.ttl = with.ttl.or(entry.ttl);
+        entry.l1_ttl = with.l1_ttl.or(entry.l1_ttl);
+        entry.stale_if_error = with.stale_if_error.or(entry.stale_if_error);
+        self
+    }
+
+    /// Reads the `ACGS_CACHE_*` environment variables:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `ACGS_CACHE_REDIS_URL` | enables L2 |
+    /// | `ACGS_CACHE_PREFIX`, `ACGS_CACHE_SERVICE` | key segments |
+    /// | `ACGS_CACHE_L1_MAX_BYTES` | L1 budget |
+    /// | `ACGS_CACHE_L2_TIMEOUT` | soft timeout, e.g. `50ms` |
+    /// | `ACGS_CACHE_TTL_<POLICY>` | e.g. `ACGS_CACHE_TTL_POLICY_DECISION=10m` |
+    /// | `ACGS_CACHE_L1_TTL_<POLICY>` | the policy's L1 lifetime |
+    /// | `ACGS_CACHE_STALE_<POLICY>` | the policy's stale-if-error window |
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable when a value does not parse.
+    pub fn apply_env(self) -> Result<Self, Error> {
+        self.apply_vars(std::env::vars())
+    }
+
+    fn apply_vars(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Error> {
+        let duration = |name: &str, value: &str| {
+            parse_duration(value).map_err(|e| Error::Config(format!("{name}: {e}")))
+        };
+        for (name, value) in vars {
+            let Some(setting) = name.strip_prefix("ACGS_CACHE_") else { continue };
+            let policy_field = |field: &str| setting.strip_prefix(field).map(str::to_ascii_lowercase);
+            match setting {
+                "REDIS_URL" => self.redis_url = Some(value).filter(|v| !v.is_empty()),
+                "PREFIX" => self.prefix = value,
+                "SERVICE" => self.service = Some(value),
+                "L1_MAX_BYTES" => {
+                    self.l1_max_bytes = value
+                        .parse()
+                        .map_err(|e| Error::Config(format!("{name}: {value:?} is not a byte count ({e})")))?;
+                }
+                "L2_TIMEOUT" => self.l2_soft_timeout = duration(&name, &value)?,
+                _ => {
+                    let mut with = PolicyOverride::default();
+                    let policy = if let Some(p) = policy_field("L1_TTL_") {
+                        with.l1_ttl = Some(duration(&name, &value)?);
+                        p
+                    } else if let Some(p) = policy_field("TTL_") {
+                        with.ttl = Some(duration(&name, &value)?);
+                        p
+                    } else if let Some(p) = policy_field("STALE_") {
+                        with.stale_if_error = Some(duration(&name, &value)?);
+                        p
+                    } else {
+                        tracing::warn!(target: "acgs_cache", variable = %name, "unknown ACGS_CACHE_ variable ignored");
+                        continue;
+                    };
+                    self = self.policy_override(policy, with);
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Builds the cache. No connection is made here: L2 connects in the
+    /// background on first use and calls answer from the function until it is up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an empty prefix or service, a zero budget, or an
+    /// unusable Redis URL; without the `redis` feature, any Redis URL.
+    pub fn build(self) -> Result<Cache, Error> {
+        let service = match self.service {
+            Some(s) => s,
+            None => default_service_name(),
+        };
+        for (what, value) in [("prefix", &self.prefix), ("service", &service)] {
+            if value.is_empty() || value.contains(char::is_whitespace) {
+                return Err(Error::Config(format!("{what} {value:?} must be non-empty and without spaces")));
+            }
+        }
+        if self.l1_max_bytes == 0 {
+            return Err(Error::Config("l1_max_bytes must be positive; use disable_l1() to turn L1 off".into()));
+        }
+        #[cfg(feature = "redis")]
+        let l2_settings = self.redis_url.map(|url| L2Settings {
+            url,
+            soft_timeout: self.l2_soft_timeout,
+            connect_timeout: self.connect_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            pool_size: self.pool_size.max(1),
+        });
+        #[cfg(not(feature = "redis"))]
+        if let Some(url) = self.redis_url {
+            return Err(Error::Config(format!(
+                "{} is set but acgs-cache was built without the `redis` feature",
+                RedactedUrl(&url)
+            )));
+        }
+        #[cfg(feature = "redis")]
+        let l2 = l2_settings.clone().map(L2Tier::new).transpose()?.map(Arc::new);
+        let config = CacheConfig {
+            prefix: self.prefix,
+            service,
+            l1_enabled: self.l1_enabled,
+            l1_max_bytes: self.l1_max_bytes,
+            limits: EncodeLimits { compress_above: self.compress_above, max_value_bytes: self.max_value_bytes },
+            overrides: self.overrides,
+            #[cfg(feature = "redis")]
+            l2: l2_settings,
+        };
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+                l1: L1Tier::new(config.l1_max_bytes),
+                #[cfg(feature = "redis")]
+                l2,
+                config,
+                functions: RwLock::new(HashMap::new()),
+                order: RwLock::new(Vec::new()),
+            }),
+        };
+        if cache.has_l2() {
+            tracing::info!(target: "acgs_cache", service = %cache.service(), "cache ready: L1 (in process) + L2 (redis)");
+        } else {
+            tracing::info!(
+                target: "acgs_cache",
+                service = %cache.service(),
+                "cache ready: L1 only (in process); set {ENV_REDIS_URL} to share entries through redis"
+            );
+        }
+        Ok(cache)
+    }
+}
+
+fn default_service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| s.replace(char::is_whitespace, "_"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "app".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_policies_by_name() {
+        let b = Cache::builder()
+            .apply_vars(vars(&[
+                ("ACGS_CACHE_TTL_POLICY_DECISION", "10m"),
+                ("ACGS_CACHE_L1_TTL_POLICY_DECISION", "5s"),
+                ("ACGS_CACHE_SERVICE", "auth"),
+                ("PATH", "/bin"),
+            ]))
+            .unwrap();
+        let cache = b.build().unwrap();
+        let p = cache.effective_policy(&crate::policy::builtin::POLICY_DECISION);
+        assert_eq!(p.ttl(), Duration::from_secs(600));
+        assert_eq!(p.l1_ttl(), Duration::from_secs(5));
+        assert_eq!(cache.service(), "auth");
+        let untouched = cache.effective_policy(&crate::policy::builtin::USER_SESSIONS);
+        assert_eq!(untouched, crate::policy::builtin::USER_SESSIONS);
+    }
+
+    #[test]
+    fn bad_environment_names_the_variable() {
+        let err = Cache::builder().apply_vars(vars(&[("ACGS_CACHE_TTL_USER_SESSIONS", "forever")])).unwrap_err();
+        assert!(err.to_string().contains("ACGS_CACHE_TTL_USER_SESSIONS"), "{err}");
+        let err = Cache::builder().apply_vars(vars(&[("ACGS_CACHE_L1_MAX_BYTES", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("ACGS_CACHE_L1_MAX_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn invalid_builds_are_errors() {
+        assert!(Cache::builder().prefix("").build().is_err());
+        assert!(Cache::builder().service("a b").build().is_err());
+        assert!(Cache::builder().l1_max_bytes(0).build().is_err());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn credentials_never_show_in_debug() {
+        let builder = Cache::builder().redis_url("redis://app:hunter2@127.0.0.1:1");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let cache = builder.build().unwrap();
+        assert!(!format!("{cache:?}").contains("hunter2"));
+        let err = Cache::builder().redis_url("redis://app:hunter2@[::bad").build().unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

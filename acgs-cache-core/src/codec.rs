@@ -1,0 +1,77 @@
+//! Payload codecs: postcard by default, JSON per function.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::CodecError;
+
+/// How a value's payload is encoded inside the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Codec {
+    /// postcard: compact, fast, not self-describing (the schema fingerprint
+    /// guards against decoding old bytes as a new type).
+    #[default]
+    Postcard,
+    /// serde_json: larger and slower, readable with `redis-cli`, tolerant of
+    /// added optional fields.
+    Json,
+}
+
+impl Codec {
+    /// The codec's id in the envelope header.
+    #[must_use]
+    pub const fn id(self) -> u8 {
+        match self {
+            Codec::Postcard => 0,
+            Codec::Json => 1,
+        }
+    }
+
+    /// The codec with envelope id `id`, if known.
+    #[must_use]
+    pub const fn from_id(id: u8) -> Option<Self> {
+        match id {
+            0 => Some(Codec::Postcard),
+            1 => Some(Codec::Json),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
+        match self {
+            Codec::Postcard => postcard::to_allocvec(value).map_err(|e| CodecError::Encode(e.to_string())),
+            Codec::Json => serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string())),
+        }
+    }
+
+    /// Decodes a whole payload: trailing bytes are an error, since postcard
+    /// would otherwise accept a longer, different value's prefix.
+    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
+        match self {
+            Codec::Postcard => match postcard::take_from_bytes(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok((_, rest)) => Err(CodecError::Decode(format!("{} trailing bytes", rest.len()))),
+                Err(e) => Err(CodecError::Decode(e.to_string())),
+            },
+            Codec::Json => serde_json::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_trailing_bytes() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            let bytes = codec.encode(&(7u32, "seven")).unwrap();
+            let back: (u32, String) = codec.decode(&bytes).unwrap();
+            assert_eq!(back, (7, "seven".to_string()));
+            assert_eq!(Codec::from_id(codec.id()), Some(codec));
+        }
+        let mut bytes = Codec::Postcard.encode(&7u32).unwrap();
+        bytes.push(0);
+        assert!(Codec::Postcard.decode::<u32>(&bytes).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! The versioned envelope every L2 value travels in.
+//!
+//! Layout: one format-version byte, then a postcard [`EnvelopeHeader`], then
+//! the payload (possibly lz4-compressed). Decoding never trusts the bytes:
+//! anything unexpected is a [`Reject`] — a counted miss, never a panic and
+//! never a value of the wrong shape.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::codec::Codec;
+use crate::error::CodecError;
+use crate::log_position::LogPosition;
+
+/// The envelope format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Header flag: the payload is lz4-compressed with its size prepended.
+pub const FLAG_COMPRESSED: u8 = 0b0000_0001;
+
+/// Everything about an entry except its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeHeader {
+    /// [`Codec::id`] of the payload.
+    pub codec: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// Schema fingerprint of the function that wrote it.
+    pub fingerprint: u64,
+    /// When the computation finished (Unix ms).
+    pub created_at_ms: u64,
+    /// Logical expiry (Unix ms); Redis may keep the bytes longer for the
+    /// stale-if-error window.
+    pub expires_at_ms: u64,
+    /// Invalidation-log position when the computation started.
+    pub log_position: LogPosition,
+    /// Dynamic tags the entry answers to.
+    pub tags: Vec<String>,
+}
+
+/// Why stored bytes were not used. Each reason is counted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reject {
+    /// Empty, truncated or garbled bytes (including values other programs
+    /// wrote under our prefix).
+    Corrupt,
+    /// Written by a newer (or unknown) envelope format.
+    UnknownVersion,
+    /// The header names a codec this build does not know.
+    UnknownCodec,
+    /// Written for another schema of the function.
+    FingerprintMismatch,
+    /// The payload exceeds the configured size limit.
+    TooLarge,
+    /// The header is fine but the payload does not decode as the return type.
+    Payload,
+}
+
+impl Reject {
+    /// A short, stable name for metrics and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reject::Corrupt => "corrupt",
+            Reject::UnknownVersion => "unknown_version",
+            Reject::UnknownCodec => "unknown_codec",
+            Reject::FingerprintMismatch => "fingerprint_mismatch",
+            Reject::TooLarge => "too_large",
+            Reject::Payload => "payload",
+        }
+    }
+
+    /// Every reason, for tables that list all of them.
+    pub const ALL: [Reject; 6] = [
+        Reject::Corrupt,
+        Reject::UnknownVersion,
+        Reject::UnknownCodec,
+        Reject::FingerprintMismatch,
+        Reject::TooLarge,
+        Reject::Payload,
+    ];
+}
+
+/// Encoding settings that come from the cache's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodeLimits {
+    /// Payloads larger than this are compressed (when that makes them smaller).
+    pub(crate) compress_above: usize,
+    /// Envelopes larger than this are not stored.
+    pub(crate) max_value_bytes: usize,
+}
+
+/// Builds an envelope around `value`.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    codec: Codec,
+    mut header: EnvelopeHeader,
+    limits: EncodeLimits,
+) -> Result<Vec<u8>, CodecError> {
+    let mut payload = codec.encode(value)?;
+    header.codec = codec.id();
+    header.flags &= !FLAG_COMPRESSED;
+    if payload.len() > limits.compress_above {
+        let compressed = lz4_flex::compress_prepend_size(&payload);
+        if compressed.len() < payload.len() {
+            payload = compressed;
+            header.flags |= FLAG_COMPRESSED;
+        }
+    }
+    let mut out = Vec::with_capacity(payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>());
+    out.push(FORMAT_VERSION);
+    let mut out = postcard::to_extend(&header, out).map_err(|e| CodecError::Encode(e.to_string()))?;
+    out.extend_from_slice(&payload);
+    if out.len() > limits.max_value_bytes {
+        return Err(CodecError::TooLarge { size: out.len(), limit: limits.max_value_bytes });
+    }
+    Ok(out)
+}
+
+/// Reads only the header (for inspection tools and for checks that need no payload).
+///
+/// # Errors
+///
+/// The [`Reject`] reason when the bytes are not an envelope of this format.
+pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
+    let (&version, rest) = bytes.split_first().ok_or(Reject::Corrupt)?;
+    if version != FORMAT_VERSION {
+        return Err(Reject::UnknownVersion);
+    }
+    let (header, payload): (EnvelopeHeader, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
+    if header.flags & !FLAG_COMPRESSED != 0 {
+        return Err(Reject::Corrupt);
+    }
+    Ok((header, payload))
+}
+
+/// Decodes an envelope written for the function with `fingerprint`.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    fingerprint: u64,
+    max_value_bytes: usize,
+) -> Result<(EnvelopeHeader, T), Reject> {
+    if bytes.len() > max_value_bytes {
+        return Err(Reject::TooLarge);
+    }
+    let (header, payload) = decode_header(bytes)?;
+    if header.fingerprint != fingerprint {
+        return Err(Reject::FingerprintMismatch);
+    }
+    let codec = Codec::from_id(header.codec).ok_or(Reject::UnknownCodec)?;
+    let value = if header.flags & FLAG_COMPRESSED != 0 {
+        // The size prefix is attacker-controlled: check it before lz4
+        // allocates that many bytes.
+        let declared = payload
+            .get(..4)
+            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize)
+            .ok_or(Reject::Corrupt)?;
+        if declared > max_value_bytes {
+            return Err(Reject::TooLarge);
+        }
+        let plain = lz4_flex::decompress_size_prepended(payload).map_err(|_| Reject::Corrupt)?;
+        codec.decode(&plain)
+    } else {
+        codec.decode(payload)
+    }
+    .map_err(|_| Reject::Payload)?;
+    Ok((header, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: EncodeLimits = EncodeLimits { compress_above: 256, max_value_bytes: 1 << 20 };
+
+    fn header() -> EnvelopeHeader {
+        EnvelopeHeader {
+            codec: 0,
+            flags: 0,
+            fingerprint: 0xfeed,
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            log_position: LogPosition { ms: 3, seq: 4 },
+            tags: vec!["tenant.7".into()],
+        }
+    }
+
+    #[test]
+    fn round_trip_small_and_compressed() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            for value in ["short".to_string(), "y".repeat(10_000)] {
+                let bytes = encode(&value, codec, header(), LIMITS).unwrap();
+                let (h, back): (_, String) = decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
+                assert_eq!(back, value);
+                assert_eq!(h.tags, vec!["tenant.7".to_string()]);
+                assert_eq!(h.flags & FLAG_COMPRESSED != 0, value.len() > 256);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_bad_input_is_a_reason_not_a_panic() {
+        let good = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
+        assert_eq!(decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(), Reject::Corrupt);
+        assert_eq!(decode::<String>(&good, 0xbeef, 1 << 20).unwrap_err(), Reject::FingerprintMismatch);
+        let mut future = good.clone();
+        future[0] = FORMAT_VERSION + 1;
+        assert_eq!(decode::<String>(&future, 0xfeed, 1 << 20).unwrap_err(), Reject::UnknownVersion);
+        assert_eq!(decode::<u64>(&good, 0xfeed, 1 << 20).unwrap_err(), Reject::Payload);
+        assert_eq!(decode::<String>(&good, 0xfeed, 4).unwrap_err(), Reject::TooLarge);
+        for cut in 1..good.len() {
+            assert!(decode::<String>(&good[..cut], 0xfeed, 1 << 20).is_err(), "cut at {cut}");
+        }
+        assert!(decode::<String>(b"{\"json\": \"from another program\"}", 0xfeed, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn oversize_values_are_refused_at_write() {
+        let limits = EncodeLimits { compress_above: usize::MAX, max_value_bytes: 64 };
+        let err = encode(&"z".repeat(100), Codec::Postcard, header(), limits).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { limit: 64, .. }));
+    }
+
+    #[test]
+    fn hostile_compressed_size_prefix_does_not_allocate() {
+        let mut h = header();
+        h.flags = FLAG_COMPRESSED;
+        let mut bytes = vec![FORMAT_VERSION];
+        let mut bytes = {
+            bytes = postcard::to_extend(&h, bytes).unwrap();
+            bytes
+        };
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0; 8]);
+        assert_eq!(decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(), Reject::TooLarge);
+    }
+}

@@ -1,0 +1,90 @@
+//! The one error type of the runtime.
+
+use std::fmt;
+
+/// Errors returned by the cache's own API (building, configuration, explicit
+/// tier operations). A `#[cached]` call never returns these: tier failures
+/// there are counted and the function runs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value (builder or environment) is invalid.
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+    /// A value could not be encoded or decoded.
+    #[error("codec error: {0}")]
+    Codec(#[from] CodecError),
+    /// Redis answered with an error or could not be reached.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No connection could be taken from the pool.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// An L2 operation did not finish within the soft timeout.
+    #[error("L2 operation exceeded its {0:?} soft timeout")]
+    Timeout(std::time::Duration),
+    /// L2 is not configured or is currently unavailable.
+    #[error("L2 is unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+/// Why bytes could not be turned into a value, or a value into bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The serializer failed.
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// The bytes are not a value of the expected type.
+    #[error("decode failed: {0}")]
+    Decode(String),
+    /// The encoded value exceeds the configured maximum.
+    #[error("value of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+}
+
+/// Redacts the password of a Redis URL so configuration can be shown in
+/// `Debug` output and logs.
+pub(crate) struct RedactedUrl<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        // scheme://[user[:password]@]host… — hide everything between the
+        // scheme and the last '@' so neither user nor password leaks.
+        match (url.find("://"), url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                write!(f, "{}://***@{}", &url[..scheme_end], &url[at + 1..])
+            }
+            _ => f.write_str(url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedactedUrl;
+
+    #[test]
+    fn credentials_are_hidden() {
+        let shown = RedactedUrl("redis://app:s3cret@cache.internal:6379/0").to_string();
+        assert_eq!(shown, "redis://***@cache.internal:6379/0");
+        assert!(!shown.contains("s3cret"));
+        assert_eq!(RedactedUrl("redis://127.0.0.1:6379").to_string(), "redis://127.0.0.1:6379");
+    }
+}

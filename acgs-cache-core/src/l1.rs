@@ -1,0 +1,106 @@
+//! L1: the in-process tier (moka), bounded by bytes, with per-entry TTL.
+//!
+//! Values are stored decoded (type-erased behind `Arc<dyn Any>`), so a hit is
+//! a moka lookup, a `TypeId` check and the clone the caller receives — no
+//! decoding. One moka cache serves every function of a [`crate::Cache`], so a
+//! single byte budget bounds them all.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+
+use crate::key::KeyDigest;
+use crate::log_position::LogPosition;
+
+/// Bookkeeping bytes charged per entry on top of its encoded size (moka's
+/// node, the key, the `Arc`).
+const ENTRY_OVERHEAD_BYTES: u32 = 96;
+
+/// Identifies one entry: the function (by fingerprint) and its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct L1Key {
+    pub(crate) function: u64,
+    pub(crate) digest: KeyDigest,
+}
+
+#[derive(Clone)]
+pub(crate) struct L1Entry {
+    value: Arc<dyn Any + Send + Sync>,
+    ttl: Duration,
+    weight: u32,
+    /// Where the invalidation log stood when the value's computation started.
+    pub(crate) position: LogPosition,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<L1Key, L1Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _: &L1Key, entry: &L1Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &L1Key,
+        entry: &L1Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub(crate) struct L1Tier {
+    entries: moka::future::Cache<L1Key, L1Entry>,
+}
+
+impl L1Tier {
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        let entries = moka::future::Cache::builder()
+            .name("acgs-cache-l1")
+            .max_capacity(max_bytes)
+            .weigher(|_: &L1Key, entry: &L1Entry| entry.weight)
+            .expire_after(PerEntryTtl)
+            .build();
+        L1Tier { entries }
+    }
+
+    /// The entry's value if present and of type `V`. A value of another type
+    /// under the same key (a generic function with an explicit `key`) is a
+    /// miss, never a wrong value.
+    pub(crate) async fn get<V: Clone + 'static>(&self, key: &L1Key) -> Option<(V, LogPosition)> {
+        let entry = self.entries.get(key).await?;
+        let value = entry.value.downcast_ref::<V>()?;
+        Some((value.clone(), entry.position))
+    }
+
+    pub(crate) async fn insert<V: Send + Sync + 'static>(
+        &self,
+        key: L1Key,
+        value: V,
+        ttl: Duration,
+        encoded_bytes: usize,
+        position: LogPosition,
+    ) {
+        if ttl.is_zero() {
+            return;
+        }
+        let weight = u32::try_from(encoded_bytes)
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD_BYTES);
+        let entry = L1Entry { value: Arc::new(value), ttl, weight, position };
+        self.entries.insert(key, entry).await;
+    }
+
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// Entries and weighted bytes, after pending maintenance has run.
+    pub(crate) async fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks().await;
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+}

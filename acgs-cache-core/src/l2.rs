@@ -1,0 +1,225 @@
+//! L2: the shared tier (Redis through a deadpool-redis pool).
+//!
+//! deadpool-redis 0.23 sends `UNWATCH` + `PING` on every `pool.get()`, which
+//! would double the cost of a hit. A `MultiplexedConnection` is built to be
+//! shared by any number of concurrent requests, so the hot path keeps one
+//! checked-out connection (the *lane*) and clones its handle per request: a
+//! hit costs exactly one round trip. The pool stays the factory of
+//! connections (and their configuration); when a lane's connection breaks it
+//! goes back to the pool, which discards it at recycle, and the next request
+//! checks out a fresh one. While Redis cannot be reached, reconnect attempts
+//! are spaced out so that calls do not each pay a connect timeout.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::{Connection, Manager, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+use crate::error::{Error, RedactedUrl};
+
+/// Settings of the L2 tier.
+#[derive(Clone)]
+pub(crate) struct L2Settings {
+    pub(crate) url: String,
+    pub(crate) soft_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_backoff: Duration,
+    pub(crate) pool_size: usize,
+}
+
+impl std::fmt::Debug for L2Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2Settings")
+            .field("url", &RedactedUrl(&self.url))
+            .field("soft_timeout", &self.soft_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+struct Lane {
+    /// Keeps the pooled object checked out; dropping it returns it to the pool.
+    _checked_out: Connection,
+    handle: MultiplexedConnection,
+}
+
+pub(crate) struct L2Tier {
+    pool: Pool,
+    settings: L2Settings,
+    lane: Mutex<Option<Arc<Lane>>>,
+    /// Whether a background connect is in flight.
+    reconnecting: AtomicBool,
+    /// Bumped after every connect attempt, to wake waiting callers.
+    attempts: tokio::sync::watch::Sender<u64>,
+    /// Milliseconds since `epoch` before which no reconnect is tried.
+    retry_after_ms: AtomicU64,
+    epoch: Instant,
+    healthy: AtomicBool,
+}
+
+impl L2Tier {
+    pub(crate) fn new(settings: L2Settings) -> Result<Self, Error> {
+        let connection_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            // The soft timeout is applied per operation by the tier; the
+            // connection-level one only bounds requests nobody waits for.
+            .set_response_timeout(Some(settings.soft_timeout.max(Duration::from_secs(1))));
+        let manager = Manager::new_with_config(settings.url.as_str(), connection_config).map_err(|e| {
+            Error::Config(format!("redis URL {} is not usable: {e}", RedactedUrl(&settings.url)))
+        })?;
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the redis pool: {e}")))?;
+        Ok(L2Tier {
+            pool,
+            settings,
+            lane: Mutex::new(None),
+            reconnecting: AtomicBool::new(false),
+            attempts: tokio::sync::watch::Sender::new(0),
+            retry_after_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    /// The pool, for operations that need a connection of their own.
+    #[allow(dead_code)] // used by later tiers of the design (log tailing, locks)
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn current_lane(&self) -> Option<Arc<Lane>> {
+        self.lane.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A handle on the lane. Without a lane, a background task connects
+    /// (one at a time, spaced by the backoff after a failure) and the caller
+    /// waits for it at most the soft timeout: callers never pay a connect
+    /// timeout while Redis is unreachable.
+    async fn handle(self: &Arc<Self>) -> Result<MultiplexedConnection, Error> {
+        if let Some(lane) = self.current_lane() {
+            return Ok(lane.handle.clone());
+        }
+        let mut attempts = self.attempts.subscribe();
+        self.start_reconnect();
+        let wait = async {
+            loop {
+                if let Some(lane) = self.current_lane() {
+                    return Ok(lane.handle.clone());
+                }
+                if !self.reconnecting.load(Ordering::Acquire) {
+                    return Err(Error::Unavailable("redis is not reachable; reconnecting in the background"));
+                }
+                if attempts.changed().await.is_err() {
+                    return Err(Error::Unavailable("cache is shutting down"));
+                }
+            }
+        };
+        tokio::time::timeout(self.settings.soft_timeout, wait)
+            .await
+            .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout)))
+    }
+
+    fn start_reconnect(self: &Arc<Self>) {
+        if self.elapsed_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tier = Arc::clone(self);
+        tokio::spawn(async move {
+            let outcome = tokio::time::timeout(tier.settings.connect_timeout, tier.pool.get()).await;
+            match outcome {
+                Ok(Ok(checked_out)) => {
+                    let handle = MultiplexedConnection::clone(&checked_out);
+                    let lane = Arc::new(Lane { _checked_out: checked_out, handle });
+                    *tier.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
+                }
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("connect timed out after {:?}", tier.settings.connect_timeout),
+                    };
+                    tracing::debug!(target: "acgs_cache", %reason, "L2 (redis) connect failed");
+                    let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis()).unwrap_or(u64::MAX);
+                    tier.retry_after_ms.store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
+                }
+            }
+            tier.reconnecting.store(false, Ordering::Release);
+            tier.attempts.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Runs one command on the lane within the soft timeout.
+    async fn run<T: redis::FromRedisValue>(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<T, Error> {
+        let mut conn = match self.handle().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let outcome = Err(e);
+                self.note_health(&outcome);
+                return outcome;
+            }
+        };
+        let outcome = tokio::time::timeout(self.settings.soft_timeout, async {
+            cmd.query_async::<T>(&mut conn).await.map_err(|e| {
+                if e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error() {
+                    // Hand the broken connection back; the next call checks out a new one.
+                    self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
+                }
+                Error::from(e)
+            })
+        })
+        .await
+        .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout)));
+        self.note_health(&outcome);
+        outcome
+    }
+
+    fn note_health<T>(&self, outcome: &Result<T, Error>) {
+        match outcome {
+            Ok(_) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!(target: "acgs_cache", "L2 (redis) is answering again");
+                }
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(target: "acgs_cache", error = %e, "L2 (redis) failed; cached calls fall back to computing");
+                } else {
+                    tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) still failing");
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.run(redis::cmd("GET").arg(key)).await
+    }
+
+    pub(crate) async fn set(self: &Arc<Self>, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms)).await
+    }
+
+    /// Round-trip time of a `PING`.
+    pub(crate) async fn ping(self: &Arc<Self>) -> Result<Duration, Error> {
+        let start = Instant::now();
+        self.run::<String>(&redis::cmd("PING")).await?;
+        Ok(start.elapsed())
+    }
+}

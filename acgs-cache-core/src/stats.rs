@@ -1,0 +1,166 @@
+//! Per-function counters and the `stats()` snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::envelope::Reject;
+
+/// A relaxed event counter.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What happened to one function's calls, counted as they happen.
+#[derive(Debug, Default)]
+pub(crate) struct FunctionCounters {
+    pub(crate) l1_hits: Counter,
+    pub(crate) l2_hits: Counter,
+    pub(crate) misses: Counter,
+    /// Calls that skipped the cache because their key could not be built.
+    pub(crate) bypassed: Counter,
+    /// Tier failures (Redis errors, timeouts, encode failures); the call still answered.
+    pub(crate) errors: Counter,
+    /// Results not stored: `Err`, or `None` without negative caching.
+    pub(crate) not_stored: Counter,
+    rejected: [Counter; Reject::ALL.len()],
+}
+
+impl FunctionCounters {
+    pub(crate) fn reject(&self, reason: Reject) {
+        self.rejected[reason as usize].inc();
+    }
+
+    pub(crate) fn snapshot(&self, function: &'static str, policy: &'static str) -> FunctionStats {
+        let l1_hits = self.l1_hits.get();
+        let l2_hits = self.l2_hits.get();
+        let misses = self.misses.get();
+        let bypassed = self.bypassed.get();
+        FunctionStats {
+            function,
+            policy,
+            calls: l1_hits + l2_hits + misses + bypassed,
+            l1_hits,
+            l2_hits,
+            misses,
+            bypassed,
+            errors: self.errors.get(),
+            not_stored: self.not_stored.get(),
+            rejected: Reject::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.rejected[*r as usize].get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        }
+    }
+}
+
+/// One function's figures in a [`StatsSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The cached function's name.
+    pub function: &'static str,
+    /// Its TTL policy's name.
+    pub policy: &'static str,
+    /// Calls answered (hits + misses + bypassed).
+    pub calls: u64,
+    /// Answered from L1.
+    pub l1_hits: u64,
+    /// Answered from L2.
+    pub l2_hits: u64,
+    /// Computed by running the function.
+    pub misses: u64,
+    /// Ran the function without the cache (key arguments failed to serialize).
+    pub bypassed: u64,
+    /// Tier failures absorbed (the call still answered).
+    pub errors: u64,
+    /// Results that were not stored (`Err`, or `None` without negative caching).
+    pub not_stored: u64,
+    /// Stored bytes that were not used, by reason (see [`Reject`]).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+impl FunctionStats {
+    /// Fraction of calls answered by either tier (0 when there were none).
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            (self.l1_hits + self.l2_hits) as f64 / self.calls as f64
+        }
+    }
+}
+
+/// A point-in-time copy of a cache's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Per function, in the order they were first called.
+    pub functions: Vec<FunctionStats>,
+    /// Entries in L1.
+    pub l1_entries: u64,
+    /// Weighted bytes in L1.
+    pub l1_bytes: u64,
+}
+
+impl StatsSnapshot {
+    /// The figures of the function named `name`, if it has been called.
+    #[must_use]
+    pub fn function(&self, name: &str) -> Option<&FunctionStats> {
+        self.functions.iter().find(|f| f.function == name)
+    }
+
+    /// Sums over all functions (`function` and `policy` are `"*"`).
+    #[must_use]
+    pub fn totals(&self) -> FunctionStats {
+        let mut total = FunctionStats {
+            function: "*",
+            policy: "*",
+            calls: 0,
+            l1_hits: 0,
+            l2_hits: 0,
+            misses: 0,
+            bypassed: 0,
+            errors: 0,
+            not_stored: 0,
+            rejected: BTreeMap::new(),
+        };
+        for f in &self.functions {
+            total.calls += f.calls;
+            total.l1_hits += f.l1_hits;
+            total.l2_hits += f.l2_hits;
+            total.misses += f.misses;
+            total.bypassed += f.bypassed;
+            total.errors += f.errors;
+            total.not_stored += f.not_stored;
+            for (reason, n) in &f.rejected {
+                *total.rejected.entry(reason).or_default() += n;
+            }
+        }
+        total
+    }
+}
+
+impl std::fmt::Display for StatsSnapshot {
+    /// The one-line summary the examples print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.totals();
+        write!(
+            f,
+            "stats: calls={} l1_hits={} l2_hits={} misses={} errors={}",
+            t.calls, t.l1_hits, t.l2_hits, t.misses, t.errors
+        )
+    }
+}
