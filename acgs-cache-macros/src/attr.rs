@@ -1,0 +1,251 @@
+//! Parsing of `#[cached(...)]` arguments.
+//!
+//! Every argument has one `set_*` slot so duplicates are rejected at the
+//! second occurrence; all problems are collected and reported together.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{bracketed, parenthesized, Expr, Ident, LitInt, LitStr, Path, Token};
+
+use crate::grammar;
+
+mod kw {
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(invalidate_on);
+    syn::custom_keyword!(skip);
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(negative_ttl);
+    syn::custom_keyword!(codec);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(cache);
+}
+
+/// Where a function's TTL policy comes from.
+pub(crate) enum TtlSpec {
+    /// A built-in policy, by its name.
+    Builtin(LitStr),
+    /// A literal duration such as `"90s"`.
+    Literal(LitStr, Duration),
+    /// A path to a user `const` policy.
+    Path(Path),
+}
+
+pub(crate) enum CodecSpec {
+    Postcard,
+    Json,
+}
+
+/// The parsed arguments.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) ttl: Option<TtlSpec>,
+    pub(crate) invalidate_on: Option<Vec<LitStr>>,
+    pub(crate) skip: Option<Vec<Ident>>,
+    pub(crate) key: Option<Expr>,
+    pub(crate) negative_ttl: Option<(LitStr, Duration)>,
+    pub(crate) codec: Option<CodecSpec>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<u32>,
+    pub(crate) cache: Option<Expr>,
+    /// Span of the whole argument list, for "missing `ttl`".
+    pub(crate) span: Option<Span>,
+}
+
+/// Collects errors instead of stopping at the first.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+const KEYS: &str = "`ttl`, `invalidate_on`, `skip`, `key`, `negative_ttl`, `codec`, `name`, `version` or `cache`";
+
+impl Args {
+    pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {
+        let mut args = Args { span: Some(input.span()), ..Args::default() };
+        while !input.is_empty() {
+            if let Err(e) = args.parse_one(input, errors) {
+                errors.push(e);
+                // Resynchronise at the next comma so later arguments are still checked.
+                while !input.is_empty() && !input.peek(Token![,]) {
+                    let _ = input.parse::<proc_macro2::TokenTree>();
+                }
+            }
+            if !input.is_empty() {
+                if let Err(e) = input.parse::<Token![,]>() {
+                    errors.push(e);
+                    break;
+                }
+            }
+        }
+        args
+    }
+
+    fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::ttl) {
+            let k = input.parse::<kw::ttl>()?;
+            input.parse::<Token![=]>()?;
+            let spec = if input.peek(LitStr) {
+                parse_ttl_literal(input.parse()?)?
+            } else {
+                TtlSpec::Path(input.parse()?)
+            };
+            set(&mut self.ttl, spec, k.span, "ttl", errors);
+        } else if lookahead.peek(kw::invalidate_on) {
+            let k = input.parse::<kw::invalidate_on>()?;
+            input.parse::<Token![=]>()?;
+            let patterns = parse_str_or_list(input)?;
+            for p in &patterns {
+                if let Err(e) = grammar::check_pattern(&p.value()) {
+                    errors.at(p.span(), format!("invalid `invalidate_on` pattern {:?}: it {e}", p.value()));
+                }
+            }
+            set(&mut self.invalidate_on, patterns, k.span, "invalidate_on", errors);
+        } else if lookahead.peek(kw::skip) {
+            let k = input.parse::<kw::skip>()?;
+            let content;
+            parenthesized!(content in input);
+            let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)?;
+            set(&mut self.skip, names.into_iter().collect(), k.span, "skip", errors);
+        } else if lookahead.peek(kw::key) {
+            let k = input.parse::<kw::key>()?;
+            input.parse::<Token![=]>()?;
+            set(&mut self.key, input.parse()?, k.span, "key", errors);
+        } else if lookahead.peek(kw::negative_ttl) {
+            let k = input.parse::<kw::negative_ttl>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let duration = parse_duration(&lit)?;
+            set(&mut self.negative_ttl, (lit, duration), k.span, "negative_ttl", errors);
+        } else if lookahead.peek(kw::codec) {
+            let k = input.parse::<kw::codec>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let codec = match lit.value().as_str() {
+                "postcard" => CodecSpec::Postcard,
+                "json" => CodecSpec::Json,
+                other => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("unknown codec {other:?}: expected \"postcard\" or \"json\""),
+                    ))
+                }
+            };
+            set(&mut self.codec, codec, k.span, "codec", errors);
+        } else if lookahead.peek(kw::name) {
+            let k = input.parse::<kw::name>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let value = lit.value();
+            if value.is_empty() || value.contains(|c: char| c == ':' || c.is_whitespace()) {
+                return Err(syn::Error::new(lit.span(), "`name` must be non-empty, without `:` or spaces (it is a key segment)"));
+            }
+            set(&mut self.name, lit, k.span, "name", errors);
+        } else if lookahead.peek(kw::version) {
+            let k = input.parse::<kw::version>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitInt = input.parse()?;
+            set(&mut self.version, lit.base10_parse()?, k.span, "version", errors);
+        } else if lookahead.peek(kw::cache) {
+            let k = input.parse::<kw::cache>()?;
+            input.parse::<Token![=]>()?;
+            set(&mut self.cache, input.parse()?, k.span, "cache", errors);
+        } else if input.peek(Ident::peek_any) {
+            let unknown = input.call(Ident::parse_any)?;
+            return Err(syn::Error::new(
+                unknown.span(),
+                format!("unknown `#[cached]` argument `{unknown}`: expected {KEYS}"),
+            ));
+        } else {
+            return Err(lookahead.error());
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.at(span, format!("duplicate `{name}` argument"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
+    if input.peek(syn::token::Bracket) {
+        let content;
+        bracketed!(content in input);
+        Ok(Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect())
+    } else {
+        Ok(vec![input.parse()?])
+    }
+}
+
+fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
+    match humantime::parse_duration(lit.value().trim()) {
+        Ok(d) if d.is_zero() => Err(syn::Error::new(lit.span(), "a cache lifetime must be positive")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(syn::Error::new(
+            lit.span(),
+            format!("{:?} is not a duration ({e}); write e.g. \"90s\", \"5m\" or \"1h30m\"", lit.value()),
+        )),
+    }
+}
+
+fn parse_ttl_literal(lit: LitStr) -> syn::Result<TtlSpec> {
+    let value = lit.value();
+    if grammar::BUILTIN_POLICY_NAMES.contains(&value.as_str()) {
+        return Ok(TtlSpec::Builtin(lit));
+    }
+    let looks_like_a_name = value.chars().any(|c| c.is_ascii_alphabetic())
+        && value.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        && value.len() > 3;
+    if looks_like_a_name {
+        let closest = grammar::BUILTIN_POLICY_NAMES
+            .iter()
+            .map(|known| (strsim::damerau_levenshtein(known, &value), known))
+            .min()
+            .filter(|(distance, _)| *distance <= 4);
+        let hint = match closest {
+            Some((_, known)) => format!("; did you mean \"{known}\"?"),
+            None => format!("; the built-in policies are {}", grammar::BUILTIN_POLICY_NAMES.join(", ")),
+        };
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("unknown TTL policy \"{value}\"{hint} (or write a duration such as \"5m\", or a path to a `TtlPolicy` const)"),
+        ));
+    }
+    let duration = parse_duration(&lit)?;
+    Ok(TtlSpec::Literal(lit, duration))
+}
+
+/// A parser that records errors instead of failing, so the item is always kept.
+pub(crate) struct Parsed(pub(crate) Args, pub(crate) Errors);
+
+impl Parse for Parsed {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let args = Args::parse_all(input, &mut errors);
+        Ok(Parsed(args, errors))
+    }
+}

@@ -1,0 +1,269 @@
+//! Checks the annotated function and generates its wrapper: a static call-site
+//! descriptor and one call into `::acgs_cache::__private::call`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::{Args, CodecSpec, Errors, Parsed, TtlSpec};
+
+/// Entry point: on any error the user's function is emitted unchanged next
+/// to the errors, so the rest of the crate (and the IDE) keeps working.
+pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let e = syn::Error::new(Span::call_site(), "`#[cached]` works on `async fn` items only");
+            return with_errors(item, e);
+        }
+    };
+    let Parsed(args, mut errors) = match syn::parse2::<Parsed>(args) {
+        Ok(parsed) => parsed,
+        Err(e) => return with_errors(item, e),
+    };
+    let plan = Plan::check(&item_fn, &args, &mut errors);
+    match errors.into_result() {
+        Ok(()) => generate(item_fn, &args, plan),
+        Err(e) => with_errors(item, e),
+    }
+}
+
+fn with_errors(item: TokenStream, errors: syn::Error) -> TokenStream {
+    let errors = errors.to_compile_error();
+    quote!(#item #errors)
+}
+
+/// How the return type maps to what is cached.
+enum Shape {
+    Plain,
+    OkOnly,
+    SomeOnly,
+}
+
+/// What generation needs, established by the checks.
+struct Plan {
+    shape: Shape,
+    is_method: bool,
+    /// Key arguments (parameter names), in signature order.
+    key_args: Vec<Ident>,
+    /// The signature text folded into the schema fingerprint.
+    signature: String,
+}
+
+impl Plan {
+    fn check(f: &ItemFn, args: &Args, errors: &mut Errors) -> Plan {
+        let sig = &f.sig;
+        if sig.asyncness.is_none() {
+            errors.at(sig.fn_token.span, "`#[cached]` works on `async fn` only: add `async`");
+        }
+        if args.ttl.is_none() {
+            errors.at(
+                args.span.unwrap_or_else(Span::call_site),
+                "`#[cached]` needs a TTL: `ttl = \"policy_decision\"` (a built-in policy), `ttl = \"5m\"` or `ttl = MY_POLICY`",
+            );
+        }
+        let is_generic = sig
+            .generics
+            .params
+            .iter()
+            .any(|p| matches!(p, GenericParam::Type(_) | GenericParam::Const(_)));
+        if is_generic && args.key.is_none() {
+            errors.at(
+                sig.generics.span(),
+                "a generic cached function needs `key = ...`: every instantiation shares one call site, so the key must say what distinguishes them",
+            );
+        }
+        if args.key.is_some() && args.skip.is_some() {
+            errors.at(sig.ident.span(), "`skip` has no effect together with `key`: the key is exactly the `key` expression");
+        }
+
+        let shape = match &sig.output {
+            ReturnType::Default => {
+                errors.at(sig.ident.span(), "a cached function must return a value; `()` has nothing to cache");
+                Shape::Plain
+            }
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::ImplTrait(_) => {
+                    errors.at(ty.span(), "a cached function cannot return `impl Trait`: name a concrete type");
+                    Shape::Plain
+                }
+                ty => match last_segment(ty).as_deref() {
+                    Some("Result") => Shape::OkOnly,
+                    Some("Option") => Shape::SomeOnly,
+                    _ => Shape::Plain,
+                },
+            },
+        };
+        if let (Some((lit, _)), false) = (&args.negative_ttl, matches!(shape, Shape::SomeOnly)) {
+            errors.at(lit.span(), "`negative_ttl` caches `None` and needs an `Option<T>` return type");
+        }
+
+        let skipped: Vec<String> = args.skip.iter().flatten().map(Ident::to_string).collect();
+        let mut is_method = false;
+        let mut names = Vec::new();
+        let mut key_args = Vec::new();
+        let mut signature_types = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(receiver) => {
+                    is_method = true;
+                    names.push("self".to_owned());
+                    if receiver.mutability.is_some() && receiver.reference.is_some() {
+                        errors.at(receiver.span(), "`&mut self` methods cannot be cached: a cache hit would skip the mutation");
+                    }
+                    if !skipped.iter().any(|s| s == "self") && args.key.is_none() {
+                        key_args.push(Ident::new("self", receiver.self_token.span));
+                        signature_types.push("self".to_owned());
+                    }
+                }
+                FnArg::Typed(pat_type) => {
+                    let Pat::Ident(pat_ident) = &*pat_type.pat else {
+                        errors.at(pat_type.pat.span(), "destructuring patterns are not supported by `#[cached]`: bind the argument to a name");
+                        continue;
+                    };
+                    let name = pat_ident.ident.to_string();
+                    names.push(name.clone());
+                    if let Type::Reference(r) = &*pat_type.ty {
+                        if r.mutability.is_some() {
+                            errors.at(pat_type.ty.span(), format!("`{name}: &mut ...` cannot be cached: a cache hit would skip the mutation"));
+                        }
+                    }
+                    if contains_impl_trait(&pat_type.ty) {
+                        errors.at(pat_type.ty.span(), format!("`{name}: impl Trait` is not supported by `#[cached]`: use a concrete type (or a generic parameter with `key = ...`)"));
+                    }
+                    let in_key = args.key.is_none() && !skipped.contains(&name);
+                    if in_key {
+                        if let Some(map) = unordered_collection(&pat_type.ty) {
+                            errors.at(pat_type.ty.span(), format!("`{name}` is a `{map}`, whose iteration order is random, so its encoding cannot key a cache: use a `BTree` collection, or `skip({name})`"));
+                        }
+                        key_args.push(pat_ident.ident.clone());
+                        signature_types.push(normalized(&pat_type.ty));
+                    }
+                }
+            }
+        }
+        for s in args.skip.iter().flatten() {
+            if !names.contains(&s.to_string()) {
+                errors.at(s.span(), format!("`skip({s})`: the function has no argument `{s}`"));
+            }
+        }
+        let output = match &sig.output {
+            ReturnType::Type(_, ty) => normalized(ty),
+            ReturnType::Default => String::new(),
+        };
+        let key_text = args.key.as_ref().map(normalized).unwrap_or_default();
+        let signature = format!("{}({})key({key_text})->{output}", sig.ident, signature_types.join(","));
+        Plan { shape, is_method, key_args, signature }
+    }
+}
+
+/// Tokens as text without whitespace, so the fingerprint does not depend on
+/// how a compiler version spaces tokens.
+fn normalized(tokens: &impl ToTokens) -> String {
+    tokens.to_token_stream().to_string().chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Paren(p) => last_segment(&p.elem),
+        Type::Group(g) => last_segment(&g.elem),
+        _ => None,
+    }
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    match ty {
+        Type::ImplTrait(_) => true,
+        Type::Reference(r) => contains_impl_trait(&r.elem),
+        Type::Paren(p) => contains_impl_trait(&p.elem),
+        Type::Group(g) => contains_impl_trait(&g.elem),
+        _ => false,
+    }
+}
+
+fn unordered_collection(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Reference(r) => unordered_collection(&r.elem),
+        _ => last_segment(ty).filter(|s| s == "HashMap" || s == "HashSet"),
+    }
+}
+
+fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
+    let ItemFn { attrs, vis, sig, block } = f;
+    let private = quote!(::acgs_cache::__private);
+    let fn_name = sig.ident.to_string();
+    let name = args.name.as_ref().map_or(fn_name, syn::LitStr::value);
+    let signature = &plan.signature;
+    let version = args.version.unwrap_or(0);
+
+    let policy = match args.ttl.as_ref().expect("checked: ttl is present") {
+        TtlSpec::Builtin(lit) => {
+            let konst = format_ident!("{}", lit.value().to_uppercase(), span = lit.span());
+            quote!(&#private::policies::#konst)
+        }
+        TtlSpec::Literal(lit, d) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote_spanned!(lit.span()=> &#private::literal_policy(#lit, #secs, #nanos))
+        }
+        TtlSpec::Path(path) => quote_spanned!(path.span()=> &#path),
+    };
+
+    let mut options = TokenStream::new();
+    if let Some(patterns) = &args.invalidate_on {
+        options.extend(quote!(.invalidate_on(&[#(#patterns),*])));
+    }
+    if let Some(CodecSpec::Json) = &args.codec {
+        options.extend(quote!(.codec(#private::Codec::Json)));
+    }
+    if let Some((_, d)) = &args.negative_ttl {
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        options.extend(quote!(.negative_ttl(#private::Duration::new(#secs, #nanos))));
+    }
+    let instance_fn = args.cache.as_ref().map(|expr| {
+        options.extend(quote!(.instance(__acgs_instance)));
+        quote_spanned! {expr.span()=>
+            fn __acgs_instance() -> &'static #private::Cache { &*#expr }
+        }
+    });
+
+    // Methods fold the receiver's type into the key: two types with the same
+    // method never share entries, even when `self` is skipped.
+    let receiver_type = plan.is_method.then(|| quote!(::core::any::type_name::<Self>(),));
+    let key_parts = match &args.key {
+        Some(expr) => quote_spanned!(expr.span()=> #private::key_arg(&(#expr)),),
+        None => plan
+            .key_args
+            .iter()
+            .map(|arg| quote_spanned!(arg.span()=> #private::key_arg(&#arg),))
+            .collect(),
+    };
+
+    let (ret_ty, ret_span) = match &sig.output {
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+        ReturnType::Default => unreachable!("checked: the function returns a value"),
+    };
+    let shape = match plan.shape {
+        Shape::Plain => quote!(Plain),
+        Shape::OkOnly => quote!(OkOnly),
+        Shape::SomeOnly => quote!(SomeOnly),
+    };
+    // Spanned on the return type: an uncacheable value is reported there.
+    let call = quote_spanned!(ret_span=> #private::call::<#private::#shape<#ret_ty>, _>);
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #instance_fn
+            static __ACGS_SITE: #private::CallSite = #private::CallSite::new(
+                #name,
+                ::core::module_path!(),
+                #private::fingerprint(::core::module_path!(), #signature, #version),
+                #policy,
+            )#options;
+            let __acgs_key = #private::digest(&(#receiver_type #key_parts));
+            #call(&__ACGS_SITE, __acgs_key, async move #block).await
+        }
+    }
+}
