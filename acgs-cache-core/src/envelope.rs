@@ -1,6 +1,6 @@
 //! The versioned envelope every L2 value travels in.
 //!
-//! Layout: one format-version byte, then a postcard [`EnvelopeHeader`], then
+//! Layout: a magic byte (`0xAC`), a format-version byte, then a postcard [`EnvelopeHeader`], then
 //! the payload (possibly lz4-compressed). Decoding never trusts the bytes:
 //! anything unexpected is a [`Reject`] — a counted miss, never a panic and
 //! never a value of the wrong shape.
@@ -13,6 +13,10 @@ use crate::log_position::LogPosition;
 
 /// The envelope format this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// First byte of every envelope: tells our entries from bytes other programs
+/// wrote under the prefix.
+pub const MAGIC: u8 = 0xAC;
 
 /// Header flag: the payload is lz4-compressed with its size prepended.
 pub const FLAG_COMPRESSED: u8 = 0b0000_0001;
@@ -108,7 +112,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         }
     }
     let mut out = Vec::with_capacity(payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>());
-    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&[MAGIC, FORMAT_VERSION]);
     let mut out = postcard::to_extend(&header, out).map_err(|e| CodecError::Encode(e.to_string()))?;
     out.extend_from_slice(&payload);
     if out.len() > limits.max_value_bytes {
@@ -123,9 +127,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 ///
 /// The [`Reject`] reason when the bytes are not an envelope of this format.
 pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
-    let (&version, rest) = bytes.split_first().ok_or(Reject::Corrupt)?;
-    if version != FORMAT_VERSION {
-        return Err(Reject::UnknownVersion);
+    let [MAGIC, version, rest @ ..] = bytes else {
+        return Err(Reject::Corrupt);
+    };
+    if *version != FORMAT_VERSION {
+        return Err(if *version > FORMAT_VERSION { Reject::UnknownVersion } else { Reject::Corrupt });
     }
     let (header, payload): (EnvelopeHeader, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
@@ -205,7 +211,7 @@ mod tests {
         assert_eq!(decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(), Reject::Corrupt);
         assert_eq!(decode::<String>(&good, 0xbeef, 1 << 20).unwrap_err(), Reject::FingerprintMismatch);
         let mut future = good.clone();
-        future[0] = FORMAT_VERSION + 1;
+        future[1] = FORMAT_VERSION + 1;
         assert_eq!(decode::<String>(&future, 0xfeed, 1 << 20).unwrap_err(), Reject::UnknownVersion);
         assert_eq!(decode::<u64>(&good, 0xfeed, 1 << 20).unwrap_err(), Reject::Payload);
         assert_eq!(decode::<String>(&good, 0xfeed, 4).unwrap_err(), Reject::TooLarge);
@@ -226,7 +232,7 @@ mod tests {
     fn hostile_compressed_size_prefix_does_not_allocate() {
         let mut h = header();
         h.flags = FLAG_COMPRESSED;
-        let mut bytes = vec![FORMAT_VERSION];
+        let mut bytes = vec![MAGIC, FORMAT_VERSION];
         let mut bytes = {
             bytes = postcard::to_extend(&h, bytes).unwrap();
             bytes

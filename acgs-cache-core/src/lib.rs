@@ -25,7 +25,7 @@ mod stats;
 
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
-pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION};
+pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error};
 pub use key::{fingerprint, KeyDigest};
 pub use log_position::LogPosition;

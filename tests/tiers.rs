@@ -1,0 +1,238 @@
+//! L1 and L2 behaviour against a real redis-server.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use acgs_cache::{cached, Cache, PolicyOverride};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use support::RedisServer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Decision {
+    policy_id: u64,
+    subject: String,
+    allow: bool,
+}
+
+static DECISIONS: AtomicU32 = AtomicU32::new(0);
+
+#[cached(ttl = "policy_decision")]
+async fn decide(policy_id: u64, subject: &str) -> Decision {
+    DECISIONS.fetch_add(1, Ordering::SeqCst);
+    Decision { policy_id, subject: subject.to_owned(), allow: policy_id % 2 == 0 }
+}
+
+fn cache(server: &RedisServer, service: &str) -> Cache {
+    Cache::builder().redis_url(server.url()).service(service).build().unwrap()
+}
+
+async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
+    let mut raw = server.raw().await;
+    let mut found: Vec<String> = raw.scan_match(pattern).await.unwrap().collect().await;
+    found.sort();
+    found
+}
+
+// `scan_match` yields an async iterator; collect it.
+trait CollectAsync {
+    async fn collect(self) -> Vec<String>;
+}
+impl CollectAsync for redis::AsyncIter<'_, String> {
+    async fn collect(mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(item) = self.next_item().await {
+            out.push(item.unwrap());
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn l1_hit_then_l2_hit_from_a_second_instance() {
+    let server = RedisServer::start();
+    let first = cache(&server, "tiers-shared");
+    let second = cache(&server, "tiers-shared");
+    let before = DECISIONS.load(Ordering::SeqCst);
+
+    let a = first.scope(decide(7, "alice")).await;
+    let b = first.scope(decide(7, "alice")).await;
+    let c = second.scope(decide(7, "alice")).await;
+    let d = second.scope(decide(7, "alice")).await;
+    assert_eq!(a, Decision { policy_id: 7, subject: "alice".into(), allow: false });
+    assert!(a == b && b == c && c == d);
+    assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 1, "computed once across both instances");
+
+    let s1 = first.stats().await;
+    let f1 = s1.function("decide").unwrap();
+    assert_eq!((f1.calls, f1.misses, f1.l1_hits, f1.l2_hits), (2, 1, 1, 0));
+    let s2 = second.stats().await;
+    let f2 = s2.function("decide").unwrap();
+    assert_eq!((f2.calls, f2.misses, f2.l1_hits, f2.l2_hits), (2, 0, 1, 1));
+    assert_eq!(f2.errors, 0);
+
+    // The entry sits under the documented layout, with the policy's TTL.
+    let stored = keys(&server, "acgs:tiers-shared:decide:*").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let parts: Vec<&str> = stored[0].split(':').collect();
+    assert_eq!(parts.len(), 5);
+    assert_eq!((parts[3].len(), parts[4].len()), (16, 32));
+    let ttl_ms: i64 = server.raw().await.pttl(&stored[0]).await.unwrap();
+    assert!(ttl_ms > 290_000 && ttl_ms <= 300_000, "{ttl_ms}");
+}
+
+static SHORT: AtomicU32 = AtomicU32::new(0);
+
+#[cached(ttl = "400ms")]
+async fn short_lived(n: u32) -> u32 {
+    SHORT.fetch_add(1, Ordering::SeqCst);
+    n * 2
+}
+
+#[tokio::test]
+async fn entries_expire_in_both_tiers() {
+    let server = RedisServer::start();
+    let cache = cache(&server, "tiers-expiry");
+    let before = SHORT.load(Ordering::SeqCst);
+    assert_eq!(cache.scope(short_lived(21)).await, 42);
+    assert_eq!(cache.scope(short_lived(21)).await, 42);
+    assert_eq!(SHORT.load(Ordering::SeqCst) - before, 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(keys(&server, "acgs:tiers-expiry:*").await.is_empty(), "L2 entry expired");
+    assert_eq!(cache.scope(short_lived(21)).await, 42);
+    assert_eq!(SHORT.load(Ordering::SeqCst) - before, 2, "recomputed after expiry");
+    let stats = cache.stats().await;
+    let f = stats.function("short_lived").unwrap();
+    assert_eq!((f.misses, f.l1_hits, f.l2_hits), (2, 1, 0));
+}
+
+#[tokio::test]
+async fn run_time_policy_override_changes_both_tiers() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .service("tiers-override")
+        .policy_override(
+            "policy_decision",
+            PolicyOverride { ttl: Some(Duration::from_millis(300)), ..PolicyOverride::default() },
+        )
+        .build()
+        .unwrap();
+    let before = DECISIONS.load(Ordering::SeqCst);
+    cache.scope(decide(1000, "override")).await;
+    let stored = keys(&server, "acgs:tiers-override:decide:*").await;
+    let ttl_ms: i64 = server.raw().await.pttl(&stored[0]).await.unwrap();
+    assert!(ttl_ms > 0 && ttl_ms <= 300, "L2 TTL follows the override: {ttl_ms}");
+    cache.scope(decide(1000, "override")).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    cache.scope(decide(1000, "override")).await;
+    assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 2, "L1 expired with the overridden TTL too");
+}
+
+#[tokio::test]
+async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritten() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "tiers-corrupt");
+    writer.scope(decide(5, "mallory")).await;
+    let key = keys(&server, "acgs:tiers-corrupt:decide:*").await.remove(0);
+    let good: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+
+    let mut wrong_fingerprint = good.clone();
+    // Bytes 4.. hold the varint fingerprint (after magic, version, codec,
+    // flags); flipping its lowest bit keeps the header parseable.
+    wrong_fingerprint[4] ^= 0x01;
+    let mut future_version = good.clone();
+    future_version[1] = acgs_cache::FORMAT_VERSION + 1;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("corrupt", b"\x00\x01garbage".to_vec()),
+        ("corrupt", good[..good.len() / 2].to_vec()),
+        ("corrupt", br#"{"written":"by another program"}"#.to_vec()),
+        ("unknown_version", future_version),
+        ("fingerprint_mismatch", wrong_fingerprint),
+        ("payload", [&good[..], b"trailing"].concat()),
+    ];
+    for (i, (reason, bytes)) in cases.into_iter().enumerate() {
+        let reader = cache(&server, "tiers-corrupt");
+        let _: () = server.raw().await.set(&key, bytes).await.unwrap();
+        let before = DECISIONS.load(Ordering::SeqCst);
+        let value = reader.scope(decide(5, "mallory")).await;
+        assert_eq!(value, Decision { policy_id: 5, subject: "mallory".into(), allow: false }, "case {i}");
+        assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 1, "case {i}: recomputed");
+        let stats = reader.stats().await;
+        let f = stats.function("decide").unwrap();
+        assert_eq!(f.rejected.get(reason), Some(&1), "case {i}: {:?}", f.rejected);
+        let rewritten: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+        assert_eq!(rewritten, good_without_time(&good, &rewritten), "case {i}: overwritten with a valid entry");
+    }
+}
+
+/// The rewritten entry differs from the first one only in its timestamps:
+/// compare everything but the header's time fields by decoding both.
+fn good_without_time(good: &[u8], rewritten: &[u8]) -> Vec<u8> {
+    let (a, pa) = acgs_cache::decode_header(good).unwrap();
+    let (b, pb) = acgs_cache::decode_header(rewritten).unwrap();
+    assert_eq!((a.fingerprint, a.codec, &a.tags, pa), (b.fingerprint, b.codec, &b.tags, pb));
+    rewritten.to_vec()
+}
+
+static JSON_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[cached(ttl = "api_responses", codec = "json")]
+async fn api_response(path: String) -> Vec<String> {
+    JSON_RUNS.fetch_add(1, Ordering::SeqCst);
+    vec![path, "ok".to_owned()]
+}
+
+#[tokio::test]
+async fn json_codec_is_readable_in_redis_and_round_trips() {
+    let server = RedisServer::start();
+    let first = cache(&server, "tiers-json");
+    let value = first.scope(api_response("/v1/health".into())).await;
+    let key = keys(&server, "acgs:tiers-json:api_response:*").await.remove(0);
+    let bytes: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+    let (header, payload) = acgs_cache::decode_header(&bytes).unwrap();
+    assert_eq!(header.codec, acgs_cache::Codec::Json.id());
+    assert_eq!(payload, br#"["/v1/health","ok"]"#);
+    let second = cache(&server, "tiers-json");
+    assert_eq!(second.scope(api_response("/v1/health".into())).await, value);
+    assert_eq!(second.stats().await.function("api_response").unwrap().l2_hits, 1);
+}
+
+#[tokio::test]
+async fn large_values_are_compressed_and_oversize_values_not_stored() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .service("tiers-size")
+        .max_value_bytes(64 * 1024)
+        .build()
+        .unwrap();
+    let big = cache.scope(api_response("x".repeat(20_000))).await;
+    let key = keys(&server, "acgs:tiers-size:api_response:*").await.remove(0);
+    let bytes: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+    let (header, _) = acgs_cache::decode_header(&bytes).unwrap();
+    assert_ne!(header.flags & acgs_cache::FLAG_COMPRESSED, 0);
+    assert!(bytes.len() < 2_000, "20 kB of 'x' compress well: {}", bytes.len());
+    assert_eq!(big[0].len(), 20_000);
+
+    // Random-ish content does not compress: 100 kB exceeds the 64 KiB limit.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noisy: String = (0..100_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    let before = JSON_RUNS.load(Ordering::SeqCst);
+    let value = cache.scope(api_response(noisy.clone())).await;
+    assert_eq!(value[0], noisy, "the caller still gets its value");
+    let stats = cache.stats().await;
+    assert_eq!(stats.function("api_response").unwrap().errors, 1, "oversize counted");
+    assert_eq!(keys(&server, "acgs:tiers-size:api_response:*").await.len(), 1, "not written to L2");
+    cache.scope(api_response(noisy)).await;
+    assert_eq!(JSON_RUNS.load(Ordering::SeqCst) - before, 2, "not cached in L1 either");
+}
