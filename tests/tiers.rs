@@ -236,3 +236,32 @@ async fn large_values_are_compressed_and_oversize_values_not_stored() {
     cache.scope(api_response(noisy)).await;
     assert_eq!(JSON_RUNS.load(Ordering::SeqCst) - before, 2, "not cached in L1 either");
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+}
+
+#[cached(ttl = "user_sessions", name = "golden_profile")]
+async fn load_profile(id: u64, tenant: &str) -> Profile {
+    Profile { id, name: format!("{tenant}-{id}") }
+}
+
+/// The digest of `(42u64, "alice")` is pinned in the runtime's unit tests
+/// (and cross-checked with another XXH3 implementation); this pins the whole
+/// L2 key a real cached function writes, so a change to the key layout or to
+/// the macro's fingerprint input (which would orphan every deployed entry)
+/// cannot go unnoticed.
+#[tokio::test]
+async fn key_of_a_cached_function_is_a_golden_value() {
+    let server = RedisServer::start();
+    let cache = cache(&server, "golden");
+    assert_eq!(cache.scope(load_profile(42, "alice")).await.name, "alice-42");
+    let stored = keys(&server, "acgs:golden:*").await;
+    assert_eq!(stored, vec![GOLDEN_KEY.to_owned()]);
+    let fingerprint = acgs_cache::fingerprint("tiers", "load_profile(u64,&str)key()->Profile", 0);
+    assert!(GOLDEN_KEY.contains(&format!(":{fingerprint:016x}:")), "fingerprint input is module path + normalized signature");
+}
+
+const GOLDEN_KEY: &str = "acgs:golden:golden_profile:978713acac87a1e8:5514734bbf207ef81579318b2b87f405";

@@ -1,0 +1,78 @@
+//! Redis unreachable at start and lost mid-run: cached calls keep answering,
+//! errors are counted, and L2 comes back by itself.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use acgs_cache::{cached, Cache};
+use support::{closed_port_url, RedisServer};
+
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[cached(ttl = "compliance_checks")]
+async fn check(subject: u32) -> Result<bool, String> {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(subject % 3 == 0)
+}
+
+fn cache_at(url: String, service: &str) -> Cache {
+    Cache::builder()
+        .redis_url(url)
+        .service(service)
+        .reconnect_backoff(Duration::from_millis(100))
+        .build()
+        .expect("an unreachable server is not a build error")
+}
+
+#[tokio::test]
+async fn unreachable_at_start_still_answers_from_the_function_and_l1() {
+    let cache = cache_at(closed_port_url(), "outage-start");
+    let before = RUNS.load(Ordering::SeqCst);
+    for subject in 0..20 {
+        assert_eq!(cache.scope(check(subject)).await, Ok(subject % 3 == 0));
+    }
+    for subject in 0..20 {
+        assert_eq!(cache.scope(check(subject)).await, Ok(subject % 3 == 0));
+    }
+    assert_eq!(RUNS.load(Ordering::SeqCst) - before, 20, "L1 still caches");
+    let stats = cache.stats().await;
+    let f = stats.function("check").unwrap();
+    assert_eq!((f.calls, f.misses, f.l1_hits), (40, 20, 20));
+    assert!(f.errors >= 20, "each miss's L2 read and write failed and was counted: {}", f.errors);
+    assert!(cache.ping_l2().await.is_err());
+}
+
+#[tokio::test]
+async fn lost_mid_run_then_recovers_without_a_restart() {
+    let mut server = RedisServer::start();
+    let cache = cache_at(server.url(), "outage-mid");
+    assert_eq!(cache.scope(check(3)).await, Ok(true));
+    assert!(cache.ping_l2().await.is_ok());
+
+    server.stop();
+    for subject in 100..130 {
+        assert_eq!(cache.scope(check(subject)).await, Ok(subject % 3 == 0), "answers while redis is down");
+    }
+    let errors_during_outage = cache.stats().await.function("check").unwrap().errors;
+    assert!(errors_during_outage > 0);
+
+    server.restart();
+    // The tier reconnects in the background; a write after that is shared again.
+    let mut recovered = false;
+    for attempt in 0..100u32 {
+        cache.scope(check(1_000 + attempt)).await.unwrap();
+        let reader = cache_at(server.url(), "outage-mid");
+        let before = RUNS.load(Ordering::SeqCst);
+        reader.scope(check(1_000 + attempt)).await.unwrap();
+        if RUNS.load(Ordering::SeqCst) == before {
+            recovered = true;
+            assert_eq!(reader.stats().await.function("check").unwrap().l2_hits, 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "L2 was not used again after redis came back");
+    assert!(cache.ping_l2().await.is_ok());
+}
