@@ -58,6 +58,90 @@ impl fmt::Display for KeyDigest {
     }
 }
 
+/// A value that can enter a cache key.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "this argument is hashed into the cache key",
+    note = "leave it out of the key with `#[cached(skip(<argument>))]`, or give the key yourself with `key = <expr>`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+/// Digests key arguments one at a time, as the `#[cached]` expansion does.
+///
+/// postcard encodes a tuple as the concatenation of its elements, so
+/// `KeyBuilder::new().arg(&a).arg(&b).finish()` equals
+/// `KeyDigest::of(&(a, b))`; taking arguments one by one lets the compiler
+/// report a non-serializable argument once, at that argument.
+#[derive(Debug)]
+pub struct KeyBuilder {
+    stack: [u8; STACK_KEY_BYTES],
+    len: usize,
+    heap: Option<Vec<u8>>,
+    failed: Option<CodecError>,
+}
+
+impl Default for KeyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyBuilder {
+    /// An empty key.
+    #[must_use]
+    #[inline]
+    pub fn new() -> Self {
+        KeyBuilder { stack: [0; STACK_KEY_BYTES], len: 0, heap: None, failed: None }
+    }
+
+    /// Appends one key argument.
+    #[must_use]
+    #[inline]
+    pub fn arg<T: KeyArg + ?Sized>(mut self, value: &T) -> Self {
+        if self.failed.is_some() {
+            return self;
+        }
+        if let Some(heap) = self.heap.take() {
+            match postcard::to_extend(value, heap) {
+                Ok(heap) => self.heap = Some(heap),
+                Err(e) => self.failed = Some(CodecError::Encode(e.to_string())),
+            }
+            return self;
+        }
+        match postcard::to_slice(value, &mut self.stack[self.len..]) {
+            Ok(written) => self.len += written.len(),
+            Err(postcard::Error::SerializeBufferFull) => {
+                let heap = self.stack[..self.len].to_vec();
+                match postcard::to_extend(value, heap) {
+                    Ok(heap) => self.heap = Some(heap),
+                    Err(e) => self.failed = Some(CodecError::Encode(e.to_string())),
+                }
+            }
+            Err(e) => self.failed = Some(CodecError::Encode(e.to_string())),
+        }
+        self
+    }
+
+    /// The digest of everything appended.
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::Encode`] when an argument failed to serialize.
+    #[inline]
+    pub fn finish(self) -> Result<KeyDigest, CodecError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let bytes = match &self.heap {
+            Some(heap) => heap.as_slice(),
+            None => &self.stack[..self.len],
+        };
+        Ok(KeyDigest(xxh3::xxh3_128(bytes)))
+    }
+}
+
 /// A cached function's schema fingerprint, computed at compile time from its
 /// module path, its signature as written and the attribute's `version`.
 /// Changing the return type, the key arguments or the version moves the
@@ -97,6 +181,16 @@ mod tests {
     // over the postcard bytes [42, 5, b'a', b'l', b'i', b'c', b'e'] and over b"".
     const GOLDEN_42_ALICE: &str = "5514734bbf207ef81579318b2b87f405";
     const GOLDEN_UNIT: &str = "99aa06d3014798d86001c324468d497f";
+
+    #[test]
+    fn builder_equals_the_tuple_digest_on_stack_and_heap() {
+        let tuple = KeyDigest::of(&(42u64, "alice")).unwrap();
+        assert_eq!(KeyBuilder::new().arg(&42u64).arg("alice").finish().unwrap(), tuple);
+        let big = "y".repeat(3 * STACK_KEY_BYTES);
+        let tuple = KeyDigest::of(&(7u8, &big, 9u32)).unwrap();
+        assert_eq!(KeyBuilder::new().arg(&7u8).arg(&big).arg(&9u32).finish().unwrap(), tuple);
+        assert_eq!(KeyBuilder::new().finish().unwrap(), KeyDigest::of(&()).unwrap());
+    }
 
     #[test]
     fn references_and_owned_values_digest_alike() {

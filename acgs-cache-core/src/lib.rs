@@ -38,57 +38,13 @@ pub use stats::{FunctionStats, StatsSnapshot};
 pub mod __private {
     pub use crate::call::{call, Cacheable, OkOnly, Plain, Shape, SomeOnly, Verdict};
     pub use crate::codec::Codec;
-    pub use crate::key::{fingerprint, KeyDigest};
+    pub use crate::key::{fingerprint, KeyArg, KeyDigest};
     pub use crate::policy::{builtin as policies, TtlPolicy};
     pub use crate::site::CallSite;
     pub use crate::Cache;
     pub use core::time::Duration;
 
-    use serde::{Serialize, Serializer};
-
-    /// A value that can enter a cache key.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
-        label = "this argument is hashed into the cache key",
-        note = "leave it out of the key with `#[cached(skip(<argument>))]`, or give the key yourself with `key = <expr>`"
-    )]
-    pub trait KeyArg {
-        #[doc(hidden)]
-        fn serialize_key<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
-    }
-
-    impl<T: Serialize + ?Sized> KeyArg for T {
-        fn serialize_key<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            self.serialize(serializer)
-        }
-    }
-
-    /// One key argument, checked where the user wrote it.
-    #[derive(Debug)]
-    pub struct KeyPart<'a, T: ?Sized>(&'a T);
-
-    impl<T: KeyArg + ?Sized> Serialize for KeyPart<'_, T> {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            self.0.serialize_key(serializer)
-        }
-    }
-
-    /// Marks `value` as a key argument.
-    #[inline]
-    pub fn key_arg<T: KeyArg + ?Sized>(value: &T) -> KeyPart<'_, T> {
-        KeyPart(value)
-    }
-
-    /// The digest of a call's key arguments.
-    ///
-    /// # Errors
-    ///
-    /// When an argument's `Serialize` implementation fails; the call then
-    /// bypasses the cache.
-    #[inline]
-    pub fn digest<T: Serialize>(parts: &T) -> Result<KeyDigest, crate::CodecError> {
-        KeyDigest::of(parts)
-    }
+    pub use crate::key::KeyBuilder;
 
     /// A policy for a literal duration (`ttl = "90s"`).
     #[must_use]

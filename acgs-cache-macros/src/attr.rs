@@ -54,6 +54,8 @@ pub(crate) struct Args {
     pub(crate) cache: Option<Expr>,
     /// Span of the whole argument list, for "missing `ttl`".
     pub(crate) span: Option<Span>,
+    /// A `ttl` argument was written (even if it did not parse).
+    pub(crate) ttl_written: bool,
 }
 
 /// Collects errors instead of stopping at the first.
@@ -104,6 +106,7 @@ impl Args {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::ttl) {
             let k = input.parse::<kw::ttl>()?;
+            self.ttl_written = true;
             input.parse::<Token![=]>()?;
             let spec = if input.peek(LitStr) {
                 parse_ttl_literal(input.parse()?)?

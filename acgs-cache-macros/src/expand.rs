@@ -1,7 +1,7 @@
 //! Checks the annotated function and generates its wrapper: a static call-site
 //! descriptor and one call into `::acgs_cache::__private::call`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
@@ -57,7 +57,7 @@ impl Plan {
         if sig.asyncness.is_none() {
             errors.at(sig.fn_token.span, "`#[cached]` works on `async fn` only: add `async`");
         }
-        if args.ttl.is_none() {
+        if !args.ttl_written {
             errors.at(
                 args.span.unwrap_or_else(Span::call_site),
                 "`#[cached]` needs a TTL: `ttl = \"policy_decision\"` (a built-in policy), `ttl = \"5m\"` or `ttl = MY_POLICY`",
@@ -230,14 +230,11 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
 
     // Methods fold the receiver's type into the key: two types with the same
     // method never share entries, even when `self` is skipped.
-    let receiver_type = plan.is_method.then(|| quote!(::core::any::type_name::<Self>(),));
-    let key_parts = match &args.key {
-        Some(expr) => quote_spanned!(expr.span()=> #private::key_arg(&(#expr)),),
-        None => plan
-            .key_args
-            .iter()
-            .map(|arg| quote_spanned!(arg.span()=> #private::key_arg(&#arg),))
-            .collect(),
+    let receiver_type = plan.is_method.then(|| quote!(.arg(::core::any::type_name::<Self>())));
+    // Each argument is checked where the user wrote it.
+    let key_parts: TokenStream = match &args.key {
+        Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
+        None => plan.key_args.iter().map(|arg| quote_spanned!(arg.span()=> .arg(&#arg))).collect(),
     };
 
     let (ret_ty, ret_span) = match &sig.output {
@@ -249,12 +246,19 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
         Shape::OkOnly => quote!(OkOnly),
         Shape::SomeOnly => quote!(SomeOnly),
     };
+    // Mixed-site hygiene: the user's code cannot see (or be shadowed by) these locals.
+    let key = Ident::new("__acgs_key", Span::mixed_site());
+    let site = Ident::new("__acgs_site", Span::mixed_site());
     // Spanned on the return type: an uncacheable value is reported there.
-    let call = quote_spanned!(ret_span=> #private::call::<#private::#shape<#ret_ty>, _>);
+    let private_at_ret = quote_spanned!(ret_span=> ::acgs_cache::__private);
+    let call = quote_spanned! {ret_span=>
+        #private_at_ret::call::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
+    };
 
-    quote! {
-        #(#attrs)*
-        #vis #sig {
+    let body = quote! {
+        let #key = #private::KeyBuilder::new()#receiver_type #key_parts.finish();
+        // In a block of its own, so the descriptor's name never meets the user's.
+        let #site = {
             #instance_fn
             static __ACGS_SITE: #private::CallSite = #private::CallSite::new(
                 #name,
@@ -262,8 +266,16 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
                 #private::fingerprint(::core::module_path!(), #signature, #version),
                 #policy,
             )#options;
-            let __acgs_key = #private::digest(&(#receiver_type #key_parts));
-            #call(&__ACGS_SITE, __acgs_key, async move #block).await
-        }
+            &__ACGS_SITE
+        };
+        #call
+    };
+    // The body's braces carry the return type's span: a value that cannot be
+    // cached is reported at the type the user wrote, not at the attribute.
+    let mut body = Group::new(Delimiter::Brace, body);
+    body.set_span(ret_span);
+    quote! {
+        #(#attrs)*
+        #vis #sig #body
     }
 }
