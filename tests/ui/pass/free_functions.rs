@@ -55,6 +55,7 @@ async fn pinned(n: u8) -> u8 {
 }
 
 /// Generated names do not shadow the user's, and the user's do not shadow ours.
+#[allow(non_snake_case)]
 #[cached(ttl = "api_responses")]
 async fn shadowing(__acgs_key: u32, __ACGS_SITE: u32, key: u32, site: u32, cache: u32) -> u32 {
     fn __acgs_instance() -> u32 {
