@@ -37,7 +37,11 @@ async fn result_caches_only_ok() {
             let before = LOOKUPS.load(Ordering::SeqCst);
             assert_eq!(rule(0).await, Err(DbError::Unavailable));
             assert_eq!(rule(0).await, Err(DbError::Unavailable));
-            assert_eq!(LOOKUPS.load(Ordering::SeqCst) - before, 2, "errors are never cached");
+            assert_eq!(
+                LOOKUPS.load(Ordering::SeqCst) - before,
+                2,
+                "errors are never cached"
+            );
             assert_eq!(rule(3).await, Ok("rule-3".to_owned()));
             assert_eq!(rule(3).await, Ok("rule-3".to_owned()));
             assert_eq!(LOOKUPS.load(Ordering::SeqCst) - before, 3);
@@ -71,7 +75,11 @@ async fn option_caches_none_only_when_asked() {
             let before = USERS.load(Ordering::SeqCst);
             assert_eq!(find_user(0).await, None);
             assert_eq!(find_user(0).await, None);
-            assert_eq!(USERS.load(Ordering::SeqCst) - before, 2, "None not cached by default");
+            assert_eq!(
+                USERS.load(Ordering::SeqCst) - before,
+                2,
+                "None not cached by default"
+            );
             assert_eq!(find_user(9).await.as_deref(), Some("user-9"));
             assert_eq!(find_user(9).await.as_deref(), Some("user-9"));
             assert_eq!(USERS.load(Ordering::SeqCst) - before, 3);
@@ -79,7 +87,11 @@ async fn option_caches_none_only_when_asked() {
             let before = NEGATIVE.load(Ordering::SeqCst);
             assert_eq!(find_user_remembering_absence(0).await, None);
             assert_eq!(find_user_remembering_absence(0).await, None);
-            assert_eq!(NEGATIVE.load(Ordering::SeqCst) - before, 1, "None cached with negative_ttl");
+            assert_eq!(
+                NEGATIVE.load(Ordering::SeqCst) - before,
+                1,
+                "None cached with negative_ttl"
+            );
         })
         .await;
 }
@@ -93,7 +105,7 @@ impl PolicyStore {
     #[cached(ttl = "policy_decision", skip(self))]
     async fn decision(&self, policy: u32) -> bool {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        policy % 2 == 0
+        policy.is_multiple_of(2)
     }
 }
 
@@ -137,25 +149,45 @@ async fn methods_share_entries_only_as_their_receiver_rule_says() {
     let cache = l1_only();
     cache
         .scope(async {
-            let policies = PolicyStore { calls: AtomicU32::new(0) };
-            let other_policies = PolicyStore { calls: AtomicU32::new(0) };
-            let audits = AuditStore { calls: AtomicU32::new(0) };
+            let policies = PolicyStore {
+                calls: AtomicU32::new(0),
+            };
+            let other_policies = PolicyStore {
+                calls: AtomicU32::new(0),
+            };
+            let audits = AuditStore {
+                calls: AtomicU32::new(0),
+            };
             assert!(policies.decision(2).await);
-            assert!(other_policies.decision(2).await, "skip(self): receivers of one type share");
+            assert!(
+                other_policies.decision(2).await,
+                "skip(self): receivers of one type share"
+            );
             assert_eq!(other_policies.calls.load(Ordering::SeqCst), 0);
-            assert!(!audits.decision(2).await, "another type never shares, even with skip(self)");
+            assert!(
+                !audits.decision(2).await,
+                "another type never shares, even with skip(self)"
+            );
             assert_eq!(audits.calls.load(Ordering::SeqCst), 1);
 
             let before = TENANT_CALLS.load(Ordering::SeqCst);
             assert_eq!(Tenant { id: 1 }.quota("cpu").await, 103);
-            assert_eq!(Tenant { id: 2 }.quota("cpu").await, 203, "self in the key: receivers differ");
+            assert_eq!(
+                Tenant { id: 2 }.quota("cpu").await,
+                203,
+                "self in the key: receivers differ"
+            );
             assert_eq!(Tenant { id: 1 }.quota("cpu").await, 103);
             assert_eq!(TENANT_CALLS.load(Ordering::SeqCst) - before, 2);
 
             let first = Arc::new(Tenant { id: 1 });
             let second = Arc::new(Tenant { id: 2 });
             assert_eq!(first.shared_banner().await, "hello from tenant 1");
-            assert_eq!(second.shared_banner().await, "hello from tenant 1", "skip(self) is an explicit choice to share");
+            assert_eq!(
+                second.shared_banner().await,
+                "hello from tenant 1",
+                "skip(self) is an explicit choice to share"
+            );
         })
         .await;
 }
@@ -196,14 +228,25 @@ async fn skip_and_key_decide_what_enters_the_key() {
         .scope(async {
             let before = TRACE_CALLS.load(Ordering::SeqCst);
             assert!(compliance("ok-1".into(), 1).await);
-            assert!(compliance("ok-1".into(), 2).await, "skipped argument does not change the key");
+            assert!(
+                compliance("ok-1".into(), 2).await,
+                "skipped argument does not change the key"
+            );
             assert!(!compliance("no".into(), 2).await);
             assert_eq!(TRACE_CALLS.load(Ordering::SeqCst) - before, 2);
 
             let before = TRACE_CALLS.load(Ordering::SeqCst);
-            let req = |tenant| Request { tenant, path: "/rules".into(), received_at: std::time::Instant::now() };
+            let req = |tenant| Request {
+                tenant,
+                path: "/rules".into(),
+                received_at: std::time::Instant::now(),
+            };
             assert_eq!(respond(req(1)).await, "1:/rules");
-            assert_eq!(respond(req(1)).await, "1:/rules", "key = (tenant, path) ignores received_at");
+            assert_eq!(
+                respond(req(1)).await,
+                "1:/rules",
+                "key = (tenant, path) ignores received_at"
+            );
             assert_eq!(respond(req(2)).await, "2:/rules");
             assert_eq!(TRACE_CALLS.load(Ordering::SeqCst) - before, 2);
 
@@ -211,9 +254,17 @@ async fn skip_and_key_decide_what_enters_the_key() {
             let mut a = BTreeMap::new();
             a.insert("x".to_string(), "1".to_string());
             a.insert("y".to_string(), "2".to_string());
-            let b: BTreeMap<_, _> = a.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let b: BTreeMap<_, _> = a
+                .iter()
+                .rev()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             assert_eq!(settings("db".into(), a).await, 4);
-            assert_eq!(settings("db".into(), b).await, 4, "ordered maps key the same whatever the insertion order");
+            assert_eq!(
+                settings("db".into(), b).await,
+                4,
+                "ordered maps key the same whatever the insertion order"
+            );
             assert_eq!(TRACE_CALLS.load(Ordering::SeqCst) - before, 1);
         })
         .await;
@@ -223,7 +274,9 @@ async fn skip_and_key_decide_what_enters_the_key() {
 struct Flaky;
 impl Serialize for Flaky {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("this argument refuses to serialize"))
+        Err(serde::ser::Error::custom(
+            "this argument refuses to serialize",
+        ))
     }
 }
 

@@ -22,11 +22,19 @@ static DECISIONS: AtomicU32 = AtomicU32::new(0);
 #[cached(ttl = "policy_decision")]
 async fn decide(policy_id: u64, subject: &str) -> Decision {
     DECISIONS.fetch_add(1, Ordering::SeqCst);
-    Decision { policy_id, subject: subject.to_owned(), allow: policy_id % 2 == 0 }
+    Decision {
+        policy_id,
+        subject: subject.to_owned(),
+        allow: policy_id.is_multiple_of(2),
+    }
 }
 
 fn cache(server: &RedisServer, service: &str) -> Cache {
-    Cache::builder().redis_url(server.url()).service(service).build().unwrap()
+    Cache::builder()
+        .redis_url(server.url())
+        .service(service)
+        .build()
+        .unwrap()
 }
 
 async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
@@ -61,9 +69,20 @@ async fn l1_hit_then_l2_hit_from_a_second_instance() {
     let b = first.scope(decide(7, "alice")).await;
     let c = second.scope(decide(7, "alice")).await;
     let d = second.scope(decide(7, "alice")).await;
-    assert_eq!(a, Decision { policy_id: 7, subject: "alice".into(), allow: false });
+    assert_eq!(
+        a,
+        Decision {
+            policy_id: 7,
+            subject: "alice".into(),
+            allow: false
+        }
+    );
     assert!(a == b && b == c && c == d);
-    assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 1, "computed once across both instances");
+    assert_eq!(
+        DECISIONS.load(Ordering::SeqCst) - before,
+        1,
+        "computed once across both instances"
+    );
 
     let s1 = first.stats().await;
     let f1 = s1.function("decide").unwrap();
@@ -100,9 +119,16 @@ async fn entries_expire_in_both_tiers() {
     assert_eq!(cache.scope(short_lived(21)).await, 42);
     assert_eq!(SHORT.load(Ordering::SeqCst) - before, 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(keys(&server, "acgs:tiers-expiry:*").await.is_empty(), "L2 entry expired");
+    assert!(
+        keys(&server, "acgs:tiers-expiry:*").await.is_empty(),
+        "L2 entry expired"
+    );
     assert_eq!(cache.scope(short_lived(21)).await, 42);
-    assert_eq!(SHORT.load(Ordering::SeqCst) - before, 2, "recomputed after expiry");
+    assert_eq!(
+        SHORT.load(Ordering::SeqCst) - before,
+        2,
+        "recomputed after expiry"
+    );
     let stats = cache.stats().await;
     let f = stats.function("short_lived").unwrap();
     assert_eq!((f.misses, f.l1_hits, f.l2_hits), (2, 1, 0));
@@ -116,7 +142,10 @@ async fn run_time_policy_override_changes_both_tiers() {
         .service("tiers-override")
         .policy_override(
             "policy_decision",
-            PolicyOverride { ttl: Some(Duration::from_millis(300)), ..PolicyOverride::default() },
+            PolicyOverride {
+                ttl: Some(Duration::from_millis(300)),
+                ..PolicyOverride::default()
+            },
         )
         .build()
         .unwrap();
@@ -124,11 +153,18 @@ async fn run_time_policy_override_changes_both_tiers() {
     cache.scope(decide(1000, "override")).await;
     let stored = keys(&server, "acgs:tiers-override:decide:*").await;
     let ttl_ms: i64 = server.raw().await.pttl(&stored[0]).await.unwrap();
-    assert!(ttl_ms > 0 && ttl_ms <= 300, "L2 TTL follows the override: {ttl_ms}");
+    assert!(
+        ttl_ms > 0 && ttl_ms <= 300,
+        "L2 TTL follows the override: {ttl_ms}"
+    );
     cache.scope(decide(1000, "override")).await;
     tokio::time::sleep(Duration::from_millis(450)).await;
     cache.scope(decide(1000, "override")).await;
-    assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 2, "L1 expired with the overridden TTL too");
+    assert_eq!(
+        DECISIONS.load(Ordering::SeqCst) - before,
+        2,
+        "L1 expired with the overridden TTL too"
+    );
 }
 
 #[tokio::test]
@@ -158,13 +194,34 @@ async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritt
         let _: () = server.raw().await.set(&key, bytes).await.unwrap();
         let before = DECISIONS.load(Ordering::SeqCst);
         let value = reader.scope(decide(5, "mallory")).await;
-        assert_eq!(value, Decision { policy_id: 5, subject: "mallory".into(), allow: false }, "case {i}");
-        assert_eq!(DECISIONS.load(Ordering::SeqCst) - before, 1, "case {i}: recomputed");
+        assert_eq!(
+            value,
+            Decision {
+                policy_id: 5,
+                subject: "mallory".into(),
+                allow: false
+            },
+            "case {i}"
+        );
+        assert_eq!(
+            DECISIONS.load(Ordering::SeqCst) - before,
+            1,
+            "case {i}: recomputed"
+        );
         let stats = reader.stats().await;
         let f = stats.function("decide").unwrap();
-        assert_eq!(f.rejected.get(reason), Some(&1), "case {i}: {:?}", f.rejected);
+        assert_eq!(
+            f.rejected.get(reason),
+            Some(&1),
+            "case {i}: {:?}",
+            f.rejected
+        );
         let rewritten: Vec<u8> = server.raw().await.get(&key).await.unwrap();
-        assert_eq!(rewritten, good_without_time(&good, &rewritten), "case {i}: overwritten with a valid entry");
+        assert_eq!(
+            rewritten,
+            good_without_time(&good, &rewritten),
+            "case {i}: overwritten with a valid entry"
+        );
     }
 }
 
@@ -173,7 +230,10 @@ async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritt
 fn good_without_time(good: &[u8], rewritten: &[u8]) -> Vec<u8> {
     let (a, pa) = acgs_cache::decode_header(good).unwrap();
     let (b, pb) = acgs_cache::decode_header(rewritten).unwrap();
-    assert_eq!((a.fingerprint, a.codec, &a.tags, pa), (b.fingerprint, b.codec, &b.tags, pb));
+    assert_eq!(
+        (a.fingerprint, a.codec, &a.tags, pa),
+        (b.fingerprint, b.codec, &b.tags, pb)
+    );
     rewritten.to_vec()
 }
 
@@ -190,14 +250,24 @@ async fn json_codec_is_readable_in_redis_and_round_trips() {
     let server = RedisServer::start();
     let first = cache(&server, "tiers-json");
     let value = first.scope(api_response("/v1/health".into())).await;
-    let key = keys(&server, "acgs:tiers-json:api_response:*").await.remove(0);
+    let key = keys(&server, "acgs:tiers-json:api_response:*")
+        .await
+        .remove(0);
     let bytes: Vec<u8> = server.raw().await.get(&key).await.unwrap();
     let (header, payload) = acgs_cache::decode_header(&bytes).unwrap();
     assert_eq!(header.codec, acgs_cache::Codec::Json.id());
     assert_eq!(payload, br#"["/v1/health","ok"]"#);
     let second = cache(&server, "tiers-json");
     assert_eq!(second.scope(api_response("/v1/health".into())).await, value);
-    assert_eq!(second.stats().await.function("api_response").unwrap().l2_hits, 1);
+    assert_eq!(
+        second
+            .stats()
+            .await
+            .function("api_response")
+            .unwrap()
+            .l2_hits,
+        1
+    );
 }
 
 #[tokio::test]
@@ -210,11 +280,17 @@ async fn large_values_are_compressed_and_oversize_values_not_stored() {
         .build()
         .unwrap();
     let big = cache.scope(api_response("x".repeat(20_000))).await;
-    let key = keys(&server, "acgs:tiers-size:api_response:*").await.remove(0);
+    let key = keys(&server, "acgs:tiers-size:api_response:*")
+        .await
+        .remove(0);
     let bytes: Vec<u8> = server.raw().await.get(&key).await.unwrap();
     let (header, _) = acgs_cache::decode_header(&bytes).unwrap();
     assert_ne!(header.flags & acgs_cache::FLAG_COMPRESSED, 0);
-    assert!(bytes.len() < 2_000, "20 kB of 'x' compress well: {}", bytes.len());
+    assert!(
+        bytes.len() < 2_000,
+        "20 kB of 'x' compress well: {}",
+        bytes.len()
+    );
     assert_eq!(big[0].len(), 20_000);
 
     // Random-ish content does not compress: 100 kB exceeds the 64 KiB limit.
@@ -231,10 +307,22 @@ async fn large_values_are_compressed_and_oversize_values_not_stored() {
     let value = cache.scope(api_response(noisy.clone())).await;
     assert_eq!(value[0], noisy, "the caller still gets its value");
     let stats = cache.stats().await;
-    assert_eq!(stats.function("api_response").unwrap().errors, 1, "oversize counted");
-    assert_eq!(keys(&server, "acgs:tiers-size:api_response:*").await.len(), 1, "not written to L2");
+    assert_eq!(
+        stats.function("api_response").unwrap().errors,
+        1,
+        "oversize counted"
+    );
+    assert_eq!(
+        keys(&server, "acgs:tiers-size:api_response:*").await.len(),
+        1,
+        "not written to L2"
+    );
     cache.scope(api_response(noisy)).await;
-    assert_eq!(JSON_RUNS.load(Ordering::SeqCst) - before, 2, "not cached in L1 either");
+    assert_eq!(
+        JSON_RUNS.load(Ordering::SeqCst) - before,
+        2,
+        "not cached in L1 either"
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,7 +333,10 @@ struct Profile {
 
 #[cached(ttl = "user_sessions", name = "golden_profile")]
 async fn load_profile(id: u64, tenant: &str) -> Profile {
-    Profile { id, name: format!("{tenant}-{id}") }
+    Profile {
+        id,
+        name: format!("{tenant}-{id}"),
+    }
 }
 
 /// The digest of `(42u64, "alice")` is pinned in the runtime's unit tests
@@ -257,11 +348,18 @@ async fn load_profile(id: u64, tenant: &str) -> Profile {
 async fn key_of_a_cached_function_is_a_golden_value() {
     let server = RedisServer::start();
     let cache = cache(&server, "golden");
-    assert_eq!(cache.scope(load_profile(42, "alice")).await.name, "alice-42");
+    assert_eq!(
+        cache.scope(load_profile(42, "alice")).await.name,
+        "alice-42"
+    );
     let stored = keys(&server, "acgs:golden:*").await;
     assert_eq!(stored, vec![GOLDEN_KEY.to_owned()]);
     let fingerprint = acgs_cache::fingerprint("tiers", "load_profile(u64,&str)key()->Profile", 0);
-    assert!(GOLDEN_KEY.contains(&format!(":{fingerprint:016x}:")), "fingerprint input is module path + normalized signature");
+    assert!(
+        GOLDEN_KEY.contains(&format!(":{fingerprint:016x}:")),
+        "fingerprint input is module path + normalized signature"
+    );
 }
 
-const GOLDEN_KEY: &str = "acgs:golden:golden_profile:978713acac87a1e8:5514734bbf207ef81579318b2b87f405";
+const GOLDEN_KEY: &str =
+    "acgs:golden:golden_profile:978713acac87a1e8:5514734bbf207ef81579318b2b87f405";

@@ -99,7 +99,6 @@ impl fmt::Debug for Cache {
 
 impl Cache {
     /// A builder with the embedded defaults (L1 only, 64 MiB).
-    #[must_use]
     pub fn builder() -> CacheBuilder {
         CacheBuilder::default()
     }
@@ -188,7 +187,11 @@ impl Cache {
             .iter()
             .map(|f| f.counters.snapshot(f.name, f.policy.name()))
             .collect();
-        StatsSnapshot { functions, l1_entries, l1_bytes }
+        StatsSnapshot {
+            functions,
+            l1_entries,
+            l1_bytes,
+        }
     }
 
     /// Drops every L1 entry of this instance (L2 is untouched).
@@ -229,10 +232,20 @@ impl Cache {
             }
         }
         let address = site as *const CallSite as usize;
-        if let Some(state) = self.inner.functions.read().unwrap_or_else(|p| p.into_inner()).get(&address) {
+        if let Some(state) = self
+            .inner
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&address)
+        {
             return FunctionRef::Shared(Arc::clone(state));
         }
-        let mut functions = self.inner.functions.write().unwrap_or_else(|p| p.into_inner());
+        let mut functions = self
+            .inner
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let state = functions
             .entry(address)
             .or_insert_with(|| {
@@ -241,7 +254,11 @@ impl Cache {
                     policy: self.effective_policy(site.policy),
                     counters: FunctionCounters::default(),
                 });
-                self.inner.order.write().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&state));
+                self.inner
+                    .order
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Arc::clone(&state));
                 state
             })
             .clone();
@@ -440,21 +457,27 @@ impl CacheBuilder {
         self.apply_vars(std::env::vars())
     }
 
-    fn apply_vars(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Error> {
+    fn apply_vars(
+        mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
         let duration = |name: &str, value: &str| {
             parse_duration(value).map_err(|e| Error::Config(format!("{name}: {e}")))
         };
         for (name, value) in vars {
-            let Some(setting) = name.strip_prefix("ACGS_CACHE_") else { continue };
-            let policy_field = |field: &str| setting.strip_prefix(field).map(str::to_ascii_lowercase);
+            let Some(setting) = name.strip_prefix("ACGS_CACHE_") else {
+                continue;
+            };
+            let policy_field =
+                |field: &str| setting.strip_prefix(field).map(str::to_ascii_lowercase);
             match setting {
                 "REDIS_URL" => self.redis_url = Some(value).filter(|v| !v.is_empty()),
                 "PREFIX" => self.prefix = value,
                 "SERVICE" => self.service = Some(value),
                 "L1_MAX_BYTES" => {
-                    self.l1_max_bytes = value
-                        .parse()
-                        .map_err(|e| Error::Config(format!("{name}: {value:?} is not a byte count ({e})")))?;
+                    self.l1_max_bytes = value.parse().map_err(|e| {
+                        Error::Config(format!("{name}: {value:?} is not a byte count ({e})"))
+                    })?;
                 }
                 "L2_TIMEOUT" => self.l2_soft_timeout = duration(&name, &value)?,
                 _ => {
@@ -493,11 +516,15 @@ impl CacheBuilder {
         };
         for (what, value) in [("prefix", &self.prefix), ("service", &service)] {
             if value.is_empty() || value.contains(char::is_whitespace) {
-                return Err(Error::Config(format!("{what} {value:?} must be non-empty and without spaces")));
+                return Err(Error::Config(format!(
+                    "{what} {value:?} must be non-empty and without spaces"
+                )));
             }
         }
         if self.l1_max_bytes == 0 {
-            return Err(Error::Config("l1_max_bytes must be positive; use disable_l1() to turn L1 off".into()));
+            return Err(Error::Config(
+                "l1_max_bytes must be positive; use disable_l1() to turn L1 off".into(),
+            ));
         }
         #[cfg(feature = "redis")]
         let l2_settings = self.redis_url.map(|url| L2Settings {
@@ -515,13 +542,20 @@ impl CacheBuilder {
             )));
         }
         #[cfg(feature = "redis")]
-        let l2 = l2_settings.clone().map(L2Tier::new).transpose()?.map(Arc::new);
+        let l2 = l2_settings
+            .clone()
+            .map(L2Tier::new)
+            .transpose()?
+            .map(Arc::new);
         let config = CacheConfig {
             prefix: self.prefix,
             service,
             l1_enabled: self.l1_enabled,
             l1_max_bytes: self.l1_max_bytes,
-            limits: EncodeLimits { compress_above: self.compress_above, max_value_bytes: self.max_value_bytes },
+            limits: EncodeLimits {
+                compress_above: self.compress_above,
+                max_value_bytes: self.max_value_bytes,
+            },
             overrides: self.overrides,
             #[cfg(feature = "redis")]
             l2: l2_settings,
@@ -564,7 +598,9 @@ mod tests {
     use super::*;
 
     fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -588,9 +624,16 @@ mod tests {
 
     #[test]
     fn bad_environment_names_the_variable() {
-        let err = Cache::builder().apply_vars(vars(&[("ACGS_CACHE_TTL_USER_SESSIONS", "forever")])).unwrap_err();
-        assert!(err.to_string().contains("ACGS_CACHE_TTL_USER_SESSIONS"), "{err}");
-        let err = Cache::builder().apply_vars(vars(&[("ACGS_CACHE_L1_MAX_BYTES", "lots")])).unwrap_err();
+        let err = Cache::builder()
+            .apply_vars(vars(&[("ACGS_CACHE_TTL_USER_SESSIONS", "forever")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("ACGS_CACHE_TTL_USER_SESSIONS"),
+            "{err}"
+        );
+        let err = Cache::builder()
+            .apply_vars(vars(&[("ACGS_CACHE_L1_MAX_BYTES", "lots")]))
+            .unwrap_err();
         assert!(err.to_string().contains("ACGS_CACHE_L1_MAX_BYTES"), "{err}");
     }
 
@@ -608,7 +651,10 @@ mod tests {
         assert!(!format!("{builder:?}").contains("hunter2"));
         let cache = builder.build().unwrap();
         assert!(!format!("{cache:?}").contains("hunter2"));
-        let err = Cache::builder().redis_url("redis://app:hunter2@[::bad").build().unwrap_err();
+        let err = Cache::builder()
+            .redis_url("redis://app:hunter2@[::bad")
+            .build()
+            .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

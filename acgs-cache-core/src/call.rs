@@ -104,7 +104,11 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
 }
 
 /// Runs one cached call of the function described by `site`.
-pub async fn call<S, F>(site: &'static CallSite, key: Result<KeyDigest, CodecError>, compute: F) -> S::Out
+pub async fn call<S, F>(
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
 where
     S: Shape,
     F: Future<Output = S::Out>,
@@ -119,16 +123,27 @@ where
             return compute.await;
         }
     };
-    cache.call_with::<S, F>(site, &function, digest, compute).await
+    cache
+        .call_with::<S, F>(site, &function, digest, compute)
+        .await
 }
 
 impl Cache {
-    async fn call_with<S, F>(&self, site: &'static CallSite, function: &FunctionState, digest: KeyDigest, compute: F) -> S::Out
+    async fn call_with<S, F>(
+        &self,
+        site: &'static CallSite,
+        function: &FunctionState,
+        digest: KeyDigest,
+        compute: F,
+    ) -> S::Out
     where
         S: Shape,
         F: Future<Output = S::Out>,
     {
-        let l1_key = L1Key { function: site.fingerprint, digest };
+        let l1_key = L1Key {
+            function: site.fingerprint,
+            digest,
+        };
         let config = &self.inner.config;
         if config.l1_enabled {
             if let Some((value, _position)) = self.inner.l1.get::<S::Value>(&l1_key).await {
@@ -138,13 +153,23 @@ impl Cache {
         }
         #[cfg(feature = "redis")]
         let redis_key = self.inner.l2.as_ref().map(|_| {
-            crate::key::redis_key(&config.prefix, &config.service, site.name, site.fingerprint, digest)
+            crate::key::redis_key(
+                &config.prefix,
+                &config.service,
+                site.name,
+                site.fingerprint,
+                digest,
+            )
         });
         #[cfg(feature = "redis")]
         if let (Some(l2), Some(redis_key)) = (&self.inner.l2, &redis_key) {
             match l2.get(redis_key).await {
                 Ok(Some(bytes)) => {
-                    match envelope::decode::<S::Value>(&bytes, site.fingerprint, config.limits.max_value_bytes) {
+                    match envelope::decode::<S::Value>(
+                        &bytes,
+                        site.fingerprint,
+                        config.limits.max_value_bytes,
+                    ) {
                         Ok((header, value)) => {
                             let now = unix_ms(SystemTime::now());
                             if header.expires_at_ms > now {
@@ -154,7 +179,13 @@ impl Cache {
                                 if config.l1_enabled {
                                     self.inner
                                         .l1
-                                        .insert(l1_key, value.clone(), l1_ttl, bytes.len(), header.log_position)
+                                        .insert(
+                                            l1_key,
+                                            value.clone(),
+                                            l1_ttl,
+                                            bytes.len(),
+                                            header.log_position,
+                                        )
                                         .await;
                                 }
                                 return S::rebuild(value);
@@ -216,7 +247,10 @@ impl Cache {
         }
         if config.l1_enabled {
             let l1_ttl = function.policy.l1_ttl().min(ttl);
-            self.inner.l1.insert(l1_key, value.clone(), l1_ttl, bytes.len(), position).await;
+            self.inner
+                .l1
+                .insert(l1_key, value.clone(), l1_ttl, bytes.len(), position)
+                .await;
         }
         out
     }

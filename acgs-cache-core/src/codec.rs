@@ -39,7 +39,9 @@ impl Codec {
 
     pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
         match self {
-            Codec::Postcard => postcard::to_allocvec(value).map_err(|e| CodecError::Encode(e.to_string())),
+            Codec::Postcard => {
+                postcard::to_allocvec(value).map_err(|e| CodecError::Encode(e.to_string()))
+            }
             Codec::Json => serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string())),
         }
     }
@@ -53,7 +55,9 @@ impl Codec {
                 Ok((_, rest)) => Err(CodecError::Decode(format!("{} trailing bytes", rest.len()))),
                 Err(e) => Err(CodecError::Decode(e.to_string())),
             },
-            Codec::Json => serde_json::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string())),
+            Codec::Json => {
+                serde_json::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+            }
         }
     }
 }

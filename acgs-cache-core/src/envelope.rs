@@ -111,12 +111,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
             header.flags |= FLAG_COMPRESSED;
         }
     }
-    let mut out = Vec::with_capacity(payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>(),
+    );
     out.extend_from_slice(&[MAGIC, FORMAT_VERSION]);
-    let mut out = postcard::to_extend(&header, out).map_err(|e| CodecError::Encode(e.to_string()))?;
+    let mut out =
+        postcard::to_extend(&header, out).map_err(|e| CodecError::Encode(e.to_string()))?;
     out.extend_from_slice(&payload);
     if out.len() > limits.max_value_bytes {
-        return Err(CodecError::TooLarge { size: out.len(), limit: limits.max_value_bytes });
+        return Err(CodecError::TooLarge {
+            size: out.len(),
+            limit: limits.max_value_bytes,
+        });
     }
     Ok(out)
 }
@@ -131,7 +137,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
         return Err(Reject::Corrupt);
     };
     if *version != FORMAT_VERSION {
-        return Err(if *version > FORMAT_VERSION { Reject::UnknownVersion } else { Reject::Corrupt });
+        return Err(if *version > FORMAT_VERSION {
+            Reject::UnknownVersion
+        } else {
+            Reject::Corrupt
+        });
     }
     let (header, payload): (EnvelopeHeader, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
@@ -178,7 +188,10 @@ pub(crate) fn decode<T: DeserializeOwned>(
 mod tests {
     use super::*;
 
-    const LIMITS: EncodeLimits = EncodeLimits { compress_above: 256, max_value_bytes: 1 << 20 };
+    const LIMITS: EncodeLimits = EncodeLimits {
+        compress_above: 256,
+        max_value_bytes: 1 << 20,
+    };
 
     fn header() -> EnvelopeHeader {
         EnvelopeHeader {
@@ -197,7 +210,8 @@ mod tests {
         for codec in [Codec::Postcard, Codec::Json] {
             for value in ["short".to_string(), "y".repeat(10_000)] {
                 let bytes = encode(&value, codec, header(), LIMITS).unwrap();
-                let (h, back): (_, String) = decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
+                let (h, back): (_, String) =
+                    decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
                 assert_eq!(back, value);
                 assert_eq!(h.tags, vec!["tenant.7".to_string()]);
                 assert_eq!(h.flags & FLAG_COMPRESSED != 0, value.len() > 256);
@@ -208,22 +222,45 @@ mod tests {
     #[test]
     fn every_kind_of_bad_input_is_a_reason_not_a_panic() {
         let good = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
-        assert_eq!(decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(), Reject::Corrupt);
-        assert_eq!(decode::<String>(&good, 0xbeef, 1 << 20).unwrap_err(), Reject::FingerprintMismatch);
+        assert_eq!(
+            decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(),
+            Reject::Corrupt
+        );
+        assert_eq!(
+            decode::<String>(&good, 0xbeef, 1 << 20).unwrap_err(),
+            Reject::FingerprintMismatch
+        );
         let mut future = good.clone();
         future[1] = FORMAT_VERSION + 1;
-        assert_eq!(decode::<String>(&future, 0xfeed, 1 << 20).unwrap_err(), Reject::UnknownVersion);
-        assert_eq!(decode::<u64>(&good, 0xfeed, 1 << 20).unwrap_err(), Reject::Payload);
-        assert_eq!(decode::<String>(&good, 0xfeed, 4).unwrap_err(), Reject::TooLarge);
+        assert_eq!(
+            decode::<String>(&future, 0xfeed, 1 << 20).unwrap_err(),
+            Reject::UnknownVersion
+        );
+        assert_eq!(
+            decode::<u64>(&good, 0xfeed, 1 << 20).unwrap_err(),
+            Reject::Payload
+        );
+        assert_eq!(
+            decode::<String>(&good, 0xfeed, 4).unwrap_err(),
+            Reject::TooLarge
+        );
         for cut in 1..good.len() {
-            assert!(decode::<String>(&good[..cut], 0xfeed, 1 << 20).is_err(), "cut at {cut}");
+            assert!(
+                decode::<String>(&good[..cut], 0xfeed, 1 << 20).is_err(),
+                "cut at {cut}"
+            );
         }
-        assert!(decode::<String>(b"{\"json\": \"from another program\"}", 0xfeed, 1 << 20).is_err());
+        assert!(
+            decode::<String>(b"{\"json\": \"from another program\"}", 0xfeed, 1 << 20).is_err()
+        );
     }
 
     #[test]
     fn oversize_values_are_refused_at_write() {
-        let limits = EncodeLimits { compress_above: usize::MAX, max_value_bytes: 64 };
+        let limits = EncodeLimits {
+            compress_above: usize::MAX,
+            max_value_bytes: 64,
+        };
         let err = encode(&"z".repeat(100), Codec::Postcard, header(), limits).unwrap_err();
         assert!(matches!(err, CodecError::TooLarge { limit: 64, .. }));
     }
@@ -239,6 +276,9 @@ mod tests {
         };
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         bytes.extend_from_slice(&[0; 8]);
-        assert_eq!(decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(), Reject::TooLarge);
+        assert_eq!(
+            decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(),
+            Reject::TooLarge
+        );
     }
 }

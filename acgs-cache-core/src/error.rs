@@ -85,6 +85,9 @@ mod tests {
         let shown = RedactedUrl("redis://app:s3cret@cache.internal:6379/0").to_string();
         assert_eq!(shown, "redis://***@cache.internal:6379/0");
         assert!(!shown.contains("s3cret"));
-        assert_eq!(RedactedUrl("redis://127.0.0.1:6379").to_string(), "redis://127.0.0.1:6379");
+        assert_eq!(
+            RedactedUrl("redis://127.0.0.1:6379").to_string(),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -93,7 +93,12 @@ impl KeyBuilder {
     #[must_use]
     #[inline]
     pub fn new() -> Self {
-        KeyBuilder { stack: [0; STACK_KEY_BYTES], len: 0, heap: None, failed: None }
+        KeyBuilder {
+            stack: [0; STACK_KEY_BYTES],
+            len: 0,
+            heap: None,
+            failed: None,
+        }
     }
 
     /// Appends one key argument.
@@ -150,7 +155,10 @@ impl KeyBuilder {
 #[must_use]
 pub const fn fingerprint(module_path: &str, signature: &str, version: u32) -> u64 {
     let module = const_xxh3::xxh3_64(module_path.as_bytes());
-    const_xxh3::xxh3_64_with_seed(signature.as_bytes(), module ^ (version as u64).rotate_left(32))
+    const_xxh3::xxh3_64_with_seed(
+        signature.as_bytes(),
+        module ^ (version as u64).rotate_left(32),
+    )
 }
 
 /// Writes the L2 key of one entry.
@@ -185,11 +193,25 @@ mod tests {
     #[test]
     fn builder_equals_the_tuple_digest_on_stack_and_heap() {
         let tuple = KeyDigest::of(&(42u64, "alice")).unwrap();
-        assert_eq!(KeyBuilder::new().arg(&42u64).arg("alice").finish().unwrap(), tuple);
+        assert_eq!(
+            KeyBuilder::new().arg(&42u64).arg("alice").finish().unwrap(),
+            tuple
+        );
         let big = "y".repeat(3 * STACK_KEY_BYTES);
         let tuple = KeyDigest::of(&(7u8, &big, 9u32)).unwrap();
-        assert_eq!(KeyBuilder::new().arg(&7u8).arg(&big).arg(&9u32).finish().unwrap(), tuple);
-        assert_eq!(KeyBuilder::new().finish().unwrap(), KeyDigest::of(&()).unwrap());
+        assert_eq!(
+            KeyBuilder::new()
+                .arg(&7u8)
+                .arg(&big)
+                .arg(&9u32)
+                .finish()
+                .unwrap(),
+            tuple
+        );
+        assert_eq!(
+            KeyBuilder::new().finish().unwrap(),
+            KeyDigest::of(&()).unwrap()
+        );
     }
 
     #[test]
@@ -221,6 +243,9 @@ mod tests {
     #[test]
     fn redis_key_layout() {
         let k = redis_key("acgs", "auth", "load_session", 0xabc, KeyDigest(1));
-        assert_eq!(k, "acgs:auth:load_session:0000000000000abc:00000000000000000000000000000001");
+        assert_eq!(
+            k,
+            "acgs:auth:load_session:0000000000000abc:00000000000000000000000000000001"
+        );
     }
 }

@@ -90,7 +90,12 @@ impl L1Tier {
         let weight = u32::try_from(encoded_bytes)
             .unwrap_or(u32::MAX)
             .saturating_add(ENTRY_OVERHEAD_BYTES);
-        let entry = L1Entry { value: Arc::new(value), ttl, weight, position };
+        let entry = L1Entry {
+            value: Arc::new(value),
+            ttl,
+            weight,
+            position,
+        };
         self.entries.insert(key, entry).await;
     }
 

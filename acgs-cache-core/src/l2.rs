@@ -69,9 +69,13 @@ impl L2Tier {
             // The soft timeout is applied per operation by the tier; the
             // connection-level one only bounds requests nobody waits for.
             .set_response_timeout(Some(settings.soft_timeout.max(Duration::from_secs(1))));
-        let manager = Manager::new_with_config(settings.url.as_str(), connection_config).map_err(|e| {
-            Error::Config(format!("redis URL {} is not usable: {e}", RedactedUrl(&settings.url)))
-        })?;
+        let manager =
+            Manager::new_with_config(settings.url.as_str(), connection_config).map_err(|e| {
+                Error::Config(format!(
+                    "redis URL {} is not usable: {e}",
+                    RedactedUrl(&settings.url)
+                ))
+            })?;
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
             .runtime(Runtime::Tokio1)
@@ -122,7 +126,9 @@ impl L2Tier {
                     return Ok(lane.handle.clone());
                 }
                 if !self.reconnecting.load(Ordering::Acquire) {
-                    return Err(Error::Unavailable("redis is not reachable; reconnecting in the background"));
+                    return Err(Error::Unavailable(
+                        "redis is not reachable; reconnecting in the background",
+                    ));
                 }
                 if attempts.changed().await.is_err() {
                     return Err(Error::Unavailable("cache is shutting down"));
@@ -143,21 +149,30 @@ impl L2Tier {
         }
         let tier = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome = tokio::time::timeout(tier.settings.connect_timeout, tier.pool.get()).await;
+            let outcome =
+                tokio::time::timeout(tier.settings.connect_timeout, tier.pool.get()).await;
             match outcome {
                 Ok(Ok(checked_out)) => {
                     let handle = MultiplexedConnection::clone(&checked_out);
-                    let lane = Arc::new(Lane { _checked_out: checked_out, handle });
+                    let lane = Arc::new(Lane {
+                        _checked_out: checked_out,
+                        handle,
+                    });
                     *tier.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
                 }
                 failed => {
                     let reason = match failed {
                         Ok(Err(e)) => e.to_string(),
-                        _ => format!("connect timed out after {:?}", tier.settings.connect_timeout),
+                        _ => format!(
+                            "connect timed out after {:?}",
+                            tier.settings.connect_timeout
+                        ),
                     };
                     tracing::debug!(target: "acgs_cache", %reason, "L2 (redis) connect failed");
-                    let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis()).unwrap_or(u64::MAX);
-                    tier.retry_after_ms.store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
+                    let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis())
+                        .unwrap_or(u64::MAX);
+                    tier.retry_after_ms
+                        .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
                 }
             }
             tier.reconnecting.store(false, Ordering::Release);
@@ -211,9 +226,15 @@ impl L2Tier {
         self.run(redis::cmd("GET").arg(key)).await
     }
 
-    pub(crate) async fn set(self: &Arc<Self>, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+    pub(crate) async fn set(
+        self: &Arc<Self>,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms)).await
+        self.run(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms))
+            .await
     }
 
     /// Round-trip time of a `PING`.

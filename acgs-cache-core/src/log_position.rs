@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 /// A position in the invalidation log, ordered like Redis stream ids
 /// (`{ms}-{seq}`). Every entry records the position its computation started
 /// at, so a reader can reject values computed before a matching invalidation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct LogPosition {
     /// Milliseconds part of the stream id.
     pub ms: u64,

@@ -172,8 +172,10 @@ pub mod builtin {
     pub const GOVERNANCE_RULES: TtlPolicy =
         TtlPolicy::new("governance_rules", Duration::from_secs(60 * MINUTE));
     /// `static_configuration`: 24 h.
-    pub const STATIC_CONFIGURATION: TtlPolicy =
-        TtlPolicy::new("static_configuration", Duration::from_secs(24 * 60 * MINUTE));
+    pub const STATIC_CONFIGURATION: TtlPolicy = TtlPolicy::new(
+        "static_configuration",
+        Duration::from_secs(24 * 60 * MINUTE),
+    );
     /// `user_sessions`: 30 min.
     pub const USER_SESSIONS: TtlPolicy =
         TtlPolicy::new("user_sessions", Duration::from_secs(30 * MINUTE));
@@ -234,7 +236,10 @@ mod tests {
         let names: Vec<_> = builtin::ALL.iter().map(TtlPolicy::name).collect();
         assert_eq!(names, BUILTIN_POLICY_NAMES);
         assert_eq!(builtin::POLICY_DECISION.ttl(), Duration::from_secs(300));
-        assert_eq!(builtin::STATIC_CONFIGURATION.ttl(), Duration::from_secs(86_400));
+        assert_eq!(
+            builtin::STATIC_CONFIGURATION.ttl(),
+            Duration::from_secs(86_400)
+        );
     }
 
     #[test]
@@ -251,7 +256,10 @@ mod tests {
         let p = TtlPolicy::new("j", Duration::from_secs(100)).with_jitter_percent(10);
         for spread in [0u64, 1, 7, 19_999, u64::MAX] {
             let t = p.jittered_ttl(spread);
-            assert!(t >= Duration::from_secs(90) && t <= Duration::from_secs(110), "{t:?}");
+            assert!(
+                t >= Duration::from_secs(90) && t <= Duration::from_secs(110),
+                "{t:?}"
+            );
             assert_eq!(t, p.jittered_ttl(spread));
         }
     }

@@ -79,11 +79,15 @@ impl Errors {
     }
 }
 
-const KEYS: &str = "`ttl`, `invalidate_on`, `skip`, `key`, `negative_ttl`, `codec`, `name`, `version` or `cache`";
+const KEYS: &str =
+    "`ttl`, `invalidate_on`, `skip`, `key`, `negative_ttl`, `codec`, `name`, `version` or `cache`";
 
 impl Args {
     pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {
-        let mut args = Args { span: Some(input.span()), ..Args::default() };
+        let mut args = Args {
+            span: Some(input.span()),
+            ..Args::default()
+        };
         while !input.is_empty() {
             if let Err(e) = args.parse_one(input, errors) {
                 errors.push(e);
@@ -120,16 +124,32 @@ impl Args {
             let patterns = parse_str_or_list(input)?;
             for p in &patterns {
                 if let Err(e) = grammar::check_pattern(&p.value()) {
-                    errors.at(p.span(), format!("invalid `invalidate_on` pattern {:?}: it {e}", p.value()));
+                    errors.at(
+                        p.span(),
+                        format!("invalid `invalidate_on` pattern {:?}: it {e}", p.value()),
+                    );
                 }
             }
-            set(&mut self.invalidate_on, patterns, k.span, "invalidate_on", errors);
+            set(
+                &mut self.invalidate_on,
+                patterns,
+                k.span,
+                "invalidate_on",
+                errors,
+            );
         } else if lookahead.peek(kw::skip) {
             let k = input.parse::<kw::skip>()?;
             let content;
             parenthesized!(content in input);
-            let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)?;
-            set(&mut self.skip, names.into_iter().collect(), k.span, "skip", errors);
+            let names =
+                Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)?;
+            set(
+                &mut self.skip,
+                names.into_iter().collect(),
+                k.span,
+                "skip",
+                errors,
+            );
         } else if lookahead.peek(kw::key) {
             let k = input.parse::<kw::key>()?;
             input.parse::<Token![=]>()?;
@@ -139,7 +159,13 @@ impl Args {
             input.parse::<Token![=]>()?;
             let lit: LitStr = input.parse()?;
             let duration = parse_duration(&lit)?;
-            set(&mut self.negative_ttl, (lit, duration), k.span, "negative_ttl", errors);
+            set(
+                &mut self.negative_ttl,
+                (lit, duration),
+                k.span,
+                "negative_ttl",
+                errors,
+            );
         } else if lookahead.peek(kw::codec) {
             let k = input.parse::<kw::codec>()?;
             input.parse::<Token![=]>()?;
@@ -161,14 +187,23 @@ impl Args {
             let lit: LitStr = input.parse()?;
             let value = lit.value();
             if value.is_empty() || value.contains(|c: char| c == ':' || c.is_whitespace()) {
-                return Err(syn::Error::new(lit.span(), "`name` must be non-empty, without `:` or spaces (it is a key segment)"));
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "`name` must be non-empty, without `:` or spaces (it is a key segment)",
+                ));
             }
             set(&mut self.name, lit, k.span, "name", errors);
         } else if lookahead.peek(kw::version) {
             let k = input.parse::<kw::version>()?;
             input.parse::<Token![=]>()?;
             let lit: LitInt = input.parse()?;
-            set(&mut self.version, lit.base10_parse()?, k.span, "version", errors);
+            set(
+                &mut self.version,
+                lit.base10_parse()?,
+                k.span,
+                "version",
+                errors,
+            );
         } else if lookahead.peek(kw::cache) {
             let k = input.parse::<kw::cache>()?;
             input.parse::<Token![=]>()?;
@@ -198,7 +233,9 @@ fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     if input.peek(syn::token::Bracket) {
         let content;
         bracketed!(content in input);
-        Ok(Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?.into_iter().collect())
+        Ok(Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect())
     } else {
         Ok(vec![input.parse()?])
     }
@@ -206,11 +243,17 @@ fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
 
 fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
     match humantime::parse_duration(lit.value().trim()) {
-        Ok(d) if d.is_zero() => Err(syn::Error::new(lit.span(), "a cache lifetime must be positive")),
+        Ok(d) if d.is_zero() => Err(syn::Error::new(
+            lit.span(),
+            "a cache lifetime must be positive",
+        )),
         Ok(d) => Ok(d),
         Err(e) => Err(syn::Error::new(
             lit.span(),
-            format!("{:?} is not a duration ({e}); write e.g. \"90s\", \"5m\" or \"1h30m\"", lit.value()),
+            format!(
+                "{:?} is not a duration ({e}); write e.g. \"90s\", \"5m\" or \"1h30m\"",
+                lit.value()
+            ),
         )),
     }
 }
@@ -231,7 +274,10 @@ fn parse_ttl_literal(lit: LitStr) -> syn::Result<TtlSpec> {
             .filter(|(distance, _)| *distance <= 4);
         let hint = match closest {
             Some((_, known)) => format!("; did you mean \"{known}\"?"),
-            None => format!("; the built-in policies are {}", grammar::BUILTIN_POLICY_NAMES.join(", ")),
+            None => format!(
+                "; the built-in policies are {}",
+                grammar::BUILTIN_POLICY_NAMES.join(", ")
+            ),
         };
         return Err(syn::Error::new(
             lit.span(),

@@ -14,7 +14,10 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            let e = syn::Error::new(Span::call_site(), "`#[cached]` works on `async fn` items only");
+            let e = syn::Error::new(
+                Span::call_site(),
+                "`#[cached]` works on `async fn` items only",
+            );
             return with_errors(item, e);
         }
     };
@@ -55,7 +58,10 @@ impl Plan {
     fn check(f: &ItemFn, args: &Args, errors: &mut Errors) -> Plan {
         let sig = &f.sig;
         if sig.asyncness.is_none() {
-            errors.at(sig.fn_token.span, "`#[cached]` works on `async fn` only: add `async`");
+            errors.at(
+                sig.fn_token.span,
+                "`#[cached]` works on `async fn` only: add `async`",
+            );
         }
         if !args.ttl_written {
             errors.at(
@@ -75,17 +81,26 @@ impl Plan {
             );
         }
         if args.key.is_some() && args.skip.is_some() {
-            errors.at(sig.ident.span(), "`skip` has no effect together with `key`: the key is exactly the `key` expression");
+            errors.at(
+                sig.ident.span(),
+                "`skip` has no effect together with `key`: the key is exactly the `key` expression",
+            );
         }
 
         let shape = match &sig.output {
             ReturnType::Default => {
-                errors.at(sig.ident.span(), "a cached function must return a value; `()` has nothing to cache");
+                errors.at(
+                    sig.ident.span(),
+                    "a cached function must return a value; `()` has nothing to cache",
+                );
                 Shape::Plain
             }
             ReturnType::Type(_, ty) => match &**ty {
                 Type::ImplTrait(_) => {
-                    errors.at(ty.span(), "a cached function cannot return `impl Trait`: name a concrete type");
+                    errors.at(
+                        ty.span(),
+                        "a cached function cannot return `impl Trait`: name a concrete type",
+                    );
                     Shape::Plain
                 }
                 ty => match last_segment(ty).as_deref() {
@@ -96,7 +111,10 @@ impl Plan {
             },
         };
         if let (Some((lit, _)), false) = (&args.negative_ttl, matches!(shape, Shape::SomeOnly)) {
-            errors.at(lit.span(), "`negative_ttl` caches `None` and needs an `Option<T>` return type");
+            errors.at(
+                lit.span(),
+                "`negative_ttl` caches `None` and needs an `Option<T>` return type",
+            );
         }
 
         let skipped: Vec<String> = args.skip.iter().flatten().map(Ident::to_string).collect();
@@ -145,7 +163,10 @@ impl Plan {
         }
         for s in args.skip.iter().flatten() {
             if !names.contains(&s.to_string()) {
-                errors.at(s.span(), format!("`skip({s})`: the function has no argument `{s}`"));
+                errors.at(
+                    s.span(),
+                    format!("`skip({s})`: the function has no argument `{s}`"),
+                );
             }
         }
         let output = match &sig.output {
@@ -153,15 +174,29 @@ impl Plan {
             ReturnType::Default => String::new(),
         };
         let key_text = args.key.as_ref().map(normalized).unwrap_or_default();
-        let signature = format!("{}({})key({key_text})->{output}", sig.ident, signature_types.join(","));
-        Plan { shape, is_method, key_args, signature }
+        let signature = format!(
+            "{}({})key({key_text})->{output}",
+            sig.ident,
+            signature_types.join(",")
+        );
+        Plan {
+            shape,
+            is_method,
+            key_args,
+            signature,
+        }
     }
 }
 
 /// Tokens as text without whitespace, so the fingerprint does not depend on
 /// how a compiler version spaces tokens.
 fn normalized(tokens: &impl ToTokens) -> String {
-    tokens.to_token_stream().to_string().chars().filter(|c| !c.is_whitespace()).collect()
+    tokens
+        .to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
 }
 
 fn last_segment(ty: &Type) -> Option<String> {
@@ -191,7 +226,12 @@ fn unordered_collection(ty: &Type) -> Option<String> {
 }
 
 fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
-    let ItemFn { attrs, vis, sig, block } = f;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = f;
     let private = quote!(::acgs_cache::__private);
     let fn_name = sig.ident.to_string();
     let name = args.name.as_ref().map_or(fn_name, syn::LitStr::value);
@@ -230,11 +270,17 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
 
     // Methods fold the receiver's type into the key: two types with the same
     // method never share entries, even when `self` is skipped.
-    let receiver_type = plan.is_method.then(|| quote!(.arg(::core::any::type_name::<Self>())));
+    let receiver_type = plan
+        .is_method
+        .then(|| quote!(.arg(::core::any::type_name::<Self>())));
     // Each argument is checked where the user wrote it.
     let key_parts: TokenStream = match &args.key {
         Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
-        None => plan.key_args.iter().map(|arg| quote_spanned!(arg.span()=> .arg(&#arg))).collect(),
+        None => plan
+            .key_args
+            .iter()
+            .map(|arg| quote_spanned!(arg.span()=> .arg(&#arg)))
+            .collect(),
     };
 
     let (ret_ty, ret_span) = match &sig.output {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Pins what `cargo expand` prints for the quickstart's cached function.
+#   scripts/expansion.sh           print the expansion
+#   scripts/expansion.sh --check   fail if it differs from the snapshot
+#   scripts/expansion.sh --update  rewrite the snapshot
+set -euo pipefail
+cd "$(dirname "$0")/.."
+snapshot=tests/expand/evaluate_policy.expanded.rs
+actual=$(cargo expand --quiet --example quickstart evaluate_policy 2>/dev/null)
+case "${1:-}" in
+  --update) printf '%s\n' "$actual" > "$snapshot"; echo "updated $snapshot ($(wc -l < "$snapshot") lines)";;
+  --check)
+    if ! diff -u "$snapshot" <(printf '%s\n' "$actual"); then
+      echo "the expansion changed: review it, then run scripts/expansion.sh --update"; exit 1
+    fi
+    echo "expansion matches $snapshot ($(wc -l < "$snapshot") lines)";;
+  *) printf '%s\n' "$actual";;
+esac

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The one test command (README "Tests"). Installs what a fresh machine lacks
+# (redis-server, cargo-expand, clippy/rustfmt), then runs every check CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "tools"
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+redis-server --version
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+if ! cargo expand --version >/dev/null 2>&1; then
+  cargo install cargo-expand --locked --quiet
+fi
+cargo expand --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "build without the redis feature"
+cargo check -p acgs-cache --no-default-features --quiet
+
+step "tests (unit, integration against real redis-server, trybuild, doc)"
+cargo test --workspace --all-features
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+step "expansion snapshot (cargo expand)"
+scripts/expansion.sh --check
+
+step "quickstart, L1 only and with a redis-server of its own"
+out=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example quickstart)
+echo "$out" | tail -n 1
+echo "$out" | grep -q "L1 only" || { echo "quickstart did not say it runs L1 only"; exit 1; }
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --pidfile "/tmp/acgs-quickstart-$port.pid" >/dev/null
+trap 'kill "$(cat /tmp/acgs-quickstart-'"$port"'.pid)" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example quickstart | tail -n 1
+second=$(ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example quickstart | tail -n 1)
+echo "$second"
+l2_hits=$(echo "$second" | sed -n 's/.*l2_hits=\([0-9]*\).*/\1/p')
+[ "${l2_hits:-0}" -ge 1 ] || { echo "second quickstart run had no L2 hits"; exit 1; }
+
+printf '\nall checks passed\n'

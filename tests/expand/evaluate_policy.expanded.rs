@@ -1,0 +1,34 @@
+/// Evaluates `policy_id` for `subject`: cached for 5 minutes (the
+/// `policy_decision` policy), dropped on any `governance.*` event.
+pub async fn evaluate_policy(
+    policy_id: u64,
+    subject: &str,
+) -> Result<Decision, DbError> {
+    let __acgs_key = ::acgs_cache::__private::KeyBuilder::new()
+        .arg(&policy_id)
+        .arg(&subject)
+        .finish();
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                ::acgs_cache::__private::fingerprint(
+                    "quickstart",
+                    "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                    0u32,
+                ),
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
+    ::acgs_cache::__private::call::<
+        ::acgs_cache::__private::OkOnly<Result<Decision, DbError>>,
+        _,
+    >(
+            __acgs_site,
+            __acgs_key,
+            async move { query_policy_store(policy_id, subject).await },
+        )
+        .await
+}
