@@ -25,8 +25,8 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "build without the redis feature"
-cargo check -p acgs-cache --no-default-features --quiet
+step "clippy without the redis feature (L1-only builds)"
+cargo clippy -p acgs-cache-core -p acgs-cache --no-default-features -- -D warnings
 
 step "tests (unit, integration against real redis-server, trybuild, doc)"
 cargo test --workspace --all-features

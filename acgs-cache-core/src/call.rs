@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -173,7 +173,7 @@ impl Cache {
                         Ok((header, value)) => {
                             let now = unix_ms(SystemTime::now());
                             if header.expires_at_ms > now {
-                                let remaining = Duration::from_millis(header.expires_at_ms - now);
+                                let remaining = std::time::Duration::from_millis(header.expires_at_ms - now);
                                 let l1_ttl = function.policy.l1_ttl().min(remaining);
                                 function.counters.l2_hits.inc();
                                 if config.l1_enabled {

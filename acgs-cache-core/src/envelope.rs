@@ -152,6 +152,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
 }
 
 /// Decodes an envelope written for the function with `fingerprint`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds envelopes
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     fingerprint: u64,

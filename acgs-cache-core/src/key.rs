@@ -162,6 +162,7 @@ pub const fn fingerprint(module_path: &str, signature: &str, version: u32) -> u6
 }
 
 /// Writes the L2 key of one entry.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn redis_key(
     prefix: &str,
     service: &str,
