@@ -25,7 +25,12 @@ struct Decision {
 }
 
 fn decision(policy_id: u64, subject: &str) -> Decision {
-    Decision { policy_id, subject: subject.to_owned(), allow: true, reason: format!("policy {policy_id} permits {subject}") }
+    Decision {
+        policy_id,
+        subject: subject.to_owned(),
+        allow: true,
+        reason: format!("policy {policy_id} permits {subject}"),
+    }
 }
 
 #[cached(ttl = "policy_decision")]
@@ -53,7 +58,10 @@ async fn l2_decision(policy_id: u64, subject: &str) -> Decision {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Times `iters` sequential awaits of `f` inside one `block_on`, so the
@@ -72,16 +80,26 @@ macro_rules! timed {
 
 fn l1_hit(c: &mut Criterion) {
     let rt = runtime();
-    Cache::builder().service("bench-hit-path").build().unwrap().install_default().unwrap();
+    Cache::builder()
+        .service("bench-hit-path")
+        .build()
+        .unwrap()
+        .install_default()
+        .unwrap();
     rt.block_on(l1_decision(7, "alice"));
 
-    let raw: moka::future::Cache<(u64, String), Decision> = moka::future::Cache::builder().max_capacity(10_000).build();
+    let raw: moka::future::Cache<(u64, String), Decision> =
+        moka::future::Cache::builder().max_capacity(10_000).build();
     let key = (7u64, "alice".to_owned());
     rt.block_on(raw.insert(key.clone(), decision(7, "alice")));
 
     let mut group = c.benchmark_group("l1_hit");
-    group.bench_function("acgs_cached", |b| b.iter_custom(|n| timed!(rt, n, l1_decision(black_box(7), black_box("alice")))));
-    group.bench_function("raw_moka_get", |b| b.iter_custom(|n| timed!(rt, n, raw.get(black_box(&key)))));
+    group.bench_function("acgs_cached", |b| {
+        b.iter_custom(|n| timed!(rt, n, l1_decision(black_box(7), black_box("alice"))))
+    });
+    group.bench_function("raw_moka_get", |b| {
+        b.iter_custom(|n| timed!(rt, n, raw.get(black_box(&key))))
+    });
     group.finish();
 }
 
@@ -89,23 +107,44 @@ fn l2_hit(c: &mut Criterion) {
     let rt = runtime();
     let raw = rt.block_on(async {
         let client = redis::Client::open(redis_url()).ok()?;
-        tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await.ok()?.ok()
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .ok()?
+        .ok()
     });
     let Some(mut raw) = raw else {
-        eprintln!("l2_hit skipped: no redis at {} (set ACGS_BENCH_REDIS_URL)", redis_url());
+        eprintln!(
+            "l2_hit skipped: no redis at {} (set ACGS_BENCH_REDIS_URL)",
+            redis_url()
+        );
         return;
     };
     rt.block_on(l2_decision(7, "alice"));
     let raw_key = "bench:raw:decision:7:alice";
     let bytes = postcard::to_allocvec(&decision(7, "alice")).unwrap();
-    rt.block_on(redis::cmd("SET").arg(raw_key).arg(bytes).query_async::<()>(&mut raw)).unwrap();
+    rt.block_on(
+        redis::cmd("SET")
+            .arg(raw_key)
+            .arg(bytes)
+            .query_async::<()>(&mut raw),
+    )
+    .unwrap();
 
     let mut group = c.benchmark_group("l2_hit");
-    group.bench_function("acgs_cached_l1_off", |b| b.iter_custom(|n| timed!(rt, n, l2_decision(black_box(7), black_box("alice")))));
+    group.bench_function("acgs_cached_l1_off", |b| {
+        b.iter_custom(|n| timed!(rt, n, l2_decision(black_box(7), black_box("alice"))))
+    });
     group.bench_function("raw_get_and_decode", |b| {
         b.iter_custom(|n| {
             timed!(rt, n, async {
-                let bytes: Vec<u8> = redis::cmd("GET").arg(raw_key).query_async(&mut raw.clone()).await.unwrap();
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(raw_key)
+                    .query_async(&mut raw.clone())
+                    .await
+                    .unwrap();
                 postcard::from_bytes::<Decision>(&bytes).unwrap()
             })
         })
@@ -113,7 +152,11 @@ fn l2_hit(c: &mut Criterion) {
     group.finish();
     let stats = rt.block_on(L2_ONLY.stats());
     let f = stats.function("l2_decision").expect("called");
-    assert_eq!(f.misses + f.errors, 1, "every measured call was an L2 hit: {f:?}");
+    assert_eq!(
+        f.misses + f.errors,
+        1,
+        "every measured call was an L2 hit: {f:?}"
+    );
 }
 
 criterion_group! {

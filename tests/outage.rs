@@ -31,10 +31,16 @@ async fn unreachable_at_start_still_answers_from_the_function_and_l1() {
     let cache = cache_at(closed_port_url(), "outage-start");
     let before = RUNS.load(Ordering::SeqCst);
     for subject in 0..20 {
-        assert_eq!(cache.scope(check(subject)).await, Ok(subject.is_multiple_of(3)));
+        assert_eq!(
+            cache.scope(check(subject)).await,
+            Ok(subject.is_multiple_of(3))
+        );
     }
     for subject in 0..20 {
-        assert_eq!(cache.scope(check(subject)).await, Ok(subject.is_multiple_of(3)));
+        assert_eq!(
+            cache.scope(check(subject)).await,
+            Ok(subject.is_multiple_of(3))
+        );
     }
     assert_eq!(RUNS.load(Ordering::SeqCst) - before, 20, "L1 still caches");
     let stats = cache.stats().await;

@@ -173,7 +173,8 @@ impl Cache {
                         Ok((header, value)) => {
                             let now = unix_ms(SystemTime::now());
                             if header.expires_at_ms > now {
-                                let remaining = std::time::Duration::from_millis(header.expires_at_ms - now);
+                                let remaining =
+                                    std::time::Duration::from_millis(header.expires_at_ms - now);
                                 let l1_ttl = function.policy.l1_ttl().min(remaining);
                                 function.counters.l2_hits.inc();
                                 if config.l1_enabled {
