@@ -4,10 +4,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use acgs_cache_core::{
-    decode_header, fingerprint, grammar, parse_duration, policies, Cache, CacheBuilder, Codec,
-    CodecError, EnvelopeHeader, Error, FunctionStats, KeyDigest, LogPosition, PolicyOverride,
-    Reject, StatsSnapshot, TtlPolicy, DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED,
-    FORMAT_VERSION, MAGIC,
+    decode_header, fingerprint, grammar, invalidate, parse_duration, policies, Cache, CacheBuilder,
+    Codec, CodecError, Consistency, EnvelopeHeader, Error, FunctionStats, InvalidationStats,
+    KeyDigest, LogPosition, PolicyOverride, Reject, StatsSnapshot, TtlPolicy, DEFAULT_L1_CAP,
+    ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
 };
 
 /// Caches an `async fn` in two tiers (L1 in process, L2 in Redis).

@@ -29,7 +29,6 @@ fn cache_at(url: String, service: &str) -> Cache {
 #[tokio::test]
 async fn unreachable_at_start_still_answers_from_the_function_and_l1() {
     let cache = cache_at(closed_port_url(), "outage-start");
-    let before = RUNS.load(Ordering::SeqCst);
     for subject in 0..20 {
         assert_eq!(
             cache.scope(check(subject)).await,
@@ -42,10 +41,13 @@ async fn unreachable_at_start_still_answers_from_the_function_and_l1() {
             Ok(subject.is_multiple_of(3))
         );
     }
-    assert_eq!(RUNS.load(Ordering::SeqCst) - before, 20, "L1 still caches");
     let stats = cache.stats().await;
     let f = stats.function("check").unwrap();
-    assert_eq!((f.calls, f.misses, f.l1_hits), (40, 20, 20));
+    assert_eq!(
+        (f.calls, f.misses, f.l1_hits),
+        (40, 20, 20),
+        "L1 still caches"
+    );
     assert!(
         f.errors >= 20,
         "each miss's L2 read and write failed and was counted: {}",
@@ -78,11 +80,9 @@ async fn lost_mid_run_then_recovers_without_a_restart() {
     for attempt in 0..100u32 {
         cache.scope(check(1_000 + attempt)).await.unwrap();
         let reader = cache_at(server.url(), "outage-mid");
-        let before = RUNS.load(Ordering::SeqCst);
         reader.scope(check(1_000 + attempt)).await.unwrap();
-        if RUNS.load(Ordering::SeqCst) == before {
+        if reader.stats().await.function("check").unwrap().l2_hits == 1 {
             recovered = true;
-            assert_eq!(reader.stats().await.function("check").unwrap().l2_hits, 1);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

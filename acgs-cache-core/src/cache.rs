@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use crate::coherence::{scope_hash, Coherence, Consistency};
 use crate::envelope::EncodeLimits;
 use crate::error::{Error, RedactedUrl};
 use crate::l1::L1Tier;
@@ -14,7 +15,7 @@ use crate::l1::L1Tier;
 use crate::l2::{L2Settings, L2Tier};
 use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
 use crate::site::CallSite;
-use crate::stats::{FunctionCounters, StatsSnapshot};
+use crate::stats::{FunctionCounters, InvalidationStats, StatsSnapshot};
 
 /// The environment variable that enables L2.
 pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
@@ -57,9 +58,13 @@ pub(crate) struct Inner {
     pub(crate) l1: L1Tier,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<Arc<L2Tier>>,
+    /// Function states by call-site address.
     functions: RwLock<HashMap<usize, Arc<FunctionState>>>,
-    /// Registration order, for stable `stats()` output.
-    order: RwLock<Vec<Arc<FunctionState>>>,
+    pub(crate) coherence: Coherence,
+    /// Whether the log tailer has been started (it needs a runtime, so it
+    /// starts on first use rather than in `build`).
+    #[cfg(feature = "redis")]
+    pub(crate) tailer_started: std::sync::atomic::AtomicBool,
 }
 
 /// A function's state within one cache.
@@ -69,6 +74,31 @@ pub(crate) struct FunctionState {
     /// The compiled policy with this cache's overrides applied.
     pub(crate) policy: TtlPolicy,
     pub(crate) counters: FunctionCounters,
+    /// `invalidate_on` patterns.
+    pub(crate) patterns: &'static [&'static str],
+    /// Hash of `service:function`: the scope of whole-function and
+    /// single-entry invalidations.
+    pub(crate) scope: u64,
+    pub(crate) consistency: Consistency,
+    /// Entries that started before this position are rejected (the last
+    /// matching event or whole-function invalidation heard).
+    pub(crate) invalidated_at: AtomicU64,
+    /// Whether single entries of this function were invalidated (only then
+    /// does a hit look them up).
+    pub(crate) has_entry_invalidations: AtomicBool,
+}
+
+impl CacheConfig {
+    pub(crate) fn has_l2(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.l2.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -79,6 +109,9 @@ pub(crate) struct CacheConfig {
     pub(crate) l1_max_bytes: u64,
     pub(crate) limits: EncodeLimits,
     pub(crate) overrides: HashMap<String, PolicyOverride>,
+    /// How long the invalidation log (and what an instance remembers of it)
+    /// is kept: at least the longest TTL plus stale window in use.
+    pub(crate) retention: Duration,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,
 }
@@ -145,14 +178,7 @@ impl Cache {
     /// Whether this cache has a shared tier.
     #[must_use]
     pub fn has_l2(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            self.inner.l2.is_some()
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            false
-        }
+        self.inner.config.has_l2()
     }
 
     /// The key prefix.
@@ -179,18 +205,25 @@ impl Cache {
     /// A snapshot of every function's counters and of L1's size.
     pub async fn stats(&self) -> StatsSnapshot {
         let (l1_entries, l1_bytes) = self.inner.l1.usage().await;
-        let functions = self
-            .inner
-            .order
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        let coherence = &self.inner.coherence;
+        let functions = coherence
+            .functions()
             .iter()
             .map(|f| f.counters.snapshot(f.name, f.policy.name()))
             .collect();
+        let lag = coherence.lag_percentiles();
         StatsSnapshot {
             functions,
             l1_entries,
             l1_bytes,
+            invalidations: InvalidationStats {
+                sent: coherence.sent.get(),
+                received: coherence.received.get(),
+                remembered: coherence.remembered() as u64,
+                listening: coherence.is_listening(),
+                propagation_p50_us: lag.map(|l| l.0),
+                propagation_p99_us: lag.map(|l| l.1),
+            },
         }
     }
 
@@ -212,10 +245,20 @@ impl Cache {
         Err(Error::Unavailable("no L2 configured"))
     }
 
+    /// `service:function`, the scope of a function's invalidations.
+    pub(crate) fn function_scope(&self, function: &str) -> String {
+        format!("{}:{function}", self.inner.config.service)
+    }
+
     /// The cache a `#[cached]` call uses: the attribute's instance, else the
     /// scoped one, else the process default.
     pub(crate) fn for_site(site: &'static CallSite) -> CacheRef {
-        if let Some(instance) = site.instance {
+        Cache::resolve(site.instance)
+    }
+
+    /// The cache for a pinned instance, else the scoped one, else the default.
+    pub(crate) fn resolve(instance: Option<fn() -> &'static Cache>) -> CacheRef {
+        if let Some(instance) = instance {
             return CacheRef::Static(instance());
         }
         match SCOPED.try_with(Cache::clone) {
@@ -253,12 +296,13 @@ impl Cache {
                     name: site.name,
                     policy: self.effective_policy(site.policy),
                     counters: FunctionCounters::default(),
+                    patterns: site.invalidate_on,
+                    scope: scope_hash(&self.function_scope(site.name)),
+                    consistency: site.consistency,
+                    invalidated_at: AtomicU64::new(0),
+                    has_entry_invalidations: AtomicBool::new(false),
                 });
-                self.inner
-                    .order
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Arc::clone(&state));
+                self.inner.coherence.register(Arc::clone(&state));
                 state
             })
             .clone();
@@ -324,6 +368,7 @@ pub struct CacheBuilder {
     compress_above: usize,
     max_value_bytes: usize,
     overrides: HashMap<String, PolicyOverride>,
+    retention: Duration,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -355,6 +400,7 @@ impl Default for CacheBuilder {
             compress_above: 4096,
             max_value_bytes: 8 * 1024 * 1024,
             overrides: HashMap::new(),
+            retention: Duration::from_secs(25 * 3600),
         }
     }
 }
@@ -426,6 +472,15 @@ impl CacheBuilder {
     /// Values whose envelope exceeds this are not cached (default 8 MiB).
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
+        self
+    }
+
+    /// How long invalidations are kept in the log and remembered by
+    /// instances (default 25 h: the longest built-in TTL, 24 h, plus an hour).
+    /// Must cover the longest TTL + stale window of every function sharing
+    /// the prefix, and the longest computation.
+    pub fn invalidation_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -557,6 +612,7 @@ impl CacheBuilder {
                 max_value_bytes: self.max_value_bytes,
             },
             overrides: self.overrides,
+            retention: self.retention,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };
@@ -566,9 +622,12 @@ impl CacheBuilder {
                 l1: L1Tier::new(config.l1_max_bytes),
                 #[cfg(feature = "redis")]
                 l2,
+                // Without L2 the log is local: the instance always hears it.
+                coherence: Coherence::new(!config.has_l2()),
                 config,
                 functions: RwLock::new(HashMap::new()),
-                order: RwLock::new(Vec::new()),
+                #[cfg(feature = "redis")]
+                tailer_started: AtomicBool::new(false),
             }),
         };
         if cache.has_l2() {

@@ -7,11 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::cache::{Cache, FunctionState};
-use crate::envelope::{self, EnvelopeHeader};
+use crate::coherence::{tag_hash, unpack, Consistency};
+use crate::envelope::{self, EnvelopeHeader, Reject};
 use crate::error::CodecError;
 use crate::key::KeyDigest;
-use crate::l1::L1Key;
-use crate::log_position::LogPosition;
+use crate::l1::{L1Key, Stored};
 use crate::site::CallSite;
 
 /// What a cached value must be: stored in two tiers, shared between tasks.
@@ -113,6 +113,20 @@ where
     S: Shape,
     F: Future<Output = S::Out>,
 {
+    call_tagged::<S, _>(site, key, async move { (Vec::new(), compute.await) }).await
+}
+
+/// Runs one cached call whose computation also yields the entry's tags
+/// (formatted from the arguments before the body runs, and only on a miss).
+pub async fn call_tagged<S, F>(
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    F: Future<Output = (Vec<String>, S::Out)>,
+{
     let cache = Cache::for_site(site);
     let function = cache.function(site);
     let digest = match key {
@@ -120,7 +134,7 @@ where
         Err(e) => {
             function.counters.bypassed.inc();
             tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "key arguments did not serialize; calling without the cache");
-            return compute.await;
+            return compute.await.1;
         }
     };
     cache
@@ -138,75 +152,56 @@ impl Cache {
     ) -> S::Out
     where
         S: Shape,
-        F: Future<Output = S::Out>,
+        F: Future<Output = (Vec<String>, S::Out)>,
     {
+        let config = &self.inner.config;
+        let coherence = &self.inner.coherence;
         let l1_key = L1Key {
             function: site.fingerprint,
             digest,
         };
-        let config = &self.inner.config;
-        if config.l1_enabled {
-            if let Some((value, _position)) = self.inner.l1.get::<S::Value>(&l1_key).await {
-                function.counters.l1_hits.inc();
-                return S::rebuild(value);
+        let use_l1 = config.l1_enabled
+            && (function.consistency == Consistency::Bounded || coherence.is_listening());
+        if use_l1 {
+            if let Some(entry) = self.inner.l1.get(&l1_key).await {
+                if let Some(stored) = entry.stored::<S::Value>() {
+                    if coherence.accepts(function, entry.position, &stored.tags, digest) {
+                        function.counters.l1_hits.inc();
+                        return S::rebuild(stored.value.clone());
+                    }
+                    function.counters.reject(Reject::Invalidated);
+                    self.inner.l1.remove(&l1_key).await;
+                }
             }
         }
+
         #[cfg(feature = "redis")]
-        let redis_key = self.inner.l2.as_ref().map(|_| {
-            crate::key::redis_key(
-                &config.prefix,
-                &config.service,
-                site.name,
-                site.fingerprint,
-                digest,
+        let redis_key = self.inner.l2.as_ref().map(|l2| {
+            crate::log::ensure_tailer(&self.inner);
+            (
+                l2,
+                crate::key::redis_key(
+                    &config.prefix,
+                    &config.service,
+                    site.name,
+                    site.fingerprint,
+                    digest,
+                ),
             )
         });
         #[cfg(feature = "redis")]
-        if let (Some(l2), Some(redis_key)) = (&self.inner.l2, &redis_key) {
-            match l2.get(redis_key).await {
-                Ok(Some(bytes)) => {
-                    match envelope::decode::<S::Value>(
-                        &bytes,
-                        site.fingerprint,
-                        config.limits.max_value_bytes,
-                    ) {
-                        Ok((header, value)) => {
-                            let now = unix_ms(SystemTime::now());
-                            if header.expires_at_ms > now {
-                                let remaining =
-                                    std::time::Duration::from_millis(header.expires_at_ms - now);
-                                let l1_ttl = function.policy.l1_ttl().min(remaining);
-                                function.counters.l2_hits.inc();
-                                if config.l1_enabled {
-                                    self.inner
-                                        .l1
-                                        .insert(
-                                            l1_key,
-                                            value.clone(),
-                                            l1_ttl,
-                                            bytes.len(),
-                                            header.log_position,
-                                        )
-                                        .await;
-                                }
-                                return S::rebuild(value);
-                            }
-                            // Past its logical expiry: kept only for the stale-if-error window.
-                        }
-                        Err(reason) => {
-                            function.counters.reject(reason);
-                            tracing::debug!(target: "acgs_cache", function = site.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => function.counters.errors.inc(),
+        if let Some((l2, redis_key)) = &redis_key {
+            if let Some(value) = self
+                .read_l2::<S::Value>(l2, redis_key, site, function, l1_key)
+                .await
+            {
+                return S::rebuild(value);
             }
         }
 
         function.counters.misses.inc();
-        let position = LogPosition::ORIGIN;
-        let out = compute.await;
+        let position = coherence.head();
+        let (tags, out) = compute.await;
         let (value, ttl) = match S::verdict(&out) {
             Verdict::Store(value) => (value, function.policy.jittered_ttl(digest.low64())),
             Verdict::Negative(value) => match site.negative_ttl {
@@ -221,6 +216,7 @@ impl Cache {
                 return out;
             }
         };
+        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
         let now = SystemTime::now();
         let header = EnvelopeHeader {
             codec: site.codec.id(),
@@ -228,8 +224,8 @@ impl Cache {
             fingerprint: site.fingerprint,
             created_at_ms: unix_ms(now),
             expires_at_ms: unix_ms(now + ttl),
-            log_position: position,
-            tags: Vec::new(),
+            log_position: unpack(position),
+            tags,
         };
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,
@@ -240,7 +236,7 @@ impl Cache {
             }
         };
         #[cfg(feature = "redis")]
-        if let (Some(l2), Some(redis_key)) = (&self.inner.l2, &redis_key) {
+        if let Some((l2, redis_key)) = &redis_key {
             let physical_ttl = ttl + function.policy.stale_if_error();
             if l2.set(redis_key, &bytes, physical_ttl).await.is_err() {
                 function.counters.errors.inc();
@@ -248,11 +244,79 @@ impl Cache {
         }
         if config.l1_enabled {
             let l1_ttl = function.policy.l1_ttl().min(ttl);
+            let stored = Stored {
+                value: value.clone(),
+                tags: tag_hashes,
+            };
             self.inner
                 .l1
-                .insert(l1_key, value.clone(), l1_ttl, bytes.len(), position)
+                .insert(l1_key, stored, l1_ttl, bytes.len(), position)
                 .await;
         }
         out
+    }
+
+    /// An L2 hit that passes every check, after filling L1 with it.
+    #[cfg(feature = "redis")]
+    async fn read_l2<V: Cacheable>(
+        &self,
+        l2: &std::sync::Arc<crate::l2::L2Tier>,
+        redis_key: &str,
+        site: &'static CallSite,
+        function: &FunctionState,
+        l1_key: L1Key,
+    ) -> Option<V> {
+        let config = &self.inner.config;
+        let coherence = &self.inner.coherence;
+        // An entry can only be judged against the log once the log has been
+        // read (after start, after a disconnection).
+        if !coherence.wait_listening(l2.soft_timeout()).await {
+            function.counters.errors.inc();
+            return None;
+        }
+        let bytes = match l2.get(redis_key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(_) => {
+                function.counters.errors.inc();
+                return None;
+            }
+        };
+        let (header, value) = match envelope::decode::<V>(
+            &bytes,
+            site.fingerprint,
+            config.limits.max_value_bytes,
+        ) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                function.counters.reject(reason);
+                tracing::debug!(target: "acgs_cache", function = site.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
+                return None;
+            }
+        };
+        let now = unix_ms(SystemTime::now());
+        if header.expires_at_ms <= now {
+            return None; // past its logical expiry: kept only for the stale-if-error window
+        }
+        let position = header.log_position.packed();
+        let tags: Box<[u64]> = header.tags.iter().map(|t| tag_hash(t)).collect();
+        if !coherence.accepts(function, position, &tags, l1_key.digest) {
+            function.counters.reject(Reject::Invalidated);
+            return None;
+        }
+        function.counters.l2_hits.inc();
+        if config.l1_enabled {
+            let remaining = std::time::Duration::from_millis(header.expires_at_ms - now);
+            let l1_ttl = function.policy.l1_ttl().min(remaining);
+            let stored = Stored {
+                value: value.clone(),
+                tags,
+            };
+            self.inner
+                .l1
+                .insert(l1_key, stored, l1_ttl, bytes.len(), position)
+                .await;
+        }
+        Some(value)
     }
 }

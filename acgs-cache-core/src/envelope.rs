@@ -58,6 +58,9 @@ pub enum Reject {
     TooLarge,
     /// The header is fine but the payload does not decode as the return type.
     Payload,
+    /// The entry started computing before an invalidation that concerns it
+    /// (or before what this instance could hear of the log).
+    Invalidated,
 }
 
 impl Reject {
@@ -71,17 +74,19 @@ impl Reject {
             Reject::FingerprintMismatch => "fingerprint_mismatch",
             Reject::TooLarge => "too_large",
             Reject::Payload => "payload",
+            Reject::Invalidated => "invalidated",
         }
     }
 
     /// Every reason, for tables that list all of them.
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::Corrupt,
         Reject::UnknownVersion,
         Reject::UnknownCodec,
         Reject::FingerprintMismatch,
         Reject::TooLarge,
         Reject::Payload,
+        Reject::Invalidated,
     ];
 }
 

@@ -27,6 +27,9 @@ pub enum Error {
     /// An L2 operation did not finish within the soft timeout.
     #[error("L2 operation exceeded its {0:?} soft timeout")]
     Timeout(std::time::Duration),
+    /// An event, tag or function name outside the grammar.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
     /// L2 is not configured or is currently unavailable.
     #[error("L2 is unavailable: {0}")]
     Unavailable(&'static str),

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 
 use crate::key::KeyDigest;
-use crate::log_position::LogPosition;
 
 /// Bookkeeping bytes charged per entry on top of its encoded size (moka's
 /// node, the key, the `Arc`).
@@ -27,11 +26,26 @@ pub(crate) struct L1Key {
 
 #[derive(Clone)]
 pub(crate) struct L1Entry {
-    value: Arc<dyn Any + Send + Sync>,
+    stored: Arc<dyn Any + Send + Sync>,
     ttl: Duration,
     weight: u32,
-    /// Where the invalidation log stood when the value's computation started.
-    pub(crate) position: LogPosition,
+    /// Where the invalidation log stood (packed) when the value's computation started.
+    pub(crate) position: u64,
+}
+
+/// A value with the tags (hashed) it answers to.
+pub(crate) struct Stored<V> {
+    pub(crate) value: V,
+    pub(crate) tags: Box<[u64]>,
+}
+
+impl L1Entry {
+    /// The stored value if it is a `V`. A value of another type under the
+    /// same key (a generic function with an explicit `key`) is a miss, never
+    /// a wrong value.
+    pub(crate) fn stored<V: 'static>(&self) -> Option<&Stored<V>> {
+        self.stored.downcast_ref::<Stored<V>>()
+    }
 }
 
 struct PerEntryTtl;
@@ -67,22 +81,17 @@ impl L1Tier {
         L1Tier { entries }
     }
 
-    /// The entry's value if present and of type `V`. A value of another type
-    /// under the same key (a generic function with an explicit `key`) is a
-    /// miss, never a wrong value.
-    pub(crate) async fn get<V: Clone + 'static>(&self, key: &L1Key) -> Option<(V, LogPosition)> {
-        let entry = self.entries.get(key).await?;
-        let value = entry.value.downcast_ref::<V>()?;
-        Some((value.clone(), entry.position))
+    pub(crate) async fn get(&self, key: &L1Key) -> Option<L1Entry> {
+        self.entries.get(key).await
     }
 
     pub(crate) async fn insert<V: Send + Sync + 'static>(
         &self,
         key: L1Key,
-        value: V,
+        stored: Stored<V>,
         ttl: Duration,
         encoded_bytes: usize,
-        position: LogPosition,
+        position: u64,
     ) {
         if ttl.is_zero() {
             return;
@@ -91,12 +100,16 @@ impl L1Tier {
             .unwrap_or(u32::MAX)
             .saturating_add(ENTRY_OVERHEAD_BYTES);
         let entry = L1Entry {
-            value: Arc::new(value),
+            stored: Arc::new(stored),
             ttl,
             weight,
             position,
         };
         self.entries.insert(key, entry).await;
+    }
+
+    pub(crate) async fn remove(&self, key: &L1Key) {
+        self.entries.invalidate(key).await;
     }
 
     pub(crate) fn clear(&self) {

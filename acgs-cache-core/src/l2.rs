@@ -96,12 +96,6 @@ impl L2Tier {
         })
     }
 
-    /// The pool, for operations that need a connection of their own.
-    #[allow(dead_code)] // used by later tiers of the design (log tailing, locks)
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     fn current_lane(&self) -> Option<Arc<Lane>> {
         self.lane.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -180,8 +174,23 @@ impl L2Tier {
         });
     }
 
+    pub(crate) fn soft_timeout(&self) -> Duration {
+        self.settings.soft_timeout
+    }
+
+    /// A connection of its own (for blocking reads), outside the pool.
+    pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection, Error> {
+        let checked_out = tokio::time::timeout(self.settings.connect_timeout, self.pool.get())
+            .await
+            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
+        Ok(Connection::take(checked_out))
+    }
+
     /// Runs one command on the lane within the soft timeout.
-    async fn run<T: redis::FromRedisValue>(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<T, Error> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
         let mut conn = match self.handle().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -223,7 +232,7 @@ impl L2Tier {
     }
 
     pub(crate) async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.run(redis::cmd("GET").arg(key)).await
+        self.query(redis::cmd("GET").arg(key)).await
     }
 
     pub(crate) async fn set(
@@ -233,14 +242,14 @@ impl L2Tier {
         ttl: Duration,
     ) -> Result<(), Error> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms))
+        self.query(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms))
             .await
     }
 
     /// Round-trip time of a `PING`.
     pub(crate) async fn ping(self: &Arc<Self>) -> Result<Duration, Error> {
         let start = Instant::now();
-        self.run::<String>(&redis::cmd("PING")).await?;
+        self.query::<String>(&redis::cmd("PING")).await?;
         Ok(start.elapsed())
     }
 }

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Bits of a packed position that hold the sequence part.
+const SEQ_BITS: u32 = 20;
+const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
+
 /// A position in the invalidation log, ordered like Redis stream ids
 /// (`{ms}-{seq}`). Every entry records the position its computation started
 /// at, so a reader can reject values computed before a matching invalidation.
@@ -18,10 +22,68 @@ pub struct LogPosition {
 impl LogPosition {
     /// The position before any event.
     pub const ORIGIN: LogPosition = LogPosition { ms: 0, seq: 0 };
+
+    /// Parses a Redis stream id (`1700000000000-3`).
+    #[must_use]
+    pub fn parse(id: &str) -> Option<LogPosition> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(LogPosition {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+
+    /// One `u64`, ordered as the position is, so it fits an atomic. More than
+    /// a million events within one millisecond share the last sequence value,
+    /// which only makes rejection more conservative.
+    #[must_use]
+    pub(crate) const fn packed(self) -> u64 {
+        let seq = if self.seq > MAX_SEQ {
+            MAX_SEQ
+        } else {
+            self.seq
+        };
+        (self.ms << SEQ_BITS) | seq
+    }
+
+    pub(crate) const fn from_packed(packed: u64) -> LogPosition {
+        LogPosition {
+            ms: packed >> SEQ_BITS,
+            seq: packed & MAX_SEQ,
+        }
+    }
 }
 
 impl std::fmt::Display for LogPosition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_keeps_order_and_round_trips() {
+        let ids = [
+            "0-0",
+            "0-1",
+            "1-0",
+            "1700000000000-0",
+            "1700000000000-7",
+            "1700000000001-0",
+        ];
+        let packed: Vec<u64> = ids
+            .iter()
+            .map(|i| LogPosition::parse(i).unwrap().packed())
+            .collect();
+        assert!(packed.windows(2).all(|w| w[0] < w[1]), "{packed:?}");
+        for id in ids {
+            let p = LogPosition::parse(id).unwrap();
+            assert_eq!(LogPosition::from_packed(p.packed()), p);
+            assert_eq!(p.to_string(), id);
+        }
+        assert_eq!(LogPosition::parse("nope"), None);
     }
 }

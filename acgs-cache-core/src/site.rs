@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cache::{Cache, FunctionState};
 use crate::codec::Codec;
+use crate::coherence::Consistency;
 use crate::policy::TtlPolicy;
 
 /// Everything the runtime needs to know about one cached function, built in a
@@ -20,6 +21,7 @@ pub struct CallSite {
     pub(crate) codec: Codec,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) instance: Option<fn() -> &'static Cache>,
+    pub(crate) consistency: Consistency,
     /// The function's state in the first cache that served it: lets the
     /// common one-cache process skip the registry lookup on every call.
     pub(crate) first: OnceLock<(u64, Arc<FunctionState>)>,
@@ -43,6 +45,7 @@ impl CallSite {
             codec: Codec::Postcard,
             negative_ttl: None,
             instance: None,
+            consistency: Consistency::Bounded,
             first: OnceLock::new(),
         }
     }
@@ -72,6 +75,13 @@ impl CallSite {
     #[must_use]
     pub const fn instance(mut self, cache: fn() -> &'static Cache) -> Self {
         self.instance = Some(cache);
+        self
+    }
+
+    /// What to serve from L1 while the instance cannot hear invalidations.
+    #[must_use]
+    pub const fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
         self
     }
 

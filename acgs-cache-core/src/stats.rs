@@ -114,6 +114,26 @@ pub struct StatsSnapshot {
     pub l1_entries: u64,
     /// Weighted bytes in L1.
     pub l1_bytes: u64,
+    /// The invalidation log as this instance sees it.
+    pub invalidations: InvalidationStats,
+}
+
+/// Invalidation figures of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct InvalidationStats {
+    /// Invalidations this instance sent.
+    pub sent: u64,
+    /// Invalidations it heard from the log (its own included).
+    pub received: u64,
+    /// Invalidations it remembers (pruned past the retention).
+    pub remembered: u64,
+    /// Whether it currently hears the log.
+    pub listening: bool,
+    /// Median delay from send to hearing, over recent events (µs).
+    pub propagation_p50_us: Option<u64>,
+    /// 99th percentile of that delay (µs).
+    pub propagation_p99_us: Option<u64>,
 }
 
 impl StatsSnapshot {

@@ -23,6 +23,9 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(version);
     syn::custom_keyword!(cache);
+    syn::custom_keyword!(tags);
+    syn::custom_keyword!(consistency);
+    syn::custom_keyword!(companions);
 }
 
 /// Where a function's TTL policy comes from.
@@ -33,6 +36,11 @@ pub(crate) enum TtlSpec {
     Literal(LitStr, Duration),
     /// A path to a user `const` policy.
     Path(Path),
+}
+
+pub(crate) enum ConsistencySpec {
+    Bounded,
+    Strict,
 }
 
 pub(crate) enum CodecSpec {
@@ -52,6 +60,9 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u32>,
     pub(crate) cache: Option<Expr>,
+    pub(crate) tags: Option<Vec<LitStr>>,
+    pub(crate) consistency: Option<ConsistencySpec>,
+    pub(crate) companions: Option<bool>,
     /// Span of the whole argument list, for "missing `ttl`".
     pub(crate) span: Option<Span>,
     /// A `ttl` argument was written (even if it did not parse).
@@ -208,6 +219,51 @@ impl Args {
             let k = input.parse::<kw::cache>()?;
             input.parse::<Token![=]>()?;
             set(&mut self.cache, input.parse()?, k.span, "cache", errors);
+        } else if lookahead.peek(kw::tags) {
+            let k = input.parse::<kw::tags>()?;
+            input.parse::<Token![=]>()?;
+            let templates = parse_str_or_list(input)?;
+            for t in &templates {
+                if let Err(message) = check_tag_template(&t.value()) {
+                    errors.at(
+                        t.span(),
+                        format!("invalid tag template {:?}: {message}", t.value()),
+                    );
+                }
+            }
+            set(&mut self.tags, templates, k.span, "tags", errors);
+        } else if lookahead.peek(kw::consistency) {
+            let k = input.parse::<kw::consistency>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let consistency = match lit.value().as_str() {
+                "bounded" => ConsistencySpec::Bounded,
+                "strict" => ConsistencySpec::Strict,
+                other => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("unknown consistency {other:?}: expected \"bounded\" (serve L1 for at most its TTL while invalidations cannot be heard) or \"strict\" (bypass L1 meanwhile)"),
+                    ))
+                }
+            };
+            set(
+                &mut self.consistency,
+                consistency,
+                k.span,
+                "consistency",
+                errors,
+            );
+        } else if lookahead.peek(kw::companions) {
+            let k = input.parse::<kw::companions>()?;
+            input.parse::<Token![=]>()?;
+            let lit: syn::LitBool = input.parse()?;
+            set(
+                &mut self.companions,
+                lit.value,
+                k.span,
+                "companions",
+                errors,
+            );
         } else if input.peek(Ident::peek_any) {
             let unknown = input.call(Ident::parse_any)?;
             return Err(syn::Error::new(
@@ -239,6 +295,41 @@ fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     } else {
         Ok(vec![input.parse()?])
     }
+}
+
+/// A tag template: text with `{argument}` placeholders (the names are
+/// checked against the parameters later, where the signature is known).
+fn check_tag_template(template: &str) -> Result<(), String> {
+    if template.is_empty() {
+        return Err("a tag must not be empty".into());
+    }
+    for name in placeholders(template)? {
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(format!(
+                "`{{{name}}}` is not an argument name; placeholders are `{{argument}}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The placeholder names of a tag template, in order.
+pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest[open..].starts_with('}') {
+            return Err("`}` without a matching `{`".into());
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or("`{` without a matching `}`")?;
+        names.push(&after[..close]);
+        rest = &after[close + 1..];
+    }
+    Ok(names)
 }
 
 fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
-use crate::attr::{Args, CodecSpec, Errors, Parsed, TtlSpec};
+use crate::attr::{placeholders, Args, CodecSpec, ConsistencySpec, Errors, Parsed, TtlSpec};
 
 /// Entry point: on any error the user's function is emitted unchanged next
 /// to the errors, so the rest of the crate (and the IDE) keeps working.
@@ -52,6 +52,8 @@ struct Plan {
     key_args: Vec<Ident>,
     /// The signature text folded into the schema fingerprint.
     signature: String,
+    /// Every typed parameter (for the invalidation companions).
+    params: Vec<(Ident, Type)>,
 }
 
 impl Plan {
@@ -122,6 +124,7 @@ impl Plan {
         let mut names = Vec::new();
         let mut key_args = Vec::new();
         let mut signature_types = Vec::new();
+        let mut params = Vec::new();
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(receiver) => {
@@ -142,6 +145,7 @@ impl Plan {
                     };
                     let name = pat_ident.ident.to_string();
                     names.push(name.clone());
+                    params.push((pat_ident.ident.clone(), (*pat_type.ty).clone()));
                     if let Type::Reference(r) = &*pat_type.ty {
                         if r.mutability.is_some() {
                             errors.at(pat_type.ty.span(), format!("`{name}: &mut ...` cannot be cached: a cache hit would skip the mutation"));
@@ -158,6 +162,19 @@ impl Plan {
                         key_args.push(pat_ident.ident.clone());
                         signature_types.push(normalized(&pat_type.ty));
                     }
+                }
+            }
+        }
+        for template in args.tags.iter().flatten() {
+            for name in placeholders(&template.value()).unwrap_or_default() {
+                if !names.iter().any(|n| n == name) || name == "self" {
+                    errors.at(
+                        template.span(),
+                        format!(
+                            "tag template {:?}: the function has no argument `{name}`",
+                            template.value()
+                        ),
+                    );
                 }
             }
         }
@@ -184,6 +201,7 @@ impl Plan {
             is_method,
             key_args,
             signature,
+            params,
         }
     }
 }
@@ -257,6 +275,9 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     if let Some(CodecSpec::Json) = &args.codec {
         options.extend(quote!(.codec(#private::Codec::Json)));
     }
+    if let Some(ConsistencySpec::Strict) = &args.consistency {
+        options.extend(quote!(.consistency(#private::Consistency::Strict)));
+    }
     if let Some((_, d)) = &args.negative_ttl {
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
         options.extend(quote!(.negative_ttl(#private::Duration::new(#secs, #nanos))));
@@ -273,15 +294,7 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     let receiver_type = plan
         .is_method
         .then(|| quote!(.arg(::core::any::type_name::<Self>())));
-    // Each argument is checked where the user wrote it.
-    let key_parts: TokenStream = match &args.key {
-        Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
-        None => plan
-            .key_args
-            .iter()
-            .map(|arg| quote_spanned!(arg.span()=> .arg(&#arg)))
-            .collect(),
-    };
+    let key_parts = key_parts(args, &plan);
 
     let (ret_ty, ret_span) = match &sig.output {
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
@@ -297,8 +310,24 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     let site = Ident::new("__acgs_site", Span::mixed_site());
     // Spanned on the return type: an uncacheable value is reported there.
     let private_at_ret = quote_spanned!(ret_span=> ::acgs_cache::__private);
-    let call = quote_spanned! {ret_span=>
-        #private_at_ret::call::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
+    let call = match &args.tags {
+        None => quote_spanned! {ret_span=>
+            #private_at_ret::call::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
+        },
+        Some(templates) => {
+            // Tags are formatted inside the computation, before the body can
+            // consume the arguments: a hit pays nothing for them.
+            let tags = Ident::new("__acgs_tags", Span::mixed_site());
+            let out = Ident::new("__acgs_out", Span::mixed_site());
+            quote_spanned! {ret_span=>
+                #private_at_ret::call_tagged::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move {
+                    let #tags = ::std::vec![#(#private::format!(#templates)),*];
+                    let #out: #ret_ty = async move #block.await;
+                    (#tags, #out)
+                })
+                .await
+            }
+        }
     };
 
     let body = quote! {
@@ -320,8 +349,71 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     // cached is reported at the type the user wrote, not at the attribute.
     let mut body = Group::new(Delimiter::Brace, body);
     body.set_span(ret_span);
+    let companions = (!plan.is_method && args.companions != Some(false))
+        .then(|| companions(&sig, &vis, args, &plan, &name, instance_fn.as_ref()));
     quote! {
         #(#attrs)*
         #vis #sig #body
+        #companions
+    }
+}
+
+/// `.arg(&x)` for each key argument, each spanned where the user wrote it:
+/// a non-serializable argument is reported there (once, as the wrapper and
+/// its companion report it at the same place).
+fn key_parts(args: &Args, plan: &Plan) -> TokenStream {
+    match &args.key {
+        Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
+        None => plan
+            .key_args
+            .iter()
+            .map(|arg| quote_spanned!(arg.span()=> .arg(&#arg)))
+            .collect(),
+    }
+}
+
+/// `invalidate_<fn>(same arguments)` and `invalidate_all_<fn>()`, next to the
+/// function (free or associated), so the invalidation API of a cached
+/// function is found where the function is documented.
+fn companions(
+    sig: &syn::Signature,
+    vis: &syn::Visibility,
+    args: &Args,
+    plan: &Plan,
+    name: &str,
+    instance_fn: Option<&TokenStream>,
+) -> TokenStream {
+    let private = quote!(::acgs_cache::__private);
+    let fn_name = &sig.ident;
+    let one = format_ident!("invalidate_{}", fn_name);
+    let all = format_ident!("invalidate_all_{}", fn_name);
+    let (generics, where_clause) = (&sig.generics, &sig.generics.where_clause);
+    let params = plan.params.iter().map(|(ident, ty)| quote!(#ident: #ty));
+    let key_parts = key_parts(args, plan);
+    let (instance_item, instance) = match instance_fn {
+        Some(item) => (
+            item.clone(),
+            quote!(::core::option::Option::Some(__acgs_instance)),
+        ),
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
+    let doc_one = format!(
+        "Invalidates the cached entry of [`{fn_name}`] for these arguments, on every instance \
+         (see `acgs_cache::Cache::invalidate`)."
+    );
+    let doc_all = format!("Invalidates every cached entry of [`{fn_name}`], on every instance.");
+    quote! {
+        #[doc = #doc_one]
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        #vis async fn #one #generics (#(#params),*) -> ::core::result::Result<#private::LogPosition, #private::Error> #where_clause {
+            #instance_item
+            let key = #private::KeyBuilder::new() #key_parts .finish();
+            #private::invalidate_entry(#name, #instance, key).await
+        }
+        #[doc = #doc_all]
+        #vis async fn #all() -> ::core::result::Result<#private::LogPosition, #private::Error> {
+            #instance_item
+            #private::invalidate_function(#name, #instance).await
+        }
     }
 }
