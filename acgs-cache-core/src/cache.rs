@@ -227,6 +227,13 @@ impl Cache {
         }
     }
 
+    /// The last position of the invalidation log this instance has heard:
+    /// what a computation starting now records in its entry.
+    #[must_use]
+    pub fn log_position(&self) -> crate::LogPosition {
+        crate::coherence::unpack(self.inner.coherence.head())
+    }
+
     /// Drops every L1 entry of this instance (L2 is untouched).
     pub fn clear_l1(&self) {
         self.inner.l1.clear();

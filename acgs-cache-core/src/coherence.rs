@@ -83,6 +83,7 @@ pub(crate) struct Coherence {
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
     pub(crate) received: Counter,
+    last_prune_ms: AtomicU64,
     lags_us: Mutex<VecDeque<u64>>,
 }
 
@@ -96,14 +97,35 @@ impl Coherence {
             heard: RwLock::new(Heard::default()),
             sent: Counter::default(),
             received: Counter::default(),
+            last_prune_ms: AtomicU64::new(0),
             lags_us: Mutex::new(VecDeque::with_capacity(LAG_SAMPLES)),
         }
     }
 
-    /// A position after every one heard, for invalidations that only this
-    /// instance applies (L1-only mode, or Redis unreachable).
+    /// A position after every one heard, for an invalidation only this
+    /// instance applies because Redis cannot be reached. It follows the last
+    /// Redis id heard, never the local clock: a clock ahead of the server's
+    /// would let entries started before later events look newer than them.
     pub(crate) fn next_local_position(&self) -> u64 {
         self.head.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The position of an invalidation in L1-only mode, where the log is this
+    /// instance's: ordered like stream ids (ms, seq) from the local clock, so
+    /// the retention prunes it like the Redis log.
+    pub(crate) fn next_clock_position(&self, now_ms: u64) -> u64 {
+        let clock = LogPosition { ms: now_ms, seq: 0 }.packed();
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let next = clock.max(head + 1);
+            match self
+                .head
+                .compare_exchange_weak(head, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next,
+                Err(current) => head = current,
+            }
+        }
     }
 
     /// The position a computation starting now records.
@@ -239,9 +261,29 @@ impl Coherence {
         !(tagged_after || entry_after)
     }
 
-    /// Forgets invalidations older than `horizon` (packed). An entry that
-    /// started before them has outlived every TTL the retention covers.
-    pub(crate) fn prune(&self, horizon: u64) {
+    /// Forgets invalidations older than the retention, at most once per
+    /// `min(retention, 60 s)`. An entry that started before them has outlived
+    /// every TTL the retention covers.
+    pub(crate) fn maybe_prune(&self, retention: Duration, now_ms: u64) {
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        let every_ms = retention_ms.min(60_000);
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now_ms < last.saturating_add(every_ms)
+            || self
+                .last_prune_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let horizon = LogPosition {
+            ms: now_ms.saturating_sub(retention_ms),
+            seq: 0,
+        };
+        self.prune(horizon.packed());
+    }
+
+    fn prune(&self, horizon: u64) {
         let mut heard = self.heard.write().unwrap_or_else(|p| p.into_inner());
         heard.names.retain(|_, at| *at >= horizon);
         heard.tags.retain(|_, at| *at >= horizon);

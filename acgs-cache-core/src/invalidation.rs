@@ -1,6 +1,9 @@
 //! The invalidation API: events, tags, whole functions and single entries.
 
+use std::time::SystemTime;
+
 use crate::cache::Cache;
+use crate::call::unix_ms;
 use crate::coherence::{unpack, Record};
 use crate::error::Error;
 use crate::grammar::check_event_name;
@@ -91,8 +94,10 @@ impl Cache {
                 }
             };
         }
-        let position = coherence.next_local_position();
+        let now_ms = unix_ms(SystemTime::now());
+        let position = coherence.next_clock_position(now_ms);
         coherence.apply(position, &record);
+        coherence.maybe_prune(self.inner.config.retention, now_ms);
         Ok(unpack(position))
     }
 }

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
@@ -29,8 +29,6 @@ const BATCH: usize = 512;
 /// How long one `XREAD` waits for new records (below the connection's 1 s
 /// response timeout).
 const BLOCK_MS: u64 = 500;
-/// How often remembered invalidations are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The stream's key: one log per prefix, shared by every service under it
 /// (events are domain-wide; function and entry records name their service).
@@ -135,28 +133,24 @@ async fn follow(
     while read_batch(inner, &mut conn, &stream, cursor, None).await? == BATCH {}
     inner.coherence.set_listening(true);
     tracing::debug!(target: "acgs_cache", %cursor, "invalidation log caught up");
-    let mut last_prune = Instant::now();
     loop {
         // Hold the cache only while processing, so dropping it ends the task.
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
         read_batch(&inner, &mut conn, &stream, cursor, Some(BLOCK_MS)).await?;
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            let retention_ms =
-                u64::try_from(inner.config.retention.as_millis()).unwrap_or(u64::MAX);
-            let horizon = LogPosition {
-                ms: unix_ms(SystemTime::now()).saturating_sub(retention_ms),
-                seq: 0,
-            };
-            inner.coherence.prune(horizon.packed());
-            last_prune = Instant::now();
-        }
+        let now_ms = unix_ms(SystemTime::now());
+        inner.coherence.maybe_prune(inner.config.retention, now_ms);
     }
 }
 
-/// Records trimmed from the log after `cursor` were never heard: reject
-/// every entry that started before them.
+/// Records removed from the log after `cursor` were never heard: reject
+/// every entry that started before what remains.
+///
+/// Trimming removes the oldest records, so something after `cursor` is
+/// missing exactly when records were ever removed and `cursor` itself is no
+/// longer in the stream (it is older than the first record left). `XDEL`
+/// can remove any record: `max-deleted-entry-id` covers it.
 async fn raise_floor_if_trimmed(
     inner: &Inner,
     conn: &mut MultiplexedConnection,
@@ -172,14 +166,42 @@ async fn raise_floor_if_trimmed(
         .arg(stream)
         .query_async(conn)
         .await?;
-    let max_deleted = match info.get("max-deleted-entry-id") {
-        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(LogPosition::parse),
-        Some(Value::SimpleString(s)) => LogPosition::parse(s),
+    let int = |field: &str| match info.get(field) {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
         _ => None,
     };
-    if let Some(deleted) = max_deleted.filter(|d| *d > cursor) {
-        tracing::info!(target: "acgs_cache", %deleted, %cursor, "invalidation log was trimmed past this instance; older entries are rejected");
-        inner.coherence.raise_floor(deleted.packed() + 1);
+    let id = |value: Option<&Value>| match value {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(LogPosition::parse),
+        Some(Value::SimpleString(s)) => LogPosition::parse(s),
+        Some(Value::Array(entry)) => match entry.first() {
+            Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(LogPosition::parse),
+            _ => None,
+        },
+        _ => None,
+    };
+    let removed = int("entries-added")
+        .zip(int("length"))
+        .is_some_and(|(added, length)| added > length);
+    let first_left = id(info.get("first-entry"));
+    let last_generated = id(info.get("last-generated-id"));
+    let floor = if removed {
+        match (first_left, last_generated) {
+            (Some(first), _) if cursor < first => Some(first),
+            (None, Some(last)) if cursor < last => Some(last),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let deleted = id(info.get("max-deleted-entry-id"))
+        .filter(|d| *d > cursor)
+        .map(|d| LogPosition {
+            ms: d.ms,
+            seq: d.seq + 1,
+        });
+    if let Some(floor) = floor.max(deleted) {
+        tracing::info!(target: "acgs_cache", %floor, %cursor, "invalidation records were removed before this instance read them; older entries are rejected");
+        inner.coherence.raise_floor(floor.packed());
     }
     Ok(())
 }
