@@ -234,7 +234,9 @@ async fn read_batch(
             Some((record, sent_us)) => {
                 inner.coherence.apply(position.packed(), &record);
                 inner.coherence.received.inc();
-                if let Some(sent) = sent_us {
+                // Only records heard live measure propagation; catch-up
+                // after a start or a disconnection would count the downtime.
+                if let (Some(sent), Some(_)) = (sent_us, block_ms) {
                     inner
                         .coherence
                         .record_lag(Duration::from_micros(now.saturating_sub(sent)));

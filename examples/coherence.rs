@@ -1,0 +1,254 @@
+//! Coherence report: several OS processes read, write and invalidate one key
+//! space through one Redis; every read is checked against the truth.
+//!
+//! ```text
+//! cargo run --release --example coherence -- --instances 3 --seconds 10 [--restart-one] [--redis-url URL]
+//! ```
+//!
+//! Without `--redis-url` (or `ACGS_CACHE_REDIS_URL`) it starts a
+//! `redis-server` of its own on a free port. The parent process is the
+//! writer: it bumps a key's version in the "database" (a plain Redis key),
+//! then calls `invalidate("coherence.key.{k}")`, then records (version, log
+//! position) in a short history. Each worker process reads through a cached
+//! function tagged `coherence.key.{k}` and checks every value it gets: if it
+//! had already heard (log position) the invalidation of a newer version
+//! before the call started, the value is stale. `--restart-one` SIGKILLs a
+//! worker half-way and starts it again (it must catch up before trusting L2).
+//!
+//! The last line is
+//! `coherence: reads=N stale=N invalidations=N propagation_p50_us=N propagation_p99_us=N`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acgs_cache::{cached, Cache, LogPosition};
+use redis::AsyncCommands;
+
+const KEYS: u32 = 64;
+/// Versions kept per key for the stale check.
+const HISTORY: isize = 32;
+/// Reads checked per pipelined history fetch.
+const CHECK_BATCH: usize = 64;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if flag("--worker") {
+        return worker().await;
+    }
+    let instances: usize = arg("--instances", 3);
+    let seconds: u64 = arg("--seconds", 10);
+    let mut own_server = None;
+    let url = match std::env::var("ACGS_CACHE_REDIS_URL")
+        .ok()
+        .or_else(|| std::env::args().skip_while(|a| a != "--redis-url").nth(1))
+    {
+        Some(url) => url,
+        None => {
+            let server = support::RedisServer::start();
+            let url = server.url();
+            own_server = Some(server);
+            url
+        }
+    };
+    println!(
+        "coherence: {instances} worker processes, {seconds} s, redis at {url}{}",
+        if own_server.is_some() {
+            " (started for this run)"
+        } else {
+            ""
+        }
+    );
+    let mut db = redis::Client::open(url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let run_id = format!("{}-{}", std::process::id(), fastrand::u32(..));
+    for k in 0..KEYS {
+        let _: () = db.set(format!("coh:{run_id}:truth:{k}"), 0u64).await?;
+    }
+    let spawn = |id: usize, seconds: u64| -> std::io::Result<Child> {
+        Command::new(std::env::current_exe()?)
+            .args([
+                "--worker",
+                "--redis-url",
+                &url,
+                "--seconds",
+                &seconds.to_string(),
+                "--run",
+                &run_id,
+                "--id",
+                &id.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    let mut workers: Vec<Child> = (0..instances)
+        .map(|i| spawn(i, seconds))
+        .collect::<Result<_, _>>()?;
+
+    let writer = Cache::builder()
+        .redis_url(url.as_str())
+        .service("coherence")
+        .prefix(format!("coh-{run_id}"))
+        .build()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut invalidations = 0u64;
+    let mut restarted = !flag("--restart-one");
+    let mut replacement = None;
+    while Instant::now() < deadline {
+        let k = fastrand::u32(..KEYS);
+        let version: u64 = db.incr(format!("coh:{run_id}:truth:{k}"), 1).await?;
+        let position = writer.invalidate(&format!("coherence.key.{k}")).await?;
+        let _: () = redis::pipe()
+            .lpush(
+                format!("coh:{run_id}:history:{k}"),
+                format!("{version} {position}"),
+            )
+            .ltrim(format!("coh:{run_id}:history:{k}"), 0, HISTORY - 1)
+            .query_async(&mut db)
+            .await?;
+        invalidations += 1;
+        if !restarted && started.elapsed() >= Duration::from_secs(seconds) / 2 {
+            // A worker dies across invalidations and comes back.
+            workers[0].kill()?;
+            let killed = workers.remove(0);
+            drop(killed);
+            tokio::time::sleep(Duration::from_millis(300)).await; // events it misses
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .max(1);
+            replacement = Some(spawn(0, left)?);
+            restarted = true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    workers.extend(replacement);
+
+    let (mut reads, mut stale, mut p50s, mut p99) = (0u64, 0u64, Vec::new(), 0u64);
+    for worker in workers {
+        let output = worker.wait_with_output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("worker:"))
+            .ok_or("a worker printed no result")?;
+        println!("  {line}");
+        let field = |name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        reads += field("reads");
+        stale += field("stale");
+        p50s.push(field("propagation_p50_us"));
+        p99 = p99.max(field("propagation_p99_us"));
+    }
+    p50s.sort_unstable();
+    let p50 = p50s.get(p50s.len() / 2).copied().unwrap_or(0);
+    drop(own_server);
+    println!("coherence: reads={reads} stale={stale} invalidations={invalidations} propagation_p50_us={p50} propagation_p99_us={p99}");
+    if stale > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The "database" read a worker caches: the key's current version.
+#[cached(ttl = "policy_decision", tags = ["coherence.key.{k}"], cache = WORKER_CACHE)]
+async fn version_of(k: u32) -> u64 {
+    let mut db = DB.get().expect("connected").clone();
+    db.get(format!("coh:{}:truth:{k}", run_id()))
+        .await
+        .unwrap_or(0)
+}
+
+static DB: std::sync::OnceLock<redis::aio::MultiplexedConnection> = std::sync::OnceLock::new();
+static WORKER_CACHE: std::sync::LazyLock<Cache> = std::sync::LazyLock::new(|| {
+    let url: String = arg("--redis-url", String::new());
+    Cache::builder()
+        .redis_url(url)
+        .service("coherence")
+        .prefix(format!("coh-{}", run_id()))
+        .build()
+        .expect("worker cache")
+});
+
+fn run_id() -> String {
+    arg("--run", String::new())
+}
+
+async fn worker() -> Result<(), Box<dyn std::error::Error>> {
+    let url: String = arg("--redis-url", String::new());
+    let seconds: u64 = arg("--seconds", 10);
+    let mut db = redis::Client::open(url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    DB.set(db.clone()).map_err(|_| "connected twice")?;
+    let cache = &*WORKER_CACHE;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (mut reads, mut stale, mut unchecked) = (0u64, 0u64, 0u64);
+    while Instant::now() < deadline {
+        // Read a batch, then check it with one pipelined history fetch.
+        let mut batch = Vec::with_capacity(CHECK_BATCH);
+        for _ in 0..CHECK_BATCH {
+            let k = fastrand::u32(..KEYS);
+            let heard = cache.log_position();
+            batch.push((k, heard, version_of(k).await));
+        }
+        reads += batch.len() as u64;
+        let mut pipe = redis::pipe();
+        for (k, _, _) in &batch {
+            pipe.lrange(format!("coh:{}:history:{k}", run_id()), 0, HISTORY - 1);
+        }
+        let histories: Vec<Vec<String>> = pipe.query_async(&mut db).await?;
+        for ((k, heard, served), history) in batch.into_iter().zip(histories) {
+            // The newest version whose invalidation this instance had heard
+            // before the call: serving anything older is a stale read.
+            let required = history.iter().find_map(|entry| {
+                let (version, position) = entry.split_once(' ')?;
+                (LogPosition::parse(position)? <= heard).then(|| version.parse::<u64>().ok())?
+            });
+            match required {
+                Some(required) if served < required => {
+                    stale += 1;
+                    eprintln!("stale: key {k} served version {served}, version {required} was invalidated before the call");
+                }
+                Some(_) => {}
+                None => unchecked += 1,
+            }
+        }
+    }
+    let stats = cache.stats().await;
+    let inv = &stats.invalidations;
+    let t = stats.totals();
+    println!(
+        "worker: id={} reads={reads} stale={stale} unchecked={unchecked} l1_hits={} l2_hits={} misses={} heard={} propagation_p50_us={} propagation_p99_us={}",
+        arg("--id", 0usize),
+        t.l1_hits,
+        t.l2_hits,
+        t.misses,
+        inv.received,
+        inv.propagation_p50_us.unwrap_or(0),
+        inv.propagation_p99_us.unwrap_or(0),
+    );
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Several OS processes sharing one Redis: concurrent reads, writes and
+//! invalidations, and a process killed and restarted across invalidations.
+//! The processes are the `coherence` example (built by `cargo test` with the
+//! other examples), which checks every read against the truth.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::RedisServer;
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} is missing: run through `cargo test`, which builds the examples", path.display());
+    path
+}
+
+fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
+
+#[test]
+fn processes_never_serve_a_value_older_than_an_invalidation_they_heard() {
+    let server = RedisServer::start();
+    let output = Command::new(example("coherence"))
+        .args(["--redis-url", &server.url(), "--instances", "3", "--seconds", "4", "--restart-one"])
+        .env_remove("ACGS_CACHE_REDIS_URL")
+        .output()
+        .expect("run the coherence example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("coherence: reads="))
+        .unwrap_or_else(|| panic!("no summary line\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    println!("{stdout}");
+    assert_eq!(field(summary, "stale"), 0, "{stdout}\n{stderr}");
+    assert!(field(summary, "reads") > 1_000, "{summary}");
+    assert!(field(summary, "invalidations") > 100, "{summary}");
+    // Three workers reported, one of them restarted half-way.
+    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("worker:")).count(), 3, "{stdout}");
+    assert!(output.status.success());
+}
