@@ -13,9 +13,16 @@ use support::RedisServer;
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run through `cargo test`, which builds the examples", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run through `cargo test`, which builds the examples",
+        path.display()
+    );
     path
 }
 
@@ -30,7 +37,15 @@ fn field(line: &str, name: &str) -> u64 {
 fn processes_never_serve_a_value_older_than_an_invalidation_they_heard() {
     let server = RedisServer::start();
     let output = Command::new(example("coherence"))
-        .args(["--redis-url", &server.url(), "--instances", "3", "--seconds", "4", "--restart-one"])
+        .args([
+            "--redis-url",
+            &server.url(),
+            "--instances",
+            "3",
+            "--seconds",
+            "4",
+            "--restart-one",
+        ])
         .env_remove("ACGS_CACHE_REDIS_URL")
         .output()
         .expect("run the coherence example");
@@ -46,6 +61,13 @@ fn processes_never_serve_a_value_older_than_an_invalidation_they_heard() {
     assert!(field(summary, "reads") > 1_000, "{summary}");
     assert!(field(summary, "invalidations") > 100, "{summary}");
     // Three workers reported, one of them restarted half-way.
-    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("worker:")).count(), 3, "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("worker:"))
+            .count(),
+        3,
+        "{stdout}"
+    );
     assert!(output.status.success());
 }
