@@ -21,8 +21,22 @@ use serde::{Deserialize, Serialize};
 /// The rule store the service reads (a database in the real service).
 static RULES: LazyLock<RwLock<BTreeMap<u64, Rule>>> = LazyLock::new(|| {
     RwLock::new(BTreeMap::from([
-        (1, Rule { id: 1, min_clearance: 2, version: 1 }),
-        (2, Rule { id: 2, min_clearance: 4, version: 1 }),
+        (
+            1,
+            Rule {
+                id: 1,
+                min_clearance: 2,
+                version: 1,
+            },
+        ),
+        (
+            2,
+            Rule {
+                id: 2,
+                min_clearance: 4,
+                version: 1,
+            },
+        ),
     ]))
 });
 static STORE_QUERIES: AtomicU32 = AtomicU32::new(0);
@@ -62,7 +76,12 @@ async fn query_store(latency_ms: u64) {
 #[cached(ttl = "governance_rules", invalidate_on = "governance.rules.*")]
 pub async fn governance_rule(rule_id: u64) -> Result<Rule, GovernanceError> {
     query_store(15).await;
-    RULES.read().unwrap().get(&rule_id).cloned().ok_or(GovernanceError::UnknownRule(rule_id))
+    RULES
+        .read()
+        .unwrap()
+        .get(&rule_id)
+        .cloned()
+        .ok_or(GovernanceError::UnknownRule(rule_id))
 }
 
 /// A decision for one subject: cached 5 minutes, dropped on any governance event.
@@ -70,7 +89,10 @@ pub async fn governance_rule(rule_id: u64) -> Result<Rule, GovernanceError> {
 pub async fn evaluate_policy(rule_id: u64, clearance: u8) -> Result<Decision, GovernanceError> {
     let rule = governance_rule(rule_id).await?;
     query_store(5).await; // audit lookup
-    Ok(Decision { allow: clearance >= rule.min_clearance, rule_version: rule.version })
+    Ok(Decision {
+        allow: clearance >= rule.min_clearance,
+        rule_version: rule.version,
+    })
 }
 
 /// A tenant's compliance check: tagged with the tenant, so one tenant's
@@ -80,33 +102,53 @@ pub async fn compliance_check(tenant: String, clearance: u8) -> ComplianceReport
     query_store(25).await;
     let rules = RULES.read().unwrap().clone();
     let passed = rules.values().all(|r| clearance >= r.min_clearance);
-    ComplianceReport { tenant, passed, checked_rules: rules.len() }
+    ComplianceReport {
+        tenant,
+        passed,
+        checked_rules: rules.len(),
+    }
 }
 
 async fn show_decisions(label: &str) {
     let mut line = String::new();
     for (rule, clearance) in [(1, 3), (2, 3), (2, 5)] {
         let d = evaluate_policy(rule, clearance).await.expect("known rules");
-        line += &format!(" rule{rule}/clearance{clearance}={}(v{})", if d.allow { "allow" } else { "deny" }, d.rule_version);
+        line += &format!(
+            " rule{rule}/clearance{clearance}={}(v{})",
+            if d.allow { "allow" } else { "deny" },
+            d.rule_version
+        );
     }
-    println!("{label:<34}{line}   store queries so far: {}", STORE_QUERIES.load(Ordering::Relaxed));
+    println!(
+        "{label:<34}{line}   store queries so far: {}",
+        STORE_QUERIES.load(Ordering::Relaxed)
+    );
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "acgs_cache=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "acgs_cache=warn".into()),
+        )
         .init();
-    let cache = Cache::builder().service("policy-governance").apply_env()?.build()?;
+    let cache = Cache::builder()
+        .service("policy-governance")
+        .apply_env()?
+        .build()?;
     if cache.has_l2() {
         println!("policy_governance: L1 + L2 (redis); invalidations reach every instance");
     } else {
         println!("policy_governance: L1 only (in process); set ACGS_CACHE_REDIS_URL to share entries and invalidations");
     }
-    cache.clone().install_default().expect("first cache of the process");
+    cache
+        .clone()
+        .install_default()
+        .expect("first cache of the process");
 
-    show_decisions("first evaluation (computed):").await;
-    show_decisions("again (cached):").await;
+    show_decisions("first evaluation:").await;
+    show_decisions("again (from the cache):").await;
 
     // A governance change: rule 2 now requires clearance 3.
     {
@@ -121,7 +163,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for tenant in ["acme", "globex"] {
         let report = compliance_check(tenant.into(), 3).await;
-        println!("compliance {tenant:<7} passed={} ({} rules)", report.passed, report.checked_rules);
+        println!(
+            "compliance {tenant:<7} passed={} ({} rules)",
+            report.passed, report.checked_rules
+        );
     }
     acgs_cache::invalidate("tenant.acme").await?;
     let before = STORE_QUERIES.load(Ordering::Relaxed);
@@ -137,7 +182,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = STORE_QUERIES.load(Ordering::Relaxed);
     evaluate_policy(1, 3).await?;
     evaluate_policy(2, 3).await?;
-    println!("invalidate_evaluate_policy(1, 3): {} store query for the two decisions", STORE_QUERIES.load(Ordering::Relaxed) - before);
+    println!(
+        "invalidate_evaluate_policy(1, 3): {} store query for the two decisions",
+        STORE_QUERIES.load(Ordering::Relaxed) - before
+    );
 
     let stats = cache.stats().await;
     for f in &stats.functions {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Pins what `cargo expand` prints for the quickstart's cached function.
+# Pins what `cargo expand` prints for the quickstart's cached function and
+# the two invalidation companions the attribute generates next to it.
 #   scripts/expansion.sh           print the expansion
 #   scripts/expansion.sh --check   fail if it differs from the snapshot
 #   scripts/expansion.sh --update  rewrite the snapshot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 snapshot=tests/expand/evaluate_policy.expanded.rs
-actual=$(cargo expand --quiet --example quickstart evaluate_policy 2>/dev/null)
+actual=$(for item in evaluate_policy invalidate_evaluate_policy invalidate_all_evaluate_policy; do
+  cargo expand --quiet --example quickstart "$item" 2>/dev/null
+done)
 case "${1:-}" in
   --update) printf '%s\n' "$actual" > "$snapshot"; echo "updated $snapshot ($(wc -l < "$snapshot") lines)";;
   --check)

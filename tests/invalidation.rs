@@ -164,29 +164,35 @@ async fn a_value_computed_before_the_event_and_written_after_it_is_rejected() {
         "the in-flight caller gets what it computed"
     );
 
-    // Not from the writer's L1, nor from L2 for the other instance.
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        GATE.notify_one();
-    });
-    assert_eq!(writer.scope(slow_rules(1)).await, 1002);
+    // The stale value now sits in the writer's L1 and in L2. The other
+    // instance, once it has heard the event, rejects the L2 copy...
     wait_until_heard(&other, writer.log_position()).await;
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        GATE.notify_one();
-    });
-    let seen = other.scope(slow_rules(1)).await;
-    assert!(seen == 1002, "the other instance served {seen}");
-    let stats = other.stats().await;
-    assert!(
-        stats
-            .function("slow_rules")
-            .unwrap()
-            .rejected
-            .get("invalidated")
-            .is_some()
-            || stats.function("slow_rules").unwrap().l2_hits == 1
+    let release = || {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            GATE.notify_one();
+        })
+    };
+    release();
+    assert_eq!(
+        other.scope(slow_rules(1)).await,
+        1002,
+        "the other instance must not serve the late, stale write"
     );
+    let f = other.stats().await.function("slow_rules").cloned().unwrap();
+    assert_eq!(
+        (f.l2_hits, f.misses, f.rejected.get("invalidated")),
+        (0, 1, Some(&1))
+    );
+    // ...and the writer rejects its own L1 copy (then finds the fresh L2 entry).
+    assert_eq!(writer.scope(slow_rules(1)).await, 1002);
+    let f = writer
+        .stats()
+        .await
+        .function("slow_rules")
+        .cloned()
+        .unwrap();
+    assert_eq!(f.rejected.get("invalidated"), Some(&1), "{f:?}");
 }
 
 async fn slow_rules_ready(cache: &Cache) {

@@ -90,8 +90,8 @@ impl Errors {
     }
 }
 
-const KEYS: &str =
-    "`ttl`, `invalidate_on`, `skip`, `key`, `negative_ttl`, `codec`, `name`, `version` or `cache`";
+const KEYS: &str = "`ttl`, `invalidate_on`, `tags`, `skip`, `key`, `negative_ttl`, `codec`, \
+                    `consistency`, `name`, `version`, `cache` or `companions`";
 
 impl Args {
     pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {

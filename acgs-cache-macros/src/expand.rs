@@ -405,13 +405,13 @@ fn companions(
     quote! {
         #[doc = #doc_one]
         #[allow(unused_variables, clippy::needless_lifetimes)]
-        #vis async fn #one #generics (#(#params),*) -> ::core::result::Result<#private::LogPosition, #private::Error> #where_clause {
+        #vis async fn #one #generics (#(#params),*) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
             #instance_item
             let key = #private::KeyBuilder::new() #key_parts .finish();
             #private::invalidate_entry(#name, #instance, key).await
         }
         #[doc = #doc_all]
-        #vis async fn #all() -> ::core::result::Result<#private::LogPosition, #private::Error> {
+        #vis async fn #all() -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> {
             #instance_item
             #private::invalidate_function(#name, #instance).await
         }

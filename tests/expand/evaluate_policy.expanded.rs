@@ -32,3 +32,31 @@ pub async fn evaluate_policy(
         )
         .await
 }
+///Invalidates the cached entry of [`evaluate_policy`] for these arguments, on every instance (see `acgs_cache::Cache::invalidate`).
+#[allow(unused_variables, clippy::needless_lifetimes)]
+pub async fn invalidate_evaluate_policy(
+    policy_id: u64,
+    subject: &str,
+) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> {
+    let key = ::acgs_cache::__private::KeyBuilder::new()
+        .arg(&policy_id)
+        .arg(&subject)
+        .finish();
+    ::acgs_cache::__private::invalidate_entry(
+            "evaluate_policy",
+            ::core::option::Option::None,
+            key,
+        )
+        .await
+}
+///Invalidates every cached entry of [`evaluate_policy`], on every instance.
+pub async fn invalidate_all_evaluate_policy() -> ::core::result::Result<
+    ::acgs_cache::LogPosition,
+    ::acgs_cache::Error,
+> {
+    ::acgs_cache::__private::invalidate_function(
+            "evaluate_policy",
+            ::core::option::Option::None,
+        )
+        .await
+}

@@ -80,4 +80,31 @@ async fn main() {
     assert_eq!(pinned(3).await, 3);
     assert_eq!(shadowing(1, 2, 3, 4, 5).await, 16);
     assert_eq!(generic_with_key::<u8>("a".into(), std::marker::PhantomData).await, "a!");
+    invalidation::use_them().await.unwrap();
+}
+
+mod invalidation {
+    use acgs_cache::cached;
+
+    /// Tags from arguments (formatted only on a miss), strict consistency,
+    /// and the generated companions.
+    #[cached(ttl = "compliance_checks", tags = ["tenant.{tenant}", "region.{region}"], consistency = "strict")]
+    pub async fn compliance(tenant: String, region: u16, trace_id: u64) -> bool {
+        let _ = trace_id;
+        tenant.len() > usize::from(region)
+    }
+
+    #[cached(ttl = "compliance_checks", companions = false)]
+    pub async fn no_companions(id: u8) -> u8 {
+        id
+    }
+
+    pub async fn use_them() -> Result<(), acgs_cache::Error> {
+        assert!(compliance("acme".into(), 1, 9).await);
+        invalidate_compliance("acme".into(), 1, 9).await?;
+        invalidate_all_compliance().await?;
+        acgs_cache::invalidate("tenant.acme").await?;
+        assert_eq!(no_companions(1).await, 1);
+        Ok(())
+    }
 }
