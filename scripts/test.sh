@@ -54,6 +54,10 @@ echo "$second"
 l2_hits=$(echo "$second" | sed -n 's/.*l2_hits=\([0-9]*\).*/\1/p')
 [ "${l2_hits:-0}" -ge 1 ] || { echo "second quickstart run had no L2 hits"; exit 1; }
 
+step "policy_governance, L1 only and with redis"
+env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example policy_governance | tail -n 1
+ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example policy_governance | tail -n 1
+
 printf '\nall checks passed\n'
 # The plain closing line CI reads: every cargo test binary's counts, summed.
 echo "tests: ${passed} passed, ${failed} failed"
