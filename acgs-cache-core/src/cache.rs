@@ -376,6 +376,8 @@ pub struct CacheBuilder {
     max_value_bytes: usize,
     overrides: HashMap<String, PolicyOverride>,
     retention: Duration,
+    breaker_threshold: u32,
+    probe_interval: Duration,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -408,6 +410,8 @@ impl Default for CacheBuilder {
             max_value_bytes: 8 * 1024 * 1024,
             overrides: HashMap::new(),
             retention: Duration::from_secs(25 * 3600),
+            breaker_threshold: 5,
+            probe_interval: Duration::from_millis(250),
         }
     }
 }
@@ -461,6 +465,21 @@ impl CacheBuilder {
     /// Pause between reconnect attempts while Redis is unreachable (default 1 s).
     pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
         self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Consecutive L2 failures (timeouts, refused or dropped connections)
+    /// after which the circuit opens: calls then skip L2 at no cost until a
+    /// background probe finds Redis answering (default 5).
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.breaker_threshold = failures;
+        self
+    }
+
+    /// Pause between the open circuit's probes (default 250 ms): bounds how
+    /// long after Redis returns the cache uses it again.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
         self
     }
 
@@ -595,6 +614,8 @@ impl CacheBuilder {
             connect_timeout: self.connect_timeout,
             reconnect_backoff: self.reconnect_backoff,
             pool_size: self.pool_size.max(1),
+            breaker_threshold: self.breaker_threshold,
+            probe_interval: self.probe_interval,
         });
         #[cfg(not(feature = "redis"))]
         if let Some(url) = self.redis_url {

@@ -269,8 +269,13 @@ impl Cache {
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
         // An entry can only be judged against the log once the log has been
-        // read (after start, after a disconnection).
-        if !coherence.wait_listening(l2.soft_timeout()).await {
+        // read. Right after start, wait for that (at most the soft timeout);
+        // after a disconnection, or while the circuit is open, go on without L2.
+        if !coherence.is_listening()
+            && (!l2.is_available()
+                || coherence.has_listened()
+                || !coherence.wait_listening(l2.soft_timeout()).await)
+        {
             function.counters.errors.inc();
             return None;
         }

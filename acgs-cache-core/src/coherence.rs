@@ -79,6 +79,7 @@ pub(crate) struct Coherence {
     floor: AtomicU64,
     /// Whether the instance currently hears the log (always, in L1-only mode).
     listening: AtomicBool,
+    ever_listened: AtomicBool,
     listening_changed: tokio::sync::watch::Sender<bool>,
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
@@ -93,6 +94,7 @@ impl Coherence {
             head: AtomicU64::new(0),
             floor: AtomicU64::new(0),
             listening: AtomicBool::new(listening),
+            ever_listened: AtomicBool::new(listening),
             listening_changed: tokio::sync::watch::Sender::new(listening),
             heard: RwLock::new(Heard::default()),
             sent: Counter::default(),
@@ -137,7 +139,15 @@ impl Coherence {
         self.listening.load(Ordering::Acquire)
     }
 
+    /// Whether the instance has ever caught up with the log.
+    pub(crate) fn has_listened(&self) -> bool {
+        self.ever_listened.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_listening(&self, listening: bool) {
+        if listening {
+            self.ever_listened.store(true, Ordering::Release);
+        }
         if self.listening.swap(listening, Ordering::AcqRel) != listening {
             self.listening_changed.send_replace(listening);
         }

@@ -11,6 +11,8 @@
 //! are spaced out so that calls do not each pay a connect timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::breaker::Breaker;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,10 @@ pub(crate) struct L2Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_backoff: Duration,
     pub(crate) pool_size: usize,
+    /// Consecutive failures that open the breaker.
+    pub(crate) breaker_threshold: u32,
+    /// Pause between the open breaker's probes.
+    pub(crate) probe_interval: Duration,
 }
 
 impl std::fmt::Debug for L2Settings {
@@ -38,6 +44,8 @@ impl std::fmt::Debug for L2Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("pool_size", &self.pool_size)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("probe_interval", &self.probe_interval)
             .finish()
     }
 }
@@ -59,7 +67,7 @@ pub(crate) struct L2Tier {
     /// Milliseconds since `epoch` before which no reconnect is tried.
     retry_after_ms: AtomicU64,
     epoch: Instant,
-    healthy: AtomicBool,
+    pub(crate) breaker: Breaker,
 }
 
 impl L2Tier {
@@ -86,13 +94,13 @@ impl L2Tier {
             .map_err(|e| Error::Config(format!("cannot build the redis pool: {e}")))?;
         Ok(L2Tier {
             pool,
-            settings,
             lane: Mutex::new(None),
             reconnecting: AtomicBool::new(false),
             attempts: tokio::sync::watch::Sender::new(0),
             retry_after_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            healthy: AtomicBool::new(true),
+            breaker: Breaker::new(settings.breaker_threshold),
+            settings,
         })
     }
 
@@ -143,35 +151,60 @@ impl L2Tier {
         }
         let tier = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome =
-                tokio::time::timeout(tier.settings.connect_timeout, tier.pool.get()).await;
-            match outcome {
-                Ok(Ok(checked_out)) => {
-                    let handle = MultiplexedConnection::clone(&checked_out);
-                    let lane = Arc::new(Lane {
-                        _checked_out: checked_out,
-                        handle,
-                    });
-                    *tier.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
-                }
-                failed => {
-                    let reason = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!(
-                            "connect timed out after {:?}",
-                            tier.settings.connect_timeout
-                        ),
-                    };
-                    tracing::debug!(target: "acgs_cache", %reason, "L2 (redis) connect failed");
-                    let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis())
-                        .unwrap_or(u64::MAX);
-                    tier.retry_after_ms
-                        .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
-                }
+            if let Err(e) = tier.connect_lane().await {
+                tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) connect failed");
+                let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis())
+                    .unwrap_or(u64::MAX);
+                tier.retry_after_ms
+                    .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
             }
             tier.reconnecting.store(false, Ordering::Release);
             tier.attempts.send_modify(|n| *n += 1);
         });
+    }
+
+    /// Checks a connection out of the pool and makes it the lane.
+    async fn connect_lane(&self) -> Result<MultiplexedConnection, Error> {
+        let checked_out = tokio::time::timeout(self.settings.connect_timeout, self.pool.get())
+            .await
+            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
+        let handle = MultiplexedConnection::clone(&checked_out);
+        let lane = Arc::new(Lane {
+            _checked_out: checked_out,
+            handle: handle.clone(),
+        });
+        *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
+        Ok(handle)
+    }
+
+    /// While the breaker is open: one `PING` per interval, on a fresh
+    /// connection, until Redis answers; then the breaker closes. Callers never
+    /// wait for the probe.
+    fn start_probe(self: &Arc<Self>) {
+        let tier = Arc::downgrade(self);
+        let interval = self.settings.probe_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(tier) = tier.upgrade() else { return };
+                let probe = async {
+                    let mut conn = tier.connect_lane().await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await?;
+                    Ok::<_, Error>(())
+                };
+                if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await {
+                    if tier.breaker.on_success() {
+                        tracing::info!(target: "acgs_cache", "L2 (redis) answers again; circuit closed");
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether L2 operations are attempted (the breaker is closed).
+    pub(crate) fn is_available(&self) -> bool {
+        !self.breaker.is_open()
     }
 
     pub(crate) fn soft_timeout(&self) -> Duration {
@@ -180,6 +213,9 @@ impl L2Tier {
 
     /// A connection of its own (for blocking reads), outside the pool.
     pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection, Error> {
+        if self.breaker.is_open() {
+            return Err(Error::Unavailable("circuit open"));
+        }
         let checked_out = tokio::time::timeout(self.settings.connect_timeout, self.pool.get())
             .await
             .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
@@ -191,43 +227,46 @@ impl L2Tier {
         self: &Arc<Self>,
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
-        let mut conn = match self.handle().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                let outcome = Err(e);
-                self.note_health(&outcome);
-                return outcome;
-            }
-        };
-        let outcome = tokio::time::timeout(self.settings.soft_timeout, async {
-            cmd.query_async::<T>(&mut conn).await.map_err(|e| {
-                if e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error() {
-                    // Hand the broken connection back; the next call checks out a new one.
-                    self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
-                }
-                Error::from(e)
+        if self.breaker.is_open() {
+            return Err(Error::Unavailable("circuit open"));
+        }
+        let outcome = match self.handle().await {
+            Ok(mut conn) => tokio::time::timeout(self.settings.soft_timeout, async {
+                cmd.query_async::<T>(&mut conn).await.map_err(|e| {
+                    if e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error() {
+                        // Hand the broken connection back; the next call checks out a new one.
+                        self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    }
+                    Error::from(e)
+                })
             })
-        })
-        .await
-        .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout)));
-        self.note_health(&outcome);
+            .await
+            .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout))),
+            Err(e) => Err(e),
+        };
+        self.note_outcome(&outcome);
         outcome
     }
 
-    fn note_health<T>(&self, outcome: &Result<T, Error>) {
-        match outcome {
-            Ok(_) => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!(target: "acgs_cache", "L2 (redis) is answering again");
-                }
+    /// Feeds the breaker. Only failures to reach Redis count: an error reply
+    /// proves the server is there.
+    pub(crate) fn note_outcome<T>(self: &Arc<Self>, outcome: &Result<T, Error>) {
+        let unreachable = match outcome {
+            Ok(_) => false,
+            Err(Error::Redis(e)) => {
+                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
             }
-            Err(e) => {
-                if self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(target: "acgs_cache", error = %e, "L2 (redis) failed; cached calls fall back to computing");
-                } else {
-                    tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) still failing");
-                }
+            Err(_) => true,
+        };
+        if !unreachable {
+            if self.breaker.on_success() {
+                tracing::info!(target: "acgs_cache", "L2 (redis) answers again; circuit closed");
             }
+        } else if self.breaker.on_failure() {
+            if let Err(e) = outcome {
+                tracing::warn!(target: "acgs_cache", error = %e, "L2 (redis) unreachable; circuit open, cached calls go on without it");
+            }
+            self.start_probe();
         }
     }
 
