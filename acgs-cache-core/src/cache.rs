@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::coherence::{scope_hash, Coherence, Consistency};
 use crate::envelope::EncodeLimits;
 use crate::error::{Error, RedactedUrl};
+use crate::flight::Flights;
 use crate::l1::L1Tier;
 #[cfg(feature = "redis")]
 use crate::l2::{L2Settings, L2Tier};
@@ -61,6 +62,8 @@ pub(crate) struct Inner {
     /// Function states by call-site address.
     functions: RwLock<HashMap<usize, Arc<FunctionState>>>,
     pub(crate) coherence: Coherence,
+    /// Computations in progress, for local stampede protection.
+    pub(crate) flights: Flights,
     /// Whether the log tailer has been started (it needs a runtime, so it
     /// starts on first use rather than in `build`).
     #[cfg(feature = "redis")]
@@ -112,6 +115,9 @@ pub(crate) struct CacheConfig {
     /// How long the invalidation log (and what an instance remembers of it)
     /// is kept: at least the longest TTL plus stale window in use.
     pub(crate) retention: Duration,
+    /// Lease of the fleet-wide miss lock; also the longest a miss waits for
+    /// another instance's value.
+    pub(crate) lock_lease: Duration,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,
 }
@@ -212,10 +218,21 @@ impl Cache {
             .map(|f| f.counters.snapshot(f.name, f.policy.name()))
             .collect();
         let lag = coherence.lag_percentiles();
+        #[cfg(feature = "redis")]
+        let (l2_circuit_open, l2_circuit_trips) = self.inner.l2.as_ref().map_or((false, 0), |l2| {
+            (
+                l2.breaker.is_open(),
+                l2.breaker.trips.load(Ordering::Relaxed),
+            )
+        });
+        #[cfg(not(feature = "redis"))]
+        let (l2_circuit_open, l2_circuit_trips) = (false, 0);
         StatsSnapshot {
             functions,
             l1_entries,
             l1_bytes,
+            l2_circuit_open,
+            l2_circuit_trips,
             invalidations: InvalidationStats {
                 sent: coherence.sent.get(),
                 received: coherence.received.get(),
@@ -378,6 +395,7 @@ pub struct CacheBuilder {
     retention: Duration,
     breaker_threshold: u32,
     probe_interval: Duration,
+    lock_lease: Duration,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -412,6 +430,7 @@ impl Default for CacheBuilder {
             retention: Duration::from_secs(25 * 3600),
             breaker_threshold: 5,
             probe_interval: Duration::from_millis(250),
+            lock_lease: Duration::from_secs(10),
         }
     }
 }
@@ -480,6 +499,14 @@ impl CacheBuilder {
     /// long after Redis returns the cache uses it again.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
+        self
+    }
+
+    /// Lease of the lock `lock = true` functions take on a miss (default
+    /// 10 s, renewed while the computation runs). Other instances wait at most
+    /// this long for the holder's value before computing themselves.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.lock_lease = lease;
         self
     }
 
@@ -641,6 +668,7 @@ impl CacheBuilder {
             },
             overrides: self.overrides,
             retention: self.retention,
+            lock_lease: self.lock_lease,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };
@@ -652,6 +680,7 @@ impl CacheBuilder {
                 l2,
                 // Without L2 the log is local: the instance always hears it.
                 coherence: Coherence::new(!config.has_l2()),
+                flights: Flights::default(),
                 config,
                 functions: RwLock::new(HashMap::new()),
                 #[cfg(feature = "redis")]

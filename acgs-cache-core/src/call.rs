@@ -2,7 +2,11 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -10,8 +14,11 @@ use crate::cache::{Cache, FunctionState};
 use crate::coherence::{tag_hash, unpack, Consistency};
 use crate::envelope::{self, EnvelopeHeader, Reject};
 use crate::error::CodecError;
+use crate::flight::{landing, Boarding, Landing, Leader};
 use crate::key::KeyDigest;
 use crate::l1::{L1Key, Stored};
+#[cfg(feature = "redis")]
+use crate::l2::L2Tier;
 use crate::site::CallSite;
 
 /// What a cached value must be: stored in two tiers, shared between tasks.
@@ -142,6 +149,14 @@ where
         .await
 }
 
+/// What a tier had for a key.
+enum Found<V> {
+    Fresh(V),
+    /// Past its freshness but within the stale-if-error window.
+    Stale(V),
+    Nothing,
+}
+
 impl Cache {
     async fn call_with<S, F>(
         &self,
@@ -154,68 +169,163 @@ impl Cache {
         S: Shape,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let config = &self.inner.config;
-        let coherence = &self.inner.coherence;
         let l1_key = L1Key {
             function: site.fingerprint,
             digest,
         };
-        let use_l1 = config.l1_enabled
-            && (function.consistency == Consistency::Bounded || coherence.is_listening());
-        if use_l1 {
-            if let Some(entry) = self.inner.l1.get(&l1_key).await {
-                if let Some(stored) = entry.stored::<S::Value>() {
-                    if coherence.accepts(function, entry.position, &stored.tags, digest) {
-                        function.counters.l1_hits.inc();
-                        return S::rebuild(stored.value.clone());
-                    }
-                    function.counters.reject(Reject::Invalidated);
-                    self.inner.l1.remove(&l1_key).await;
+        // L1, then either lead the computation of this key or wait for the
+        // caller that leads it (local stampede protection).
+        let mut stale = None;
+        let leader = loop {
+            match self.read_l1::<S::Value>(function, l1_key).await {
+                Found::Fresh(value) => return S::rebuild(value),
+                Found::Stale(value) => stale = Some(value),
+                Found::Nothing => {}
+            }
+            match self.inner.flights.board(l1_key) {
+                Boarding::Lead(leader) => break Some(leader),
+                Boarding::Wait(flight) => match landing(flight).await {
+                    Landing::Value(value) => match value.downcast_ref::<S::Value>() {
+                        Some(value) => {
+                            function.counters.coalesced.inc();
+                            return S::rebuild(value.clone());
+                        }
+                        None => break None, // another type under this key: compute alone
+                    },
+                    Landing::Failed => break None, // errors are not shared
+                    Landing::Retry => continue,
+                    Landing::InFlight => unreachable!("landing() waits past InFlight"),
+                },
+            }
+        };
+
+        #[cfg(feature = "redis")]
+        let l2 = self.inner.l2.as_ref().map(|l2| {
+            crate::log::ensure_tailer(&self.inner);
+            let key = crate::key::redis_key(
+                &self.inner.config.prefix,
+                &self.inner.config.service,
+                site.name,
+                site.fingerprint,
+                digest,
+            );
+            (l2, key)
+        });
+        #[cfg(feature = "redis")]
+        let mut _fleet_lock = None;
+        #[cfg(feature = "redis")]
+        if let Some((l2, key)) = &l2 {
+            match self
+                .read_l2::<S::Value>(l2, key, site, function, l1_key)
+                .await
+            {
+                Found::Fresh(value) => return land::<S>(leader, value),
+                Found::Stale(value) => stale = stale.or(Some(value)),
+                Found::Nothing => {}
+            }
+            if site.lock || function.policy.lock() {
+                match self
+                    .lock_or_wait::<S::Value>(l2, key, site, function, l1_key)
+                    .await
+                {
+                    Ok(lock) => _fleet_lock = lock,
+                    Err(value) => return land::<S>(leader, value),
                 }
             }
         }
 
-        #[cfg(feature = "redis")]
-        let redis_key = self.inner.l2.as_ref().map(|l2| {
-            crate::log::ensure_tailer(&self.inner);
-            (
-                l2,
-                crate::key::redis_key(
-                    &config.prefix,
-                    &config.service,
-                    site.name,
-                    site.fingerprint,
-                    digest,
-                ),
-            )
-        });
-        #[cfg(feature = "redis")]
-        if let Some((l2, redis_key)) = &redis_key {
-            if let Some(value) = self
-                .read_l2::<S::Value>(l2, redis_key, site, function, l1_key)
-                .await
-            {
-                return S::rebuild(value);
-            }
-        }
-
         function.counters.misses.inc();
-        let position = coherence.head();
-        let (tags, out) = compute.await;
+        let position = self.inner.coherence.head();
+        let (tags, out) = match AssertUnwindSafe(compute).catch_unwind().await {
+            Ok(computed) => computed,
+            Err(panic) => match stale.take() {
+                Some(value) if !function.policy.stale_if_error().is_zero() => {
+                    tracing::error!(target: "acgs_cache", function = site.name, "computation panicked; serving the stale value");
+                    function.counters.stale_served.inc();
+                    return land::<S>(leader, value);
+                }
+                _ => std::panic::resume_unwind(panic), // waiters retry: the leader's guard drops
+            },
+        };
         let (value, ttl) = match S::verdict(&out) {
             Verdict::Store(value) => (value, function.policy.jittered_ttl(digest.low64())),
             Verdict::Negative(value) => match site.negative_ttl {
                 Some(ttl) => (value, ttl),
                 None => {
                     function.counters.not_stored.inc();
+                    finish(leader, share(value));
                     return out;
                 }
             },
             Verdict::Skip => {
+                if let Some(value) = stale.filter(|_| !function.policy.stale_if_error().is_zero()) {
+                    tracing::warn!(target: "acgs_cache", function = site.name, "computation failed; serving the stale value");
+                    function.counters.stale_served.inc();
+                    return land::<S>(leader, value);
+                }
                 function.counters.not_stored.inc();
+                finish(leader, Landing::Failed);
                 return out;
             }
         };
+        self.store(site, function, l1_key, value, ttl, tags, position)
+            .await;
+        #[cfg(feature = "redis")]
+        if let Some(lock) = _fleet_lock {
+            let _ = lock.release().await;
+        }
+        if let Some(leader) = leader {
+            let landing = if leader.has_waiters() {
+                share(value)
+            } else {
+                Landing::Retry
+            };
+            leader.land(landing);
+        }
+        out
+    }
+
+    /// An L1 entry that passes the invalidation check: fresh, or stale (kept
+    /// only for stale-if-error).
+    async fn read_l1<V: Cacheable>(&self, function: &FunctionState, key: L1Key) -> Found<V> {
+        let coherence = &self.inner.coherence;
+        let usable = self.inner.config.l1_enabled
+            && (function.consistency == Consistency::Bounded || coherence.is_listening());
+        if !usable {
+            return Found::Nothing;
+        }
+        let Some(entry) = self.inner.l1.get(&key).await else {
+            return Found::Nothing;
+        };
+        let Some(stored) = entry.stored::<V>() else {
+            return Found::Nothing;
+        };
+        if !coherence.accepts(function, entry.position, &stored.tags, key.digest) {
+            function.counters.reject(Reject::Invalidated);
+            self.inner.l1.remove(&key).await;
+            return Found::Nothing;
+        }
+        if Instant::now() < entry.fresh_until {
+            function.counters.l1_hits.inc();
+            Found::Fresh(stored.value.clone())
+        } else {
+            Found::Stale(stored.value.clone())
+        }
+    }
+
+    /// Encodes a computed value and writes it to L2 and L1.
+    #[allow(clippy::too_many_arguments)]
+    async fn store<V: Cacheable>(
+        &self,
+        site: &'static CallSite,
+        function: &FunctionState,
+        l1_key: L1Key,
+        value: &V,
+        ttl: Duration,
+        tags: Vec<String>,
+        position: u64,
+    ) {
+        let config = &self.inner.config;
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
         let now = SystemTime::now();
         let header = EnvelopeHeader {
@@ -232,40 +342,53 @@ impl Cache {
             Err(e) => {
                 function.counters.errors.inc();
                 tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "result not cached");
-                return out;
+                return;
             }
         };
+        let stale_window = function.policy.stale_if_error();
         #[cfg(feature = "redis")]
-        if let Some((l2, redis_key)) = &redis_key {
-            let physical_ttl = ttl + function.policy.stale_if_error();
-            if l2.set(redis_key, &bytes, physical_ttl).await.is_err() {
+        if let Some(l2) = &self.inner.l2 {
+            let key = crate::key::redis_key(
+                &config.prefix,
+                &config.service,
+                site.name,
+                site.fingerprint,
+                l1_key.digest,
+            );
+            if l2.set(&key, &bytes, ttl + stale_window).await.is_err() {
                 function.counters.errors.inc();
             }
         }
         if config.l1_enabled {
-            let l1_ttl = function.policy.l1_ttl().min(ttl);
+            let fresh_for = function.policy.l1_ttl().min(ttl);
             let stored = Stored {
                 value: value.clone(),
                 tags: tag_hashes,
             };
             self.inner
                 .l1
-                .insert(l1_key, stored, l1_ttl, bytes.len(), position)
+                .insert(
+                    l1_key,
+                    stored,
+                    fresh_for,
+                    stale_window,
+                    bytes.len(),
+                    position,
+                )
                 .await;
         }
-        out
     }
 
-    /// An L2 hit that passes every check, after filling L1 with it.
+    /// An L2 entry that passes every check (a fresh one also fills L1).
     #[cfg(feature = "redis")]
     async fn read_l2<V: Cacheable>(
         &self,
-        l2: &std::sync::Arc<crate::l2::L2Tier>,
+        l2: &Arc<L2Tier>,
         redis_key: &str,
         site: &'static CallSite,
         function: &FunctionState,
         l1_key: L1Key,
-    ) -> Option<V> {
+    ) -> Found<V> {
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
         // An entry can only be judged against the log once the log has been
@@ -277,14 +400,14 @@ impl Cache {
                 || !coherence.wait_listening(l2.soft_timeout()).await)
         {
             function.counters.errors.inc();
-            return None;
+            return Found::Nothing;
         }
         let bytes = match l2.get(redis_key).await {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
+            Ok(None) => return Found::Nothing,
             Err(_) => {
                 function.counters.errors.inc();
-                return None;
+                return Found::Nothing;
             }
         };
         let (header, value) = match envelope::decode::<V>(
@@ -296,32 +419,106 @@ impl Cache {
             Err(reason) => {
                 function.counters.reject(reason);
                 tracing::debug!(target: "acgs_cache", function = site.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
-                return None;
+                return Found::Nothing;
             }
         };
-        let now = unix_ms(SystemTime::now());
-        if header.expires_at_ms <= now {
-            return None; // past its logical expiry: kept only for the stale-if-error window
-        }
         let position = header.log_position.packed();
         let tags: Box<[u64]> = header.tags.iter().map(|t| tag_hash(t)).collect();
         if !coherence.accepts(function, position, &tags, l1_key.digest) {
             function.counters.reject(Reject::Invalidated);
-            return None;
+            return Found::Nothing;
+        }
+        let now = unix_ms(SystemTime::now());
+        if header.expires_at_ms <= now {
+            return Found::Stale(value); // kept past its TTL for stale-if-error only
         }
         function.counters.l2_hits.inc();
         if config.l1_enabled {
-            let remaining = std::time::Duration::from_millis(header.expires_at_ms - now);
-            let l1_ttl = function.policy.l1_ttl().min(remaining);
+            let remaining = Duration::from_millis(header.expires_at_ms - now);
+            let fresh_for = function.policy.l1_ttl().min(remaining);
             let stored = Stored {
                 value: value.clone(),
                 tags,
             };
+            let stale_window = function.policy.stale_if_error();
             self.inner
                 .l1
-                .insert(l1_key, stored, l1_ttl, bytes.len(), position)
+                .insert(
+                    l1_key,
+                    stored,
+                    fresh_for,
+                    stale_window,
+                    bytes.len(),
+                    position,
+                )
                 .await;
         }
-        Some(value)
+        Found::Fresh(value)
+    }
+
+    /// Fleet-wide stampede protection: take the key's lock and compute
+    /// (`Ok(guard)`), or wait for the holder's value (`Err(value)`). After
+    /// the lease without a value, or when the lock cannot be used, compute
+    /// without it (`Ok(None)`).
+    #[cfg(feature = "redis")]
+    async fn lock_or_wait<V: Cacheable>(
+        &self,
+        l2: &Arc<L2Tier>,
+        redis_key: &str,
+        site: &'static CallSite,
+        function: &FunctionState,
+        l1_key: L1Key,
+    ) -> Result<Option<crate::lock::LockGuard>, V> {
+        const POLL: Duration = Duration::from_millis(10);
+        let lock_key = format!("{redis_key}:lock");
+        let lease = self.inner.config.lock_lease;
+        let deadline = Instant::now() + lease;
+        let mut waited = false;
+        loop {
+            match l2.try_lock(&lock_key, lease).await {
+                Ok(Some(guard)) => return Ok(Some(guard)),
+                Ok(None) => {}
+                Err(_) => return Ok(None), // Redis trouble: the lock only saves work
+            }
+            if !waited {
+                waited = true;
+                function.counters.lock_waits.inc();
+            }
+            tokio::time::sleep(POLL).await;
+            if let Found::Fresh(value) = self
+                .read_l2::<V>(l2, redis_key, site, function, l1_key)
+                .await
+            {
+                return Err(value);
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(target: "acgs_cache", function = site.name, "no value from the lock holder within the lease; computing");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Ends the flight with `value` and returns it to the caller.
+fn land<S: Shape>(leader: Option<Leader<'_>>, value: S::Value) -> S::Out {
+    if let Some(leader) = leader {
+        let landing = if leader.has_waiters() {
+            share(&value)
+        } else {
+            Landing::Retry
+        };
+        leader.land(landing);
+    }
+    S::rebuild(value)
+}
+
+/// A value for the callers waiting on a flight.
+fn share<V: Cacheable>(value: &V) -> Landing {
+    Landing::Value(Arc::new(value.clone()))
+}
+
+fn finish(leader: Option<Leader<'_>>, landing: Landing) {
+    if let Some(leader) = leader {
+        leader.land(landing);
     }
 }

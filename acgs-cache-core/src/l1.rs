@@ -31,6 +31,8 @@ pub(crate) struct L1Entry {
     weight: u32,
     /// Where the invalidation log stood (packed) when the value's computation started.
     pub(crate) position: u64,
+    /// Served as fresh until then; kept after it only as a stale-if-error fallback.
+    pub(crate) fresh_until: Instant,
 }
 
 /// A value with the tags (hashed) it answers to.
@@ -89,10 +91,12 @@ impl L1Tier {
         &self,
         key: L1Key,
         stored: Stored<V>,
-        ttl: Duration,
+        fresh_for: Duration,
+        stale_for: Duration,
         encoded_bytes: usize,
         position: u64,
     ) {
+        let ttl = fresh_for + stale_for;
         if ttl.is_zero() {
             return;
         }
@@ -104,6 +108,7 @@ impl L1Tier {
             ttl,
             weight,
             position,
+            fresh_until: Instant::now() + fresh_for,
         };
         self.entries.insert(key, entry).await;
     }

@@ -153,8 +153,8 @@ impl L2Tier {
         tokio::spawn(async move {
             if let Err(e) = tier.connect_lane().await {
                 tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) connect failed");
-                let backoff = u64::try_from(tier.settings.reconnect_backoff.as_millis())
-                    .unwrap_or(u64::MAX);
+                let backoff =
+                    u64::try_from(tier.settings.reconnect_backoff.as_millis()).unwrap_or(u64::MAX);
                 tier.retry_after_ms
                     .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
             }
@@ -192,7 +192,8 @@ impl L2Tier {
                     redis::cmd("PING").query_async::<String>(&mut conn).await?;
                     Ok::<_, Error>(())
                 };
-                if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await {
+                if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await
+                {
                     if tier.breaker.on_success() {
                         tracing::info!(target: "acgs_cache", "L2 (redis) answers again; circuit closed");
                     }
@@ -222,30 +223,49 @@ impl L2Tier {
         Ok(Connection::take(checked_out))
     }
 
-    /// Runs one command on the lane within the soft timeout.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
+    /// Runs `op` on the lane within the soft timeout, unless the circuit is open.
+    async fn on_lane<T>(
         self: &Arc<Self>,
-        cmd: &redis::Cmd,
+        op: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         if self.breaker.is_open() {
             return Err(Error::Unavailable("circuit open"));
         }
         let outcome = match self.handle().await {
-            Ok(mut conn) => tokio::time::timeout(self.settings.soft_timeout, async {
-                cmd.query_async::<T>(&mut conn).await.map_err(|e| {
+            Ok(mut conn) => match tokio::time::timeout(self.settings.soft_timeout, op(&mut conn))
+                .await
+            {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => {
                     if e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error() {
                         // Hand the broken connection back; the next call checks out a new one.
                         self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
                     }
-                    Error::from(e)
-                })
-            })
-            .await
-            .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout))),
+                    Err(e.into())
+                }
+                Err(_) => Err(Error::Timeout(self.settings.soft_timeout)),
+            },
             Err(e) => Err(e),
         };
         self.note_outcome(&outcome);
         outcome
+    }
+
+    /// Runs one command on the lane within the soft timeout.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
+        self.on_lane(async |conn| cmd.query_async(conn).await).await
+    }
+
+    /// Runs a Lua script (`EVALSHA`, loading it on first use) on the lane.
+    pub(crate) async fn run_script<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.on_lane(async |conn| invocation.invoke_async(conn).await)
+            .await
     }
 
     /// Feeds the breaker. Only failures to reach Redis count: an error reply
@@ -254,7 +274,10 @@ impl L2Tier {
         let unreachable = match outcome {
             Ok(_) => false,
             Err(Error::Redis(e)) => {
-                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
             }
             Err(_) => true,
         };

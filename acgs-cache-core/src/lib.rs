@@ -16,12 +16,15 @@ mod codec;
 mod coherence;
 mod envelope;
 mod error;
+mod flight;
 pub mod grammar;
 mod invalidation;
 mod key;
 mod l1;
 #[cfg(feature = "redis")]
 mod l2;
+#[cfg(feature = "redis")]
+mod lock;
 #[cfg(feature = "redis")]
 mod log;
 mod log_position;

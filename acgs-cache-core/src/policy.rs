@@ -37,6 +37,7 @@ pub struct TtlPolicy {
     jitter_percent: u8,
     stale_if_error: Duration,
     refresh_ahead_percent: u8,
+    lock: bool,
 }
 
 impl TtlPolicy {
@@ -51,6 +52,7 @@ impl TtlPolicy {
             jitter_percent: 0,
             stale_if_error: Duration::ZERO,
             refresh_ahead_percent: 0,
+            lock: false,
         }
     }
 
@@ -80,6 +82,20 @@ impl TtlPolicy {
     pub const fn with_refresh_ahead_percent(mut self, percent: u8) -> Self {
         self.refresh_ahead_percent = if percent > 99 { 99 } else { percent };
         self
+    }
+
+    /// Misses take a Redis lock so one instance of the fleet computes while
+    /// the others wait for its value (as `#[cached(lock = true)]`).
+    #[must_use]
+    pub const fn with_lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Whether misses take the fleet-wide lock.
+    #[must_use]
+    pub const fn lock(&self) -> bool {
+        self.lock
     }
 
     /// The policy's name; run-time overrides address it by this name.

@@ -22,6 +22,7 @@ pub struct CallSite {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) instance: Option<fn() -> &'static Cache>,
     pub(crate) consistency: Consistency,
+    pub(crate) lock: bool,
     /// The function's state in the first cache that served it: lets the
     /// common one-cache process skip the registry lookup on every call.
     pub(crate) first: OnceLock<(u64, Arc<FunctionState>)>,
@@ -46,6 +47,7 @@ impl CallSite {
             negative_ttl: None,
             instance: None,
             consistency: Consistency::Bounded,
+            lock: false,
             first: OnceLock::new(),
         }
     }
@@ -82,6 +84,13 @@ impl CallSite {
     #[must_use]
     pub const fn consistency(mut self, consistency: Consistency) -> Self {
         self.consistency = consistency;
+        self
+    }
+
+    /// Take a fleet-wide lock on misses (one instance computes).
+    #[must_use]
+    pub const fn lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
         self
     }
 

@@ -33,6 +33,12 @@ pub(crate) struct FunctionCounters {
     pub(crate) errors: Counter,
     /// Results not stored: `Err`, or `None` without negative caching.
     pub(crate) not_stored: Counter,
+    /// Callers that waited for another caller's computation of the same key.
+    pub(crate) coalesced: Counter,
+    /// Stale values served because the function failed (stale-if-error).
+    pub(crate) stale_served: Counter,
+    /// Misses that waited for another instance holding the key's lock.
+    pub(crate) lock_waits: Counter,
     rejected: [Counter; Reject::ALL.len()],
 }
 
@@ -47,16 +53,21 @@ impl FunctionCounters {
         let l2_hits = self.l2_hits.get();
         let misses = self.misses.get();
         let bypassed = self.bypassed.get();
+        let coalesced = self.coalesced.get();
+        let stale_served = self.stale_served.get();
         FunctionStats {
             function,
             policy,
-            calls: l1_hits + l2_hits + misses + bypassed,
+            calls: l1_hits + l2_hits + misses + bypassed + coalesced,
             l1_hits,
             l2_hits,
             misses,
             bypassed,
             errors: self.errors.get(),
             not_stored: self.not_stored.get(),
+            coalesced,
+            stale_served,
+            lock_waits: self.lock_waits.get(),
             rejected: Reject::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.rejected[*r as usize].get()))
@@ -74,7 +85,7 @@ pub struct FunctionStats {
     pub function: &'static str,
     /// Its TTL policy's name.
     pub policy: &'static str,
-    /// Calls answered (hits + misses + bypassed).
+    /// Calls answered: hits + misses + bypassed + coalesced.
     pub calls: u64,
     /// Answered from L1.
     pub l1_hits: u64,
@@ -88,6 +99,12 @@ pub struct FunctionStats {
     pub errors: u64,
     /// Results that were not stored (`Err`, or `None` without negative caching).
     pub not_stored: u64,
+    /// Calls answered by another caller's computation of the same key.
+    pub coalesced: u64,
+    /// Calls answered with a stale value because the function failed.
+    pub stale_served: u64,
+    /// Misses that waited for another instance's computation (`lock`).
+    pub lock_waits: u64,
     /// Stored bytes that were not used, by reason (see [`Reject`]).
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -116,6 +133,10 @@ pub struct StatsSnapshot {
     pub l1_bytes: u64,
     /// The invalidation log as this instance sees it.
     pub invalidations: InvalidationStats,
+    /// Whether L2's circuit is open (calls skip Redis until a probe succeeds).
+    pub l2_circuit_open: bool,
+    /// Times the circuit opened.
+    pub l2_circuit_trips: u64,
 }
 
 /// Invalidation figures of one instance.
@@ -156,6 +177,9 @@ impl StatsSnapshot {
             bypassed: 0,
             errors: 0,
             not_stored: 0,
+            coalesced: 0,
+            stale_served: 0,
+            lock_waits: 0,
             rejected: BTreeMap::new(),
         };
         for f in &self.functions {
@@ -166,6 +190,9 @@ impl StatsSnapshot {
             total.bypassed += f.bypassed;
             total.errors += f.errors;
             total.not_stored += f.not_stored;
+            total.coalesced += f.coalesced;
+            total.stale_served += f.stale_served;
+            total.lock_waits += f.lock_waits;
             for (reason, n) in &f.rejected {
                 *total.rejected.entry(reason).or_default() += n;
             }

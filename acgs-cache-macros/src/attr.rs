@@ -26,6 +26,7 @@ mod kw {
     syn::custom_keyword!(tags);
     syn::custom_keyword!(consistency);
     syn::custom_keyword!(companions);
+    syn::custom_keyword!(lock);
 }
 
 /// Where a function's TTL policy comes from.
@@ -63,6 +64,7 @@ pub(crate) struct Args {
     pub(crate) tags: Option<Vec<LitStr>>,
     pub(crate) consistency: Option<ConsistencySpec>,
     pub(crate) companions: Option<bool>,
+    pub(crate) lock: Option<bool>,
     /// Span of the whole argument list, for "missing `ttl`".
     pub(crate) span: Option<Span>,
     /// A `ttl` argument was written (even if it did not parse).
@@ -91,7 +93,7 @@ impl Errors {
 }
 
 const KEYS: &str = "`ttl`, `invalidate_on`, `tags`, `skip`, `key`, `negative_ttl`, `codec`, \
-                    `consistency`, `name`, `version`, `cache` or `companions`";
+                    `consistency`, `lock`, `name`, `version`, `cache` or `companions`";
 
 impl Args {
     pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {
@@ -253,6 +255,11 @@ impl Args {
                 "consistency",
                 errors,
             );
+        } else if lookahead.peek(kw::lock) {
+            let k = input.parse::<kw::lock>()?;
+            input.parse::<Token![=]>()?;
+            let lit: syn::LitBool = input.parse()?;
+            set(&mut self.lock, lit.value, k.span, "lock", errors);
         } else if lookahead.peek(kw::companions) {
             let k = input.parse::<kw::companions>()?;
             input.parse::<Token![=]>()?;

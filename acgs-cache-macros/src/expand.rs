@@ -275,6 +275,9 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     if let Some(CodecSpec::Json) = &args.codec {
         options.extend(quote!(.codec(#private::Codec::Json)));
     }
+    if let Some(true) = args.lock {
+        options.extend(quote!(.lock(true)));
+    }
     if let Some(ConsistencySpec::Strict) = &args.consistency {
         options.extend(quote!(.consistency(#private::Consistency::Strict)));
     }

@@ -1,0 +1,109 @@
+//! Local stampede protection: concurrent misses of one key in one process
+//! run the function once; the other callers get its value.
+//!
+//! The first caller of a missing key leads a *flight*; later callers wait on
+//! it. The leader's guard always ends the flight — with the value, with
+//! "failed" (an `Err` is not shared, since `E` need not be `Clone`: waiters
+//! then compute themselves), or, if the leader panics or is cancelled, with
+//! "retry": a waiter looks again and one of them takes over. No caller waits on a flight that
+//! nobody is flying.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::l1::L1Key;
+
+#[derive(Clone)]
+pub(crate) enum Landing {
+    InFlight,
+    /// The value (type-erased `V`).
+    Value(Arc<dyn Any + Send + Sync>),
+    /// The function returned something that is not shared (an `Err`).
+    Failed,
+    /// Look again: the leader panicked or was cancelled, or stored the value
+    /// before anyone was waiting.
+    Retry,
+}
+
+#[derive(Default)]
+pub(crate) struct Flights {
+    flying: Mutex<HashMap<L1Key, watch::Sender<Landing>>>,
+}
+
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flights").finish_non_exhaustive()
+    }
+}
+
+pub(crate) enum Boarding<'a> {
+    Lead(Leader<'a>),
+    Wait(watch::Receiver<Landing>),
+}
+
+impl Flights {
+    pub(crate) fn board(&self, key: L1Key) -> Boarding<'_> {
+        let mut flying = self.flying.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = flying.get(&key) {
+            return Boarding::Wait(flight.subscribe());
+        }
+        let (sender, _) = watch::channel(Landing::InFlight);
+        flying.insert(key, sender.clone());
+        Boarding::Lead(Leader {
+            flights: self,
+            key,
+            sender,
+            landed: false,
+        })
+    }
+}
+
+/// Waits for a flight to land.
+pub(crate) async fn landing(mut receiver: watch::Receiver<Landing>) -> Landing {
+    match receiver.wait_for(|l| !matches!(l, Landing::InFlight)).await {
+        Ok(landing) => landing.clone(),
+        Err(_) => Landing::Retry,
+    }
+}
+
+/// The leader of a flight; dropping it without landing abandons the flight.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: L1Key,
+    sender: watch::Sender<Landing>,
+    landed: bool,
+}
+
+impl Leader<'_> {
+    /// Whether anyone waits for this flight (values are cloned only for them).
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    pub(crate) fn land(mut self, landing: Landing) {
+        self.finish(landing);
+    }
+
+    fn finish(&mut self, landing: Landing) {
+        self.landed = true;
+        // Leave the map first: later callers start a flight of their own
+        // rather than waiting on one that is over.
+        self.flights
+            .flying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+        self.sender.send_replace(landing);
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.finish(Landing::Retry);
+        }
+    }
+}
