@@ -336,6 +336,7 @@ impl Cache {
             expires_at_ms: unix_ms(now + ttl),
             log_position: unpack(position),
             tags,
+            checksum: 0, // set by encode
         };
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,

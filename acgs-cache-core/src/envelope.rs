@@ -6,6 +6,7 @@
 //! never a value of the wrong shape.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::codec::Codec;
 use crate::error::CodecError;
@@ -39,6 +40,9 @@ pub struct EnvelopeHeader {
     pub log_position: LogPosition,
     /// Dynamic tags the entry answers to.
     pub tags: Vec<String>,
+    /// XXH3-64 of the payload as stored: a flipped or lost byte is a miss,
+    /// never a different value (postcard would decode many of them).
+    pub checksum: u64,
 }
 
 /// Why stored bytes were not used. Each reason is counted separately.
@@ -116,6 +120,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
             header.flags |= FLAG_COMPRESSED;
         }
     }
+    header.checksum = xxh3_64(&payload);
     let mut out = Vec::with_capacity(
         payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>(),
     );
@@ -170,6 +175,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
     if header.fingerprint != fingerprint {
         return Err(Reject::FingerprintMismatch);
     }
+    if xxh3_64(payload) != header.checksum {
+        return Err(Reject::Corrupt);
+    }
     let codec = Codec::from_id(header.codec).ok_or(Reject::UnknownCodec)?;
     let value = if header.flags & FLAG_COMPRESSED != 0 {
         // The size prefix is attacker-controlled: check it before lz4
@@ -208,6 +216,7 @@ mod tests {
             expires_at_ms: 2,
             log_position: LogPosition { ms: 3, seq: 4 },
             tags: vec!["tenant.7".into()],
+            checksum: 0,
         }
     }
 
@@ -275,6 +284,9 @@ mod tests {
     fn hostile_compressed_size_prefix_does_not_allocate() {
         let mut h = header();
         h.flags = FLAG_COMPRESSED;
+        let mut hostile = u32::MAX.to_le_bytes().to_vec();
+        hostile.extend_from_slice(&[0; 8]);
+        h.checksum = xxh3_64(&hostile);
         let mut bytes = vec![MAGIC, FORMAT_VERSION];
         let mut bytes = {
             bytes = postcard::to_extend(&h, bytes).unwrap();
@@ -286,5 +298,75 @@ mod tests {
             decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(),
             Reject::TooLarge
         );
+    }
+}
+
+/// Property tests: `PROPTEST_CASES=1000000 cargo test --release -p acgs-cache-core envelope::properties`
+/// runs the million-case check; the default count keeps CI fast.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: EncodeLimits = EncodeLimits { compress_above: 64, max_value_bytes: 1 << 20 };
+    type Value = (String, Vec<u32>, Option<i64>, bool);
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_000);
+        ProptestConfig { cases, ..ProptestConfig::default() }
+    }
+
+    fn header_of(tags: Vec<String>) -> EnvelopeHeader {
+        EnvelopeHeader {
+            codec: 0,
+            flags: 0,
+            fingerprint: 0xfeed,
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            log_position: LogPosition { ms: 3, seq: 4 },
+            tags,
+            checksum: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn round_trips(value: Value, json: bool, tags in proptest::collection::vec("[a-z.]{1,12}", 0..4)) {
+            let codec = if json { Codec::Json } else { Codec::Postcard };
+            let bytes = encode(&value, codec, header_of(tags.clone()), LIMITS).unwrap();
+            let (header, back): (_, Value) = decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
+            prop_assert_eq!(back, value);
+            prop_assert_eq!(header.tags, tags);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Value>(&bytes, 0xfeed, LIMITS.max_value_bytes);
+            let _ = decode_header(&bytes);
+        }
+
+        /// A damaged envelope (bytes changed, cut or appended anywhere) decodes
+        /// to the original value or not at all — never to another value.
+        #[test]
+        fn damage_is_a_miss_never_a_wrong_value(
+            value: Value,
+            json: bool,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let codec = if json { Codec::Json } else { Codec::Postcard };
+            let mut bytes = encode(&value, codec, header_of(vec!["t.1".into()]), LIMITS).unwrap();
+            for (at, byte, kind) in edits {
+                match kind {
+                    0 if !bytes.is_empty() => { let i = at.index(bytes.len()); bytes[i] ^= byte | 1; }
+                    1 if !bytes.is_empty() => { let i = at.index(bytes.len()); bytes.truncate(i); }
+                    _ => bytes.push(byte),
+                }
+            }
+            if let Ok((_, decoded)) = decode::<Value>(&bytes, 0xfeed, LIMITS.max_value_bytes) {
+                prop_assert_eq!(decoded, value);
+            }
+        }
     }
 }
