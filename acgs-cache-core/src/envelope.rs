@@ -308,12 +308,21 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    const LIMITS: EncodeLimits = EncodeLimits { compress_above: 64, max_value_bytes: 1 << 20 };
+    const LIMITS: EncodeLimits = EncodeLimits {
+        compress_above: 64,
+        max_value_bytes: 1 << 20,
+    };
     type Value = (String, Vec<u32>, Option<i64>, bool);
 
     fn config() -> ProptestConfig {
-        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_000);
-        ProptestConfig { cases, ..ProptestConfig::default() }
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2_000);
+        ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        }
     }
 
     fn header_of(tags: Vec<String>) -> EnvelopeHeader {

@@ -109,8 +109,12 @@ async fn tail(weak: Weak<Inner>) {
         match follow(&inner, &weak, &mut cursor).await {
             Ok(()) => return, // the cache was dropped
             Err(e) => {
+                if inner.coherence.is_listening() {
+                    tracing::warn!(target: "acgs_cache", error = %e, "lost the invalidation log; catching up when redis answers");
+                } else {
+                    tracing::debug!(target: "acgs_cache", error = %e, "invalidation log still unreachable");
+                }
                 inner.coherence.set_listening(false);
-                tracing::warn!(target: "acgs_cache", error = %e, "lost the invalidation log; catching up when redis answers");
             }
         }
         drop(inner);
@@ -159,6 +163,13 @@ async fn raise_floor_if_trimmed(
 ) -> Result<(), Error> {
     let exists: bool = redis::cmd("EXISTS").arg(stream).query_async(conn).await?;
     if !exists {
+        if cursor > LogPosition::ORIGIN {
+            // The log this instance was reading is gone (Redis restarted
+            // without persistence, or the key was deleted): whatever it said
+            // after `cursor` is unknowable, so nothing older is trusted.
+            tracing::warn!(target: "acgs_cache", %cursor, "the invalidation log disappeared; every older entry is rejected");
+            inner.coherence.raise_floor(inner.coherence.head() + 1);
+        }
         return Ok(());
     }
     let info: std::collections::HashMap<String, Value> = redis::cmd("XINFO")
