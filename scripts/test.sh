@@ -58,6 +58,16 @@ step "policy_governance, L1 only and with redis"
 env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example policy_governance | tail -n 1
 ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example policy_governance | tail -n 1
 
+step "stampede report (one execution per process and per fleet)"
+stampede=$(cargo run --quiet --example stampede | grep '^stampede: callers=')
+echo "$stampede"
+echo "$stampede" | grep -q "executions_local=1 executions_fleet=1" || { echo "stampede protection failed"; exit 1; }
+
+step "chaos report, short phases (no call may fail; latency figures are informative here)"
+chaos=$(cargo run --quiet --example chaos -- --seconds-per-phase 1 | grep '^chaos: calls=')
+echo "$chaos"
+echo "$chaos" | grep -q " failed=0 " || { echo "a cached call failed during the chaos run"; exit 1; }
+
 printf '\nall checks passed\n'
 # The plain closing line CI reads: every cargo test binary's counts, summed.
 echo "tests: ${passed} passed, ${failed} failed"
