@@ -53,19 +53,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let instances: usize = arg("--instances", 3);
     let seconds: u64 = arg("--seconds", 10);
-    let mut own_server = None;
-    let url = match std::env::var("ACGS_CACHE_REDIS_URL")
-        .ok()
-        .or_else(|| std::env::args().skip_while(|a| a != "--redis-url").nth(1))
-    {
-        Some(url) => url,
-        None => {
-            let server = support::RedisServer::start();
-            let url = server.url();
-            own_server = Some(server);
-            url
-        }
-    };
+    let (url, own_server) = support::given_or_started(
+        std::env::var("ACGS_CACHE_REDIS_URL")
+            .ok()
+            .or_else(|| std::env::args().skip_while(|a| a != "--redis-url").nth(1)),
+    );
     println!(
         "coherence: {instances} worker processes, {seconds} s, redis at {url}{}",
         if own_server.is_some() {

@@ -93,16 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let mut own_server = None;
-    let url = match arg("--redis-url") {
-        Some(url) => url,
-        None => {
-            let server = support::RedisServer::start();
-            let url = server.url();
-            own_server = Some(server);
-            url
-        }
-    };
+    let (url, own_server) = support::given_or_started(arg("--redis-url"));
 
     // One process: everything in L1 only, so only in-process coalescing counts.
     let local = Cache::builder().service("stampede-local").build()?;

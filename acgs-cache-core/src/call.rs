@@ -360,24 +360,51 @@ impl Cache {
                 function.counters.errors.inc();
             }
         }
-        if config.l1_enabled {
-            let fresh_for = function.policy.l1_ttl().min(ttl);
-            let stored = Stored {
-                value: value.clone(),
-                tags: tag_hashes,
-            };
-            self.inner
-                .l1
-                .insert(
-                    l1_key,
-                    stored,
-                    fresh_for,
-                    stale_window,
-                    bytes.len(),
-                    position,
-                )
-                .await;
+        self.fill_l1(
+            function,
+            l1_key,
+            value,
+            tag_hashes,
+            ttl,
+            bytes.len(),
+            position,
+        )
+        .await;
+    }
+
+    /// Puts a value in L1: fresh for the policy's L1 TTL (never past
+    /// `remaining`, the entry's own life), then kept for the stale window.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_l1<V: Cacheable>(
+        &self,
+        function: &FunctionState,
+        l1_key: L1Key,
+        value: &V,
+        tags: Box<[u64]>,
+        remaining: Duration,
+        encoded_bytes: usize,
+        position: u64,
+    ) {
+        if !self.inner.config.l1_enabled {
+            return;
         }
+        let fresh_for = function.policy.l1_ttl().min(remaining);
+        let stored = Stored {
+            value: value.clone(),
+            tags,
+        };
+        let stale_window = function.policy.stale_if_error();
+        self.inner
+            .l1
+            .insert(
+                l1_key,
+                stored,
+                fresh_for,
+                stale_window,
+                encoded_bytes,
+                position,
+            )
+            .await;
     }
 
     /// An L2 entry that passes every check (a fresh one also fills L1).
@@ -434,26 +461,17 @@ impl Cache {
             return Found::Stale(value); // kept past its TTL for stale-if-error only
         }
         function.counters.l2_hits.inc();
-        if config.l1_enabled {
-            let remaining = Duration::from_millis(header.expires_at_ms - now);
-            let fresh_for = function.policy.l1_ttl().min(remaining);
-            let stored = Stored {
-                value: value.clone(),
-                tags,
-            };
-            let stale_window = function.policy.stale_if_error();
-            self.inner
-                .l1
-                .insert(
-                    l1_key,
-                    stored,
-                    fresh_for,
-                    stale_window,
-                    bytes.len(),
-                    position,
-                )
-                .await;
-        }
+        let remaining = Duration::from_millis(header.expires_at_ms - now);
+        self.fill_l1(
+            function,
+            l1_key,
+            &value,
+            tags,
+            remaining,
+            bytes.len(),
+            position,
+        )
+        .await;
         Found::Fresh(value)
     }
 

@@ -207,7 +207,7 @@ mod tests {
         max_value_bytes: 1 << 20,
     };
 
-    fn header() -> EnvelopeHeader {
+    pub(super) fn header() -> EnvelopeHeader {
         EnvelopeHeader {
             codec: 0,
             flags: 0,
@@ -327,14 +327,8 @@ mod properties {
 
     fn header_of(tags: Vec<String>) -> EnvelopeHeader {
         EnvelopeHeader {
-            codec: 0,
-            flags: 0,
-            fingerprint: 0xfeed,
-            created_at_ms: 1,
-            expires_at_ms: 2,
-            log_position: LogPosition { ms: 3, seq: 4 },
             tags,
-            checksum: 0,
+            ..super::tests::header()
         }
     }
 

@@ -143,6 +143,18 @@ impl Drop for RedisServer {
     }
 }
 
+/// The Redis to use: `url` if given, else a server started for the caller
+/// (kept alive by the returned handle).
+pub fn given_or_started(url: Option<String>) -> (String, Option<RedisServer>) {
+    match url {
+        Some(url) => (url, None),
+        None => {
+            let server = RedisServer::start();
+            (server.url(), Some(server))
+        }
+    }
+}
+
 /// A port nothing listens on.
 pub fn closed_port_url() -> String {
     format!("redis://127.0.0.1:{}", free_port())
