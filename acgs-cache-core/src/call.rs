@@ -149,6 +149,16 @@ where
         .await
 }
 
+/// One call's identity, shared by the steps of its path.
+struct Call<'a> {
+    site: &'static CallSite,
+    function: &'a FunctionState,
+    l1_key: L1Key,
+    /// The tier and the entry's Redis key, when there is L2.
+    #[cfg(feature = "redis")]
+    l2: Option<(&'a Arc<L2Tier>, String)>,
+}
+
 /// What a tier had for a key.
 enum Found<V> {
     Fresh(V),
@@ -169,20 +179,37 @@ impl Cache {
         S: Shape,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let l1_key = L1Key {
-            function: site.fingerprint,
-            digest,
+        let call = Call {
+            site,
+            function,
+            l1_key: L1Key {
+                function: site.fingerprint,
+                digest,
+            },
+            #[cfg(feature = "redis")]
+            l2: self.inner.l2.as_ref().map(|l2| {
+                crate::log::ensure_tailer(&self.inner);
+                let config = &self.inner.config;
+                let key = crate::key::redis_key(
+                    &config.prefix,
+                    &config.service,
+                    site.name,
+                    site.fingerprint,
+                    digest,
+                );
+                (l2, key)
+            }),
         };
         // L1, then either lead the computation of this key or wait for the
         // caller that leads it (local stampede protection).
         let mut stale = None;
         let leader = loop {
-            match self.read_l1::<S::Value>(function, l1_key).await {
+            match self.read_l1::<S::Value>(&call).await {
                 Found::Fresh(value) => return S::rebuild(value),
                 Found::Stale(value) => stale = Some(value),
                 Found::Nothing => {}
             }
-            match self.inner.flights.board(l1_key) {
+            match self.inner.flights.board(call.l1_key) {
                 Boarding::Lead(leader) => break Some(leader),
                 Boarding::Wait(flight) => match landing(flight).await {
                     Landing::Value(value) => match value.downcast_ref::<S::Value>() {
@@ -200,34 +227,16 @@ impl Cache {
         };
 
         #[cfg(feature = "redis")]
-        let l2 = self.inner.l2.as_ref().map(|l2| {
-            crate::log::ensure_tailer(&self.inner);
-            let key = crate::key::redis_key(
-                &self.inner.config.prefix,
-                &self.inner.config.service,
-                site.name,
-                site.fingerprint,
-                digest,
-            );
-            (l2, key)
-        });
-        #[cfg(feature = "redis")]
         let mut _fleet_lock = None;
         #[cfg(feature = "redis")]
-        if let Some((l2, key)) = &l2 {
-            match self
-                .read_l2::<S::Value>(l2, key, site, function, l1_key)
-                .await
-            {
+        if let Some((l2, key)) = &call.l2 {
+            match self.read_l2::<S::Value>(&call, l2, key).await {
                 Found::Fresh(value) => return land::<S>(leader, value),
                 Found::Stale(value) => stale = stale.or(Some(value)),
                 Found::Nothing => {}
             }
             if site.lock || function.policy.lock() {
-                match self
-                    .lock_or_wait::<S::Value>(l2, key, site, function, l1_key)
-                    .await
-                {
+                match self.lock_or_wait::<S::Value>(&call, l2, key).await {
                     Ok(lock) => _fleet_lock = lock,
                     Err(value) => return land::<S>(leader, value),
                 }
@@ -268,8 +277,7 @@ impl Cache {
                 return out;
             }
         };
-        self.store(site, function, l1_key, value, ttl, tags, position)
-            .await;
+        self.store(&call, value, ttl, tags, position).await;
         #[cfg(feature = "redis")]
         if let Some(lock) = _fleet_lock {
             let _ = lock.release().await;
@@ -287,7 +295,8 @@ impl Cache {
 
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
     /// only for stale-if-error).
-    async fn read_l1<V: Cacheable>(&self, function: &FunctionState, key: L1Key) -> Found<V> {
+    async fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
+        let (function, key) = (call.function, call.l1_key);
         let coherence = &self.inner.coherence;
         let usable = self.inner.config.l1_enabled
             && (function.consistency == Consistency::Bounded || coherence.is_listening());
@@ -314,17 +323,15 @@ impl Cache {
     }
 
     /// Encodes a computed value and writes it to L2 and L1.
-    #[allow(clippy::too_many_arguments)]
     async fn store<V: Cacheable>(
         &self,
-        site: &'static CallSite,
-        function: &FunctionState,
-        l1_key: L1Key,
+        call: &Call<'_>,
         value: &V,
         ttl: Duration,
         tags: Vec<String>,
         position: u64,
     ) {
+        let (site, function) = (call.site, call.function);
         let config = &self.inner.config;
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
         let now = SystemTime::now();
@@ -348,43 +355,27 @@ impl Cache {
         };
         let stale_window = function.policy.stale_if_error();
         #[cfg(feature = "redis")]
-        if let Some(l2) = &self.inner.l2 {
-            let key = crate::key::redis_key(
-                &config.prefix,
-                &config.service,
-                site.name,
-                site.fingerprint,
-                l1_key.digest,
-            );
-            if l2.set(&key, &bytes, ttl + stale_window).await.is_err() {
+        if let Some((l2, key)) = &call.l2 {
+            if l2.set(key, &bytes, ttl + stale_window).await.is_err() {
                 function.counters.errors.inc();
             }
         }
-        self.fill_l1(
-            function,
-            l1_key,
-            value,
-            tag_hashes,
-            ttl,
-            bytes.len(),
-            position,
-        )
-        .await;
+        self.fill_l1(call, value, tag_hashes, ttl, bytes.len(), position)
+            .await;
     }
 
     /// Puts a value in L1: fresh for the policy's L1 TTL (never past
     /// `remaining`, the entry's own life), then kept for the stale window.
-    #[allow(clippy::too_many_arguments)]
     async fn fill_l1<V: Cacheable>(
         &self,
-        function: &FunctionState,
-        l1_key: L1Key,
+        call: &Call<'_>,
         value: &V,
         tags: Box<[u64]>,
         remaining: Duration,
         encoded_bytes: usize,
         position: u64,
     ) {
+        let function = call.function;
         if !self.inner.config.l1_enabled {
             return;
         }
@@ -397,7 +388,7 @@ impl Cache {
         self.inner
             .l1
             .insert(
-                l1_key,
+                call.l1_key,
                 stored,
                 fresh_for,
                 stale_window,
@@ -411,12 +402,11 @@ impl Cache {
     #[cfg(feature = "redis")]
     async fn read_l2<V: Cacheable>(
         &self,
+        call: &Call<'_>,
         l2: &Arc<L2Tier>,
         redis_key: &str,
-        site: &'static CallSite,
-        function: &FunctionState,
-        l1_key: L1Key,
     ) -> Found<V> {
+        let (site, function, l1_key) = (call.site, call.function, call.l1_key);
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
         // An entry can only be judged against the log once the log has been
@@ -462,16 +452,8 @@ impl Cache {
         }
         function.counters.l2_hits.inc();
         let remaining = Duration::from_millis(header.expires_at_ms - now);
-        self.fill_l1(
-            function,
-            l1_key,
-            &value,
-            tags,
-            remaining,
-            bytes.len(),
-            position,
-        )
-        .await;
+        self.fill_l1(call, &value, tags, remaining, bytes.len(), position)
+            .await;
         Found::Fresh(value)
     }
 
@@ -482,11 +464,9 @@ impl Cache {
     #[cfg(feature = "redis")]
     async fn lock_or_wait<V: Cacheable>(
         &self,
+        call: &Call<'_>,
         l2: &Arc<L2Tier>,
         redis_key: &str,
-        site: &'static CallSite,
-        function: &FunctionState,
-        l1_key: L1Key,
     ) -> Result<Option<crate::lock::LockGuard>, V> {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
@@ -501,17 +481,14 @@ impl Cache {
             }
             if !waited {
                 waited = true;
-                function.counters.lock_waits.inc();
+                call.function.counters.lock_waits.inc();
             }
             tokio::time::sleep(POLL).await;
-            if let Found::Fresh(value) = self
-                .read_l2::<V>(l2, redis_key, site, function, l1_key)
-                .await
-            {
+            if let Found::Fresh(value) = self.read_l2::<V>(call, l2, redis_key).await {
                 return Err(value);
             }
             if Instant::now() >= deadline {
-                tracing::warn!(target: "acgs_cache", function = site.name, "no value from the lock holder within the lease; computing");
+                tracing::warn!(target: "acgs_cache", function = call.site.name, "no value from the lock holder within the lease; computing");
                 return Ok(None);
             }
         }
