@@ -179,26 +179,16 @@ impl Cache {
         S: Shape,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let call = Call {
+        let mut call = Call {
             site,
             function,
             l1_key: L1Key {
                 function: site.fingerprint,
                 digest,
             },
+            // Filled after L1: a hit never builds the Redis key.
             #[cfg(feature = "redis")]
-            l2: self.inner.l2.as_ref().map(|l2| {
-                crate::log::ensure_tailer(&self.inner);
-                let config = &self.inner.config;
-                let key = crate::key::redis_key(
-                    &config.prefix,
-                    &config.service,
-                    site.name,
-                    site.fingerprint,
-                    digest,
-                );
-                (l2, key)
-            }),
+            l2: None,
         };
         // L1, then either lead the computation of this key or wait for the
         // caller that leads it (local stampede protection).
@@ -226,6 +216,21 @@ impl Cache {
             }
         };
 
+        #[cfg(feature = "redis")]
+        {
+            call.l2 = self.inner.l2.as_ref().map(|l2| {
+                crate::log::ensure_tailer(&self.inner);
+                let config = &self.inner.config;
+                let key = crate::key::redis_key(
+                    &config.prefix,
+                    &config.service,
+                    site.name,
+                    site.fingerprint,
+                    digest,
+                );
+                (l2, key)
+            });
+        }
         #[cfg(feature = "redis")]
         let mut _fleet_lock = None;
         #[cfg(feature = "redis")]
@@ -314,7 +319,7 @@ impl Cache {
             self.inner.l1.remove(&key).await;
             return Found::Nothing;
         }
-        if Instant::now() < entry.fresh_until {
+        if entry.fresh_until.is_none_or(|until| Instant::now() < until) {
             function.counters.l1_hits.inc();
             Found::Fresh(stored.value.clone())
         } else {

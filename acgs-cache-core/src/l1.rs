@@ -31,8 +31,10 @@ pub(crate) struct L1Entry {
     weight: u32,
     /// Where the invalidation log stood (packed) when the value's computation started.
     pub(crate) position: u64,
-    /// Served as fresh until then; kept after it only as a stale-if-error fallback.
-    pub(crate) fresh_until: Instant,
+    /// Served as fresh until then; kept after it only as a stale-if-error
+    /// fallback. `None` when there is no stale window: moka's own expiry is
+    /// then the freshness, and a hit needs no clock read.
+    pub(crate) fresh_until: Option<Instant>,
 }
 
 /// A value with the tags (hashed) it answers to.
@@ -108,7 +110,7 @@ impl L1Tier {
             ttl,
             weight,
             position,
-            fresh_until: Instant::now() + fresh_for,
+            fresh_until: (!stale_for.is_zero()).then(|| Instant::now() + fresh_for),
         };
         self.entries.insert(key, entry).await;
     }

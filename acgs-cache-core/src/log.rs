@@ -95,7 +95,12 @@ fn parse_record(map: &std::collections::HashMap<String, Value>) -> Option<(Recor
 
 /// Starts the tailer of `inner` once.
 pub(crate) fn ensure_tailer(inner: &Arc<Inner>) {
-    if inner.l2.is_some() && !inner.tailer_started.swap(true, Ordering::AcqRel) {
+    // A plain load first: the swap's write would bounce the cache line
+    // between threads on every call.
+    if inner.l2.is_some()
+        && !inner.tailer_started.load(Ordering::Acquire)
+        && !inner.tailer_started.swap(true, Ordering::AcqRel)
+    {
         tokio::spawn(tail(Arc::downgrade(inner)));
     }
 }
