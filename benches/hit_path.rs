@@ -93,7 +93,29 @@ fn l1_hit(c: &mut Criterion) {
     let key = (7u64, "alice".to_owned());
     rt.block_on(raw.insert(key.clone(), decision(7, "alice")));
 
+    // The same engine configured as L1 is: per-entry expiry and a weigher.
+    struct PerEntry;
+    impl moka::Expiry<(u64, String), Decision> for PerEntry {
+        fn expire_after_create(
+            &self,
+            _: &(u64, String),
+            _: &Decision,
+            _: Instant,
+        ) -> Option<Duration> {
+            Some(Duration::from_secs(60))
+        }
+    }
+    let raw_expiry: moka::future::Cache<(u64, String), Decision> = moka::future::Cache::builder()
+        .max_capacity(1 << 26)
+        .weigher(|_, _| 200)
+        .expire_after(PerEntry)
+        .build();
+    rt.block_on(raw_expiry.insert(key.clone(), decision(7, "alice")));
+
     let mut group = c.benchmark_group("l1_hit");
+    group.bench_function("raw_moka_get_per_entry_expiry", |b| {
+        b.iter_custom(|n| timed!(rt, n, raw_expiry.get(black_box(&key))))
+    });
     group.bench_function("acgs_cached", |b| {
         b.iter_custom(|n| timed!(rt, n, l1_decision(black_box(7), black_box("alice"))))
     });

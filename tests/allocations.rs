@@ -36,8 +36,16 @@ fn blocks() -> u64 {
 
 #[test]
 fn an_l1_hit_allocates_only_the_returned_clone() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    Cache::builder().service("alloc").build().unwrap().install_default().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    Cache::builder()
+        .service("alloc")
+        .build()
+        .unwrap()
+        .install_default()
+        .unwrap();
     let _profiler = dhat::Profiler::builder().testing().build();
     runtime.block_on(async {
         let raw: moka::future::Cache<u64, u64> =

@@ -179,7 +179,7 @@ impl Cache {
         S: Shape,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let mut call = Call {
+        let call = Call {
             site,
             function,
             l1_key: L1Key {
@@ -190,15 +190,40 @@ impl Cache {
             #[cfg(feature = "redis")]
             l2: None,
         };
-        // L1, then either lead the computation of this key or wait for the
-        // caller that leads it (local stampede protection).
-        let mut stale = None;
+        let stale = match self.read_l1::<S::Value>(&call).await {
+            Found::Fresh(value) => return S::rebuild(value),
+            Found::Stale(value) => Some(value),
+            Found::Nothing => None,
+        };
+        // The miss path's state is large; boxed, it does not weigh on (and
+        // is not copied around with) every hit's future.
+        Box::pin(self.miss::<S, F>(call, stale, compute)).await
+    }
+
+    async fn miss<S, F>(
+        &self,
+        mut call: Call<'_>,
+        mut stale: Option<S::Value>,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let (site, function, digest) = (call.site, call.function, call.l1_key.digest);
+        // Lead the computation of this key, or wait for the caller that
+        // leads it (local stampede protection); L1 is read again after a
+        // flight that ended without a value for us.
+        let mut look_again = false;
         let leader = loop {
-            match self.read_l1::<S::Value>(&call).await {
-                Found::Fresh(value) => return S::rebuild(value),
-                Found::Stale(value) => stale = Some(value),
-                Found::Nothing => {}
+            if look_again {
+                match self.read_l1::<S::Value>(&call).await {
+                    Found::Fresh(value) => return S::rebuild(value),
+                    Found::Stale(value) => stale = Some(value),
+                    Found::Nothing => {}
+                }
             }
+            look_again = true;
             match self.inner.flights.board(call.l1_key) {
                 Boarding::Lead(leader) => break Some(leader),
                 Boarding::Wait(flight) => match landing(flight).await {

@@ -71,7 +71,10 @@ impl Expiry<L1Key, L1Entry> for PerEntryTtl {
 }
 
 pub(crate) struct L1Tier {
-    entries: moka::future::Cache<L1Key, L1Entry>,
+    /// Keys are already uniformly distributed hashes (fingerprint + XXH3
+    /// digest), so the fast Fx hasher is enough; moka's default SipHash was
+    /// 5% of a hit.
+    entries: moka::future::Cache<L1Key, L1Entry, rustc_hash::FxBuildHasher>,
 }
 
 impl L1Tier {
@@ -81,7 +84,7 @@ impl L1Tier {
             .max_capacity(max_bytes)
             .weigher(|_: &L1Key, entry: &L1Entry| entry.weight)
             .expire_after(PerEntryTtl)
-            .build();
+            .build_with_hasher(rustc_hash::FxBuildHasher);
         L1Tier { entries }
     }
 
