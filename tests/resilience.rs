@@ -301,3 +301,90 @@ async fn an_unreachable_redis_opens_the_circuit_instead_of_taxing_every_call() {
     }
     assert!(cache.stats().await.l2_circuit_open);
 }
+
+pub const REFRESHED: TtlPolicy =
+    TtlPolicy::new("refreshed", Duration::from_millis(600)).with_refresh_ahead_percent(50);
+static SOURCE_VERSION: AtomicU32 = AtomicU32::new(1);
+
+#[cached(ttl = REFRESHED)]
+async fn refreshed_rules(tenant: u32) -> (u32, u32) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    (tenant, SOURCE_VERSION.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn refresh_ahead_refreshes_in_the_background_and_answers_at_once() {
+    let cache = l1_only("res-refresh");
+    cache
+        .scope(async {
+            assert_eq!(refreshed_rules(1).await, (1, 1));
+            SOURCE_VERSION.store(2, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(350)).await; // past 50% of the TTL
+                                                                  // This hit is answered from the cache and starts one refresh.
+            assert_eq!(refreshed_rules(1).await, (1, 1));
+            assert_eq!(
+                refreshed_rules(1).await,
+                (1, 1),
+                "a refresh in flight is not started again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await; // the refresh lands
+            assert_eq!(refreshed_rules(1).await, (1, 2), "the refreshed value");
+            let f = cache
+                .stats()
+                .await
+                .function("refreshed_rules")
+                .cloned()
+                .unwrap();
+            assert_eq!(
+                (f.misses, f.refreshes),
+                (1, 1),
+                "one refresh for two due hits: {f:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(400)).await; // past the first value's expiry
+            assert_eq!(refreshed_rules(1).await, (1, 2), "no miss at expiry");
+        })
+        .await;
+    let f = cache
+        .stats()
+        .await
+        .function("refreshed_rules")
+        .cloned()
+        .unwrap();
+    assert_eq!(f.misses, 1, "refreshed ahead, never expired: {f:?}");
+}
+
+pub const SLOW_STORE: TtlPolicy = TtlPolicy::new("slow_store", Duration::from_millis(200))
+    .with_stale_if_error(Duration::from_secs(60))
+    .with_stale_timeout(Duration::from_millis(50));
+static STORE_SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cached(ttl = SLOW_STORE)]
+async fn from_slow_store(key: u32) -> u32 {
+    if STORE_SLOW.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        return 0;
+    }
+    key + 1
+}
+
+#[tokio::test]
+async fn a_computation_past_the_stale_timeout_gives_way_to_the_stale_value() {
+    let cache = l1_only("res-stale-timeout");
+    assert_eq!(cache.scope(from_slow_store(1)).await, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the TTL
+    STORE_SLOW.store(true, Ordering::SeqCst);
+    let answer =
+        tokio::time::timeout(Duration::from_secs(2), cache.scope(from_slow_store(1))).await;
+    assert_eq!(
+        answer,
+        Ok(2),
+        "the stale value, long before the 5 s computation would end"
+    );
+    let f = cache
+        .stats()
+        .await
+        .function("from_slow_store")
+        .cloned()
+        .unwrap();
+    assert_eq!(f.stale_served, 1);
+}

@@ -16,7 +16,7 @@ use crate::envelope::{self, EnvelopeHeader, Reject};
 use crate::error::CodecError;
 use crate::flight::{landing, Boarding, Landing, Leader};
 use crate::key::KeyDigest;
-use crate::l1::{L1Key, Stored};
+use crate::l1::{EntryLife, L1Key, Stored};
 #[cfg(feature = "redis")]
 use crate::l2::L2Tier;
 use crate::site::CallSite;
@@ -162,9 +162,86 @@ struct Call<'a> {
 /// What a tier had for a key.
 enum Found<V> {
     Fresh(V),
+    /// Fresh, and past the policy's refresh-ahead point.
+    Due(V),
     /// Past its freshness but within the stale-if-error window.
     Stale(V),
     Nothing,
+}
+
+/// A computation that can run in the background, detached from its caller:
+/// what refresh-ahead needs.
+#[diagnostic::on_unimplemented(
+    message = "this cached function's future cannot be refreshed in the background: it is not `Send + 'static`",
+    note = "refresh-ahead runs the computation on its own task; add `refresh_ahead = false` to the attribute to opt out"
+)]
+pub trait Detachable: Future + Send + 'static {}
+
+impl<F: Future + Send + 'static> Detachable for F {}
+
+/// [`call`] for functions whose computation owns its arguments: a hit past
+/// the policy's refresh-ahead point refreshes the entry on a task of its own
+/// (once: a refresh already in flight is not started again) and answers at
+/// once from the cache.
+pub async fn call_refreshing<S, F>(
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    S::Out: Send + 'static,
+    F: Detachable<Output = S::Out>,
+{
+    call_tagged_refreshing::<S, _>(site, key, async move { (Vec::new(), compute.await) }).await
+}
+
+/// [`call_tagged`] with refresh-ahead (see [`call_refreshing`]).
+pub async fn call_tagged_refreshing<S, F>(
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    S::Out: Send + 'static,
+    F: Detachable<Output = (Vec<String>, S::Out)>,
+{
+    let cache = Cache::for_site(site);
+    let function = cache.function(site);
+    let Ok(digest) = key else {
+        return call_tagged::<S, F>(site, key, compute).await;
+    };
+    if function.policy.refresh_ahead_percent() == 0 {
+        return cache
+            .call_with::<S, F>(site, &function, digest, compute)
+            .await;
+    }
+    let call = Call {
+        site,
+        function: &function,
+        l1_key: L1Key {
+            function: site.fingerprint,
+            digest,
+        },
+        #[cfg(feature = "redis")]
+        l2: None,
+    };
+    match cache.read_l1::<S::Value>(&call).await {
+        Found::Fresh(value) => S::rebuild(value),
+        Found::Due(value) => {
+            if !cache.inner.flights.is_flying(call.l1_key) {
+                let cache = Cache::clone(&cache);
+                tokio::spawn(async move { cache.refresh::<S, F>(site, digest, compute).await });
+            }
+            S::rebuild(value)
+        }
+        Found::Stale(_) | Found::Nothing => {
+            cache
+                .call_with::<S, F>(site, &function, digest, compute)
+                .await
+        }
+    }
 }
 
 impl Cache {
@@ -191,7 +268,7 @@ impl Cache {
             l2: None,
         };
         let stale = match self.read_l1::<S::Value>(&call).await {
-            Found::Fresh(value) => return S::rebuild(value),
+            Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
             Found::Stale(value) => Some(value),
             Found::Nothing => None,
         };
@@ -218,7 +295,7 @@ impl Cache {
         let leader = loop {
             if look_again {
                 match self.read_l1::<S::Value>(&call).await {
-                    Found::Fresh(value) => return S::rebuild(value),
+                    Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
                     Found::Stale(value) => stale = Some(value),
                     Found::Nothing => {}
                 }
@@ -261,7 +338,7 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             match self.read_l2::<S::Value>(&call, l2, key).await {
-                Found::Fresh(value) => return land::<S>(leader, value),
+                Found::Fresh(value) | Found::Due(value) => return land::<S>(leader, value),
                 Found::Stale(value) => stale = stale.or(Some(value)),
                 Found::Nothing => {}
             }
@@ -275,17 +352,33 @@ impl Cache {
 
         function.counters.misses.inc();
         let position = self.inner.coherence.head();
-        let (tags, out) = match AssertUnwindSafe(compute).catch_unwind().await {
-            Ok(computed) => computed,
-            Err(panic) => match stale.take() {
-                Some(value) if !function.policy.stale_if_error().is_zero() => {
-                    tracing::error!(target: "acgs_cache", function = site.name, "computation panicked; serving the stale value");
-                    function.counters.stale_served.inc();
-                    return land::<S>(leader, value);
-                }
-                _ => std::panic::resume_unwind(panic), // waiters retry: the leader's guard drops
-            },
+        // With a stale value to fall back on, a computation that panics or
+        // outlasts the policy's timeout gives way to it.
+        let fallback = stale
+            .take()
+            .filter(|_| !function.policy.stale_if_error().is_zero());
+        let timeout = function
+            .policy
+            .stale_timeout()
+            .filter(|_| fallback.is_some());
+        let computed = AssertUnwindSafe(compute).catch_unwind();
+        let outcome = match timeout {
+            Some(limit) => tokio::time::timeout(limit, computed)
+                .await
+                .map_err(|_| "took longer than its stale timeout"),
+            None => Ok(computed.await),
         };
+        let (tags, out) = match outcome {
+            Ok(Ok(computed)) => computed,
+            Ok(Err(panic)) if fallback.is_none() => std::panic::resume_unwind(panic), // waiters retry
+            failed => {
+                let why = failed.err().unwrap_or("panicked");
+                tracing::error!(target: "acgs_cache", function = site.name, "computation {why}; serving the stale value");
+                function.counters.stale_served.inc();
+                return land::<S>(leader, fallback.expect("a fallback exists on this path"));
+            }
+        };
+        let mut stale = fallback;
         let (value, ttl) = match S::verdict(&out) {
             Verdict::Store(value) => (value, function.policy.jittered_ttl(digest.low64())),
             Verdict::Negative(value) => match site.negative_ttl {
@@ -297,7 +390,7 @@ impl Cache {
                 }
             },
             Verdict::Skip => {
-                if let Some(value) = stale.filter(|_| !function.policy.stale_if_error().is_zero()) {
+                if let Some(value) = stale.take() {
                     tracing::warn!(target: "acgs_cache", function = site.name, "computation failed; serving the stale value");
                     function.counters.stale_served.inc();
                     return land::<S>(leader, value);
@@ -323,6 +416,67 @@ impl Cache {
         out
     }
 
+    /// Recomputes an entry ahead of its expiry and stores it, unless a
+    /// computation of it is already in flight.
+    async fn refresh<S, F>(&self, site: &'static CallSite, digest: KeyDigest, compute: F)
+    where
+        S: Shape,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let function = self.function(site);
+        let mut call = Call {
+            site,
+            function: &function,
+            l1_key: L1Key {
+                function: site.fingerprint,
+                digest,
+            },
+            #[cfg(feature = "redis")]
+            l2: None,
+        };
+        let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
+            return;
+        };
+        #[cfg(feature = "redis")]
+        {
+            call.l2 = self.inner.l2.as_ref().map(|l2| {
+                let config = &self.inner.config;
+                (
+                    l2,
+                    crate::key::redis_key(
+                        &config.prefix,
+                        &config.service,
+                        site.name,
+                        site.fingerprint,
+                        digest,
+                    ),
+                )
+            });
+        }
+        function.counters.refreshes.inc();
+        let position = self.inner.coherence.head();
+        let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
+            tracing::warn!(target: "acgs_cache", function = site.name, "background refresh panicked; the cached value stays");
+            return; // the leader's guard lets the next caller retry
+        };
+        match S::verdict(&out) {
+            Verdict::Store(value) => {
+                let ttl = function.policy.jittered_ttl(digest.low64());
+                self.store(&call, value, ttl, tags, position).await;
+                let landing = if leader.has_waiters() {
+                    share(value)
+                } else {
+                    Landing::Retry
+                };
+                leader.land(landing);
+            }
+            Verdict::Negative(_) | Verdict::Skip => {
+                tracing::debug!(target: "acgs_cache", function = site.name, "background refresh returned nothing to store; the cached value stays");
+                leader.land(Landing::Retry);
+            }
+        }
+    }
+
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
     /// only for stale-if-error).
     async fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
@@ -346,7 +500,10 @@ impl Cache {
         }
         if entry.fresh_until.is_none_or(|until| Instant::now() < until) {
             function.counters.l1_hits.inc();
-            Found::Fresh(stored.value.clone())
+            match entry.refresh_at {
+                Some(at) if Instant::now() >= at => Found::Due(stored.value.clone()),
+                _ => Found::Fresh(stored.value.clone()),
+            }
         } else {
             Found::Stale(stored.value.clone())
         }
@@ -415,16 +572,22 @@ impl Cache {
             tags,
         };
         let stale_window = function.policy.stale_if_error();
+        // Refresh once less than (100 - p)% of the policy TTL is left.
+        let refresh_at = match u32::from(function.policy.refresh_ahead_percent()) {
+            0 => None,
+            percent => {
+                let keep = function.policy.ttl() * (100 - percent) / 100;
+                Some(Instant::now() + remaining.saturating_sub(keep))
+            }
+        };
+        let life = EntryLife {
+            fresh_for,
+            stale_for: stale_window,
+            refresh_at,
+        };
         self.inner
             .l1
-            .insert(
-                call.l1_key,
-                stored,
-                fresh_for,
-                stale_window,
-                encoded_bytes,
-                position,
-            )
+            .insert(call.l1_key, stored, life, encoded_bytes, position)
             .await;
     }
 

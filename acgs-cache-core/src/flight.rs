@@ -45,6 +45,14 @@ pub(crate) enum Boarding<'a> {
 }
 
 impl Flights {
+    /// Whether a computation of `key` is in progress.
+    pub(crate) fn is_flying(&self, key: L1Key) -> bool {
+        self.flying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key)
+    }
+
     pub(crate) fn board(&self, key: L1Key) -> Boarding<'_> {
         let mut flying = self.flying.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = flying.get(&key) {

@@ -35,6 +35,19 @@ pub(crate) struct L1Entry {
     /// fallback. `None` when there is no stale window: moka's own expiry is
     /// then the freshness, and a hit needs no clock read.
     pub(crate) fresh_until: Option<Instant>,
+    /// Past this, a hit refreshes the value in the background (refresh-ahead).
+    pub(crate) refresh_at: Option<Instant>,
+}
+
+/// How long an L1 entry is served, and kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryLife {
+    /// Served as fresh for this long.
+    pub(crate) fresh_for: Duration,
+    /// Then kept this long as a stale-if-error fallback.
+    pub(crate) stale_for: Duration,
+    /// When a hit starts a background refresh.
+    pub(crate) refresh_at: Option<Instant>,
 }
 
 /// A value with the tags (hashed) it answers to.
@@ -96,11 +109,15 @@ impl L1Tier {
         &self,
         key: L1Key,
         stored: Stored<V>,
-        fresh_for: Duration,
-        stale_for: Duration,
+        life: EntryLife,
         encoded_bytes: usize,
         position: u64,
     ) {
+        let EntryLife {
+            fresh_for,
+            stale_for,
+            refresh_at,
+        } = life;
         let ttl = fresh_for + stale_for;
         if ttl.is_zero() {
             return;
@@ -114,6 +131,7 @@ impl L1Tier {
             weight,
             position,
             fresh_until: (!stale_for.is_zero()).then(|| Instant::now() + fresh_for),
+            refresh_at,
         };
         self.entries.insert(key, entry).await;
     }

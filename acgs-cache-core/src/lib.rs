@@ -57,7 +57,10 @@ pub async fn invalidate(event: &str) -> Result<LogPosition, Error> {
 /// signatures change without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{call, call_tagged, Cacheable, OkOnly, Plain, Shape, SomeOnly, Verdict};
+    pub use crate::call::{
+        call, call_refreshing, call_tagged, call_tagged_refreshing, Cacheable, Detachable, OkOnly,
+        Plain, Shape, SomeOnly, Verdict,
+    };
     pub use crate::codec::Codec;
     pub use crate::coherence::Consistency;
     pub use crate::key::{fingerprint, KeyArg, KeyDigest};

@@ -38,6 +38,7 @@ pub struct TtlPolicy {
     stale_if_error: Duration,
     refresh_ahead_percent: u8,
     lock: bool,
+    stale_timeout: Option<Duration>,
 }
 
 impl TtlPolicy {
@@ -53,6 +54,7 @@ impl TtlPolicy {
             stale_if_error: Duration::ZERO,
             refresh_ahead_percent: 0,
             lock: false,
+            stale_timeout: None,
         }
     }
 
@@ -75,6 +77,20 @@ impl TtlPolicy {
     pub const fn with_stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = window;
         self
+    }
+
+    /// With a stale value available, a computation running longer than
+    /// `timeout` is dropped and the stale value served (needs a stale window).
+    #[must_use]
+    pub const fn with_stale_timeout(mut self, timeout: Duration) -> Self {
+        self.stale_timeout = Some(timeout);
+        self
+    }
+
+    /// The stale timeout, if any.
+    #[must_use]
+    pub const fn stale_timeout(&self) -> Option<Duration> {
+        self.stale_timeout
     }
 
     /// Fraction of the TTL (in percent, 1–99) after which a hit refreshes in the background.

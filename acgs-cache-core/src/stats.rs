@@ -53,6 +53,8 @@ pub(crate) struct FunctionCounters {
     pub(crate) stale_served: Counter,
     /// Misses that waited for another instance holding the key's lock.
     pub(crate) lock_waits: Counter,
+    /// Background refreshes started by refresh-ahead.
+    pub(crate) refreshes: Counter,
     rejected: [Counter; Reject::ALL.len()],
 }
 
@@ -82,6 +84,7 @@ impl FunctionCounters {
             coalesced,
             stale_served,
             lock_waits: self.lock_waits.get(),
+            refreshes: self.refreshes.get(),
             rejected: Reject::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.rejected[*r as usize].get()))
@@ -119,6 +122,8 @@ pub struct FunctionStats {
     pub stale_served: u64,
     /// Misses that waited for another instance's computation (`lock`).
     pub lock_waits: u64,
+    /// Background refreshes (refresh-ahead).
+    pub refreshes: u64,
     /// Stored bytes that were not used, by reason (see [`Reject`]).
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -194,6 +199,7 @@ impl StatsSnapshot {
             coalesced: 0,
             stale_served: 0,
             lock_waits: 0,
+            refreshes: 0,
             rejected: BTreeMap::new(),
         };
         for f in &self.functions {
@@ -207,6 +213,7 @@ impl StatsSnapshot {
             total.coalesced += f.coalesced;
             total.stale_served += f.stale_served;
             total.lock_waits += f.lock_waits;
+            total.refreshes += f.refreshes;
             for (reason, n) in &f.rejected {
                 *total.rejected.entry(reason).or_default() += n;
             }

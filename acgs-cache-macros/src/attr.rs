@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(consistency);
     syn::custom_keyword!(companions);
     syn::custom_keyword!(lock);
+    syn::custom_keyword!(refresh_ahead);
 }
 
 /// Where a function's TTL policy comes from.
@@ -65,6 +66,7 @@ pub(crate) struct Args {
     pub(crate) consistency: Option<ConsistencySpec>,
     pub(crate) companions: Option<bool>,
     pub(crate) lock: Option<bool>,
+    pub(crate) refresh_ahead: Option<bool>,
     /// Span of the whole argument list, for "missing `ttl`".
     pub(crate) span: Option<Span>,
     /// A `ttl` argument was written (even if it did not parse).
@@ -93,7 +95,7 @@ impl Errors {
 }
 
 const KEYS: &str = "`ttl`, `invalidate_on`, `tags`, `skip`, `key`, `negative_ttl`, `codec`, \
-                    `consistency`, `lock`, `name`, `version`, `cache` or `companions`";
+                    `consistency`, `lock`, `refresh_ahead`, `name`, `version`, `cache` or `companions`";
 
 impl Args {
     pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {
@@ -260,6 +262,17 @@ impl Args {
             input.parse::<Token![=]>()?;
             let lit: syn::LitBool = input.parse()?;
             set(&mut self.lock, lit.value, k.span, "lock", errors);
+        } else if lookahead.peek(kw::refresh_ahead) {
+            let k = input.parse::<kw::refresh_ahead>()?;
+            input.parse::<Token![=]>()?;
+            let lit: syn::LitBool = input.parse()?;
+            set(
+                &mut self.refresh_ahead,
+                lit.value,
+                k.span,
+                "refresh_ahead",
+                errors,
+            );
         } else if lookahead.peek(kw::companions) {
             let k = input.parse::<kw::companions>()?;
             input.parse::<Token![=]>()?;

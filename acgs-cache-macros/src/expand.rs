@@ -54,6 +54,10 @@ struct Plan {
     signature: String,
     /// Every typed parameter (for the invalidation companions).
     params: Vec<(Ident, Type)>,
+    /// Whether the computation owns everything it uses (no receiver, no
+    /// generics, no borrowed parameter), so it can be refreshed in the
+    /// background.
+    detachable: bool,
 }
 
 impl Plan {
@@ -196,14 +200,28 @@ impl Plan {
             sig.ident,
             signature_types.join(",")
         );
+        let owns_its_arguments = plan_owns(&params);
+        let detachable = !is_method
+            && sig.generics.params.is_empty()
+            && owns_its_arguments
+            && args.refresh_ahead != Some(false);
         Plan {
             shape,
             is_method,
             key_args,
             signature,
             params,
+            detachable,
         }
     }
+}
+
+/// Whether no parameter type borrows (`&`, a lifetime) or hides a type (`impl`).
+fn plan_owns(params: &[(Ident, Type)]) -> bool {
+    params.iter().all(|(_, ty)| {
+        let text = ty.to_token_stream().to_string();
+        !text.contains('&') && !text.contains('\'') && !text.contains("impl")
+    })
 }
 
 /// Tokens as text without whitespace, so the fingerprint does not depend on
@@ -313,9 +331,20 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     let site = Ident::new("__acgs_site", Span::mixed_site());
     // Spanned on the return type: an uncacheable value is reported there.
     let private_at_ret = quote_spanned!(ret_span=> ::acgs_cache::__private);
+    // Functions whose computation owns its arguments can be refreshed in the
+    // background (refresh-ahead); the others are refreshed on expiry.
+    let (call_fn, call_tagged_fn) = if plan.detachable {
+        ("call_refreshing", "call_tagged_refreshing")
+    } else {
+        ("call", "call_tagged")
+    };
+    let (call_fn, call_tagged_fn) = (
+        Ident::new(call_fn, ret_span),
+        Ident::new(call_tagged_fn, ret_span),
+    );
     let call = match &args.tags {
         None => quote_spanned! {ret_span=>
-            #private_at_ret::call::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
+            #private_at_ret::#call_fn::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
         },
         Some(templates) => {
             // Tags are formatted inside the computation, before the body can
@@ -323,7 +352,7 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
             let tags = Ident::new("__acgs_tags", Span::mixed_site());
             let out = Ident::new("__acgs_out", Span::mixed_site());
             quote_spanned! {ret_span=>
-                #private_at_ret::call_tagged::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move {
+                #private_at_ret::#call_tagged_fn::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move {
                     let #tags = ::std::vec![#(#private::format!(#templates)),*];
                     let #out: #ret_ty = async move #block.await;
                     (#tags, #out)
