@@ -159,6 +159,43 @@ struct Call<'a> {
     l2: Option<(&'a Arc<L2Tier>, String)>,
 }
 
+impl<'a> Call<'a> {
+    fn new(site: &'static CallSite, function: &'a FunctionState, digest: KeyDigest) -> Self {
+        Call {
+            site,
+            function,
+            l1_key: L1Key {
+                function: site.fingerprint,
+                digest,
+            },
+            // Filled after L1 (`with_l2`): a hit never builds the Redis key.
+            #[cfg(feature = "redis")]
+            l2: None,
+        }
+    }
+
+    /// Adds the L2 tier and this entry's Redis key (and starts the log
+    /// tailer on first use).
+    #[cfg(feature = "redis")]
+    fn with_l2(&mut self, cache: &'a Cache) {
+        self.l2 = cache.inner.l2.as_ref().map(|l2| {
+            crate::log::ensure_tailer(&cache.inner);
+            let config = &cache.inner.config;
+            let site = self.site;
+            (
+                l2,
+                crate::key::redis_key(
+                    &config.prefix,
+                    &config.service,
+                    site.name,
+                    site.fingerprint,
+                    self.l1_key.digest,
+                ),
+            )
+        });
+    }
+}
+
 /// What a tier had for a key.
 enum Found<V> {
     Fresh(V),
@@ -217,16 +254,7 @@ where
             .call_with::<S, F>(site, &function, digest, compute)
             .await;
     }
-    let call = Call {
-        site,
-        function: &function,
-        l1_key: L1Key {
-            function: site.fingerprint,
-            digest,
-        },
-        #[cfg(feature = "redis")]
-        l2: None,
-    };
+    let call = Call::new(site, &function, digest);
     match cache.read_l1::<S::Value>(&call).await {
         Found::Fresh(value) => S::rebuild(value),
         Found::Due(value) => {
@@ -256,17 +284,7 @@ impl Cache {
         S: Shape,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let call = Call {
-            site,
-            function,
-            l1_key: L1Key {
-                function: site.fingerprint,
-                digest,
-            },
-            // Filled after L1: a hit never builds the Redis key.
-            #[cfg(feature = "redis")]
-            l2: None,
-        };
+        let call = Call::new(site, function, digest);
         let stale = match self.read_l1::<S::Value>(&call).await {
             Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
             Found::Stale(value) => Some(value),
@@ -319,20 +337,7 @@ impl Cache {
         };
 
         #[cfg(feature = "redis")]
-        {
-            call.l2 = self.inner.l2.as_ref().map(|l2| {
-                crate::log::ensure_tailer(&self.inner);
-                let config = &self.inner.config;
-                let key = crate::key::redis_key(
-                    &config.prefix,
-                    &config.service,
-                    site.name,
-                    site.fingerprint,
-                    digest,
-                );
-                (l2, key)
-            });
-        }
+        call.with_l2(self);
         #[cfg(feature = "redis")]
         let mut _fleet_lock = None;
         #[cfg(feature = "redis")]
@@ -424,35 +429,12 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = self.function(site);
-        let mut call = Call {
-            site,
-            function: &function,
-            l1_key: L1Key {
-                function: site.fingerprint,
-                digest,
-            },
-            #[cfg(feature = "redis")]
-            l2: None,
-        };
+        let mut call = Call::new(site, &function, digest);
         let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
             return;
         };
         #[cfg(feature = "redis")]
-        {
-            call.l2 = self.inner.l2.as_ref().map(|l2| {
-                let config = &self.inner.config;
-                (
-                    l2,
-                    crate::key::redis_key(
-                        &config.prefix,
-                        &config.service,
-                        site.name,
-                        site.fingerprint,
-                        digest,
-                    ),
-                )
-            });
-        }
+        call.with_l2(self);
         function.counters.refreshes.inc();
         let position = self.inner.coherence.head();
         let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
