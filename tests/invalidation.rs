@@ -132,10 +132,13 @@ async fn companions_invalidate_one_entry_or_the_whole_function() {
 static GATE: std::sync::LazyLock<Arc<Notify>> =
     std::sync::LazyLock::new(|| Arc::new(Notify::new()));
 static SLOW_VERSION: AtomicU32 = AtomicU32::new(1);
+static READ_DONE: std::sync::LazyLock<Arc<Notify>> =
+    std::sync::LazyLock::new(|| Arc::new(Notify::new()));
 
 #[cached(ttl = "policy_decision", invalidate_on = "rules.changed")]
 async fn slow_rules(id: u32) -> u32 {
     let read = SLOW_VERSION.load(Ordering::SeqCst); // reads the database first...
+    READ_DONE.notify_one();
     GATE.notified().await; // ...and is slow to finish
     id * 1000 + read
 }
@@ -154,7 +157,7 @@ async fn a_value_computed_before_the_event_and_written_after_it_is_rejected() {
         let writer = writer.clone();
         async move { writer.scope(slow_rules(1)).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await; // it has read version 1
+    READ_DONE.notified().await; // it has read version 1
     SLOW_VERSION.store(2, Ordering::SeqCst);
     writer.invalidate("rules.changed").await.unwrap();
     GATE.notify_one(); // now it finishes and writes L1 and L2 with version 1

@@ -303,7 +303,7 @@ async fn an_unreachable_redis_opens_the_circuit_instead_of_taxing_every_call() {
 }
 
 pub const REFRESHED: TtlPolicy =
-    TtlPolicy::new("refreshed", Duration::from_millis(600)).with_refresh_ahead_percent(50);
+    TtlPolicy::new("refreshed", Duration::from_secs(2)).with_refresh_ahead_percent(50);
 static SOURCE_VERSION: AtomicU32 = AtomicU32::new(1);
 
 #[cached(ttl = REFRESHED)]
@@ -315,41 +315,43 @@ async fn refreshed_rules(tenant: u32) -> (u32, u32) {
 #[tokio::test]
 async fn refresh_ahead_refreshes_in_the_background_and_answers_at_once() {
     let cache = l1_only("res-refresh");
+    let stats = || async {
+        cache
+            .stats()
+            .await
+            .function("refreshed_rules")
+            .cloned()
+            .unwrap()
+    };
     cache
         .scope(async {
             assert_eq!(refreshed_rules(1).await, (1, 1));
             SOURCE_VERSION.store(2, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(350)).await; // past 50% of the TTL
-                                                                  // This hit is answered from the cache and starts one refresh.
+            // Past 50% of the TTL, a hit answers from the cache and starts
+            // one refresh; a second hit does not start another.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             assert_eq!(refreshed_rules(1).await, (1, 1));
-            assert_eq!(
-                refreshed_rules(1).await,
-                (1, 1),
-                "a refresh in flight is not started again"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await; // the refresh lands
-            assert_eq!(refreshed_rules(1).await, (1, 2), "the refreshed value");
-            let f = cache
-                .stats()
-                .await
-                .function("refreshed_rules")
-                .cloned()
-                .unwrap();
+            assert_eq!(refreshed_rules(1).await, (1, 1));
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while refreshed_rules(1).await != (1, 2) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the refresh never landed"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let f = stats().await;
             assert_eq!(
                 (f.misses, f.refreshes),
                 (1, 1),
                 "one refresh for two due hits: {f:?}"
             );
-            tokio::time::sleep(Duration::from_millis(400)).await; // past the first value's expiry
-            assert_eq!(refreshed_rules(1).await, (1, 2), "no miss at expiry");
+            // Past the first value's expiry: still no miss.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            assert_eq!(refreshed_rules(1).await, (1, 2));
         })
         .await;
-    let f = cache
-        .stats()
-        .await
-        .function("refreshed_rules")
-        .cloned()
-        .unwrap();
+    let f = stats().await;
     assert_eq!(f.misses, 1, "refreshed ahead, never expired: {f:?}");
 }
 
