@@ -10,6 +10,9 @@ pub use acgs_cache_core::{
     ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
 };
 
+#[cfg(feature = "redis")]
+pub use acgs_cache_core::DistributedLock;
+
 /// Caches an `async fn` in two tiers (L1 in process, L2 in Redis).
 ///
 /// See the [crate documentation](crate#the-attribute) for every argument.

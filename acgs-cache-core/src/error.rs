@@ -27,6 +27,9 @@ pub enum Error {
     /// An L2 operation did not finish within the soft timeout.
     #[error("L2 operation exceeded its {0:?} soft timeout")]
     Timeout(std::time::Duration),
+    /// A lock stayed taken for the whole wait.
+    #[error("lock still held by another holder after waiting {0:?}")]
+    LockTimeout(std::time::Duration),
     /// An event, tag or function name outside the grammar.
     #[error("invalid name: {0}")]
     InvalidName(String),

@@ -38,6 +38,9 @@ pub use coherence::Consistency;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error};
 pub use key::{fingerprint, KeyDigest};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use lock::DistributedLock;
 pub use log_position::LogPosition;
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
 pub use stats::{FunctionStats, InvalidationStats, StatsSnapshot};

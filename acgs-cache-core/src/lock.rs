@@ -41,6 +41,14 @@ pub(crate) struct LockGuard {
     released: bool,
 }
 
+/// Takes the lock and bumps its fencing counter in one step; returns the
+/// new fencing token, or 0 when the lock is held by someone else.
+const ACQUIRE_FENCED: &str = r#"if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return redis.call("INCR", KEYS[2]) else return 0 end"#;
+
+fn lease_ms(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 impl L2Tier {
     /// Takes the lock `key` for `lease` if it is free.
     pub(crate) async fn try_lock(
@@ -49,7 +57,6 @@ impl L2Tier {
         lease: Duration,
     ) -> Result<Option<LockGuard>, Error> {
         let token = unique_token();
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let taken: Option<String> = self
             .query(
                 redis::cmd("SET")
@@ -57,12 +64,31 @@ impl L2Tier {
                     .arg(&token)
                     .arg("NX")
                     .arg("PX")
-                    .arg(lease_ms),
+                    .arg(lease_ms(lease)),
             )
             .await?;
-        if taken.is_none() {
-            return Ok(None);
-        }
+        Ok(taken.map(|_| self.hold(key, token, lease)))
+    }
+
+    /// Takes the lock `key` for `lease` if it is free, with a fencing token
+    /// from the counter `fence_key` (same hash slot).
+    pub(crate) async fn try_lock_fenced(
+        self: &Arc<Self>,
+        key: &str,
+        fence_key: &str,
+        lease: Duration,
+    ) -> Result<Option<(LockGuard, u64)>, Error> {
+        let token = unique_token();
+        let script = redis::Script::new(ACQUIRE_FENCED);
+        let mut invocation = script.key(key);
+        invocation.key(fence_key).arg(&token).arg(lease_ms(lease));
+        let fence: u64 = self.run_script(&invocation).await?;
+        Ok((fence > 0).then(|| (self.hold(key, token, lease), fence)))
+    }
+
+    /// A guard for a lock just taken: renews its lease every third of it.
+    fn hold(self: &Arc<Self>, key: &str, token: String, lease: Duration) -> LockGuard {
+        let lease_ms = lease_ms(lease);
         let renewal = tokio::spawn({
             let (l2, key, token) = (Arc::downgrade(self), key.to_owned(), token.clone());
             async move {
@@ -75,7 +101,7 @@ impl L2Tier {
                     match l2.run_script::<i64>(&invocation).await {
                         Ok(1) => {}
                         Ok(_) => {
-                            tracing::warn!(target: "acgs_cache", %key, "lock lease lost; another instance may compute too");
+                            tracing::warn!(target: "acgs_cache", %key, "lock lease lost; another holder may have taken it");
                             return;
                         }
                         Err(e) => {
@@ -85,13 +111,13 @@ impl L2Tier {
                 }
             }
         });
-        Ok(Some(LockGuard {
+        LockGuard {
             l2: Arc::clone(self),
             key: key.to_owned(),
             token,
             renewal,
             released: false,
-        }))
+        }
     }
 }
 
@@ -134,6 +160,133 @@ impl Drop for LockGuard {
                     let _ = l2.run_script::<i64>(&invocation).await;
                 });
             }
+        }
+    }
+}
+
+/// A named lock held across the fleet (see [`Cache::lock`]).
+///
+/// Its lease is renewed in the background while it is held; `release`
+/// frees it at once, and dropping it frees it in the background. The
+/// fencing token grows with every acquisition of the name: pass it to the
+/// systems you write to, so they can refuse a write from a holder whose
+/// lease was lost (a long pause, a Redis failover) after a newer holder got
+/// a larger token.
+///
+/// Limits, stated plainly: this is a single-Redis lock (no Redlock). Mutual
+/// exclusion holds while Redis keeps the key; a failover to a replica that
+/// had not received the `SET` can let a second holder in — which is what
+/// the fencing token is for.
+pub struct DistributedLock {
+    guard: LockGuard,
+    name: String,
+    fencing_token: u64,
+}
+
+impl std::fmt::Debug for DistributedLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedLock")
+            .field("name", &self.name)
+            .field("fencing_token", &self.fencing_token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DistributedLock {
+    /// The lock's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This acquisition's fencing token: larger than every earlier one of the name.
+    #[must_use]
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+
+    /// Frees the lock now, if it is still ours (token-checked).
+    ///
+    /// # Errors
+    ///
+    /// The Redis error if the release could not be sent (the lease then
+    /// frees the lock when it runs out).
+    pub async fn release(self) -> Result<(), Error> {
+        self.guard.release().await
+    }
+}
+
+impl crate::Cache {
+    fn lock_keys(&self, name: &str) -> Result<(Arc<L2Tier>, String, String), Error> {
+        if name.is_empty() || name.contains(['{', '}']) {
+            return Err(Error::InvalidName(format!(
+                "lock name {name:?} must be non-empty, without braces"
+            )));
+        }
+        let l2 = self.inner.l2.clone().ok_or(Error::Unavailable(
+            "distributed locks need L2: configure a Redis URL",
+        ))?;
+        // Braces make the lock and its fencing counter one hash slot (Cluster).
+        let key = format!("{}:lock:{{{name}}}", self.inner.config.prefix);
+        let fence = format!("{key}:fence");
+        Ok((l2, key, fence))
+    }
+
+    /// Takes the lock `name` for `lease` if nobody holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`], [`Error::Unavailable`] without L2, or the
+    /// Redis error.
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        lease: Duration,
+    ) -> Result<Option<DistributedLock>, Error> {
+        let (l2, key, fence) = self.lock_keys(name)?;
+        Ok(l2
+            .try_lock_fenced(&key, &fence, lease)
+            .await?
+            .map(|(guard, fencing_token)| DistributedLock {
+                guard,
+                name: name.to_owned(),
+                fencing_token,
+            }))
+    }
+
+    /// Takes the lock `name` for `lease`, waiting at most `wait` for it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = cache.lock("nightly-report", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// // ... write elsewhere, passing lock.fencing_token() along ...
+    /// lock.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] when it stayed taken for `wait`; otherwise as
+    /// [`Cache::try_lock`].
+    pub async fn lock(
+        &self,
+        name: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<DistributedLock, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(lock) = self.try_lock(name, lease).await? {
+                return Ok(lock);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::LockTimeout(wait));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 }

@@ -1,0 +1,149 @@
+//! The distributed lock: exclusion between tasks and instances, fencing,
+//! renewal, expiry of a crashed holder's lease, token-checked release.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use acgs_cache::{Cache, Error};
+use redis::AsyncCommands;
+use support::RedisServer;
+
+fn instance(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .service("locks")
+        .redis_url(server.url())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_holder_at_a_time_across_instances_with_growing_fencing_tokens() {
+    let server = RedisServer::start();
+    let instances: Vec<Cache> = (0..3).map(|_| instance(&server)).collect();
+    let inside = Arc::new(AtomicU32::new(0));
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for (i, cache) in instances.iter().enumerate() {
+        for _ in 0..5 {
+            let (cache, inside, tokens) = (cache.clone(), inside.clone(), tokens.clone());
+            workers.push(tokio::spawn(async move {
+                let lock = cache
+                    .lock("ledger", Duration::from_secs(5), Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "instance {i}: someone else holds it"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                tokens.lock().unwrap().push(lock.fencing_token());
+                lock.release().await.unwrap();
+            }));
+        }
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let mut tokens = tokens.lock().unwrap().clone();
+    let acquired = tokens.len();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        acquired,
+        "every acquisition has its own token"
+    );
+    assert_eq!(tokens, (1..=15).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn a_held_lock_is_renewed_and_a_waiter_times_out() {
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server), instance(&server));
+    let held = a
+        .lock("report", Duration::from_millis(300), Duration::ZERO)
+        .await
+        .unwrap();
+    // Three leases later it is still held: renewal works.
+    let waited = b
+        .lock(
+            "report",
+            Duration::from_millis(300),
+            Duration::from_millis(900),
+        )
+        .await;
+    assert!(matches!(waited, Err(Error::LockTimeout(_))), "{waited:?}");
+    held.release().await.unwrap();
+    let next = b
+        .lock(
+            "report",
+            Duration::from_millis(300),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.fencing_token(), 2);
+}
+
+#[tokio::test]
+async fn a_crashed_holders_lease_runs_out() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    // A holder that died: the key is there, nobody renews it.
+    let mut raw = server.raw().await;
+    let _: () = redis::cmd("SET")
+        .arg("acgs:lock:{batch}")
+        .arg("dead-holder")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(cache
+        .try_lock("batch", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_none());
+    let lock = cache
+        .lock("batch", Duration::from_secs(1), Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(lock.fencing_token(), 1);
+}
+
+#[tokio::test]
+async fn release_never_frees_someone_elses_lock() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    let lock = cache
+        .lock("payout", Duration::from_secs(5), Duration::ZERO)
+        .await
+        .unwrap();
+    // Our lease was lost and another holder took the name meanwhile.
+    let mut raw = server.raw().await;
+    let _: () = raw.set("acgs:lock:{payout}", "newer-holder").await.unwrap();
+    lock.release().await.unwrap();
+    let still: String = raw.get("acgs:lock:{payout}").await.unwrap();
+    assert_eq!(still, "newer-holder");
+}
+
+#[tokio::test]
+async fn locks_need_l2_and_a_plain_name() {
+    let l1_only = Cache::builder().service("locks").build().unwrap();
+    assert!(matches!(
+        l1_only.try_lock("x", Duration::from_secs(1)).await,
+        Err(Error::Unavailable(_))
+    ));
+    let server = RedisServer::start();
+    assert!(matches!(
+        instance(&server)
+            .try_lock("a{b}", Duration::from_secs(1))
+            .await,
+        Err(Error::InvalidName(_))
+    ));
+}
