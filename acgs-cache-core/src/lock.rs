@@ -164,7 +164,7 @@ impl Drop for LockGuard {
     }
 }
 
-/// A named lock held across the fleet (see [`Cache::lock`]).
+/// A named lock held across the fleet (see [`Cache::lock`](crate::Cache::lock)).
 ///
 /// Its lease is renewed in the background while it is held; `release`
 /// frees it at once, and dropping it frees it in the background. The
@@ -268,7 +268,7 @@ impl crate::Cache {
     /// # Errors
     ///
     /// [`Error::LockTimeout`] when it stayed taken for `wait`; otherwise as
-    /// [`Cache::try_lock`].
+    /// [`Cache::try_lock`](crate::Cache::try_lock).
     pub async fn lock(
         &self,
         name: &str,
