@@ -82,6 +82,10 @@ async fn always_new(policy_id: u64) -> Decision {
     decision(policy_id)
 }
 
+/// Keys the L2 throughput spreads over: far more than the 64 tasks, so
+/// concurrent calls rarely share a key (and a GET).
+const KEYS: u64 = 65_536;
+
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -90,7 +94,8 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Runs `n` operations spread over `tasks` tasks; returns the elapsed time.
+/// Runs `n` operations spread over `tasks` tasks (each gets its own run of
+/// operation numbers); returns the elapsed time.
 fn spread<F, Fut>(rt: &tokio::runtime::Runtime, n: u64, tasks: u64, op: F) -> Duration
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
@@ -105,7 +110,7 @@ where
                 let share = n / tasks + u64::from(t < n % tasks);
                 tokio::spawn(async move {
                     for i in 0..share {
-                        op(i).await;
+                        op(t * share + i).await; // distinct across tasks
                         if i % 64 == 63 {
                             tokio::task::yield_now().await; // L1 hits never yield on their own
                         }
@@ -129,32 +134,40 @@ fn l2_64_tasks(c: &mut Criterion) {
             .await
             .unwrap()
     });
-    rt.block_on(from_l2(7));
-    let bytes = postcard::to_allocvec(&decision(7)).unwrap();
+    // Distinct keys: concurrent calls of one key would share a single GET
+    // (stampede protection), which is not what is measured here.
+    spread(&rt, KEYS, 64, |k| async move {
+        black_box(from_l2(k).await);
+    });
     let mut setup = raw.clone();
-    rt.block_on(
-        redis::cmd("SET")
-            .arg("bench:raw:7")
-            .arg(bytes)
-            .query_async::<()>(&mut setup),
-    )
-    .unwrap();
+    rt.block_on(async {
+        let mut pipe = redis::pipe();
+        for k in 0..KEYS {
+            let bytes = postcard::to_allocvec(&decision(k)).unwrap();
+            pipe.cmd("SET")
+                .arg(format!("bench:raw:{k}"))
+                .arg(bytes)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut setup).await.unwrap();
+    });
     let mut group = c.benchmark_group("l2_64_tasks");
     group.bench_function("acgs_cached_l1_off", |b| {
         b.iter_custom(|n| {
-            spread(&rt, n, 64, |_| async {
-                black_box(from_l2(7).await);
+            spread(&rt, n, 64, |i| async move {
+                black_box(from_l2(i % KEYS).await);
             })
         })
     });
     group.bench_function("raw_get_and_decode", |b| {
         b.iter_custom(|n| {
             let raw = raw.clone();
-            spread(&rt, n, 64, move |_| {
+            spread(&rt, n, 64, move |i| {
                 let mut conn = raw.clone();
                 async move {
+                    let key = format!("bench:raw:{}", i % KEYS);
                     let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg("bench:raw:7")
+                        .arg(key)
                         .query_async(&mut conn)
                         .await
                         .unwrap();
@@ -164,6 +177,11 @@ fn l2_64_tasks(c: &mut Criterion) {
         })
     });
     group.finish();
+    let f = rt.block_on(L2_ONLY.stats()).totals();
+    eprintln!(
+        "l2_64_tasks: {} L2 hits, {} coalesced, {} misses, {} errors",
+        f.l2_hits, f.coalesced, f.misses, f.errors
+    );
 }
 
 fn l1_2_threads(c: &mut Criterion) {
