@@ -59,7 +59,6 @@ pub(crate) struct FunctionCounters {
 }
 
 impl FunctionCounters {
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // rejects come from L2 reads
     pub(crate) fn reject(&self, reason: Reject) {
         self.rejected[reason as usize].inc();
     }
