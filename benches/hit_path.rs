@@ -14,24 +14,10 @@ use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache};
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Decision {
-    policy_id: u64,
-    subject: String,
-    allow: bool,
-    reason: String,
-}
+mod common;
 
-fn decision(policy_id: u64, subject: &str) -> Decision {
-    Decision {
-        policy_id,
-        subject: subject.to_owned(),
-        allow: true,
-        reason: format!("policy {policy_id} permits {subject}"),
-    }
-}
+use common::{decision, Decision};
 
 #[cached(ttl = "policy_decision")]
 async fn l1_decision(policy_id: u64, subject: &str) -> Decision {

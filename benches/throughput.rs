@@ -20,24 +20,10 @@ use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache};
 use criterion::{criterion_group, Criterion};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Decision {
-    policy_id: u64,
-    subject: String,
-    allow: bool,
-    reason: String,
-}
+mod common;
 
-fn decision(policy_id: u64) -> Decision {
-    Decision {
-        policy_id,
-        subject: "alice".into(),
-        allow: true,
-        reason: format!("policy {policy_id} permits alice"),
-    }
-}
+use common::{decision, Decision};
 
 /// Started on first use, stopped at the end of `main` (statics are never dropped).
 static SERVER: LazyLock<std::sync::Mutex<support::RedisServer>> =
@@ -69,22 +55,29 @@ static TWO_TIERS: LazyLock<Cache> = LazyLock::new(|| {
 
 #[cached(ttl = "policy_decision", cache = L2_ONLY)]
 async fn from_l2(policy_id: u64) -> Decision {
-    decision(policy_id)
+    decision(policy_id, "alice")
 }
 
 #[cached(ttl = "policy_decision", cache = L1)]
 async fn from_l1(policy_id: u64) -> Decision {
-    decision(policy_id)
+    decision(policy_id, "alice")
 }
 
 #[cached(ttl = "policy_decision", cache = TWO_TIERS)]
 async fn always_new(policy_id: u64) -> Decision {
-    decision(policy_id)
+    decision(policy_id, "alice")
 }
 
 /// Keys the L2 throughput spreads over: far more than the 64 tasks, so
 /// concurrent calls rarely share a key (and a GET).
 const KEYS: u64 = 65_536;
+
+/// A plain redis-rs connection to the bench's server, for the baselines.
+fn raw_connection(rt: &tokio::runtime::Runtime) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url()).unwrap();
+    rt.block_on(client.get_multiplexed_async_connection())
+        .unwrap()
+}
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -127,13 +120,7 @@ where
 
 fn l2_64_tasks(c: &mut Criterion) {
     let rt = runtime(2);
-    let raw = rt.block_on(async {
-        redis::Client::open(redis_url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    });
+    let raw = raw_connection(&rt);
     // Distinct keys: concurrent calls of one key would share a single GET
     // (stampede protection), which is not what is measured here.
     spread(&rt, KEYS, 64, |k| async move {
@@ -143,7 +130,7 @@ fn l2_64_tasks(c: &mut Criterion) {
     rt.block_on(async {
         let mut pipe = redis::pipe();
         for k in 0..KEYS {
-            let bytes = postcard::to_allocvec(&decision(k)).unwrap();
+            let bytes = postcard::to_allocvec(&decision(k, "alice")).unwrap();
             pipe.cmd("SET")
                 .arg(format!("bench:raw:{k}"))
                 .arg(bytes)
@@ -189,7 +176,7 @@ fn l1_2_threads(c: &mut Criterion) {
     rt.block_on(from_l1(7));
     let raw: moka::future::Cache<u64, Decision> =
         moka::future::Cache::builder().max_capacity(10_000).build();
-    rt.block_on(raw.insert(7, decision(7)));
+    rt.block_on(raw.insert(7, decision(7, "alice")));
     let mut group = c.benchmark_group("l1_2_threads");
     group.bench_function("acgs_cached", |b| {
         b.iter_custom(|n| {
@@ -214,13 +201,7 @@ fn l1_2_threads(c: &mut Criterion) {
 
 fn miss_path(c: &mut Criterion) {
     let rt = runtime(2);
-    let raw = rt.block_on(async {
-        redis::Client::open(redis_url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    });
+    let raw = raw_connection(&rt);
     static NEXT: AtomicU64 = AtomicU64::new(1_000_000);
     rt.block_on(always_new(0)); // connect and start the log tailer outside the measurement
     let mut group = c.benchmark_group("miss_path");
@@ -238,7 +219,7 @@ fn miss_path(c: &mut Criterion) {
                 let mut conn = raw.clone();
                 async move {
                     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-                    let bytes = postcard::to_allocvec(&decision(id)).unwrap();
+                    let bytes = postcard::to_allocvec(&decision(id, "alice")).unwrap();
                     redis::cmd("SET")
                         .arg(format!("bench:raw:miss:{id}"))
                         .arg(bytes)
