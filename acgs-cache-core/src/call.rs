@@ -480,14 +480,18 @@ impl Cache {
             self.inner.l1.remove(&key).await;
             return Found::Nothing;
         }
-        if entry.fresh_until.is_none_or(|until| Instant::now() < until) {
+        let now = Instant::now();
+        if now < entry.fresh_until {
             function.counters.l1_hits.inc();
             match entry.refresh_at {
-                Some(at) if Instant::now() >= at => Found::Due(stored.value.clone()),
+                Some(at) if now >= at => Found::Due(stored.value.clone()),
                 _ => Found::Fresh(stored.value.clone()),
             }
-        } else {
+        } else if now < entry.dies_at {
             Found::Stale(stored.value.clone())
+        } else {
+            self.inner.l1.remove(&key).await;
+            Found::Nothing
         }
     }
 
