@@ -11,12 +11,13 @@ use futures_util::FutureExt;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::cache::{Cache, FunctionState};
+use crate::clock;
 use crate::coherence::{tag_hash, unpack, Consistency};
 use crate::envelope::{self, EnvelopeHeader, Reject};
 use crate::error::CodecError;
 use crate::flight::{landing, Boarding, Landing, Leader};
 use crate::key::KeyDigest;
-use crate::l1::{EntryLife, L1Key, Stored};
+use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 #[cfg(feature = "redis")]
 use crate::l2::L2Tier;
 use crate::site::CallSite;
@@ -120,7 +121,16 @@ where
     S: Shape,
     F: Future<Output = S::Out>,
 {
-    call_tagged::<S, _>(site, key, async move { (Vec::new(), compute.await) }).await
+    let cache = Cache::for_site(site);
+    let function = cache.function(site);
+    let Some(digest) = usable_key(site, &function, key) else {
+        return compute.await;
+    };
+    cache
+        .call_with::<S, _>(site, &function, digest, async move {
+            (Vec::new(), compute.await)
+        })
+        .await
 }
 
 /// Runs one cached call whose computation also yields the entry's tags
@@ -136,17 +146,29 @@ where
 {
     let cache = Cache::for_site(site);
     let function = cache.function(site);
-    let digest = match key {
-        Ok(digest) => digest,
+    let Some(digest) = usable_key(site, &function, key) else {
+        return compute.await.1;
+    };
+    cache
+        .call_with::<S, _>(site, &function, digest, compute)
+        .await
+}
+
+/// The key's digest, or `None` (counted, traced) when the key arguments did
+/// not serialize: the call then goes around the cache.
+fn usable_key(
+    site: &'static CallSite,
+    function: &FunctionState,
+    key: Result<KeyDigest, CodecError>,
+) -> Option<KeyDigest> {
+    match key {
+        Ok(digest) => Some(digest),
         Err(e) => {
             function.counters.bypassed.inc();
             tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "key arguments did not serialize; calling without the cache");
-            return compute.await.1;
+            None
         }
-    };
-    cache
-        .call_with::<S, F>(site, &function, digest, compute)
-        .await
+    }
 }
 
 /// One call's identity, shared by the steps of its path.
@@ -251,7 +273,7 @@ where
     };
     if function.policy.refresh_ahead_percent() == 0 {
         return cache
-            .call_with::<S, F>(site, &function, digest, compute)
+            .call_with::<S, _>(site, &function, digest, compute)
             .await;
     }
     let call = Call::new(site, &function, digest);
@@ -266,7 +288,7 @@ where
         }
         Found::Stale(_) | Found::Nothing => {
             cache
-                .call_with::<S, F>(site, &function, digest, compute)
+                .call_with::<S, _>(site, &function, digest, compute)
                 .await
         }
     }
@@ -462,25 +484,35 @@ impl Cache {
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
     /// only for stale-if-error).
     async fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
-        let (function, key) = (call.function, call.l1_key);
         let coherence = &self.inner.coherence;
         let usable = self.inner.config.l1_enabled
-            && (function.consistency == Consistency::Bounded || coherence.is_listening());
+            && (call.function.consistency == Consistency::Bounded || coherence.is_listening());
         if !usable {
             return Found::Nothing;
         }
-        let Some(entry) = self.inner.l1.get(&key).await else {
-            return Found::Nothing;
-        };
+        match self.inner.l1.get(&call.l1_key).await {
+            Some(entry) => self.judge_l1(call, &entry),
+            None => Found::Nothing,
+        }
+    }
+
+    /// What an L1 entry is worth now. An invalidated or dead entry is not
+    /// removed here: the miss that follows overwrites it, and moka's bounds
+    /// free it otherwise; a hit's future then has no second await.
+    fn judge_l1<V: Cacheable>(&self, call: &Call<'_>, entry: &L1Entry) -> Found<V> {
+        let (function, key) = (call.function, call.l1_key);
         let Some(stored) = entry.stored::<V>() else {
             return Found::Nothing;
         };
-        if !coherence.accepts(function, entry.position, &stored.tags, key.digest) {
+        if !self
+            .inner
+            .coherence
+            .accepts(function, entry.position, &stored.tags, key.digest)
+        {
             function.counters.reject(Reject::Invalidated);
-            self.inner.l1.remove(&key).await;
             return Found::Nothing;
         }
-        let now = Instant::now();
+        let now = clock::now();
         if now < entry.fresh_until {
             function.counters.l1_hits.inc();
             match entry.refresh_at {
@@ -490,7 +522,6 @@ impl Cache {
         } else if now < entry.dies_at {
             Found::Stale(stored.value.clone())
         } else {
-            self.inner.l1.remove(&key).await;
             Found::Nothing
         }
     }
@@ -563,7 +594,7 @@ impl Cache {
             0 => None,
             percent => {
                 let keep = function.policy.ttl() * (100 - percent) / 100;
-                Some(Instant::now() + remaining.saturating_sub(keep))
+                Some(clock::now() + remaining.saturating_sub(keep))
             }
         };
         let life = EntryLife {

@@ -7,7 +7,9 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::{self, Instant};
 
 use crate::key::KeyDigest;
 
@@ -28,21 +30,25 @@ pub(crate) struct L1Key {
 /// memory of entries nobody reads again before byte pressure would.
 pub(crate) const L1_MAX_LIFE: Duration = Duration::from_secs(24 * 60 * 60);
 
-#[derive(Clone)]
-pub(crate) struct L1Entry {
-    stored: Arc<dyn Any + Send + Sync>,
+/// One L1 entry: a single shared allocation holding the bookkeeping and the
+/// (type-erased) value, so that what moka clones out on a hit is one
+/// pointer, not a struct copied through every layer of the call.
+pub(crate) type L1Entry = Arc<Entry<dyn Any + Send + Sync>>;
+
+pub(crate) struct Entry<S: ?Sized> {
     weight: u32,
     /// Where the invalidation log stood (packed) when the value's computation started.
     pub(crate) position: u64,
     /// Served as fresh until then; kept after it only as a stale-if-error
     /// fallback.
     pub(crate) fresh_until: Instant,
-    /// Past this the entry is dead: a miss, removed when read. A deadline
-    /// checked on read costs one clock read; moka's per-entry expiry
-    /// (`Expiry`) cost four times that on every hit (profiled).
+    /// Past this the entry is dead: a miss (overwritten by the next store).
+    /// Deadlines are checked on read against the coarse clock; moka's
+    /// per-entry expiry (`Expiry`) cost a quarter of a hit (profiled).
     pub(crate) dies_at: Instant,
     /// Past this, a hit refreshes the value in the background (refresh-ahead).
     pub(crate) refresh_at: Option<Instant>,
+    stored: S,
 }
 
 /// How long an L1 entry is served, and kept.
@@ -62,7 +68,7 @@ pub(crate) struct Stored<V> {
     pub(crate) tags: Box<[u64]>,
 }
 
-impl L1Entry {
+impl Entry<dyn Any + Send + Sync> {
     /// The stored value if it is a `V`. A value of another type under the
     /// same key (a generic function with an explicit `key`) is a miss, never
     /// a wrong value.
@@ -80,6 +86,7 @@ pub(crate) struct L1Tier {
 
 impl L1Tier {
     pub(crate) fn new(max_bytes: u64) -> Self {
+        clock::start();
         let entries = moka::future::Cache::builder()
             .name("acgs-cache-l1")
             .max_capacity(max_bytes)
@@ -110,23 +117,19 @@ impl L1Tier {
         if life.is_zero() {
             return;
         }
-        let now = Instant::now();
+        let now = clock::now();
         let weight = u32::try_from(encoded_bytes)
             .unwrap_or(u32::MAX)
             .saturating_add(ENTRY_OVERHEAD_BYTES);
-        let entry = L1Entry {
-            stored: Arc::new(stored),
+        let entry: L1Entry = Arc::new(Entry {
             weight,
             position,
             fresh_until: now + fresh_for,
             dies_at: now + life,
             refresh_at,
-        };
+            stored,
+        });
         self.entries.insert(key, entry).await;
-    }
-
-    pub(crate) async fn remove(&self, key: &L1Key) {
-        self.entries.invalidate(key).await;
     }
 
     pub(crate) fn clear(&self) {

@@ -12,6 +12,7 @@
 mod breaker;
 mod cache;
 mod call;
+mod clock;
 mod codec;
 mod coherence;
 mod envelope;
