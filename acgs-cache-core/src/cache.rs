@@ -89,6 +89,9 @@ pub(crate) struct FunctionState {
     /// Whether single entries of this function were invalidated (only then
     /// does a hit look them up).
     pub(crate) has_entry_invalidations: AtomicBool,
+    /// `{prefix}:{service}:{function}:{fingerprint}:`, formatted once: an
+    /// entry's Redis key is this and its digest.
+    pub(crate) key_prefix: String,
 }
 
 impl CacheConfig {
@@ -325,6 +328,12 @@ impl Cache {
                     consistency: site.consistency,
                     invalidated_at: AtomicU64::new(0),
                     has_entry_invalidations: AtomicBool::new(false),
+                    key_prefix: crate::key::redis_key_prefix(
+                        &self.inner.config.prefix,
+                        &self.inner.config.service,
+                        site.name,
+                        site.fingerprint,
+                    ),
                 });
                 self.inner.coherence.register(Arc::clone(&state));
                 state

@@ -202,17 +202,9 @@ impl<'a> Call<'a> {
     fn with_l2(&mut self, cache: &'a Cache) {
         self.l2 = cache.inner.l2.as_ref().map(|l2| {
             crate::log::ensure_tailer(&cache.inner);
-            let config = &cache.inner.config;
-            let site = self.site;
             (
                 l2,
-                crate::key::redis_key(
-                    &config.prefix,
-                    &config.service,
-                    site.name,
-                    site.fingerprint,
-                    self.l1_key.digest,
-                ),
+                crate::key::redis_key(&self.function.key_prefix, self.l1_key.digest),
             )
         });
     }
@@ -353,7 +345,6 @@ impl Cache {
                     },
                     Landing::Failed => break None, // errors are not shared
                     Landing::Retry => continue,
-                    Landing::InFlight => unreachable!("landing() waits past InFlight"),
                 },
             }
         };

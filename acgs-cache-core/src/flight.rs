@@ -9,16 +9,16 @@
 //! nobody is flying.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::watch;
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
 
 use crate::l1::L1Key;
 
 #[derive(Clone)]
 pub(crate) enum Landing {
-    InFlight,
     /// The value (type-erased `V`).
     Value(Arc<dyn Any + Send + Sync>),
     /// The function returned something that is not shared (an `Err`).
@@ -28,9 +28,20 @@ pub(crate) enum Landing {
     Retry,
 }
 
+/// One computation in progress. A flight costs one small allocation and,
+/// when it lands, one notification: it is boarded on every miss.
+#[derive(Default)]
+pub(crate) struct Flight {
+    landing: OnceLock<Landing>,
+    landed: Notify,
+    /// Callers that boarded as waiters (counted under the map's lock).
+    waiters: AtomicUsize,
+}
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    flying: Mutex<HashMap<L1Key, watch::Sender<Landing>>>,
+    /// Keys are digests already: the Fx hasher is enough.
+    flying: Mutex<FxHashMap<L1Key, Arc<Flight>>>,
 }
 
 impl std::fmt::Debug for Flights {
@@ -41,7 +52,7 @@ impl std::fmt::Debug for Flights {
 
 pub(crate) enum Boarding<'a> {
     Lead(Leader<'a>),
-    Wait(watch::Receiver<Landing>),
+    Wait(Arc<Flight>),
 }
 
 impl Flights {
@@ -56,24 +67,31 @@ impl Flights {
     pub(crate) fn board(&self, key: L1Key) -> Boarding<'_> {
         let mut flying = self.flying.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = flying.get(&key) {
-            return Boarding::Wait(flight.subscribe());
+            flight.waiters.fetch_add(1, Ordering::Relaxed);
+            return Boarding::Wait(Arc::clone(flight));
         }
-        let (sender, _) = watch::channel(Landing::InFlight);
-        flying.insert(key, sender.clone());
+        let flight = Arc::new(Flight::default());
+        flying.insert(key, Arc::clone(&flight));
         Boarding::Lead(Leader {
             flights: self,
             key,
-            sender,
+            flight,
             landed: false,
         })
     }
 }
 
 /// Waits for a flight to land.
-pub(crate) async fn landing(mut receiver: watch::Receiver<Landing>) -> Landing {
-    match receiver.wait_for(|l| !matches!(l, Landing::InFlight)).await {
-        Ok(landing) => landing.clone(),
-        Err(_) => Landing::Retry,
+pub(crate) async fn landing(flight: Arc<Flight>) -> Landing {
+    loop {
+        // Register before looking, so a landing between the two is not missed.
+        let notified = flight.landed.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(landing) = flight.landing.get() {
+            return landing.clone();
+        }
+        notified.await;
     }
 }
 
@@ -81,14 +99,14 @@ pub(crate) async fn landing(mut receiver: watch::Receiver<Landing>) -> Landing {
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: L1Key,
-    sender: watch::Sender<Landing>,
+    flight: Arc<Flight>,
     landed: bool,
 }
 
 impl Leader<'_> {
     /// Whether anyone waits for this flight (values are cloned only for them).
     pub(crate) fn has_waiters(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.flight.waiters.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn land(mut self, landing: Landing) {
@@ -104,7 +122,8 @@ impl Leader<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.key);
-        self.sender.send_replace(landing);
+        let _ = self.flight.landing.set(landing);
+        self.flight.landed.notify_waiters();
     }
 }
 
