@@ -373,23 +373,24 @@ impl Gcra {
     }
 
     fn step(&self, stored_tat: Option<u64>, now: u64, cost: u32) -> Step {
-        let tolerance = self.tolerance_us();
+        // Compared as `now + tolerance` against the TAT rather than `now`
+        // against `TAT - tolerance`: the in-process clock starts at 0, where
+        // the subtraction would clamp.
+        let horizon = now.saturating_add(self.tolerance_us());
         let tat = stored_tat.unwrap_or(now).max(now);
         let new_tat = tat.saturating_add(u64::from(cost).saturating_mul(self.interval_us));
-        let allow_at = new_tat.saturating_sub(tolerance);
-        if now < allow_at {
-            let remaining = (now + tolerance).saturating_sub(tat) / self.interval_us;
+        if horizon < new_tat {
             return Step {
                 allowed: false,
-                remaining,
-                retry_after_us: allow_at - now,
+                remaining: horizon.saturating_sub(tat) / self.interval_us,
+                retry_after_us: new_tat - horizon,
                 reset_after_us: tat - now,
                 tat,
             };
         }
         Step {
             allowed: true,
-            remaining: (now - allow_at) / self.interval_us,
+            remaining: (horizon - new_tat) / self.interval_us,
             retry_after_us: 0,
             reset_after_us: new_tat - now,
             tat: new_tat,
@@ -582,6 +583,18 @@ mod tests {
         assert_eq!(steps[5].retry_after_us, SECOND / 10);
         // The full burst is back after 5 intervals.
         assert_eq!(steps[4].reset_after_us, 5 * SECOND / 10);
+    }
+
+    #[test]
+    fn remaining_is_right_at_the_start_of_the_clock() {
+        // The in-process clock starts at 0: nothing may clamp there.
+        let g = gcra(5, 3);
+        let remaining: Vec<u64> = run(&g, None, 0, &[1; 3])
+            .iter()
+            .map(|s| s.remaining)
+            .collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        assert!(!g.step(Some(3 * g.interval_us), 0, 1).allowed);
     }
 
     #[test]
