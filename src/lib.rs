@@ -6,9 +6,17 @@
 pub use acgs_cache_core::{
     decode_header, fingerprint, grammar, invalidate, parse_duration, policies, Cache, CacheBuilder,
     Codec, CodecError, Consistency, EnvelopeHeader, Error, FunctionStats, InvalidationStats,
-    KeyDigest, LogPosition, PolicyOverride, Reject, StatsSnapshot, TtlPolicy, DEFAULT_L1_CAP,
-    ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+    KeyDigest, LogPosition, PolicyOverride, RateLimiter, Reject, Session, SessionStore,
+    StatsSnapshot, TokenCache, TtlPolicy, DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED,
+    FORMAT_VERSION, MAGIC,
 };
+
+/// A rate limiter shared by every instance (GCRA, one Redis script per check).
+pub use acgs_cache_core::rate_limit;
+/// Sessions: create, get, touch, revoke — revocation reaches every instance.
+pub use acgs_cache_core::session;
+/// A cache of bearer-token verifications, keyed by the token's SHA-256.
+pub use acgs_cache_core::token;
 
 #[cfg(feature = "redis")]
 pub use acgs_cache_core::DistributedLock;

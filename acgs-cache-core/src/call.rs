@@ -719,3 +719,50 @@ fn finish(leader: Option<Leader<'_>>, landing: Landing) {
         leader.land(landing);
     }
 }
+
+impl Cache {
+    /// Stores `value` as `site`'s entry for `digest` — in L2, then L1 — as a
+    /// computation that started at log position `position` would, but with
+    /// its own `ttl`, and returning the L2 write's failure instead of only
+    /// counting it: for values that are put rather than computed (sessions,
+    /// token verifications). Reads go through [`call_tagged`] as usual.
+    pub(crate) async fn put<V: Cacheable>(
+        &self,
+        site: &'static CallSite,
+        digest: KeyDigest,
+        value: &V,
+        ttl: Duration,
+        tags: Vec<String>,
+        position: u64,
+    ) -> Result<(), crate::Error> {
+        let function = self.function(site);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut call = Call::new(site, &function, digest);
+        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
+        let now = SystemTime::now();
+        let header = EnvelopeHeader {
+            codec: site.codec.id(),
+            flags: 0,
+            fingerprint: site.fingerprint,
+            created_at_ms: unix_ms(now),
+            expires_at_ms: unix_ms(now + ttl),
+            log_position: unpack(position),
+            tags,
+            checksum: 0, // set by encode
+        };
+        let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
+        #[cfg(feature = "redis")]
+        {
+            call.with_l2(self);
+            if let Some((l2, key)) = &call.l2 {
+                if let Err(e) = l2.set(key, &bytes, ttl).await {
+                    function.counters.errors.inc();
+                    return Err(e);
+                }
+            }
+        }
+        self.fill_l1(&call, value, tag_hashes, ttl, bytes.len(), position)
+            .await;
+        Ok(())
+    }
+}

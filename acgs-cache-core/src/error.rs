@@ -33,6 +33,12 @@ pub enum Error {
     /// An event, tag or function name outside the grammar.
     #[error("invalid name: {0}")]
     InvalidName(String),
+    /// An argument no request could satisfy (e.g. a rate-limit cost above the burst).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The operating system's random source failed (session ids come from it).
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
     /// L2 is not configured or is currently unavailable.
     #[error("L2 is unavailable: {0}")]
     Unavailable(&'static str),

@@ -30,8 +30,12 @@ mod lock;
 mod log;
 mod log_position;
 mod policy;
+pub mod rate_limit;
+pub mod session;
 mod site;
 mod stats;
+mod store;
+pub mod token;
 
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
@@ -44,7 +48,10 @@ pub use key::{fingerprint, KeyDigest};
 pub use lock::DistributedLock;
 pub use log_position::LogPosition;
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
+pub use rate_limit::RateLimiter;
+pub use session::{Session, SessionStore};
 pub use stats::{FunctionStats, InvalidationStats, StatsSnapshot};
+pub use token::TokenCache;
 
 /// Invalidates `event` through the cache `#[cached]` functions use here (the
 /// scoped one inside [`Cache::scope`], else the process default); see
