@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Pins what `cargo expand` prints for the quickstart's cached function and
-# the two invalidation companions the attribute generates next to it.
+# what the attribute generates next to it: its call-site descriptor, the two
+# invalidation companions and the warming companion.
 #   scripts/expansion.sh           print the expansion
 #   scripts/expansion.sh --check   fail if it differs from the snapshot
 #   scripts/expansion.sh --update  rewrite the snapshot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 snapshot=tests/expand/evaluate_policy.expanded.rs
-actual=$(for item in evaluate_policy invalidate_evaluate_policy invalidate_all_evaluate_policy; do
+actual=$(for item in __acgs_site_evaluate_policy evaluate_policy invalidate_evaluate_policy invalidate_all_evaluate_policy warm_entry_evaluate_policy; do
   cargo expand --quiet --example quickstart "$item" 2>/dev/null
 done)
 case "${1:-}" in

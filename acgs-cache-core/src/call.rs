@@ -529,17 +529,7 @@ impl Cache {
         let (site, function) = (call.site, call.function);
         let config = &self.inner.config;
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let now = SystemTime::now();
-        let header = EnvelopeHeader {
-            codec: site.codec.id(),
-            flags: 0,
-            fingerprint: site.fingerprint,
-            created_at_ms: unix_ms(now),
-            expires_at_ms: unix_ms(now + ttl),
-            log_position: unpack(position),
-            tags,
-            checksum: 0, // set by encode
-        };
+        let header = header(site, ttl, tags, position);
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -574,25 +564,11 @@ impl Cache {
         if !self.inner.config.l1_enabled {
             return;
         }
-        let fresh_for = function.policy.l1_ttl().min(remaining);
         let stored = Stored {
             value: value.clone(),
             tags,
         };
-        let stale_window = function.policy.stale_if_error();
-        // Refresh once less than (100 - p)% of the policy TTL is left.
-        let refresh_at = match u32::from(function.policy.refresh_ahead_percent()) {
-            0 => None,
-            percent => {
-                let keep = function.policy.ttl() * (100 - percent) / 100;
-                Some(clock::now() + remaining.saturating_sub(keep))
-            }
-        };
-        let life = EntryLife {
-            fresh_for,
-            stale_for: stale_window,
-            refresh_at,
-        };
+        let life = EntryLife::of(&function.policy, remaining);
         self.inner
             .l1
             .insert(call.l1_key, stored, life, encoded_bytes, position)
@@ -696,6 +672,27 @@ impl Cache {
     }
 }
 
+/// The envelope header of a value of `site` whose computation started at
+/// `position` (packed), fresh for `ttl` from now.
+pub(crate) fn header(
+    site: &CallSite,
+    ttl: Duration,
+    tags: Vec<String>,
+    position: u64,
+) -> EnvelopeHeader {
+    let now = SystemTime::now();
+    EnvelopeHeader {
+        codec: site.codec.id(),
+        flags: 0,
+        fingerprint: site.fingerprint,
+        created_at_ms: unix_ms(now),
+        expires_at_ms: unix_ms(now + ttl),
+        log_position: unpack(position),
+        tags,
+        checksum: 0, // set by encode
+    }
+}
+
 /// Ends the flight with `value` and returns it to the caller.
 fn land<S: Shape>(leader: Option<Leader<'_>>, value: S::Value) -> S::Out {
     if let Some(leader) = leader {
@@ -739,17 +736,7 @@ impl Cache {
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let now = SystemTime::now();
-        let header = EnvelopeHeader {
-            codec: site.codec.id(),
-            flags: 0,
-            fingerprint: site.fingerprint,
-            created_at_ms: unix_ms(now),
-            expires_at_ms: unix_ms(now + ttl),
-            log_position: unpack(position),
-            tags,
-            checksum: 0, // set by encode
-        };
+        let header = header(site, ttl, tags, position);
         let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
         #[cfg(feature = "redis")]
         {

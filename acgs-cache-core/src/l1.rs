@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{self, Instant};
+use crate::policy::TtlPolicy;
 
 use crate::key::KeyDigest;
 
@@ -62,6 +63,26 @@ pub(crate) struct EntryLife {
     pub(crate) refresh_at: Option<Instant>,
 }
 
+impl EntryLife {
+    /// How `policy` keeps an entry that has `remaining` of its TTL left:
+    /// fresh for the policy's L1 TTL (never past `remaining`), then kept for
+    /// the stale window; refreshed once less than (100 - p)% of the TTL is left.
+    pub(crate) fn of(policy: &TtlPolicy, remaining: Duration) -> EntryLife {
+        let refresh_at = match u32::from(policy.refresh_ahead_percent()) {
+            0 => None,
+            percent => {
+                let keep = policy.ttl() * (100 - percent) / 100;
+                Some(clock::now() + remaining.saturating_sub(keep))
+            }
+        };
+        EntryLife {
+            fresh_for: policy.l1_ttl().min(remaining),
+            stale_for: policy.stale_if_error(),
+            refresh_at,
+        }
+    }
+}
+
 /// A value with the tags (hashed) it answers to.
 pub(crate) struct Stored<V> {
     pub(crate) value: V,
@@ -108,27 +129,13 @@ impl L1Tier {
         encoded_bytes: usize,
         position: u64,
     ) {
-        let EntryLife {
-            fresh_for,
-            stale_for,
-            refresh_at,
-        } = life;
-        let life = (fresh_for + stale_for).min(L1_MAX_LIFE);
-        if life.is_zero() {
-            return;
+        if let Some(entry) = entry(stored, life, encoded_bytes, position) {
+            self.entries.insert(key, entry).await;
         }
-        let now = clock::now();
-        let weight = u32::try_from(encoded_bytes)
-            .unwrap_or(u32::MAX)
-            .saturating_add(ENTRY_OVERHEAD_BYTES);
-        let entry: L1Entry = Arc::new(Entry {
-            weight,
-            position,
-            fresh_until: now + fresh_for,
-            dies_at: now + life,
-            refresh_at,
-            stored,
-        });
+    }
+
+    /// Inserts an entry made by [`entry`].
+    pub(crate) async fn insert_entry(&self, key: L1Key, entry: L1Entry) {
         self.entries.insert(key, entry).await;
     }
 
@@ -141,4 +148,34 @@ impl L1Tier {
         self.entries.run_pending_tasks().await;
         (self.entries.entry_count(), self.entries.weighted_size())
     }
+}
+
+/// An L1 entry for `stored`, or `None` when `life` keeps it for no time.
+pub(crate) fn entry<V: Send + Sync + 'static>(
+    stored: Stored<V>,
+    life: EntryLife,
+    encoded_bytes: usize,
+    position: u64,
+) -> Option<L1Entry> {
+    let EntryLife {
+        fresh_for,
+        stale_for,
+        refresh_at,
+    } = life;
+    let life = (fresh_for + stale_for).min(L1_MAX_LIFE);
+    if life.is_zero() {
+        return None;
+    }
+    let now = clock::now();
+    let weight = u32::try_from(encoded_bytes)
+        .unwrap_or(u32::MAX)
+        .saturating_add(ENTRY_OVERHEAD_BYTES);
+    Some(Arc::new(Entry {
+        weight,
+        position,
+        fresh_until: now + fresh_for,
+        dies_at: now + life,
+        refresh_at,
+        stored,
+    }))
 }

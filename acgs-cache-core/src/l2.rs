@@ -228,6 +228,17 @@ impl L2Tier {
         Ok(Connection::take(checked_out))
     }
 
+    /// A connection of its own for bulk writes, whose requests may take
+    /// `timeout` (pipelines longer than the soft timeout allows).
+    pub(crate) async fn bulk_connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<MultiplexedConnection, Error> {
+        let mut connection = self.dedicated_connection().await?;
+        connection.set_response_timeout(timeout);
+        Ok(connection)
+    }
+
     /// Runs `op` on the lane within the soft timeout, unless the circuit is open.
     async fn on_lane<T>(
         self: &Arc<Self>,

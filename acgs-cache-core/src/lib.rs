@@ -36,6 +36,7 @@ mod site;
 mod stats;
 mod store;
 pub mod token;
+mod warm;
 
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
@@ -52,6 +53,7 @@ pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};
 pub use stats::{FunctionStats, InvalidationStats, StatsSnapshot};
 pub use token::TokenCache;
+pub use warm::{WarmEntry, WarmReport, Warmer};
 
 /// Invalidates `event` through the cache `#[cached]` functions use here (the
 /// scoped one inside [`Cache::scope`], else the process default); see
@@ -82,6 +84,7 @@ pub mod __private {
     pub use std::format;
 
     pub use crate::key::KeyBuilder;
+    pub use crate::warm::warm_entry;
 
     pub use crate::{Error, LogPosition};
 
@@ -110,6 +113,42 @@ pub mod __private {
         instance: Option<fn() -> &'static Cache>,
     ) -> Result<LogPosition, Error> {
         Cache::resolve(instance).invalidate_function(function).await
+    }
+
+    /// Encodes `value` in an envelope as a miss stores it, compressing
+    /// payloads above `compress_above` bytes (for the envelope benchmark).
+    ///
+    /// # Errors
+    ///
+    /// The codec's error.
+    pub fn encode_envelope<T: serde::Serialize>(
+        value: &T,
+        codec: Codec,
+        compress_above: usize,
+    ) -> Result<Vec<u8>, crate::CodecError> {
+        let header = crate::envelope::EnvelopeHeader {
+            codec: codec.id(),
+            flags: 0,
+            fingerprint: 0,
+            created_at_ms: 0,
+            expires_at_ms: u64::MAX,
+            log_position: LogPosition::default(),
+            tags: Vec::new(),
+            checksum: 0,
+        };
+        let limits = crate::envelope::EncodeLimits {
+            compress_above,
+            max_value_bytes: usize::MAX,
+        };
+        crate::envelope::encode(value, codec, header, limits)
+    }
+
+    /// Decodes what [`encode_envelope`] made (every check a read makes).
+    #[must_use]
+    pub fn decode_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+        crate::envelope::decode(bytes, 0, usize::MAX)
+            .ok()
+            .map(|(_, v)| v)
     }
 
     /// A policy for a literal duration (`ttl = "90s"`).

@@ -129,14 +129,7 @@ pub(crate) async fn revoke_entry(
     cache.invalidate_entry(site.name, digest).await?;
     #[cfg(feature = "redis")]
     if let Some(l2) = &cache.inner.l2 {
-        let config = &cache.inner.config;
-        let key = crate::key::redis_key(
-            &config.prefix,
-            &config.service,
-            site.name,
-            site.fingerprint,
-            digest,
-        );
+        let key = crate::key::redis_key(&cache.function(site).key_prefix, digest);
         // The log already guarantees the revocation; the DEL only frees memory sooner.
         let _ = l2.query::<i64>(redis::cmd("DEL").arg(key)).await;
     }

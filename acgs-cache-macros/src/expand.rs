@@ -309,6 +309,22 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
             fn __acgs_instance() -> &'static #private::Cache { &*#expr }
         }
     });
+    let site_static = quote! {
+        #private::CallSite = {
+            #instance_fn
+            #private::CallSite::new(
+                #name,
+                ::core::module_path!(),
+                #private::fingerprint(::core::module_path!(), #signature, #version),
+                #policy,
+            )#options
+        }
+    };
+    // Free functions keep their descriptor next to them, where the
+    // companions reach it too; methods keep it in their body (an impl block
+    // cannot hold a static).
+    let companions_wanted = !plan.is_method && args.companions != Some(false);
+    let module_site = format_ident!("__acgs_site_{}", sig.ident);
 
     // Methods fold the receiver's type into the key: two types with the same
     // method never share entries, even when `self` is skipped.
@@ -362,27 +378,43 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
         }
     };
 
+    let site_ref = if companions_wanted {
+        quote!(&#module_site)
+    } else {
+        // In a block of its own, so the descriptor's name never meets the user's.
+        quote!({
+            static __ACGS_SITE: #site_static;
+            &__ACGS_SITE
+        })
+    };
     let body = quote! {
         let #key = #private::KeyBuilder::new()#receiver_type #key_parts.finish();
-        // In a block of its own, so the descriptor's name never meets the user's.
-        let #site = {
-            #instance_fn
-            static __ACGS_SITE: #private::CallSite = #private::CallSite::new(
-                #name,
-                ::core::module_path!(),
-                #private::fingerprint(::core::module_path!(), #signature, #version),
-                #policy,
-            )#options;
-            &__ACGS_SITE
-        };
+        let #site = #site_ref;
         #call
     };
     // The body's braces carry the return type's span: a value that cannot be
     // cached is reported at the type the user wrote, not at the attribute.
     let mut body = Group::new(Delimiter::Brace, body);
     body.set_span(ret_span);
-    let companions = (!plan.is_method && args.companions != Some(false))
-        .then(|| companions(&sig, &vis, args, &plan, &name, instance_fn.as_ref()));
+    let companions = companions_wanted.then(|| {
+        let cfgs = attrs.iter().filter(|a| a.path().is_ident("cfg"));
+        let companions = companions(
+            &sig,
+            &vis,
+            args,
+            &plan,
+            &name,
+            instance_fn.as_ref(),
+            &module_site,
+        );
+        quote! {
+            #(#cfgs)*
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            static #module_site: #site_static;
+            #companions
+        }
+    });
     quote! {
         #(#attrs)*
         #vis #sig #body
@@ -414,13 +446,18 @@ fn companions(
     plan: &Plan,
     name: &str,
     instance_fn: Option<&TokenStream>,
+    site: &Ident,
 ) -> TokenStream {
     let private = quote!(::acgs_cache::__private);
     let fn_name = &sig.ident;
     let one = format_ident!("invalidate_{}", fn_name);
     let all = format_ident!("invalidate_all_{}", fn_name);
     let (generics, where_clause) = (&sig.generics, &sig.generics.where_clause);
-    let params = plan.params.iter().map(|(ident, ty)| quote!(#ident: #ty));
+    let params: Vec<_> = plan
+        .params
+        .iter()
+        .map(|(ident, ty)| quote!(#ident: #ty))
+        .collect();
     let key_parts = key_parts(args, plan);
     let (instance_item, instance) = match instance_fn {
         Some(item) => (
@@ -434,6 +471,33 @@ fn companions(
          (see `acgs_cache::Cache::invalidate`)."
     );
     let doc_all = format!("Invalidates every cached entry of [`{fn_name}`], on every instance.");
+    let warm = format_ident!("warm_entry_{}", fn_name);
+    let doc_warm = format!(
+        "The cache entry of [`{fn_name}`] for these arguments holding `value`, for \
+         `acgs_cache::Warmer` (bulk priming)."
+    );
+    let value = if plan.params.iter().any(|(ident, _)| ident == "value") {
+        format_ident!("cached_value")
+    } else {
+        format_ident!("value")
+    };
+    let (ret_ty, ret_span) = match &sig.output {
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+        ReturnType::Default => unreachable!("checked: the function returns a value"),
+    };
+    // Spanned like the wrapper's call: an uncacheable return type is
+    // reported once, at the type the user wrote.
+    let shape = match plan.shape {
+        Shape::Plain => quote_spanned!(ret_span=> ::acgs_cache::__private::Plain<#ret_ty>),
+        Shape::OkOnly => quote_spanned!(ret_span=> ::acgs_cache::__private::OkOnly<#ret_ty>),
+        Shape::SomeOnly => quote_spanned!(ret_span=> ::acgs_cache::__private::SomeOnly<#ret_ty>),
+    };
+    let value_ty = quote_spanned!(ret_span=> <#shape as ::acgs_cache::__private::Shape>::Value);
+    let warm_entry = quote_spanned!(ret_span=> ::acgs_cache::__private::warm_entry::<#shape>);
+    let tags = match &args.tags {
+        Some(templates) => quote!(::std::vec![#(#private::format!(#templates)),*]),
+        None => quote!(::std::vec::Vec::new()),
+    };
     quote! {
         #[doc = #doc_one]
         #[allow(unused_variables, clippy::needless_lifetimes)]
@@ -446,6 +510,12 @@ fn companions(
         #vis async fn #all() -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> {
             #instance_item
             #private::invalidate_function(#name, #instance).await
+        }
+        #[doc = #doc_warm]
+        #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
+        #vis fn #warm #generics (#(#params,)* #value: #value_ty) -> ::acgs_cache::WarmEntry #where_clause {
+            let key = #private::KeyBuilder::new() #key_parts .finish();
+            #warm_entry(&#site, key, #value, #tags)
         }
     }
 }

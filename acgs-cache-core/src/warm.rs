@@ -1,0 +1,461 @@
+//! Warming: bulk priming of many entries of cached functions, from values
+//! computed beforehand or computed here with bounded concurrency.
+//!
+//! Entries are encoded exactly as a miss would store them and written with
+//! pipelined single-key `SET … PX` commands (never a multi-key command, so a
+//! pipeline is valid on Redis Cluster, where each command goes to its slot's
+//! node), on a connection of their own so that a long pipeline never queues
+//! in front of the service's hits. Without L2 (or when asked) entries go to
+//! L1 instead.
+//!
+//! Coherence: a warmed entry carries the invalidation-log position of the
+//! moment the warmer was created (or the one given with
+//! [`Warmer::computed_since`]): an invalidation after it rejects the entry
+//! like any other, so values must be read from the source after that moment.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+
+use crate::cache::Cache;
+use crate::call::{header, Cacheable, Shape};
+use crate::coherence::tag_hash;
+use crate::envelope::{self, EncodeLimits};
+use crate::error::{CodecError, Error};
+use crate::key::KeyDigest;
+use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
+use crate::site::CallSite;
+use crate::LogPosition;
+
+/// One entry to prime: a cached function's key and value. Made by the
+/// `warm_entry_<fn>` companion that `#[cached]` generates next to a free
+/// function (same arguments as the function, plus the value).
+pub struct WarmEntry {
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    tags: Vec<String>,
+    value: Box<dyn WarmValue>,
+}
+
+impl fmt::Debug for WarmEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WarmEntry")
+            .field("function", &self.site.name)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The value of a [`WarmEntry`], its type erased.
+trait WarmValue: Send + Sync {
+    fn encode(
+        &self,
+        site: &'static CallSite,
+        header: envelope::EnvelopeHeader,
+        limits: EncodeLimits,
+    ) -> Result<Vec<u8>, CodecError>;
+
+    fn l1_entry(
+        self: Box<Self>,
+        tags: Box<[u64]>,
+        life: EntryLife,
+        encoded_bytes: usize,
+        position: u64,
+    ) -> Option<L1Entry>;
+}
+
+impl<V: Cacheable> WarmValue for V {
+    fn encode(
+        &self,
+        site: &'static CallSite,
+        header: envelope::EnvelopeHeader,
+        limits: EncodeLimits,
+    ) -> Result<Vec<u8>, CodecError> {
+        envelope::encode(self, site.codec, header, limits)
+    }
+
+    fn l1_entry(
+        self: Box<Self>,
+        tags: Box<[u64]>,
+        life: EntryLife,
+        encoded_bytes: usize,
+        position: u64,
+    ) -> Option<L1Entry> {
+        let stored = Stored { value: *self, tags };
+        crate::l1::entry(stored, life, encoded_bytes, position)
+    }
+}
+
+/// Builds a [`WarmEntry`] (what the `warm_entry_<fn>` companions call). Not a public API.
+pub fn warm_entry<S: Shape>(
+    site: &'static CallSite,
+    key: Result<KeyDigest, CodecError>,
+    value: S::Value,
+    tags: Vec<String>,
+) -> WarmEntry {
+    WarmEntry {
+        site,
+        key,
+        tags,
+        value: Box::new(value),
+    }
+}
+
+/// How far a warming run got. Passed to the progress callback after every
+/// batch, and returned at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WarmReport {
+    /// Entries handed to the warmer (computations that returned `None` are
+    /// not entries).
+    pub entries: u64,
+    /// Entries written to L2 (or put in L1 without L2).
+    pub written: u64,
+    /// Entries that could not be encoded (a key or value that does not
+    /// serialize, a value over the size limit).
+    pub rejected: u64,
+    /// Entries whose write failed (Redis unreachable, timed out).
+    pub failed: u64,
+    /// Time since the run started.
+    pub elapsed: Duration,
+}
+
+impl WarmReport {
+    /// Written entries per second.
+    #[must_use]
+    pub fn per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.written as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for WarmReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} entries, {} written, {} rejected, {} failed in {:.2?} ({:.0}/s)",
+            self.entries,
+            self.written,
+            self.rejected,
+            self.failed,
+            self.elapsed,
+            self.per_second()
+        )
+    }
+}
+
+type Progress<'a> = Box<dyn Fn(&WarmReport) + Send + Sync + 'a>;
+
+/// Primes entries in bulk; see [`Cache::warmer`].
+pub struct Warmer<'a> {
+    cache: &'a Cache,
+    position: u64,
+    batch_size: usize,
+    pipelines: usize,
+    concurrency: usize,
+    fill_l1: bool,
+    timeout: Duration,
+    progress: Option<Progress<'a>>,
+}
+
+impl fmt::Debug for Warmer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Warmer")
+            .field("position", &LogPosition::from_packed(self.position))
+            .field("batch_size", &self.batch_size)
+            .field("pipelines", &self.pipelines)
+            .field("concurrency", &self.concurrency)
+            .field("fill_l1", &self.fill_l1)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A warmer for this cache's functions. Values it writes must be read
+    /// from their source after this call (or see
+    /// [`Warmer::computed_since`]): an invalidation after it rejects them.
+    ///
+    /// ```
+    /// use acgs_cache_core::Cache;
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let report = cache
+    ///     .warmer()
+    ///     .batch_size(1_000)
+    ///     .on_progress(|p| eprintln!("warming: {p}"))
+    ///     .load(Vec::new()) // entries from the `warm_entry_<fn>` companions
+    ///     .await?;
+    /// assert_eq!(report.entries, 0);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn warmer(&self) -> Warmer<'_> {
+        Warmer {
+            cache: self,
+            position: self.inner.coherence.head(),
+            batch_size: 512,
+            pipelines: 4,
+            concurrency: 16,
+            fill_l1: !self.has_l2(),
+            timeout: Duration::from_secs(10),
+            progress: None,
+        }
+    }
+}
+
+impl<'a> Warmer<'a> {
+    /// Entries per pipeline (default 512).
+    #[must_use]
+    pub fn batch_size(mut self, entries: usize) -> Self {
+        self.batch_size = entries.max(1);
+        self
+    }
+
+    /// Pipelines in flight at once (default 4).
+    #[must_use]
+    pub fn pipelines_in_flight(mut self, pipelines: usize) -> Self {
+        self.pipelines = pipelines.max(1);
+        self
+    }
+
+    /// Computations in flight at once in [`Warmer::compute`] (default 16).
+    #[must_use]
+    pub fn concurrency(mut self, computations: usize) -> Self {
+        self.concurrency = computations.max(1);
+        self
+    }
+
+    /// Whether entries also go to this instance's L1 (default: only when
+    /// there is no L2).
+    #[must_use]
+    pub fn fill_l1(mut self, fill: bool) -> Self {
+        self.fill_l1 = fill;
+        self
+    }
+
+    /// How long one pipeline may take before its entries count as failed
+    /// (default 10 s; the cache's soft timeout is meant for single hits).
+    #[must_use]
+    pub fn pipeline_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The values were read from their source after `position` (an earlier
+    /// [`Cache::log_position`]), not after the warmer was created.
+    #[must_use]
+    pub fn computed_since(mut self, position: LogPosition) -> Self {
+        self.position = position.packed();
+        self
+    }
+
+    /// Called with the figures so far after every batch.
+    #[must_use]
+    pub fn on_progress(mut self, progress: impl Fn(&WarmReport) + Send + Sync + 'a) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// Primes precomputed entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when L2 is configured but no connection can be
+    /// made (nothing is written then). Entries that fail later are counted in
+    /// the report, not returned as errors.
+    pub async fn load(
+        &self,
+        entries: impl IntoIterator<Item = WarmEntry>,
+    ) -> Result<WarmReport, Error> {
+        self.run(stream::iter(entries)).await
+    }
+
+    /// Computes entries with `compute` (at most [`Warmer::concurrency`] at
+    /// a time) and primes them as they come; `None` skips an argument.
+    ///
+    /// # Errors
+    ///
+    /// As [`Warmer::load`].
+    pub async fn compute<A, F, Fut>(
+        &self,
+        arguments: impl IntoIterator<Item = A>,
+        compute: F,
+    ) -> Result<WarmReport, Error>
+    where
+        F: FnMut(A) -> Fut,
+        Fut: Future<Output = Option<WarmEntry>>,
+    {
+        let entries = stream::iter(arguments)
+            .map(compute)
+            .buffer_unordered(self.concurrency)
+            .filter_map(std::future::ready);
+        self.run(entries).await
+    }
+
+    async fn run(
+        &self,
+        entries: impl stream::Stream<Item = WarmEntry>,
+    ) -> Result<WarmReport, Error> {
+        let start = Instant::now();
+        let job = Job {
+            cache: self.cache,
+            position: self.position,
+            fill_l1: self.fill_l1,
+            #[cfg(feature = "redis")]
+            connection: match &self.cache.inner.l2 {
+                Some(l2) => Some(l2.bulk_connection(self.timeout).await?),
+                None => None,
+            },
+        };
+        // Batches are encoded and written on this task: spreading the
+        // encoding over the runtime's threads was measured slower, since
+        // Redis itself needs a core.
+        let batches = entries
+            .chunks(self.batch_size)
+            .map(|batch| job.write(batch));
+        let mut batches = std::pin::pin!(batches.buffer_unordered(self.pipelines));
+        let mut report = WarmReport::default();
+        while let Some(batch) = batches.next().await {
+            report.entries += batch.entries;
+            report.written += batch.written;
+            report.rejected += batch.rejected;
+            report.failed += batch.failed;
+            report.elapsed = start.elapsed();
+            if let Some(progress) = &self.progress {
+                progress(&report);
+            }
+        }
+        report.elapsed = start.elapsed();
+        tracing::info!(target: "acgs_cache", %report, "warming done");
+        Ok(report)
+    }
+}
+
+/// What every batch of one warming run shares.
+struct Job<'a> {
+    cache: &'a Cache,
+    position: u64,
+    fill_l1: bool,
+    #[cfg(feature = "redis")]
+    connection: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl Job<'_> {
+    /// Encodes one batch and writes it in one pipeline.
+    async fn write(&self, batch: Vec<WarmEntry>) -> WarmReport {
+        let mut outcome = WarmReport {
+            entries: batch.len() as u64,
+            ..WarmReport::default()
+        };
+        let mut encoded = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match self.encode(entry).await {
+                Ok(Some(e)) => encoded.push(e),
+                Ok(None) => outcome.written += 1, // put in L1 only
+                Err(()) => outcome.rejected += 1,
+            }
+        }
+        #[cfg(feature = "redis")]
+        if let Some(connection) = &self.connection {
+            let written = encoded.len() as u64;
+            match write_batch(connection.clone(), &encoded).await {
+                Ok(()) => outcome.written += written,
+                Err(e) => {
+                    tracing::warn!(target: "acgs_cache", error = %e, entries = written, "warming pipeline failed");
+                    outcome.failed += written;
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Encodes one entry for L2 (and puts it in L1 when asked). `Ok(None)`:
+    /// there is no L2 and the entry went to L1. `Err`: it cannot be stored.
+    async fn encode(&self, entry: WarmEntry) -> Result<Option<Encoded>, ()> {
+        let WarmEntry {
+            site,
+            key,
+            tags,
+            value,
+        } = entry;
+        if site
+            .instance
+            .is_some_and(|pinned| pinned().inner.id != self.cache.inner.id)
+        {
+            // Its entries would land under another cache's prefix and settings.
+            tracing::warn!(target: "acgs_cache", function = site.name, "warming entry of a function pinned to another cache; skipped (warm it with that cache)");
+            return Err(());
+        }
+        let function = self.cache.function(site);
+        let Ok(digest) = key else {
+            function.counters.bypassed.inc();
+            return Err(());
+        };
+        let ttl = function.policy.jittered_ttl(digest.low64());
+        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
+        let header = header(site, ttl, tags, self.position);
+        let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                function.counters.errors.inc();
+                tracing::debug!(target: "acgs_cache", function = site.name, error = %e, "warming entry not encodable");
+                return Err(());
+            }
+        };
+        if self.fill_l1 && self.cache.inner.config.l1_enabled {
+            let life = EntryLife::of(&function.policy, ttl);
+            if let Some(l1_entry) = value.l1_entry(tag_hashes, life, bytes.len(), self.position) {
+                let key = L1Key {
+                    function: site.fingerprint,
+                    digest,
+                };
+                self.cache.inner.l1.insert_entry(key, l1_entry).await;
+            }
+        }
+        if !self.cache.has_l2() {
+            return Ok(None);
+        }
+        let px = ttl + function.policy.stale_if_error();
+        Ok(Some(Encoded {
+            key: crate::key::redis_key(&function.key_prefix, digest),
+            bytes,
+            px_ms: u64::try_from(px.as_millis()).unwrap_or(u64::MAX).max(1),
+        }))
+    }
+}
+
+/// One entry ready for `SET key bytes PX ms`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+struct Encoded {
+    key: String,
+    bytes: Vec<u8>,
+    px_ms: u64,
+}
+
+/// One pipeline of single-key `SET`s (no `MULTI`: Cluster routes each).
+#[cfg(feature = "redis")]
+async fn write_batch(
+    mut connection: redis::aio::MultiplexedConnection,
+    batch: &[Encoded],
+) -> Result<(), Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for e in batch {
+        pipe.cmd("SET")
+            .arg(&e.key)
+            .arg(&e.bytes)
+            .arg("PX")
+            .arg(e.px_ms)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut connection).await?;
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! Performance report: each comparison runs in this one process, ours beside
+//! the raw engine underneath (the limit) and beside the `cached` crate 4.x
+//! (the peer), in alternating rounds so that both sides see the same machine.
+//!
+//! ```text
+//! cargo run --release --example perf_report [-- --redis-url URL] [--quick]
+//!     [--warm-batch 512] [--warm-pipelines 4]
+//! ```
+//!
+//! Starts its own `redis-server` on a free port unless given a URL. Prints a
+//! Markdown table (the README's benchmark table is this output) and ends with
+//!
+//! ```text
+//! perf: l1_vs_moka=R l1_vs_cached_2t=R l2_vs_raw=R l2_vs_cached=R l2_tput_vs_raw=R warm_per_s=N warm_vs_raw=R
+//! ```
+//!
+//! R is ours / baseline time per operation (lower is better), except for
+//! `l2_tput_vs_raw` and `warm_vs_raw`, which are ours / baseline throughput
+//! (higher is better). Each figure is the median over the rounds.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+
+use acgs_cache::{cached, Cache};
+use cached::macros::{cached as peer_cached, concurrent_cached};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// A policy decision, about 60 bytes encoded (the benches' fixture).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Decision {
+    policy_id: u64,
+    subject: String,
+    allow: bool,
+    reason: String,
+}
+
+fn decision(policy_id: u64, subject: &str) -> Decision {
+    Decision {
+        policy_id,
+        subject: subject.to_owned(),
+        allow: true,
+        reason: format!("policy {policy_id} permits {subject}"),
+    }
+}
+
+/// Keys the L2 comparisons spread over: far more than the concurrent
+/// callers, so that they rarely share a key (and a `GET`).
+const KEYS: u64 = 16_384;
+
+/// The Redis every cache here uses, set first thing in `main`.
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
+fn redis_url() -> &'static str {
+    REDIS_URL.get().expect("set in main")
+}
+
+static WARM: LazyLock<Cache> = LazyLock::new(|| {
+    Cache::builder()
+        .service("perf-warm")
+        .redis_url(redis_url())
+        .build()
+        .expect("cache")
+});
+static L1_ONLY: LazyLock<Cache> =
+    LazyLock::new(|| Cache::builder().service("perf-l1").build().expect("cache"));
+static L2_ONLY: LazyLock<Cache> = LazyLock::new(|| {
+    Cache::builder()
+        .service("perf-l2")
+        .redis_url(redis_url())
+        .disable_l1()
+        .l2_soft_timeout(Duration::from_secs(2))
+        .build()
+        .expect("cache")
+});
+
+// Ours.
+
+#[cached(ttl = "policy_decision", cache = L1_ONLY)]
+async fn ours_l1(policy_id: u64, subject: &str) -> Decision {
+    decision(policy_id, subject)
+}
+
+#[cached(ttl = "policy_decision", cache = L2_ONLY)]
+async fn ours_l2(policy_id: u64) -> Result<Decision, PeerError> {
+    Ok(decision(policy_id, "alice"))
+}
+
+/// Called with a new key every time: each call is a miss.
+#[cached(ttl = "policy_decision", cache = WARM)]
+async fn ours_miss(policy_id: u64) -> Decision {
+    decision(policy_id, "alice")
+}
+
+#[cached(ttl = "static_configuration", cache = WARM)]
+async fn ours_blob(id: u64) -> String {
+    blob(id)
+}
+
+// The peer: the same functions with the `cached` crate.
+
+#[peer_cached(max_size = 10_000, ttl_secs = 300)]
+async fn peer_l1(policy_id: u64, subject: String) -> Decision {
+    decision(policy_id, &subject)
+}
+
+/// The peer's Redis store needs an error type to map its errors into.
+#[derive(Debug, Clone)]
+struct PeerError(#[allow(dead_code)] String);
+
+#[concurrent_cached(redis = true, ttl_secs = 300, map_error = |e| PeerError(format!("{e:?}")))]
+async fn peer_l2(policy_id: u64) -> Result<Decision, PeerError> {
+    Ok(decision(policy_id, "alice"))
+}
+
+/// One comparison's rounds.
+#[derive(Default)]
+struct Rounds {
+    ours: Vec<f64>,
+    baseline: Vec<f64>,
+}
+
+impl Rounds {
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+    fn ours(&self) -> f64 {
+        Self::median(&self.ours)
+    }
+    fn baseline(&self) -> f64 {
+        Self::median(&self.baseline)
+    }
+}
+
+/// Runs `rounds` alternating rounds of `ours` and `baseline`; each returns
+/// the figure of one round (nanoseconds per operation, or operations per
+/// second).
+fn alternate(
+    rounds: usize,
+    mut ours: impl FnMut() -> f64,
+    mut baseline: impl FnMut() -> f64,
+) -> Rounds {
+    let mut r = Rounds::default();
+    for i in 0..rounds {
+        // Alternate which side goes first, so neither always runs warmer.
+        if i % 2 == 0 {
+            r.ours.push(ours());
+            r.baseline.push(baseline());
+        } else {
+            r.baseline.push(baseline());
+            r.ours.push(ours());
+        }
+    }
+    r
+}
+
+/// Nanoseconds per operation of `n` sequential awaits of `op`.
+fn sequential<F, Fut>(rt: &tokio::runtime::Runtime, n: u64, mut op: F) -> f64
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..n {
+            black_box(op(i).await);
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+/// Nanoseconds per operation of `n` operations spread over `tasks` tasks.
+fn spread<F, Fut>(rt: &tokio::runtime::Runtime, n: u64, tasks: u64, op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send,
+{
+    let op = Arc::new(op);
+    rt.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let op = op.clone();
+                let share = n / tasks;
+                tokio::spawn(async move {
+                    for i in 0..share {
+                        black_box(op(t * share + i).await);
+                        if i % 64 == 63 {
+                            tokio::task::yield_now().await; // L1 hits never yield on their own
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("task");
+        }
+        start.elapsed().as_nanos() as f64 / (n / tasks * tasks) as f64
+    })
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build().expect("runtime")
+}
+
+struct Row {
+    what: &'static str,
+    ours: String,
+    baseline: String,
+    ratio: f64,
+    target: &'static str,
+}
+
+fn ns(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} µs", v / 1000.0)
+    } else {
+        format!("{v:.0} ns")
+    }
+}
+
+fn per_s(v: f64) -> String {
+    format!("{:.0}/s", v)
+}
+
+fn time_row(what: &'static str, r: &Rounds, target: &'static str) -> Row {
+    Row {
+        what,
+        ours: ns(r.ours()),
+        baseline: ns(r.baseline()),
+        ratio: r.ours() / r.baseline(),
+        target,
+    }
+}
+
+fn rate_row(what: &'static str, r: &Rounds, target: &'static str) -> Row {
+    Row {
+        what,
+        ours: per_s(r.ours()),
+        baseline: per_s(r.baseline()),
+        ratio: r.ours() / r.baseline(),
+        target,
+    }
+}
+
+async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis")
+}
+
+fn arg(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    let rounds = if quick { 3 } else { 7 };
+    let (url, _server) = support::given_or_started(arg("--redis-url"));
+    REDIS_URL.set(url.clone()).expect("set once");
+    // The peer reads its Redis from the environment.
+    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", &url);
+
+    let mut rows = Vec::new();
+    let one = runtime(1);
+    let two = runtime(2);
+
+    // L1 hit, one caller: ours vs a raw moka get of the same value.
+    let raw_moka: moka::future::Cache<(u64, String), Decision> =
+        moka::future::Cache::builder().max_capacity(10_000).build();
+    let key = (7u64, "alice".to_owned());
+    one.block_on(async {
+        raw_moka.insert(key.clone(), decision(7, "alice")).await;
+        ours_l1(7, "alice").await;
+    });
+    let n = 400_000 / scale;
+    let l1 = alternate(
+        rounds,
+        || sequential(&one, n, |_| ours_l1(black_box(7), black_box("alice"))),
+        || sequential(&one, n, |_| raw_moka.get(black_box(&key))),
+    );
+    rows.push(time_row("L1 hit vs raw moka `get`", &l1, "≤ 1.2"));
+
+    // L1 hits from two threads: ours vs the `cached` crate's in-memory store.
+    two.block_on(async {
+        ours_l1(7, "alice").await;
+        peer_l1(7, "alice".to_owned()).await;
+    });
+    let l1_2t = alternate(
+        rounds,
+        || spread(&two, n, 2, |_| ours_l1(7, "alice")),
+        || spread(&two, n, 2, |_| peer_l1(7, "alice".to_owned())),
+    );
+    rows.push(time_row(
+        "L1 hit, 2 threads, vs `cached` #[cached]",
+        &l1_2t,
+        "≤ 1.0",
+    ));
+
+    // L2 hits, one caller, L1 off: ours vs a raw GET + decode, and vs the peer's Redis store.
+    let raw = one.block_on(raw_connection(&url));
+    let l2n = 4_000 / scale;
+    one.block_on(async {
+        let mut setup = raw.clone();
+        let mut pipe = redis::pipe();
+        for k in 0..KEYS {
+            let bytes = postcard::to_allocvec(&decision(k, "alice")).expect("encode");
+            pipe.cmd("SET")
+                .arg(format!("perf:raw:{k}"))
+                .arg(bytes)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut setup).await.expect("raw setup");
+        for k in 0..KEYS {
+            ours_l2(k).await.expect("ours");
+            peer_l2(k).await.expect("peer");
+        }
+    });
+    let raw_get = |conn: redis::aio::MultiplexedConnection| {
+        move |k: u64| {
+            let mut conn = conn.clone();
+            async move {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("perf:raw:{}", k % KEYS))
+                    .query_async(&mut conn)
+                    .await
+                    .expect("raw GET");
+                postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
+            }
+        }
+    };
+    let l2 = alternate(
+        rounds,
+        || sequential(&one, l2n, |k| ours_l2(k % KEYS)),
+        || sequential(&one, l2n, raw_get(raw.clone())),
+    );
+    rows.push(time_row(
+        "L2 hit (L1 off) vs raw GET + decode",
+        &l2,
+        "≤ 1.05",
+    ));
+    let l2_peer = alternate(
+        rounds,
+        || sequential(&one, l2n, |k| ours_l2(k % KEYS)),
+        || sequential(&one, l2n, |k| peer_l2(k % KEYS)),
+    );
+    rows.push(time_row(
+        "L2 hit (L1 off) vs `cached` #[concurrent_cached(redis)]",
+        &l2_peer,
+        "≤ 1.0",
+    ));
+
+    // L2 throughput, 64 tasks on two threads.
+    let tn = 64_000 / scale;
+    let raw2 = two.block_on(raw_connection(&url));
+    let tput = alternate(
+        rounds,
+        || 1e9 / spread(&two, tn, 64, |k| ours_l2((k * 7919) % KEYS)),
+        || 1e9 / spread(&two, tn, 64, raw_get(raw2.clone())),
+    );
+    rows.push(rate_row(
+        "L2 hits, 64 tasks: throughput vs raw",
+        &tput,
+        "≥ 1.0",
+    ));
+
+    // The miss path: L1 miss, L2 `GET` miss, compute, encode, `SET PX`
+    // (awaited), L1 insert — vs the issue's baseline, a raw encode + `SET PX`.
+    let next = std::sync::atomic::AtomicU64::new(1 << 40);
+    let fresh = || next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mn = 4_000 / scale;
+    one.block_on(ours_miss(0));
+    let miss = alternate(
+        rounds,
+        || sequential(&one, mn, |_| ours_miss(fresh())),
+        || {
+            sequential(&one, mn, |_| {
+                let mut conn = raw.clone();
+                let id = fresh();
+                async move {
+                    let bytes = postcard::to_allocvec(&decision(id, "alice")).expect("encode");
+                    redis::cmd("SET")
+                        .arg(format!("perf:raw:miss:{id}"))
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(300_000)
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .expect("raw SET")
+                }
+            })
+        },
+    );
+    rows.push(time_row(
+        "miss (GET miss, compute, SET, L1) vs raw encode + SET PX",
+        &miss,
+        "≤ 1 round trip more (see README)",
+    ));
+
+    let warm = warming(&two, rounds.min(5), 100_000 / scale);
+    rows.push(rate_row(
+        "warming 100-byte values vs raw pipelined SET PX",
+        &warm,
+        "≥ 0.9, ≥ 500,000/s",
+    ));
+
+    println!("| comparison | ours | baseline | ours / baseline | target |");
+    println!("|---|---:|---:|---:|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.2} | {} |",
+            r.what, r.ours, r.baseline, r.ratio, r.target
+        );
+    }
+    println!(
+        "perf: l1_vs_moka={:.2} l1_vs_cached_2t={:.2} l2_vs_raw={:.2} l2_vs_cached={:.2} l2_tput_vs_raw={:.2} warm_per_s={:.0} warm_vs_raw={:.2}",
+        rows[0].ratio, rows[1].ratio, rows[2].ratio, rows[3].ratio, rows[4].ratio, warm.ours(), rows[6].ratio
+    );
+}
+
+/// A 100-byte value, as the warming target asks.
+fn blob(id: u64) -> String {
+    format!("{id:0>100}")
+}
+
+/// Primes `n` entries of 100-byte values per round: ours through the
+/// warmer (envelope, pipelined `SET PX` on a connection of its own) vs a raw
+/// redis-rs pipelined `SET PX` loop of the same values, with the same batch
+/// size and pipelines in flight. Figures are entries per second.
+fn warming(rt: &tokio::runtime::Runtime, rounds: usize, n: u64) -> Rounds {
+    let numeric = |name, default| arg(name).map_or(default, |v| v.parse().expect(name));
+    let (batch, in_flight) = (numeric("--warm-batch", 512), numeric("--warm-pipelines", 4));
+    let raw = rt.block_on(raw_connection(redis_url()));
+    let rounds = alternate(
+        rounds,
+        || {
+            let report = rt
+                .block_on(
+                    WARM.warmer()
+                        .batch_size(batch)
+                        .pipelines_in_flight(in_flight)
+                        .load((0..n).map(|i| warm_entry_ours_blob(i, blob(i)))),
+                )
+                .expect("warming");
+            assert_eq!(report.written, n, "every entry written: {report}");
+            report.per_second()
+        },
+        || {
+            rt.block_on(async {
+                let start = Instant::now();
+                let keys: Vec<u64> = (0..n).collect();
+                let batches = keys.chunks(batch).map(|chunk| {
+                    let mut conn = raw.clone();
+                    let mut pipe = redis::pipe();
+                    for &i in chunk {
+                        let bytes = postcard::to_allocvec(&blob(i)).expect("encode");
+                        pipe.cmd("SET")
+                            .arg(format!("perf:raw:warm:{i:032x}"))
+                            .arg(bytes)
+                            .arg("PX")
+                            .arg(86_400_000u64)
+                            .ignore();
+                    }
+                    async move {
+                        pipe.query_async::<()>(&mut conn)
+                            .await
+                            .expect("raw pipeline")
+                    }
+                });
+                futures_util::stream::iter(batches)
+                    .buffer_unordered(in_flight)
+                    .for_each(|()| async {})
+                    .await;
+                n as f64 / start.elapsed().as_secs_f64()
+            })
+        },
+    );
+    // What was warmed is what the function finds: hits, no computation.
+    rt.block_on(async {
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(ours_blob(i).await, blob(i));
+        }
+    });
+    let stats = rt.block_on(WARM.stats());
+    let f = stats.function("ours_blob").expect("called");
+    assert_eq!(
+        (f.l2_hits, f.misses),
+        (3, 0),
+        "warmed entries are hits: {f:?}"
+    );
+    rounds
+}
