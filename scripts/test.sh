@@ -25,7 +25,7 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "clippy without the redis feature (L1-only builds)"
+step "clippy without the redis feature (L1-only builds of the core and the facade)"
 cargo clippy -p acgs-cache-core -p acgs-cache --no-default-features -- -D warnings
 
 step "tests (unit, integration against real redis-server, trybuild, doc)"
@@ -57,6 +57,21 @@ l2_hits=$(echo "$second" | sed -n 's/.*l2_hits=\([0-9]*\).*/\1/p')
 step "policy_governance, L1 only and with redis"
 env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example policy_governance | tail -n 1
 ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example policy_governance | tail -n 1
+
+step "auth_service, L1 only and with redis"
+env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example auth_service | tail -n 1
+ACGS_CACHE_REDIS_URL="redis://127.0.0.1:$port" cargo run --quiet --example auth_service | tail -n 1
+
+step "cache_warming, L1 only and with redis (the first requests after warming must all hit)"
+for url in "" "redis://127.0.0.1:$port"; do
+  warm=$(ACGS_CACHE_REDIS_URL="$url" cargo run --quiet --example cache_warming | tail -n 1)
+  echo "$warm"
+  echo "$warm" | grep -q " misses_after=0$" || { echo "a warmed entry was not found"; exit 1; }
+done
+
+step "perf_report, quick and unoptimized (a smoke run: the figures come from --release, see the README)"
+perf=$(cargo run --quiet --example perf_report -- --quick | grep '^perf: ')
+echo "$perf"
 
 step "stampede report (one execution per process and per fleet)"
 stampede=$(cargo run --quiet --example stampede | grep '^stampede: callers=')

@@ -120,6 +120,7 @@ pub(crate) struct CacheConfig {
     pub(crate) retention: Duration,
     /// Lease of the fleet-wide miss lock; also the longest a miss waits for
     /// another instance's value.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
     pub(crate) lock_lease: Duration,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 
@@ -311,7 +311,7 @@ impl Cache {
 
     async fn miss<S, F>(
         &self,
-        mut call: Call<'_>,
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))] mut call: Call<'_>,
         mut stale: Option<S::Value>,
         compute: F,
     ) -> S::Out
@@ -442,6 +442,7 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = self.function(site);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
         let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
             return;
@@ -538,9 +539,10 @@ impl Cache {
                 return;
             }
         };
-        let stale_window = function.policy.stale_if_error();
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
+            // Kept past its TTL for stale-if-error readers.
+            let stale_window = function.policy.stale_if_error();
             if l2.set(key, &bytes, ttl + stale_window).await.is_err() {
                 function.counters.errors.inc();
             }
@@ -648,7 +650,7 @@ impl Cache {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
         let lease = self.inner.config.lock_lease;
-        let deadline = Instant::now() + lease;
+        let deadline = std::time::Instant::now() + lease;
         let mut waited = false;
         loop {
             match l2.try_lock(&lock_key, lease).await {
@@ -664,7 +666,7 @@ impl Cache {
             if let Found::Fresh(value) = self.read_l2::<V>(call, l2, redis_key).await {
                 return Err(value);
             }
-            if Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline {
                 tracing::warn!(target: "acgs_cache", function = call.site.name, "no value from the lock holder within the lease; computing");
                 return Ok(None);
             }

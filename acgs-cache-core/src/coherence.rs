@@ -79,7 +79,9 @@ pub(crate) struct Coherence {
     floor: AtomicU64,
     /// Whether the instance currently hears the log (always, in L1-only mode).
     listening: AtomicBool,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     ever_listened: AtomicBool,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     listening_changed: tokio::sync::watch::Sender<bool>,
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
@@ -108,6 +110,7 @@ impl Coherence {
     /// instance applies because Redis cannot be reached. It follows the last
     /// Redis id heard, never the local clock: a clock ahead of the server's
     /// would let entries started before later events look newer than them.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn next_local_position(&self) -> u64 {
         self.head.fetch_add(1, Ordering::AcqRel) + 1
     }
@@ -140,10 +143,12 @@ impl Coherence {
     }
 
     /// Whether the instance has ever caught up with the log.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn has_listened(&self) -> bool {
         self.ever_listened.load(Ordering::Acquire)
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn set_listening(&self, listening: bool) {
         if listening {
             self.ever_listened.store(true, Ordering::Release);
@@ -154,6 +159,7 @@ impl Coherence {
     }
 
     /// Waits until the instance hears the log, at most `timeout`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) async fn wait_listening(&self, timeout: Duration) -> bool {
         if self.is_listening() {
             return true;
@@ -164,6 +170,7 @@ impl Coherence {
             .is_ok_and(|r| r.is_ok())
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn raise_floor(&self, position: u64) {
         self.floor.fetch_max(position, Ordering::AcqRel);
         self.head.fetch_max(position, Ordering::AcqRel);
@@ -307,6 +314,7 @@ impl Coherence {
         heard.names.len() + heard.functions.len() + heard.entries.len()
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn record_lag(&self, lag: Duration) {
         let mut lags = self.lags_us.lock().unwrap_or_else(|p| p.into_inner());
         if lags.len() == LAG_SAMPLES {
