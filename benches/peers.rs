@@ -10,7 +10,7 @@
 mod support;
 
 use std::hint::black_box;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache};
@@ -19,7 +19,7 @@ use criterion::{criterion_group, Criterion};
 
 mod common;
 
-use common::{decision, Decision};
+use common::{decision, spread, Decision};
 
 static SERVER: LazyLock<std::sync::Mutex<support::RedisServer>> =
     LazyLock::new(|| std::sync::Mutex::new(support::RedisServer::start()));
@@ -71,35 +71,6 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// `n` calls spread over two tasks on the two runtime threads.
-fn two_threads<F, Fut>(rt: &tokio::runtime::Runtime, n: u64, op: F) -> Duration
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future + Send,
-{
-    let op = Arc::new(op);
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..2)
-            .map(|_| {
-                let op = op.clone();
-                tokio::spawn(async move {
-                    for i in 0..n / 2 {
-                        black_box(op().await);
-                        if i % 64 == 63 {
-                            tokio::task::yield_now().await; // hits never yield on their own
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        start.elapsed()
-    })
-}
-
 fn l1_2_threads(c: &mut Criterion) {
     let rt = runtime(2);
     rt.block_on(async {
@@ -108,10 +79,10 @@ fn l1_2_threads(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("l1_2_threads");
     group.bench_function("acgs_cached", |b| {
-        b.iter_custom(|n| two_threads(&rt, n, || ours_l1(7)))
+        b.iter_custom(|n| spread(&rt, n, 2, |_| ours_l1(7)))
     });
     group.bench_function("cached_crate_in_memory", |b| {
-        b.iter_custom(|n| two_threads(&rt, n, || peer_l1(7)))
+        b.iter_custom(|n| spread(&rt, n, 2, |_| peer_l1(7)))
     });
     group.finish();
 }

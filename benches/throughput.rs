@@ -15,15 +15,15 @@ mod support;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use acgs_cache::{cached, Cache};
 use criterion::{criterion_group, Criterion};
 
 mod common;
 
-use common::{decision, Decision};
+use common::{decision, spread, Decision};
 
 /// Started on first use, stopped at the end of `main` (statics are never dropped).
 static SERVER: LazyLock<std::sync::Mutex<support::RedisServer>> =
@@ -85,37 +85,6 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Runs `n` operations spread over `tasks` tasks (each gets its own run of
-/// operation numbers); returns the elapsed time.
-fn spread<F, Fut>(rt: &tokio::runtime::Runtime, n: u64, tasks: u64, op: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    rt.block_on(async {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let op = op.clone();
-                let share = n / tasks + u64::from(t < n % tasks);
-                tokio::spawn(async move {
-                    for i in 0..share {
-                        op(t * share + i).await; // distinct across tasks
-                        if i % 64 == 63 {
-                            tokio::task::yield_now().await; // L1 hits never yield on their own
-                        }
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.unwrap();
-        }
-        start.elapsed()
-    })
 }
 
 fn l2_64_tasks(c: &mut Criterion) {

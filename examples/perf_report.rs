@@ -21,33 +21,18 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache};
 use cached::macros::{cached as peer_cached, concurrent_cached};
+use common::{decision, Decision};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-
-/// A policy decision, about 60 bytes encoded (the benches' fixture).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Decision {
-    policy_id: u64,
-    subject: String,
-    allow: bool,
-    reason: String,
-}
-
-fn decision(policy_id: u64, subject: &str) -> Decision {
-    Decision {
-        policy_id,
-        subject: subject.to_owned(),
-        allow: true,
-        reason: format!("policy {policy_id} permits {subject}"),
-    }
-}
 
 /// Keys the L2 comparisons spread over: far more than the concurrent
 /// callers, so that they rarely share a key (and a `GET`).
@@ -183,28 +168,7 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future + Send,
 {
-    let op = Arc::new(op);
-    rt.block_on(async {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let op = op.clone();
-                let share = n / tasks;
-                tokio::spawn(async move {
-                    for i in 0..share {
-                        black_box(op(t * share + i).await);
-                        if i % 64 == 63 {
-                            tokio::task::yield_now().await; // L1 hits never yield on their own
-                        }
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.expect("task");
-        }
-        start.elapsed().as_nanos() as f64 / (n / tasks * tasks) as f64
-    })
+    common::spread(rt, n, tasks, op).as_nanos() as f64 / n as f64
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
