@@ -362,3 +362,34 @@ async fn key_of_a_cached_function_is_a_golden_value() {
 
 const GOLDEN_KEY: &str =
     "acgs:golden:golden_profile:978713acac87a1e8:5514734bbf207ef81579318b2b87f405";
+
+#[tokio::test]
+async fn background_l2_writes_land_after_the_miss_returns() {
+    let server = RedisServer::start();
+    let writer = Cache::builder()
+        .redis_url(server.url())
+        .service("background-writes")
+        .background_l2_writes(true)
+        .build()
+        .unwrap();
+    let value = writer.scope(decide(11, "bob")).await;
+    // The caller already has the value (and so has this instance's L1)...
+    assert_eq!(writer.scope(decide(11, "bob")).await, value);
+    // ...and the write lands in Redis on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while keys(&server, "acgs:background-writes:decide:*")
+        .await
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background write never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reader = cache(&server, "background-writes");
+    assert_eq!(reader.scope(decide(11, "bob")).await, value);
+    let stats = reader.stats().await;
+    let f = stats.function("decide").unwrap();
+    assert_eq!((f.l2_hits, f.misses), (1, 0), "{f:?}");
+}

@@ -122,6 +122,9 @@ pub(crate) struct CacheConfig {
     /// another instance's value.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
     pub(crate) lock_lease: Duration,
+    /// Whether a miss returns before its L2 write is acknowledged.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) background_l2_writes: bool,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,
 }
@@ -406,6 +409,7 @@ pub struct CacheBuilder {
     breaker_threshold: u32,
     probe_interval: Duration,
     lock_lease: Duration,
+    background_l2_writes: bool,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -441,6 +445,7 @@ impl Default for CacheBuilder {
             breaker_threshold: 5,
             probe_interval: Duration::from_millis(250),
             lock_lease: Duration::from_secs(10),
+            background_l2_writes: false,
         }
     }
 }
@@ -523,6 +528,19 @@ impl CacheBuilder {
     /// Maximum connections in the Redis pool (default 4).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// Whether a miss answers its caller before Redis has acknowledged the
+    /// new entry (default `false`). On: the miss costs its L2 read, the
+    /// function and the encoding — the write's round trip happens on a task
+    /// of its own (a failure is still counted). The price: for about one
+    /// round trip, another instance may miss the entry and compute it too.
+    /// Coherence is unaffected (a late write of an invalidated value carries
+    /// its old log position and is rejected), and `lock = true` misses
+    /// always wait for the write, since the lock's waiters read it.
+    pub fn background_l2_writes(mut self, background: bool) -> Self {
+        self.background_l2_writes = background;
         self
     }
 
@@ -679,6 +697,7 @@ impl CacheBuilder {
             overrides: self.overrides,
             retention: self.retention,
             lock_lease: self.lock_lease,
+            background_l2_writes: self.background_l2_writes,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };

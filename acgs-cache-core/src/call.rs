@@ -418,7 +418,15 @@ impl Cache {
                 return out;
             }
         };
-        self.store(&call, value, ttl, tags, position).await;
+        #[cfg(feature = "redis")]
+        let write = if self.inner.config.background_l2_writes && _fleet_lock.is_none() {
+            L2Write::Background
+        } else {
+            L2Write::Awaited
+        };
+        #[cfg(not(feature = "redis"))]
+        let write = L2Write::Awaited;
+        self.store(&call, value, ttl, tags, position, write).await;
         #[cfg(feature = "redis")]
         if let Some(lock) = _fleet_lock {
             let _ = lock.release().await;
@@ -458,7 +466,8 @@ impl Cache {
         match S::verdict(&out) {
             Verdict::Store(value) => {
                 let ttl = function.policy.jittered_ttl(digest.low64());
-                self.store(&call, value, ttl, tags, position).await;
+                self.store(&call, value, ttl, tags, position, L2Write::Awaited)
+                    .await;
                 let landing = if leader.has_waiters() {
                     share(value)
                 } else {
@@ -526,6 +535,7 @@ impl Cache {
         ttl: Duration,
         tags: Vec<String>,
         position: u64,
+        write: L2Write,
     ) {
         let (site, function) = (call.site, call.function);
         let config = &self.inner.config;
@@ -539,15 +549,30 @@ impl Cache {
                 return;
             }
         };
+        let encoded_bytes = bytes.len();
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             // Kept past its TTL for stale-if-error readers.
-            let stale_window = function.policy.stale_if_error();
-            if l2.set(key, &bytes, ttl + stale_window).await.is_err() {
-                function.counters.errors.inc();
+            let px = ttl + function.policy.stale_if_error();
+            match write {
+                L2Write::Awaited => {
+                    if l2.set(key, &bytes, px).await.is_err() {
+                        function.counters.errors.inc();
+                    }
+                }
+                L2Write::Background => {
+                    let (l2, key, cache) = (Arc::clone(l2), key.clone(), self.clone());
+                    tokio::spawn(async move {
+                        if l2.set(&key, &bytes, px).await.is_err() {
+                            cache.function(site).counters.errors.inc();
+                        }
+                    });
+                }
             }
         }
-        self.fill_l1(call, value, tag_hashes, ttl, bytes.len(), position)
+        #[cfg(not(feature = "redis"))]
+        let _ = (write, bytes);
+        self.fill_l1(call, value, tag_hashes, ttl, encoded_bytes, position)
             .await;
     }
 
@@ -672,6 +697,15 @@ impl Cache {
             }
         }
     }
+}
+
+/// Whether a store waits for Redis to acknowledge its write.
+#[derive(Debug, Clone, Copy)]
+enum L2Write {
+    Awaited,
+    /// See `CacheBuilder::background_l2_writes`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Background,
 }
 
 /// The envelope header of a value of `site` whose computation started at
