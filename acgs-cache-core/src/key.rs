@@ -268,7 +268,10 @@ mod tests {
 
     #[test]
     fn redis_key_layout() {
-        let k = redis_key("acgs", "auth", "load_session", 0xabc, KeyDigest(1));
+        let k = redis_key(
+            &redis_key_prefix("acgs", "auth", "load_session", 0xabc),
+            KeyDigest(1),
+        );
         assert_eq!(
             k,
             "acgs:auth:load_session:0000000000000abc:00000000000000000000000000000001"
