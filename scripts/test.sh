@@ -85,15 +85,15 @@ echo "$chaos" | grep -q " failed=0 " || { echo "a cached call failed during the 
 
 step "multi_instance (two processes, a redis-server of its own; the invalidation must reach the other)"
 # Whole outputs are kept so a failure shows every step the example printed.
-multi=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --release --example multi_instance) || { echo "$multi"; exit 1; }
+multi=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example multi_instance) || { echo "$multi"; exit 1; }
 echo "$multi" | tail -n 1
 echo "$multi" | tail -n 1 | grep -q "invalidation_seen_by_other=true" || { echo "$multi"; echo "the invalidation did not reach the other instance"; exit 1; }
-multi=$(cargo run --quiet --release --example multi_instance -- --l1-only) || { echo "$multi"; exit 1; }
+multi=$(cargo run --quiet --example multi_instance -- --l1-only) || { echo "$multi"; exit 1; }
 echo "$multi" | tail -n 1
 echo "$multi" | tail -n 1 | grep -q "recomputed_in_process=true" || { echo "$multi"; echo "multi_instance --l1-only did not recompute"; exit 1; }
 
 step "http_service self-test (2000 requests over TCP, an invalidation half-way; no response may fail)"
-http=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --release --example http_service -- --port 0 --self-test 2000) || { echo "$http"; exit 1; }
+http=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example http_service -- --port 0 --self-test 2000) || { echo "$http"; exit 1; }
 echo "$http" | tail -n 1
 echo "$http" | tail -n 1 | grep -q " errors=0 .*invalidation_recomputed=true" || { echo "$http"; echo "http_service answered wrongly or served a decision from before the invalidation"; exit 1; }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use acgs_cache::{Cache, Error};
 use redis::AsyncCommands;
-use support::RedisServer;
+use support::{example, field, RedisServer};
 
 fn instance(server: &RedisServer) -> Cache {
     Cache::builder()
@@ -146,4 +146,33 @@ async fn locks_need_l2_and_a_plain_name() {
             .await,
         Err(Error::InvalidName(_))
     ));
+}
+
+#[test]
+fn one_holder_at_a_time_across_processes_with_fenced_writes() {
+    let server = RedisServer::start();
+    let output = std::process::Command::new(example("ledger_lock"))
+        .args([
+            "--redis-url",
+            &server.url(),
+            "--processes",
+            "4",
+            "--rounds",
+            "15",
+        ])
+        .env_remove("ACGS_CACHE_REDIS_URL")
+        .output()
+        .expect("run the ledger_lock example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ledger_lock: processes="))
+        .unwrap_or_else(|| panic!("no summary line\n{stdout}\n{stderr}"));
+    assert_eq!(field(summary, "acquisitions"), 60, "{stdout}");
+    assert_eq!(field(summary, "overlaps"), 0, "{stdout}");
+    assert_eq!(field(summary, "fenced_rejections"), 0, "{stdout}");
+    assert!(summary.ends_with("tokens_increasing=true"), "{stdout}");
 }

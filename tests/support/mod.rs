@@ -159,3 +159,29 @@ pub fn given_or_started(url: Option<String>) -> (String, Option<RedisServer>) {
 pub fn closed_port_url() -> String {
     format!("redis://127.0.0.1:{}", free_port())
 }
+
+/// An example program built by `cargo test` (which builds the examples
+/// beside the tests): `target/<profile>/examples/<name>`.
+pub fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run through `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// The number after `name=` in a report line.
+pub fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+}
