@@ -142,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("warming {RULES} governance rules from the nightly export:");
     let warmer = cache
         .warmer()
+        .await
         .batch_size(1_000)
         .on_progress(progress("rules", RULES));
     let rules = warmer
@@ -156,6 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("computing {TENANTS} compliance reports, 64 at a time:");
     let reports = cache
         .warmer()
+        .await
         .concurrency(64)
         .batch_size(50)
         .on_progress(progress("reports", u64::from(TENANTS)))

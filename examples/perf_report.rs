@@ -456,12 +456,14 @@ fn warming(rt: &tokio::runtime::Runtime, rounds: usize, n: u64) -> Rounds {
         rounds,
         || {
             let report = rt
-                .block_on(
+                .block_on(async {
                     WARM.warmer()
+                        .await
                         .batch_size(batch)
                         .pipelines_in_flight(in_flight)
-                        .load((0..n).map(|i| warm_entry_ours_blob(i, blob(i)))),
-                )
+                        .load((0..n).map(|i| warm_entry_ours_blob(i, blob(i))))
+                        .await
+                })
                 .expect("warming");
             assert_eq!(report.written, n, "every entry written: {report}");
             report.per_second()

@@ -58,6 +58,7 @@ async fn warmed_entries_are_l2_hits_on_another_instance() {
     let seen = Arc::clone(&progress);
     let report = warming
         .warmer()
+        .await
         .batch_size(100)
         .on_progress(move |p| seen.lock().unwrap().push(p.written))
         .load((0..1_000).map(|id| warm_entry_governance_rule(id, rule(id))))
@@ -93,7 +94,7 @@ async fn an_invalidation_after_the_warmer_started_rejects_what_it_wrote() {
     let server = RedisServer::start();
     let cache = instance(&server, "warm-coherence");
     // Data read for warming...
-    let warmer = cache.warmer();
+    let warmer = cache.warmer().await;
     // ...then the rules change before the warmed values are written.
     cache.invalidate("governance.rules.updated").await.unwrap();
     let report = warmer
@@ -110,6 +111,7 @@ async fn an_invalidation_after_the_warmer_started_rejects_what_it_wrote() {
     // A warmer created after the event writes values that are served.
     cache
         .warmer()
+        .await
         .load([warm_entry_governance_rule(4, rule(4))])
         .await
         .unwrap();
@@ -123,6 +125,7 @@ async fn tagged_entries_keep_their_tags() {
     let cache = instance(&server, "warm-tags");
     cache
         .warmer()
+        .await
         .load([
             warm_entry_compliance(1, 1, "warmed 1/1".to_owned()),
             warm_entry_compliance(2, 1, "warmed 2/1".to_owned()),
@@ -143,6 +146,7 @@ async fn computed_warming_is_bounded_and_skips_none() {
     let peak = Arc::new(AtomicUsize::new(0));
     let report = cache
         .warmer()
+        .await
         .concurrency(4)
         .batch_size(16)
         .compute(0..200u64, |id| {
@@ -177,6 +181,7 @@ async fn without_l2_entries_go_to_l1() {
     let cache = Cache::builder().service("warm-l1").build().unwrap();
     let report = cache
         .warmer()
+        .await
         .load((0..50).map(|id| warm_entry_governance_rule(id, rule(id))))
         .await
         .unwrap();
@@ -203,6 +208,7 @@ async fn entries_of_another_cache_are_rejected_not_misfiled() {
     let other = instance(&server, "warm-other");
     let report = other
         .warmer()
+        .await
         .load([
             warm_entry_pinned(1, 1),
             warm_entry_governance_rule(1, rule(1)),
@@ -213,6 +219,7 @@ async fn entries_of_another_cache_are_rejected_not_misfiled() {
     // The pinned function's own cache can be warmed.
     let report = PINNED
         .warmer()
+        .await
         .load([warm_entry_pinned(2, 20)])
         .await
         .unwrap();
@@ -230,6 +237,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
         .unwrap();
     let outcome = cache
         .warmer()
+        .await
         .load([warm_entry_governance_rule(1, rule(1))])
         .await;
     match outcome {
@@ -239,4 +247,28 @@ async fn an_unreachable_redis_is_a_clear_error() {
         Err(Error::Timeout(_) | Error::Unavailable(_)) => {}
         other => panic!("expected a connection error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_fresh_instance_stamps_entries_with_the_logs_current_position() {
+    let server = RedisServer::start();
+    // The log already holds a matching event from another instance...
+    instance(&server, "warm-fresh")
+        .invalidate("governance.rules.updated")
+        .await
+        .unwrap();
+    // ...and this one has made no call yet: the warmer reads the log first,
+    // so its entries are not stamped older than that event.
+    let fresh = instance(&server, "warm-fresh");
+    fresh
+        .warmer()
+        .await
+        .load([warm_entry_governance_rule(9, rule(9))])
+        .await
+        .unwrap();
+    let reader = instance(&server, "warm-fresh");
+    assert_eq!(reader.scope(governance_rule(9)).await.unwrap(), rule(9));
+    let stats = reader.stats().await;
+    let f = stats.function("governance_rule").unwrap();
+    assert_eq!((f.l2_hits, f.misses), (1, 0), "{f:?}");
 }

@@ -217,6 +217,10 @@ impl L2Tier {
         self.settings.soft_timeout
     }
 
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
     /// A connection of its own (for blocking reads), outside the pool.
     pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection, Error> {
         if self.breaker.is_open() {

@@ -179,14 +179,21 @@ impl fmt::Debug for Warmer<'_> {
 
 impl Cache {
     /// A warmer for this cache's functions. Values it writes must be read
-    /// from their source after this call (or see
+    /// from their source after this call returns (or see
     /// [`Warmer::computed_since`]): an invalidation after it rejects them.
+    ///
+    /// With L2, this first makes sure the instance has read the
+    /// invalidation log up to now (waiting at most the connect timeout plus
+    /// the soft timeout), so that the position it records is the log's
+    /// current one; otherwise the entries would be stamped older than events
+    /// the log already holds, and rejected.
     ///
     /// ```
     /// use acgs_cache_core::Cache;
     /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
     /// let report = cache
     ///     .warmer()
+    ///     .await
     ///     .batch_size(1_000)
     ///     .on_progress(|p| eprintln!("warming: {p}"))
     ///     .load(Vec::new()) // entries from the `warm_entry_<fn>` companions
@@ -194,8 +201,15 @@ impl Cache {
     /// assert_eq!(report.entries, 0);
     /// # Ok(()) }
     /// ```
-    #[must_use]
-    pub fn warmer(&self) -> Warmer<'_> {
+    pub async fn warmer(&self) -> Warmer<'_> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.inner.l2 {
+            crate::log::ensure_tailer(&self.inner);
+            let patience = l2.connect_timeout() + l2.soft_timeout();
+            if !self.inner.coherence.wait_listening(patience).await {
+                tracing::warn!(target: "acgs_cache", "warming before the invalidation log could be read: entries may be rejected as older than events in it");
+            }
+        }
         Warmer {
             cache: self,
             position: self.inner.coherence.head(),
