@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 mod common;
 
-use common::{decision, Decision};
+use common::{decision, runtime, Decision};
 
 #[cached(ttl = "policy_decision")]
 async fn l1_decision(policy_id: u64, subject: &str) -> Decision {
@@ -43,13 +43,6 @@ async fn l2_decision(policy_id: u64, subject: &str) -> Decision {
     decision(policy_id, subject)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Times `iters` sequential awaits of `f` inside one `block_on`, so the
 /// executor's entry cost is not part of the figure.
 macro_rules! timed {
@@ -65,7 +58,7 @@ macro_rules! timed {
 }
 
 fn l1_hit(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(1);
     Cache::builder()
         .service("bench-hit-path")
         .build()
@@ -112,7 +105,7 @@ fn l1_hit(c: &mut Criterion) {
 }
 
 fn l2_hit(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(1);
     let raw = rt.block_on(async {
         let client = redis::Client::open(redis_url()).ok()?;
         tokio::time::timeout(

@@ -19,7 +19,7 @@ use criterion::{criterion_group, Criterion};
 
 mod common;
 
-use common::{decision, spread, Decision};
+use common::{decision, runtime, spread, Decision};
 
 static SERVER: LazyLock<std::sync::Mutex<support::RedisServer>> =
     LazyLock::new(|| std::sync::Mutex::new(support::RedisServer::start()));
@@ -61,14 +61,6 @@ async fn ours_l2(policy_id: u64) -> Result<Decision, PeerError> {
 #[concurrent_cached(redis = true, ttl_secs = 300, map_error = |e| PeerError(format!("{e:?}")))]
 async fn peer_l2(policy_id: u64) -> Result<Decision, PeerError> {
     Ok(decision(policy_id, "alice"))
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn l1_2_threads(c: &mut Criterion) {

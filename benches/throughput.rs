@@ -23,7 +23,7 @@ use criterion::{criterion_group, Criterion};
 
 mod common;
 
-use common::{decision, spread, Decision};
+use common::{decision, runtime, spread, Decision};
 
 /// Started on first use, stopped at the end of `main` (statics are never dropped).
 static SERVER: LazyLock<std::sync::Mutex<support::RedisServer>> =
@@ -76,14 +76,6 @@ const KEYS: u64 = 65_536;
 fn raw_connection(rt: &tokio::runtime::Runtime) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url()).unwrap();
     rt.block_on(client.get_multiplexed_async_connection())
-        .unwrap()
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
         .unwrap()
 }
 

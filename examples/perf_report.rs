@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache};
 use cached::macros::{cached as peer_cached, concurrent_cached};
-use common::{decision, Decision};
+use common::{decision, runtime, Decision};
 use futures_util::StreamExt;
 
 /// Keys the L2 comparisons spread over: far more than the concurrent
@@ -185,17 +185,6 @@ where
     Fut: Future + Send,
 {
     common::spread(rt, n, tasks, op).as_nanos() as f64 / n as f64
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    builder.enable_all().build().expect("runtime")
 }
 
 struct Row {

@@ -57,3 +57,17 @@ where
         start.elapsed()
     })
 }
+
+/// A runtime for the measurements: current-thread for one thread (no
+/// scheduler hand-offs in the figure), multi-thread otherwise.
+#[allow(dead_code)] // not every bench builds its own
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build().expect("runtime")
+}
