@@ -326,7 +326,7 @@ impl Cache {
         let mut look_again = false;
         let leader = loop {
             if look_again {
-                match self.read_l1::<S::Value>(&call).await {
+                match Box::pin(self.read_l1::<S::Value>(&call)).await {
                     Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
                     Found::Stale(value) => stale = Some(value),
                     Found::Nothing => {}
@@ -361,7 +361,11 @@ impl Cache {
                 Found::Nothing => {}
             }
             if site.lock || function.policy.lock() {
-                match self.lock_or_wait::<S::Value>(&call, l2, key).await {
+                // Boxed, like the computation and the store below: the
+                // state of what follows the L2 read would otherwise weigh on
+                // every L2 hit's future (the allocation for a large one
+                // cost more than the rest of our part of an L2 hit).
+                match Box::pin(self.lock_or_wait::<S::Value>(&call, l2, key)).await {
                     Ok(lock) => _fleet_lock = lock,
                     Err(value) => return land::<S>(leader, value),
                 }
@@ -380,12 +384,15 @@ impl Cache {
             .stale_timeout()
             .filter(|_| fallback.is_some());
         let computed = AssertUnwindSafe(compute).catch_unwind();
-        let outcome = match timeout {
-            Some(limit) => tokio::time::timeout(limit, computed)
-                .await
-                .map_err(|_| "took longer than its stale timeout"),
-            None => Ok(computed.await),
-        };
+        let outcome = Box::pin(async move {
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, computed)
+                    .await
+                    .map_err(|_| "took longer than its stale timeout"),
+                None => Ok(computed.await),
+            }
+        })
+        .await;
         let (tags, out) = match outcome {
             Ok(Ok(computed)) => computed,
             Ok(Err(panic)) if fallback.is_none() => std::panic::resume_unwind(panic), // waiters retry
@@ -426,7 +433,7 @@ impl Cache {
         };
         #[cfg(not(feature = "redis"))]
         let write = L2Write::Awaited;
-        self.store(&call, value, ttl, tags, position, write).await;
+        Box::pin(self.store(&call, value, ttl, tags, position, write)).await;
         #[cfg(feature = "redis")]
         if let Some(lock) = _fleet_lock {
             let _ = lock.release().await;
@@ -619,7 +626,7 @@ impl Cache {
         if !coherence.is_listening()
             && (!l2.is_available()
                 || coherence.has_listened()
-                || !coherence.wait_listening(l2.soft_timeout()).await)
+                || !Box::pin(coherence.wait_listening(l2.soft_timeout())).await)
         {
             function.counters.errors.inc();
             return Found::Nothing;
@@ -656,8 +663,11 @@ impl Cache {
         }
         function.counters.l2_hits.inc();
         let remaining = Duration::from_millis(header.expires_at_ms - now);
-        self.fill_l1(call, &value, tags, remaining, bytes.len(), position)
-            .await;
+        if self.inner.config.l1_enabled {
+            // Boxed: moka's insert future is large, and every L2 hit's
+            // future would carry it.
+            Box::pin(self.fill_l1(call, &value, tags, remaining, bytes.len(), position)).await;
+        }
         Found::Fresh(value)
     }
 

@@ -176,17 +176,16 @@ pub(crate) fn redis_key_prefix(
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn redis_key(key_prefix: &str, digest: KeyDigest) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut key = String::with_capacity(key_prefix.len() + 32);
-    key.push_str(key_prefix);
     // Formatting machinery (`{:032x}`) was a visible share of an L2 call.
-    key.extend(
-        digest
-            .0
-            .to_be_bytes()
-            .iter()
-            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
-            .map(char::from),
-    );
+    let mut hex = [0u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.0.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    let mut key = String::with_capacity(key_prefix.len() + hex.len());
+    key.push_str(key_prefix);
+    // Only ASCII hex digits were written: the conversion cannot fail.
+    key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     key
 }
 

@@ -121,6 +121,12 @@ impl L2Tier {
         if let Some(lane) = self.current_lane() {
             return Ok(lane.handle.clone());
         }
+        // Boxed: every operation's future would otherwise carry the
+        // waiting machinery of this rare path.
+        Box::pin(self.wait_for_lane()).await
+    }
+
+    async fn wait_for_lane(self: &Arc<Self>) -> Result<MultiplexedConnection, Error> {
         let mut attempts = self.attempts.subscribe();
         self.start_reconnect();
         let wait = async {
