@@ -393,3 +393,34 @@ async fn background_l2_writes_land_after_the_miss_returns() {
     let f = stats.function("decide").unwrap();
     assert_eq!((f.l2_hits, f.misses), (1, 0), "{f:?}");
 }
+
+#[tokio::test]
+async fn a_failed_background_write_is_counted() {
+    let mut server = RedisServer::start();
+    let writer = Cache::builder()
+        .redis_url(server.url())
+        .service("background-fail")
+        .background_l2_writes(true)
+        .build()
+        .unwrap();
+    writer.scope(decide(1, "ann")).await; // connected, log read
+    server.pause(); // Redis hangs: the next write times out in the background
+    let value = writer.scope(decide(2, "ann")).await;
+    assert_eq!(value.policy_id, 2, "the caller is answered regardless");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let stats = writer.stats().await;
+        let f = stats.function("decide").unwrap();
+        // One for the read that timed out, one for the background write.
+        if f.errors >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed write was never counted: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.resume();
+    drop(server);
+}
