@@ -396,7 +396,7 @@ async fn background_l2_writes_land_after_the_miss_returns() {
 
 #[tokio::test]
 async fn a_failed_background_write_is_counted() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let writer = Cache::builder()
         .redis_url(server.url())
         .service("background-fail")
