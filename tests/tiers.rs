@@ -424,3 +424,27 @@ async fn a_failed_background_write_is_counted() {
     server.resume();
     drop(server);
 }
+
+#[tokio::test]
+async fn connect_reads_the_log_before_the_first_call_or_fails_fast() {
+    let server = RedisServer::start();
+    let cache = cache(&server, "connect");
+    cache.connect().await.unwrap();
+    assert!(cache.stats().await.invalidations.listening);
+
+    let unreachable = Cache::builder()
+        .service("connect")
+        .redis_url(support::closed_port_url())
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    assert!(unreachable.connect().await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let l1_only = Cache::builder().service("connect").build().unwrap();
+    l1_only.connect().await.unwrap();
+}

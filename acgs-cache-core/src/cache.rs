@@ -276,6 +276,42 @@ impl Cache {
         Err(Error::Unavailable("no L2 configured"))
     }
 
+    /// Connects to L2 and reads the invalidation log up to now, waiting at
+    /// most the connect timeout plus the soft timeout. Optional: the first
+    /// cached call does the same lazily (its first L2 read then waits for the
+    /// log, at most the soft timeout). Call it at startup to take that wait
+    /// out of the first requests, or to fail fast on a Redis that cannot be
+    /// reached. Without L2 it returns at once.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .redis_url("redis://127.0.0.1:6379")
+    ///     .build()?;
+    /// cache.connect().await?; // before the service takes traffic
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The Redis, pool or timeout error when L2 does not answer a `PING`;
+    /// [`Error::Unavailable`] when the log could not be read in time. Cached
+    /// calls work either way (they go on without L2 until it answers).
+    pub async fn connect(&self) -> Result<(), Error> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.inner.l2 {
+            l2.ping().await?;
+            crate::log::ensure_tailer(&self.inner);
+            let patience = l2.connect_timeout() + l2.soft_timeout();
+            if !self.inner.coherence.wait_listening(patience).await {
+                return Err(Error::Unavailable(
+                    "the invalidation log could not be read in time",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `service:function`, the scope of a function's invalidations.
     pub(crate) fn function_scope(&self, function: &str) -> String {
         format!("{}:{function}", self.inner.config.service)

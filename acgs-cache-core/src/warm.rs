@@ -182,11 +182,10 @@ impl Cache {
     /// from their source after this call returns (or see
     /// [`Warmer::computed_since`]): an invalidation after it rejects them.
     ///
-    /// With L2, this first makes sure the instance has read the
-    /// invalidation log up to now (waiting at most the connect timeout plus
-    /// the soft timeout), so that the position it records is the log's
-    /// current one; otherwise the entries would be stamped older than events
-    /// the log already holds, and rejected.
+    /// With L2, this first [connects](Cache::connect): the instance reads
+    /// the invalidation log up to now, so that the position it records is
+    /// the log's current one; otherwise the entries would be stamped older
+    /// than events the log already holds, and rejected.
     ///
     /// ```
     /// use acgs_cache_core::Cache;
@@ -202,13 +201,8 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn warmer(&self) -> Warmer<'_> {
-        #[cfg(feature = "redis")]
-        if let Some(l2) = &self.inner.l2 {
-            crate::log::ensure_tailer(&self.inner);
-            let patience = l2.connect_timeout() + l2.soft_timeout();
-            if !self.inner.coherence.wait_listening(patience).await {
-                tracing::warn!(target: "acgs_cache", "warming before the invalidation log could be read: entries may be rejected as older than events in it");
-            }
+        if let Err(e) = self.connect().await {
+            tracing::warn!(target: "acgs_cache", error = %e, "warming before the invalidation log could be read: entries may be rejected as older than events in it");
         }
         Warmer {
             cache: self,
