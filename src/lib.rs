@@ -19,7 +19,7 @@ pub use acgs_cache_core::session;
 pub use acgs_cache_core::token;
 
 #[cfg(feature = "redis")]
-pub use acgs_cache_core::DistributedLock;
+pub use acgs_cache_core::{DistributedLock, FleetFunction, FleetMember, FleetStats};
 
 /// Caches an `async fn` in two tiers (L1 in process, L2 in Redis).
 ///

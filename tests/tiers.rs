@@ -448,3 +448,36 @@ async fn connect_reads_the_log_before_the_first_call_or_fails_fast() {
     let l1_only = Cache::builder().service("connect").build().unwrap();
     l1_only.connect().await.unwrap();
 }
+
+/// Connected clients of `server`, as it counts them.
+async fn connected_clients(server: &RedisServer) -> u64 {
+    let mut raw = server.raw().await;
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dropped_cache_closes_its_connections() {
+    let server = RedisServer::start();
+    let before = connected_clients(&server).await;
+    let cache = cache(&server, "dropped");
+    cache.scope(decide(1, "ann")).await; // lane, log tailer, fleet publisher
+    assert!(connected_clients(&server).await > before);
+    drop(cache);
+    // The background tasks let go of the cache; its connections close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while connected_clients(&server).await > before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped cache kept its connections"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

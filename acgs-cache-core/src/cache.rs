@@ -122,6 +122,10 @@ pub(crate) struct CacheConfig {
     /// another instance's value.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
     pub(crate) lock_lease: Duration,
+    /// How often this instance publishes its stats for the fleet view
+    /// (zero: never).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fleet_interval: Duration,
     /// Whether a miss returns before its L2 write is acknowledged.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) background_l2_writes: bool,
@@ -446,6 +450,7 @@ pub struct CacheBuilder {
     probe_interval: Duration,
     lock_lease: Duration,
     background_l2_writes: bool,
+    fleet_interval: Duration,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -482,6 +487,7 @@ impl Default for CacheBuilder {
             probe_interval: Duration::from_millis(250),
             lock_lease: Duration::from_secs(10),
             background_l2_writes: false,
+            fleet_interval: Duration::from_secs(5),
         }
     }
 }
@@ -564,6 +570,15 @@ impl CacheBuilder {
     /// Maximum connections in the Redis pool (default 4).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// How often this instance publishes its stats to Redis for the fleet
+    /// view ([`Cache::fleet_stats`](crate::Cache::fleet_stats), the operator
+    /// tools): default every 5 s, into a key that expires after three
+    /// intervals; `Duration::ZERO` turns it off.
+    pub fn fleet_interval(mut self, interval: Duration) -> Self {
+        self.fleet_interval = interval;
         self
     }
 
@@ -734,6 +749,7 @@ impl CacheBuilder {
             retention: self.retention,
             lock_lease: self.lock_lease,
             background_l2_writes: self.background_l2_writes,
+            fleet_interval: self.fleet_interval,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };

@@ -284,6 +284,15 @@ impl L2Tier {
         self.on_lane(async |conn| cmd.query_async(conn).await).await
     }
 
+    /// Runs a pipeline on the lane within the soft timeout.
+    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        self.on_lane(async |conn| pipe.query_async(conn).await)
+            .await
+    }
+
     /// Runs a Lua script (`EVALSHA`, loading it on first use) on the lane.
     pub(crate) async fn run_script<T: redis::FromRedisValue>(
         self: &Arc<Self>,

@@ -17,6 +17,8 @@ mod codec;
 mod coherence;
 mod envelope;
 mod error;
+#[cfg(feature = "redis")]
+mod fleet;
 mod flight;
 pub mod grammar;
 mod invalidation;
@@ -43,6 +45,9 @@ pub use codec::Codec;
 pub use coherence::Consistency;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
 pub use key::{fingerprint, KeyDigest};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -102,6 +102,8 @@ pub(crate) fn ensure_tailer(inner: &Arc<Inner>) {
         && !inner.tailer_started.swap(true, Ordering::AcqRel)
     {
         tokio::spawn(tail(Arc::downgrade(inner)));
+        // The instance's other background work starts with its first use of L2 too.
+        crate::fleet::spawn_publisher(inner);
     }
 }
 
@@ -110,10 +112,13 @@ async fn tail(weak: Weak<Inner>) {
     let mut cursor = LogPosition::ORIGIN;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        match follow(&inner, &weak, &mut cursor).await {
+        // The task holds the cache only while it works on it (never across
+        // `follow`), so that dropping the last handle ends the task and
+        // frees the cache.
+        match follow(&weak, &mut cursor).await {
             Ok(()) => return, // the cache was dropped
             Err(e) => {
+                let Some(inner) = weak.upgrade() else { return };
                 if inner.coherence.is_listening() {
                     tracing::warn!(target: "acgs_cache", error = %e, "lost the invalidation log; catching up when redis answers");
                 } else {
@@ -122,7 +127,6 @@ async fn tail(weak: Weak<Inner>) {
                 inner.coherence.set_listening(false);
             }
         }
-        drop(inner);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -130,18 +134,20 @@ async fn tail(weak: Weak<Inner>) {
 
 /// Catches up from `cursor`, then follows new records. Returns `Ok` when the
 /// cache is gone, `Err` when the connection fails.
-async fn follow(
-    inner: &Arc<Inner>,
-    weak: &Weak<Inner>,
-    cursor: &mut LogPosition,
-) -> Result<(), Error> {
-    let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
-    let stream = stream_key(&inner.config.prefix);
-    let mut conn = l2.dedicated_connection().await?;
-    raise_floor_if_trimmed(inner, &mut conn, &stream, *cursor).await?;
-    while read_batch(inner, &mut conn, &stream, cursor, None).await? == BATCH {}
-    inner.coherence.set_listening(true);
-    tracing::debug!(target: "acgs_cache", %cursor, "invalidation log caught up");
+async fn follow(weak: &Weak<Inner>, cursor: &mut LogPosition) -> Result<(), Error> {
+    let (mut conn, stream) = {
+        let Some(inner) = weak.upgrade() else {
+            return Ok(());
+        };
+        let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
+        let stream = stream_key(&inner.config.prefix);
+        let mut conn = l2.dedicated_connection().await?;
+        raise_floor_if_trimmed(&inner, &mut conn, &stream, *cursor).await?;
+        while read_batch(&inner, &mut conn, &stream, cursor, None).await? == BATCH {}
+        inner.coherence.set_listening(true);
+        tracing::debug!(target: "acgs_cache", %cursor, "invalidation log caught up");
+        (conn, stream)
+    };
     loop {
         // Hold the cache only while processing, so dropping it ends the task.
         let Some(inner) = weak.upgrade() else {

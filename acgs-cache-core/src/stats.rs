@@ -1,11 +1,12 @@
 //! Per-function counters and the `stats()` snapshot.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::envelope::Reject;
 
@@ -71,8 +72,8 @@ impl FunctionCounters {
         let coalesced = self.coalesced.get();
         let stale_served = self.stale_served.get();
         FunctionStats {
-            function,
-            policy,
+            function: Cow::Borrowed(function),
+            policy: Cow::Borrowed(policy),
             calls: l1_hits + l2_hits + misses + bypassed + coalesced,
             l1_hits,
             l2_hits,
@@ -86,7 +87,7 @@ impl FunctionCounters {
             refreshes: self.refreshes.get(),
             rejected: Reject::ALL
                 .iter()
-                .map(|r| (r.as_str(), self.rejected[*r as usize].get()))
+                .map(|r| (Cow::Borrowed(r.as_str()), self.rejected[*r as usize].get()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
         }
@@ -94,13 +95,13 @@ impl FunctionCounters {
 }
 
 /// One function's figures in a [`StatsSnapshot`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FunctionStats {
     /// The cached function's name.
-    pub function: &'static str,
+    pub function: Cow<'static, str>,
     /// Its TTL policy's name.
-    pub policy: &'static str,
+    pub policy: Cow<'static, str>,
     /// Calls answered: hits + misses + bypassed + coalesced.
     pub calls: u64,
     /// Answered from L1.
@@ -124,7 +125,7 @@ pub struct FunctionStats {
     /// Background refreshes (refresh-ahead).
     pub refreshes: u64,
     /// Stored bytes that were not used, by reason (see [`Reject`]).
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<Cow<'static, str>, u64>,
 }
 
 impl FunctionStats {
@@ -140,7 +141,7 @@ impl FunctionStats {
 }
 
 /// A point-in-time copy of a cache's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
     /// Per function, in the order they were first called.
@@ -158,7 +159,7 @@ pub struct StatsSnapshot {
 }
 
 /// Invalidation figures of one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InvalidationStats {
     /// Invalidations this instance sent.
@@ -185,9 +186,20 @@ impl StatsSnapshot {
     /// Sums over all functions (`function` and `policy` are `"*"`).
     #[must_use]
     pub fn totals(&self) -> FunctionStats {
-        let mut total = FunctionStats {
-            function: "*",
-            policy: "*",
+        let mut total = FunctionStats::empty(Cow::Borrowed("*"), Cow::Borrowed("*"));
+        for f in &self.functions {
+            total.add(f);
+        }
+        total
+    }
+}
+
+impl FunctionStats {
+    /// All counts zero.
+    pub(crate) fn empty(function: Cow<'static, str>, policy: Cow<'static, str>) -> Self {
+        FunctionStats {
+            function,
+            policy,
             calls: 0,
             l1_hits: 0,
             l2_hits: 0,
@@ -200,24 +212,25 @@ impl StatsSnapshot {
             lock_waits: 0,
             refreshes: 0,
             rejected: BTreeMap::new(),
-        };
-        for f in &self.functions {
-            total.calls += f.calls;
-            total.l1_hits += f.l1_hits;
-            total.l2_hits += f.l2_hits;
-            total.misses += f.misses;
-            total.bypassed += f.bypassed;
-            total.errors += f.errors;
-            total.not_stored += f.not_stored;
-            total.coalesced += f.coalesced;
-            total.stale_served += f.stale_served;
-            total.lock_waits += f.lock_waits;
-            total.refreshes += f.refreshes;
-            for (reason, n) in &f.rejected {
-                *total.rejected.entry(reason).or_default() += n;
-            }
         }
-        total
+    }
+
+    /// Adds `other`'s counts to these.
+    pub(crate) fn add(&mut self, other: &FunctionStats) {
+        self.calls += other.calls;
+        self.l1_hits += other.l1_hits;
+        self.l2_hits += other.l2_hits;
+        self.misses += other.misses;
+        self.bypassed += other.bypassed;
+        self.errors += other.errors;
+        self.not_stored += other.not_stored;
+        self.coalesced += other.coalesced;
+        self.stale_served += other.stale_served;
+        self.lock_waits += other.lock_waits;
+        self.refreshes += other.refreshes;
+        for (reason, n) in &other.rejected {
+            *self.rejected.entry(reason.clone()).or_default() += n;
+        }
     }
 }
 
