@@ -66,7 +66,7 @@ pub enum CodecError {
 
 /// Redacts the password of a Redis URL so configuration can be shown in
 /// `Debug` output and logs.
-pub(crate) struct RedactedUrl<'a>(pub(crate) &'a str);
+pub struct RedactedUrl<'a>(pub &'a str);
 
 impl fmt::Debug for RedactedUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -93,6 +93,9 @@ pub mod __private {
 
     pub use crate::{Error, LogPosition};
 
+    /// A Redis URL shown without its credentials (for the operator CLI).
+    pub use crate::error::RedactedUrl;
+
     /// Invalidates one entry of `function` (the `invalidate_<fn>` companions).
     ///
     /// # Errors

@@ -1,0 +1,398 @@
+//! `acgs-cache`: the operator CLI (feature `cli`).
+//!
+//! ```text
+//! cargo run --features cli --bin acgs-cache -- --help
+//! ```
+//!
+//! Talks to the Redis the services share (`--redis-url` or
+//! `ACGS_CACHE_REDIS_URL`), under their key prefix (`--prefix`, default
+//! `acgs`). Every command prints a table, or JSON with `--json`; errors go to
+//! stderr with exit status 1 (bad input) or 2 (Redis unreachable).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use acgs_cache::__private::RedactedUrl;
+use acgs_cache::{decode_header, Cache, Error};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "acgs-cache",
+    version,
+    about = "Operate acgs-cache fleets: stats, invalidation, inspection"
+)]
+struct Cli {
+    /// The Redis the services share.
+    #[arg(long, env = "ACGS_CACHE_REDIS_URL", hide_env_values = true)]
+    redis_url: String,
+    /// The services' key prefix.
+    #[arg(long, default_value = "acgs")]
+    prefix: String,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every instance's published stats, summed per service and function.
+    Stats,
+    /// Whether Redis answers (and how fast), and how many instances publish.
+    Health,
+    /// Publishes an invalidation event (e.g. `governance.rules.updated`) to every instance.
+    Invalidate {
+        /// The event name: dot-separated segments of letters, digits, `_`, `-`.
+        event: String,
+    },
+    /// Decodes the envelope header of one stored entry.
+    Inspect {
+        /// The entry's full Redis key (see `keys`).
+        key: String,
+    },
+    /// Lists the stored entries of one function (a bounded SCAN, never KEYS).
+    Keys {
+        /// The function's name.
+        function: String,
+        /// The service that owns it.
+        #[arg(long)]
+        service: String,
+        /// At most this many keys.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Invalidates every entry of one function on every instance, then deletes its keys.
+    Purge {
+        /// The function's name.
+        function: String,
+        /// The service that owns it.
+        #[arg(long)]
+        service: String,
+    },
+}
+
+/// A failure, and the exit status it maps to.
+enum Failure {
+    Input(String),
+    Redis(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidName(_) | Error::Config(_) => Failure::Input(e.to_string()),
+            other => Failure::Redis(other.to_string()),
+        }
+    }
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Self {
+        Failure::Redis(e.to_string())
+    }
+}
+
+/// The most SCAN round trips one command makes.
+const MAX_SCAN_CALLS: usize = 1_000;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acgs-cache: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(message)) => {
+            eprintln!("acgs-cache: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Redis(message)) => {
+            eprintln!(
+                "acgs-cache: redis at {}: {message}",
+                RedactedUrl(&cli.redis_url)
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A cache handle for `service` that never publishes stats of its own.
+fn cache(cli: &Cli, service: &str) -> Result<Cache, Failure> {
+    Ok(Cache::builder()
+        .prefix(&cli.prefix)
+        .service(service)
+        .redis_url(&cli.redis_url)
+        .fleet_interval(Duration::ZERO)
+        .connect_timeout(Duration::from_secs(2))
+        .l2_soft_timeout(Duration::from_secs(2))
+        .build()?)
+}
+
+async fn redis(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure> {
+    let client = redis::Client::open(cli.redis_url.as_str())
+        .map_err(|e| Failure::Input(format!("bad redis URL: {e}")))?;
+    let connect = client.get_multiplexed_async_connection();
+    tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .map_err(|_| Failure::Redis("no answer within 2 s".into()))?
+        .map_err(Failure::from)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Input(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A key segment (service or function name): no separator, no glob characters.
+fn segment(what: &str, value: &str) -> Result<(), Failure> {
+    if value.is_empty() || value.contains([':', '*', '?', '[', ']', ' ']) {
+        return Err(Failure::Input(format!(
+            "{what} {value:?} must be non-empty, without `:`, spaces or glob characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Stats => stats(cli).await,
+        Command::Health => health(cli).await,
+        Command::Invalidate { event } => {
+            let position = cache(cli, "acgs-cli")?.invalidate(event).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "event": event, "position": position }))
+            } else {
+                println!(
+                    "invalidated {event} at log position {}-{}",
+                    position.ms, position.seq
+                );
+                Ok(())
+            }
+        }
+        Command::Inspect { key } => inspect(cli, key).await,
+        Command::Keys {
+            function,
+            service,
+            limit,
+        } => {
+            segment("service", service)?;
+            segment("function", function)?;
+            let keys = scan(
+                cli,
+                &format!("{}:{service}:{function}:*", cli.prefix),
+                *limit,
+            )
+            .await?;
+            if cli.json {
+                print_json(&keys)
+            } else {
+                for key in &keys {
+                    println!("{key}");
+                }
+                eprintln!("{} key(s) (limit {limit})", keys.len());
+                Ok(())
+            }
+        }
+        Command::Purge { function, service } => {
+            segment("service", service)?;
+            segment("function", function)?;
+            // The log first: every instance drops its copies, even of keys
+            // the scan below misses.
+            let position = cache(cli, service)?.invalidate_function(function).await?;
+            let mut conn = redis(cli).await?;
+            let mut deleted = 0u64;
+            loop {
+                let keys = scan(
+                    cli,
+                    &format!("{}:{service}:{function}:*", cli.prefix),
+                    1_000,
+                )
+                .await?;
+                if keys.is_empty() {
+                    break;
+                }
+                deleted += redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<u64>(&mut conn)
+                    .await?;
+            }
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "service": service, "function": function,
+                    "invalidated_at": position, "deleted_keys": deleted,
+                }))
+            } else {
+                println!("purged {service}/{function}: invalidated on every instance, {deleted} key(s) deleted");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// At most `limit` keys matching `pattern` (SCAN, bounded in calls too).
+async fn scan(cli: &Cli, pattern: &str, limit: usize) -> Result<Vec<String>, Failure> {
+    let mut conn = redis(cli).await?;
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    for _ in 0..MAX_SCAN_CALLS {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut conn)
+            .await?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() >= limit {
+            break;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys.truncate(limit);
+    Ok(keys)
+}
+
+async fn stats(cli: &Cli) -> Result<(), Failure> {
+    let fleet = cache(cli, "acgs-cli")?.fleet_stats().await?;
+    if cli.json {
+        return print_json(&fleet);
+    }
+    println!(
+        "{:<24} {:<28} {:>5} {:>10} {:>6} {:>10} {:>10} {:>8} {:>7}",
+        "service", "function", "inst", "calls", "hit%", "l1_hits", "l2_hits", "misses", "errors"
+    );
+    for f in &fleet.functions {
+        let s = &f.stats;
+        println!(
+            "{:<24} {:<28} {:>5} {:>10} {:>6.1} {:>10} {:>10} {:>8} {:>7}",
+            f.service,
+            s.function,
+            f.instances,
+            s.calls,
+            s.hit_ratio() * 100.0,
+            s.l1_hits,
+            s.l2_hits,
+            s.misses,
+            s.errors
+        );
+    }
+    eprintln!(
+        "{} instance(s) publishing{}",
+        fleet.members.len(),
+        if fleet.unreadable > 0 {
+            format!(", {} unreadable key(s)", fleet.unreadable)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+async fn health(cli: &Cli) -> Result<(), Failure> {
+    let cache = cache(cli, "acgs-cli")?;
+    let rtt = cache.ping_l2().await?;
+    cache.connect().await?;
+    let fleet = cache.fleet_stats().await?;
+    let log_length: u64 = redis::cmd("XLEN")
+        .arg(format!("{}:invalidation-log", cli.prefix))
+        .query_async(&mut redis(cli).await?)
+        .await?;
+    if cli.json {
+        print_json(&serde_json::json!({
+            "redis": "ok",
+            "ping_rtt_us": rtt.as_micros(),
+            "invalidation_log_length": log_length,
+            "instances": fleet.members.len(),
+        }))
+    } else {
+        println!(
+            "redis ok (PING {:.2} ms), invalidation log {log_length} event(s), {} instance(s) publishing",
+            rtt.as_secs_f64() * 1000.0,
+            fleet.members.len()
+        );
+        Ok(())
+    }
+}
+
+async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
+    let mut conn = redis(cli).await?;
+    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+    let Some(bytes) = bytes else {
+        return Err(Failure::Input(format!("no key {key:?}")));
+    };
+    let pttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
+    let (header, payload) = decode_header(&bytes).map_err(|reason| {
+        Failure::Input(format!(
+            "{key:?} is not an acgs-cache entry ({})",
+            reason.as_str()
+        ))
+    })?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let age_ms = now_ms.saturating_sub(header.created_at_ms);
+    let fresh_ms = header.expires_at_ms.saturating_sub(now_ms);
+    if cli.json {
+        return print_json(&serde_json::json!({
+            "key": key,
+            "size_bytes": bytes.len(),
+            "payload_bytes": payload.len(),
+            "header": header,
+            "age_ms": age_ms,
+            "fresh_for_ms": fresh_ms,
+            "redis_pttl_ms": pttl,
+        }));
+    }
+    println!("key          {key}");
+    println!(
+        "size         {} bytes ({} payload)",
+        bytes.len(),
+        payload.len()
+    );
+    let codec = match header.codec {
+        id if id == acgs_cache::Codec::Postcard.id() => "postcard",
+        id if id == acgs_cache::Codec::Json.id() => "json",
+        _ => "unknown",
+    };
+    println!("codec        {codec}");
+    println!(
+        "compressed   {}",
+        header.flags & acgs_cache::FLAG_COMPRESSED != 0
+    );
+    println!("fingerprint  {:016x}", header.fingerprint);
+    println!("age          {:.1} s", age_ms as f64 / 1000.0);
+    println!(
+        "fresh for    {:.1} s (then kept {} ms more for stale-if-error)",
+        fresh_ms as f64 / 1000.0,
+        pttl.max(0)
+            .saturating_sub(i64::try_from(fresh_ms).unwrap_or(i64::MAX))
+            .max(0)
+    );
+    println!(
+        "log position {}-{}",
+        header.log_position.ms, header.log_position.seq
+    );
+    println!(
+        "tags         {}",
+        if header.tags.is_empty() {
+            "-".to_owned()
+        } else {
+            header.tags.join(", ")
+        }
+    );
+    Ok(())
+}

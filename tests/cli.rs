@@ -1,0 +1,171 @@
+//! The operator CLI (`--features cli`) against a real redis-server: each
+//! command, its JSON, and its errors on bad input or an unreachable Redis.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use acgs_cache::{cached, Cache};
+use support::RedisServer;
+
+#[cached(ttl = "compliance_checks", tags = ["tenant.{tenant}"])]
+async fn compliance(tenant: u32) -> String {
+    format!("computed at {:?}", Instant::now())
+}
+
+fn cli(server_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acgs-cache"))
+        .arg("--redis-url")
+        .arg(server_url)
+        .args(args)
+        .env_remove("ACGS_CACHE_REDIS_URL")
+        .output()
+        .expect("run the CLI")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn service(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .service("cli-svc")
+        .redis_url(server.url())
+        .fleet_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_and_stats_see_the_fleet() {
+    let server = RedisServer::start();
+    let cache = service(&server);
+    cache.scope(compliance(1)).await;
+    cache.scope(compliance(1)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // a few publications
+
+    let health = cli(&server.url(), &["health"]);
+    assert!(health.status.success(), "{}", stderr(&health));
+    assert!(
+        stdout(&health).contains("1 instance(s) publishing"),
+        "{}",
+        stdout(&health)
+    );
+
+    let stats = cli(&server.url(), &["stats"]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let table = stdout(&stats);
+    let row = table
+        .lines()
+        .find(|l| l.contains("compliance"))
+        .unwrap_or_else(|| panic!("no row: {table}"));
+    assert!(row.starts_with("cli-svc"), "{row}");
+
+    let json = cli(&server.url(), &["--json", "stats"]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["functions"][0]["stats"]["calls"], 2, "{parsed}");
+    assert_eq!(parsed["functions"][0]["stats"]["l1_hits"], 1, "{parsed}");
+}
+
+#[tokio::test]
+async fn invalidate_reaches_the_services() {
+    let server = RedisServer::start();
+    let cache = service(&server);
+    let first = cache.scope(compliance(7)).await;
+    assert_eq!(cache.scope(compliance(7)).await, first);
+    let out = cli(&server.url(), &["invalidate", "tenant.7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The service hears the event through the log (within the propagation delay).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while cache.scope(compliance(7)).await == first {
+        assert!(Instant::now() < deadline, "the invalidation never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bad = cli(&server.url(), &["invalidate", "tenant 7"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("invalid name"), "{}", stderr(&bad));
+}
+
+#[tokio::test]
+async fn keys_inspect_and_purge() {
+    let server = RedisServer::start();
+    let cache = service(&server);
+    for tenant in 0..3 {
+        cache.scope(compliance(tenant)).await;
+    }
+    let keys = cli(
+        &server.url(),
+        &["keys", "compliance", "--service", "cli-svc"],
+    );
+    assert!(keys.status.success(), "{}", stderr(&keys));
+    let listed: Vec<String> = stdout(&keys).lines().map(str::to_owned).collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+
+    let inspect = cli(&server.url(), &["inspect", &listed[0]]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let text = stdout(&inspect);
+    assert!(text.contains("codec        postcard"), "{text}");
+    assert!(text.contains("tags         tenant."), "{text}");
+    let json = cli(&server.url(), &["--json", "inspect", &listed[0]]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(parsed["fresh_for_ms"].as_u64().unwrap() > 0, "{parsed}");
+
+    let purge = cli(
+        &server.url(),
+        &["purge", "compliance", "--service", "cli-svc"],
+    );
+    assert!(purge.status.success(), "{}", stderr(&purge));
+    assert!(
+        stdout(&purge).contains("3 key(s) deleted"),
+        "{}",
+        stdout(&purge)
+    );
+    let after = cli(
+        &server.url(),
+        &["keys", "compliance", "--service", "cli-svc"],
+    );
+    assert!(stdout(&after).is_empty(), "{}", stdout(&after));
+}
+
+#[tokio::test]
+async fn bad_input_and_an_unreachable_redis_are_clear_errors() {
+    let server = RedisServer::start();
+    let mut raw = server.raw().await;
+    let _: () = redis::cmd("SET")
+        .arg("acgs:foreign")
+        .arg("not an envelope")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let foreign = cli(&server.url(), &["inspect", "acgs:foreign"]);
+    assert_eq!(foreign.status.code(), Some(1));
+    assert!(
+        stderr(&foreign).contains("not an acgs-cache entry"),
+        "{}",
+        stderr(&foreign)
+    );
+    let missing = cli(&server.url(), &["inspect", "acgs:nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let glob = cli(&server.url(), &["keys", "comp*", "--service", "cli-svc"]);
+    assert_eq!(glob.status.code(), Some(1));
+    assert!(stderr(&glob).contains("glob"), "{}", stderr(&glob));
+
+    let closed = support::closed_port_url().replace("redis://", "redis://ops:hunter2@");
+    let down = cli(&closed, &["health"]);
+    assert_eq!(down.status.code(), Some(2));
+    let message = stderr(&down);
+    assert!(
+        message.contains("redis at redis://***@127.0.0.1:"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2") && !message.contains("ops"),
+        "{message}"
+    );
+}
