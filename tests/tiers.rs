@@ -481,3 +481,32 @@ async fn a_dropped_cache_closes_its_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cached(ttl = "policy_decision")]
+async fn slow_rule(id: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    id
+}
+
+#[tokio::test]
+async fn stats_report_latency_percentiles() {
+    let cache = Cache::builder().service("latency").build().unwrap();
+    let stats = cache.stats().await;
+    assert!(stats.function("slow_rule").is_none());
+    cache.scope(slow_rule(1)).await; // a 20 ms miss
+    let stats = cache.stats().await;
+    let f = stats.function("slow_rule").unwrap();
+    let p50 = f.latency_p50_ns.expect("the miss was timed");
+    assert!(p50 >= 20_000_000, "{f:?}");
+    // Hits are sampled one in 64 and stand for 64 each: they soon dominate.
+    for _ in 0..(3 * 64) {
+        cache.scope(slow_rule(1)).await;
+    }
+    let stats = cache.stats().await;
+    let f = stats.function("slow_rule").unwrap();
+    assert!(f.latency_p50_ns.unwrap() < 1_000_000, "{f:?}");
+    assert!(
+        f.latency_p99_ns.unwrap() >= f.latency_p50_ns.unwrap(),
+        "{f:?}"
+    );
+}

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 
@@ -20,6 +20,7 @@ use crate::key::KeyDigest;
 use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 #[cfg(feature = "redis")]
 use crate::l2::L2Tier;
+use crate::latency;
 use crate::site::CallSite;
 
 /// What a cached value must be: stored in two tiers, shared between tasks.
@@ -299,14 +300,27 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let call = Call::new(site, function, digest);
+        // One hit in `L1_SAMPLE` is timed (see `latency`).
+        let sampled = latency::sample_l1().then(Instant::now);
         let stale = match self.read_l1::<S::Value>(&call).await {
-            Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
+            Found::Fresh(value) | Found::Due(value) => {
+                if let Some(start) = sampled {
+                    function
+                        .counters
+                        .latency
+                        .record(start.elapsed(), latency::L1_SAMPLE);
+                }
+                return S::rebuild(value);
+            }
             Found::Stale(value) => Some(value),
             Found::Nothing => None,
         };
+        let start = sampled.unwrap_or_else(Instant::now);
         // The miss path's state is large; boxed, it does not weigh on (and
         // is not copied around with) every hit's future.
-        Box::pin(self.miss::<S, F>(call, stale, compute)).await
+        let out = Box::pin(self.miss::<S, F>(call, stale, compute)).await;
+        function.counters.latency.record(start.elapsed(), 1);
+        out
     }
 
     async fn miss<S, F>(
@@ -685,7 +699,7 @@ impl Cache {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
         let lease = self.inner.config.lock_lease;
-        let deadline = std::time::Instant::now() + lease;
+        let deadline = Instant::now() + lease;
         let mut waited = false;
         loop {
             match l2.try_lock(&lock_key, lease).await {
@@ -701,7 +715,7 @@ impl Cache {
             if let Found::Fresh(value) = self.read_l2::<V>(call, l2, redis_key).await {
                 return Err(value);
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 tracing::warn!(target: "acgs_cache", function = call.site.name, "no value from the lock holder within the lease; computing");
                 return Ok(None);
             }

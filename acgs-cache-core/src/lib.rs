@@ -26,6 +26,7 @@ mod key;
 mod l1;
 #[cfg(feature = "redis")]
 mod l2;
+mod latency;
 #[cfg(feature = "redis")]
 mod lock;
 #[cfg(feature = "redis")]

@@ -272,13 +272,23 @@ async fn stats(cli: &Cli) -> Result<(), Failure> {
         return print_json(&fleet);
     }
     println!(
-        "{:<24} {:<28} {:>5} {:>10} {:>6} {:>10} {:>10} {:>8} {:>7}",
-        "service", "function", "inst", "calls", "hit%", "l1_hits", "l2_hits", "misses", "errors"
+        "{:<24} {:<28} {:>5} {:>10} {:>6} {:>10} {:>10} {:>8} {:>7} {:>9} {:>9}",
+        "service",
+        "function",
+        "inst",
+        "calls",
+        "hit%",
+        "l1_hits",
+        "l2_hits",
+        "misses",
+        "errors",
+        "p50",
+        "p99"
     );
     for f in &fleet.functions {
         let s = &f.stats;
         println!(
-            "{:<24} {:<28} {:>5} {:>10} {:>6.1} {:>10} {:>10} {:>8} {:>7}",
+            "{:<24} {:<28} {:>5} {:>10} {:>6.1} {:>10} {:>10} {:>8} {:>7} {:>9} {:>9}",
             f.service,
             s.function,
             f.instances,
@@ -287,7 +297,9 @@ async fn stats(cli: &Cli) -> Result<(), Failure> {
             s.l1_hits,
             s.l2_hits,
             s.misses,
-            s.errors
+            s.errors,
+            latency(s.latency_p50_ns),
+            latency(s.latency_p99_ns)
         );
     }
     eprintln!(
@@ -300,6 +312,16 @@ async fn stats(cli: &Cli) -> Result<(), Failure> {
         }
     );
     Ok(())
+}
+
+/// A latency for a table cell.
+fn latency(nanos: Option<u64>) -> String {
+    match nanos {
+        None => "-".to_owned(),
+        Some(n) if n < 1_000 => format!("{n}ns"),
+        Some(n) if n < 1_000_000 => format!("{:.1}µs", n as f64 / 1e3),
+        Some(n) => format!("{:.1}ms", n as f64 / 1e6),
+    }
 }
 
 async fn health(cli: &Cli) -> Result<(), Failure> {
