@@ -156,6 +156,15 @@ async fn bad_input_and_an_unreachable_redis_are_clear_errors() {
     assert_eq!(glob.status.code(), Some(1));
     assert!(stderr(&glob).contains("glob"), "{}", stderr(&glob));
 
+    // The live view needs a terminal (the test's stdout is a pipe).
+    let monitor = cli(&server.url(), &["monitor"]);
+    assert_eq!(monitor.status.code(), Some(1));
+    assert!(
+        stderr(&monitor).contains("needs a terminal"),
+        "{}",
+        stderr(&monitor)
+    );
+
     let closed = support::closed_port_url().replace("redis://", "redis://ops:hunter2@");
     let down = cli(&closed, &["health"]);
     assert_eq!(down.status.code(), Some(2));

@@ -64,6 +64,13 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// A live view of the fleet: ops/s, hit ratio and latency per function,
+    /// with the fleet's ops/s as a sparkline. `q` (or Esc) quits.
+    Monitor {
+        /// Refresh period in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        interval_ms: u64,
+    },
     /// Invalidates every entry of one function on every instance, then deletes its keys.
     Purge {
         /// The function's name.
@@ -181,6 +188,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Inspect { key } => inspect(cli, key).await,
+        Command::Monitor { interval_ms } => {
+            monitor::run(cli, Duration::from_millis((*interval_ms).max(100))).await
+        }
         Command::Keys {
             function,
             service,
@@ -417,4 +427,206 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
         }
     );
     Ok(())
+}
+
+/// The `monitor` command's terminal view.
+mod monitor {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::io::IsTerminal;
+    use std::time::{Duration, Instant};
+
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    use ratatui::layout::{Constraint, Layout};
+    use ratatui::style::{Modifier, Style};
+    use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table};
+    use ratatui::Frame;
+
+    use super::{cache, latency, Cli, Failure};
+
+    /// Samples of fleet ops/s kept for the sparkline.
+    const HISTORY: usize = 120;
+
+    /// One function's line in the view.
+    struct Line {
+        service: String,
+        function: String,
+        instances: usize,
+        ops_per_s: f64,
+        hit_ratio: f64,
+        p50: Option<u64>,
+        p99: Option<u64>,
+        errors: u64,
+    }
+
+    /// A function's call rate, measured between two publications.
+    struct Rate {
+        calls: u64,
+        at_ms: u64,
+        per_s: f64,
+    }
+
+    impl Rate {
+        /// The rate after a read of `calls` published at `at_ms`.
+        fn update(&mut self, calls: u64, at_ms: u64) -> f64 {
+            if at_ms > self.at_ms {
+                let seconds = (at_ms - self.at_ms) as f64 / 1000.0;
+                self.per_s = calls.saturating_sub(self.calls) as f64 / seconds;
+                self.calls = calls;
+                self.at_ms = at_ms;
+            }
+            self.per_s
+        }
+    }
+
+    struct View {
+        lines: Vec<Line>,
+        history: VecDeque<u64>,
+        members: usize,
+        status: String,
+    }
+
+    pub(super) async fn run(cli: &Cli, interval: Duration) -> Result<(), Failure> {
+        if !std::io::stdout().is_terminal() {
+            return Err(Failure::Input(
+                "monitor needs a terminal; use `stats --json` in scripts".into(),
+            ));
+        }
+        let cache = cache(cli, "acgs-cli")?;
+        // Fail before taking over the terminal when Redis does not answer.
+        cache.fleet_stats().await?;
+        let mut terminal = ratatui::init();
+        let outcome = watch(&cache, &mut terminal, interval).await;
+        ratatui::restore();
+        outcome
+    }
+
+    async fn watch(
+        cache: &acgs_cache::Cache,
+        terminal: &mut ratatui::DefaultTerminal,
+        interval: Duration,
+    ) -> Result<(), Failure> {
+        // Per function: the calls and publication time a rate was last
+        // taken from, and that rate. Instances publish every few seconds, so
+        // a rate spans two publications and holds until the next one.
+        let mut rates: BTreeMap<(String, String), Rate> = BTreeMap::new();
+        let mut view = View {
+            lines: Vec::new(),
+            history: VecDeque::with_capacity(HISTORY),
+            members: 0,
+            status: "reading the fleet…".into(),
+        };
+        let mut next_refresh = Instant::now();
+        loop {
+            if Instant::now() >= next_refresh {
+                next_refresh = Instant::now() + interval;
+                match cache.fleet_stats().await {
+                    Ok(fleet) => {
+                        let published_ms = fleet
+                            .members
+                            .iter()
+                            .map(|m| m.published_at_ms)
+                            .max()
+                            .unwrap_or(0);
+                        let mut total = 0.0;
+                        view.lines = fleet
+                            .functions
+                            .iter()
+                            .map(|f| {
+                                let key = (f.service.clone(), f.stats.function.to_string());
+                                let ops = rates
+                                    .entry(key)
+                                    .or_insert(Rate {
+                                        calls: f.stats.calls,
+                                        at_ms: published_ms,
+                                        per_s: 0.0,
+                                    })
+                                    .update(f.stats.calls, published_ms);
+                                total += ops;
+                                Line {
+                                    service: f.service.clone(),
+                                    function: f.stats.function.to_string(),
+                                    instances: f.instances,
+                                    ops_per_s: ops,
+                                    hit_ratio: f.stats.hit_ratio(),
+                                    p50: f.stats.latency_p50_ns,
+                                    p99: f.stats.latency_p99_ns,
+                                    errors: f.stats.errors,
+                                }
+                            })
+                            .collect();
+                        if view.history.len() == HISTORY {
+                            view.history.pop_front();
+                        }
+                        view.history.push_back(total.round() as u64);
+                        view.members = fleet.members.len();
+                        view.status =
+                            format!("{} instance(s) · {total:.0} ops/s · q quits", view.members);
+                    }
+                    Err(e) => view.status = format!("redis: {e} · q quits"),
+                }
+                terminal
+                    .draw(|frame| draw(frame, &view))
+                    .map_err(|e| Failure::Input(format!("terminal: {e}")))?;
+            }
+            // Keys are read without blocking the runtime the cache's
+            // connections run on.
+            while event::poll(Duration::ZERO).map_err(|e| Failure::Input(e.to_string()))? {
+                if let Event::Key(key) = event::read().map_err(|e| Failure::Input(e.to_string()))? {
+                    let ctrl_c = key.code == KeyCode::Char('c')
+                        && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if key.kind == KeyEventKind::Press
+                        && (matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn draw(frame: &mut Frame, view: &View) {
+        let [table_area, spark_area, status_area] = Layout::vertical([
+            Constraint::Min(4),
+            Constraint::Length(6),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
+        let header = Row::new([
+            "service", "function", "inst", "ops/s", "hit%", "p50", "p99", "errors",
+        ])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+        let rows = view.lines.iter().map(|l| {
+            Row::new([
+                Cell::from(l.service.clone()),
+                Cell::from(l.function.clone()),
+                Cell::from(l.instances.to_string()),
+                Cell::from(format!("{:.0}", l.ops_per_s)),
+                Cell::from(format!("{:.1}", l.hit_ratio * 100.0)),
+                Cell::from(latency(l.p50)),
+                Cell::from(latency(l.p99)),
+                Cell::from(l.errors.to_string()),
+            ])
+        });
+        let widths = [
+            Constraint::Percentage(22),
+            Constraint::Percentage(26),
+            Constraint::Length(5),
+            Constraint::Length(9),
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(8),
+        ];
+        let table = Table::new(rows, widths)
+            .header(header)
+            .block(Block::bordered().title(" acgs-cache fleet "));
+        frame.render_widget(table, table_area);
+        let history: Vec<u64> = view.history.iter().copied().collect();
+        let spark = Sparkline::default()
+            .block(Block::bordered().title(" fleet ops/s "))
+            .data(&history);
+        frame.render_widget(spark, spark_area);
+        frame.render_widget(Paragraph::new(view.status.as_str()), status_area);
+    }
 }
