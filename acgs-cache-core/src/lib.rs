@@ -29,6 +29,7 @@ mod lock;
 #[cfg(feature = "redis")]
 mod log;
 mod log_position;
+mod metrics;
 mod policy;
 pub mod rate_limit;
 pub mod session;
