@@ -19,6 +19,7 @@ mod envelope;
 mod error;
 mod flight;
 pub mod grammar;
+mod health;
 mod invalidation;
 mod key;
 mod l1;
@@ -44,6 +45,7 @@ pub use codec::Codec;
 pub use coherence::Consistency;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error};
+pub use health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
 pub use key::{fingerprint, KeyDigest};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
