@@ -97,6 +97,13 @@ http=$(env -u ACGS_CACHE_REDIS_URL cargo run --quiet --example http_service -- -
 echo "$http" | tail -n 1
 echo "$http" | tail -n 1 | grep -q " errors=0 .*invalidation_recomputed=true" || { echo "$http"; echo "http_service answered wrongly or served a decision from before the invalidation"; exit 1; }
 
+step "prometheus self-check, L1 only and with redis (/metrics must parse as exposition format, with hits counted)"
+for url in "" "redis://127.0.0.1:$port"; do
+  prom=$(ACGS_CACHE_REDIS_URL="$url" cargo run --quiet --example prometheus -- --port 0 --self-check) || { echo "$prom"; exit 1; }
+  echo "$prom" | tail -n 1
+  echo "$prom" | tail -n 1 | grep -q " ok=true$" || { echo "$prom"; echo "the prometheus self-check failed"; exit 1; }
+done
+
 printf '\nall checks passed\n'
 # The plain closing line CI reads: every cargo test binary's counts, summed.
 echo "tests: ${passed} passed, ${failed} failed"

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     /// starts on first use rather than in `build`).
     #[cfg(feature = "redis")]
     pub(crate) tailer_started: std::sync::atomic::AtomicBool,
+    /// The metrics publisher (see `metrics.rs`), once started.
+    pub(crate) metrics_task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// A function's state within one cache.
@@ -129,6 +131,8 @@ pub(crate) struct CacheConfig {
     /// Whether a miss returns before its L2 write is acknowledged.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) background_l2_writes: bool,
+    /// How often the counters are published through `metrics` (`None`: never).
+    pub(crate) metrics_interval: Option<Duration>,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,
 }
@@ -384,6 +388,9 @@ impl Cache {
             })
             .clone();
         drop(functions);
+        // Registration is off the hot path and runs inside the caller's
+        // runtime: the place to start the publisher of a cache built outside one.
+        crate::metrics::ensure_publisher(&self.inner);
         let _ = site.first.set((self.inner.id, Arc::clone(&state)));
         match site.first.get() {
             Some((owner, first)) if *owner == self.inner.id => FunctionRef::Borrowed(first),
@@ -451,6 +458,7 @@ pub struct CacheBuilder {
     lock_lease: Duration,
     background_l2_writes: bool,
     fleet_interval: Duration,
+    metrics_interval: Option<Duration>,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -488,6 +496,7 @@ impl Default for CacheBuilder {
             lock_lease: Duration::from_secs(10),
             background_l2_writes: false,
             fleet_interval: Duration::from_secs(5),
+            metrics_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -592,6 +601,30 @@ impl CacheBuilder {
     /// always wait for the write, since the lock's waiters read it.
     pub fn background_l2_writes(mut self, background: bool) -> Self {
         self.background_l2_writes = background;
+        self
+    }
+
+    /// How often the cache publishes its counters and state through the
+    /// [`metrics`](https://docs.rs/metrics) facade, to whatever recorder the
+    /// application installed (default every second; `None` or zero: never).
+    ///
+    /// A background task copies the counters [`Cache::stats`] reads, so calls
+    /// pay nothing for it and a scrape lags them by at most `interval`. It
+    /// starts in [`build`](Self::build) when a tokio runtime is current, else
+    /// on the first call of a cached function. The names are in the README
+    /// ("Observability").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let every_ten_seconds = acgs_cache_core::Cache::builder()
+    ///     .metrics_interval(Duration::from_secs(10))
+    ///     .build()?;
+    /// let silent = acgs_cache_core::Cache::builder().metrics_interval(None).build()?;
+    /// # drop((every_ten_seconds, silent)); Ok(()) }
+    /// ```
+    pub fn metrics_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.metrics_interval = interval.into().filter(|i| !i.is_zero());
         self
     }
 
@@ -750,6 +783,7 @@ impl CacheBuilder {
             lock_lease: self.lock_lease,
             background_l2_writes: self.background_l2_writes,
             fleet_interval: self.fleet_interval,
+            metrics_interval: self.metrics_interval,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };
@@ -766,8 +800,10 @@ impl CacheBuilder {
                 functions: RwLock::new(HashMap::new()),
                 #[cfg(feature = "redis")]
                 tailer_started: AtomicBool::new(false),
+                metrics_task: std::sync::Mutex::new(None),
             }),
         };
+        crate::metrics::ensure_publisher(&cache.inner);
         if cache.has_l2() {
             tracing::info!(target: "acgs_cache", service = %cache.service(), "cache ready: L1 (in process) + L2 (redis)");
         } else {

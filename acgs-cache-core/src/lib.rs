@@ -21,6 +21,7 @@ mod error;
 mod fleet;
 mod flight;
 pub mod grammar;
+mod health;
 mod invalidation;
 mod key;
 mod l1;
@@ -32,6 +33,7 @@ mod lock;
 #[cfg(feature = "redis")]
 mod log;
 mod log_position;
+mod metrics;
 mod policy;
 pub mod rate_limit;
 pub mod session;
@@ -49,6 +51,7 @@ pub use error::{CodecError, Error};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
+pub use health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
 pub use key::{fingerprint, KeyDigest};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

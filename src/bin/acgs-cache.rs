@@ -343,12 +343,15 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
         .arg(format!("{}:invalidation-log", cli.prefix))
         .query_async(&mut redis(cli).await?)
         .await?;
+    // What a service's own `health()` reports, seen from here.
+    let report = cache.health().await;
     if cli.json {
         print_json(&serde_json::json!({
             "redis": "ok",
             "ping_rtt_us": rtt.as_micros(),
             "invalidation_log_length": log_length,
             "instances": fleet.members.len(),
+            "report": report,
         }))
     } else {
         println!(
@@ -356,6 +359,7 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
             rtt.as_secs_f64() * 1000.0,
             fleet.members.len()
         );
+        println!("{report}");
         Ok(())
     }
 }

@@ -1,0 +1,203 @@
+//! Publishes a cache's figures through the [`metrics`](https://docs.rs/metrics) facade.
+//!
+//! Calls never touch the recorder: they count into the striped counters that
+//! [`Cache::stats`] reads, and one background task per cache copies those to
+//! the installed recorder every interval — cumulative counters with
+//! `absolute`, state as gauges. What a scrape sees therefore lags the calls
+//! by at most one interval, and the hot path costs exactly what it costs
+//! without metrics.
+//!
+//! Every series carries `service` (one per cache); `function`, `policy` and
+//! `reason` are static strings from the code, so cardinality is bounded by
+//! the number of cached functions.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+
+use crate::cache::{Cache, Inner};
+use crate::stats::StatsSnapshot;
+
+/// Starts the publisher of `inner` unless it runs already, metrics are off,
+/// or no tokio runtime is current (then the next call of a function not yet
+/// registered tries again). Never called on the hot path: only at build and
+/// when a function registers with the cache.
+pub(crate) fn ensure_publisher(inner: &Arc<Inner>) {
+    let Some(interval) = inner.config.metrics_interval else {
+        return;
+    };
+    let mut task = inner.metrics_task.lock().unwrap_or_else(|p| p.into_inner());
+    // A task whose runtime shut down is finished: start one on this runtime.
+    if task.as_ref().is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    *task = Some(
+        runtime
+            .spawn(publish_every(Arc::downgrade(inner), interval))
+            .abort_handle(),
+    );
+}
+
+/// Publishes every `interval` until the cache is dropped.
+async fn publish_every(cache: Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = cache.upgrade() else { return };
+        let cache = Cache { inner };
+        let snapshot = cache.stats().await;
+        publish(cache.service(), &snapshot);
+    }
+}
+
+/// Sets every series from `snapshot` (descriptions included, so a recorder
+/// installed after the cache was built still gets them).
+pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
+    describe();
+    for f in &snapshot.functions {
+        let function = &f.function;
+        let per_function = [
+            ("acgs_cache_misses_total", f.misses),
+            ("acgs_cache_errors_total", f.errors),
+            ("acgs_cache_bypassed_total", f.bypassed),
+            ("acgs_cache_not_stored_total", f.not_stored),
+            ("acgs_cache_stale_served_total", f.stale_served),
+            ("acgs_cache_coalesced_total", f.coalesced),
+            ("acgs_cache_lock_waits_total", f.lock_waits),
+            ("acgs_cache_refreshes_total", f.refreshes),
+        ];
+        counter!("acgs_cache_calls_total", "service" => service.to_owned(), "function" => function.clone(), "policy" => f.policy.clone())
+            .absolute(f.calls);
+        for (tier, hits) in [("l1", f.l1_hits), ("l2", f.l2_hits)] {
+            counter!("acgs_cache_hits_total", "service" => service.to_owned(), "function" => function.clone(), "tier" => tier)
+                .absolute(hits);
+        }
+        for (name, value) in per_function {
+            counter!(name, "service" => service.to_owned(), "function" => function.clone())
+                .absolute(value);
+        }
+        for (reason, n) in &f.rejected {
+            counter!("acgs_cache_rejected_total", "service" => service.to_owned(), "function" => function.clone(), "reason" => reason.clone())
+                .absolute(*n);
+        }
+    }
+    let inv = &snapshot.invalidations;
+    counter!("acgs_cache_invalidations_sent_total", "service" => service.to_owned())
+        .absolute(inv.sent);
+    counter!("acgs_cache_invalidations_received_total", "service" => service.to_owned())
+        .absolute(inv.received);
+    counter!("acgs_cache_l2_circuit_trips_total", "service" => service.to_owned())
+        .absolute(snapshot.l2_circuit_trips);
+    gauge!("acgs_cache_l1_entries", "service" => service.to_owned())
+        .set(snapshot.l1_entries as f64);
+    gauge!("acgs_cache_l1_bytes", "service" => service.to_owned()).set(snapshot.l1_bytes as f64);
+    gauge!("acgs_cache_l2_circuit_open", "service" => service.to_owned())
+        .set(f64::from(u8::from(snapshot.l2_circuit_open)));
+    gauge!("acgs_cache_invalidation_listening", "service" => service.to_owned())
+        .set(f64::from(u8::from(inv.listening)));
+    for (name, us) in [
+        (
+            "acgs_cache_invalidation_lag_p50_seconds",
+            inv.propagation_p50_us,
+        ),
+        (
+            "acgs_cache_invalidation_lag_p99_seconds",
+            inv.propagation_p99_us,
+        ),
+    ] {
+        if let Some(us) = us {
+            gauge!(name, "service" => service.to_owned()).set(us as f64 / 1e6);
+        }
+    }
+}
+
+/// Names, units and help texts (`# HELP` lines in Prometheus).
+fn describe() {
+    let counters: [(&'static str, &'static str); 14] = [
+        (
+            "acgs_cache_calls_total",
+            "Cached calls answered (hits, misses, bypassed, coalesced).",
+        ),
+        (
+            "acgs_cache_hits_total",
+            "Calls answered from a tier (label tier: l1 or l2).",
+        ),
+        ("acgs_cache_misses_total", "Calls that ran the function."),
+        (
+            "acgs_cache_errors_total",
+            "Tier failures absorbed; the call still answered.",
+        ),
+        (
+            "acgs_cache_bypassed_total",
+            "Calls that ran without the cache (key arguments did not serialize).",
+        ),
+        (
+            "acgs_cache_not_stored_total",
+            "Results not stored (Err, or None without negative caching).",
+        ),
+        (
+            "acgs_cache_stale_served_total",
+            "Stale values served because the function failed (stale-if-error).",
+        ),
+        (
+            "acgs_cache_coalesced_total",
+            "Calls answered by another caller's computation of the same key.",
+        ),
+        (
+            "acgs_cache_lock_waits_total",
+            "Misses that waited for another instance's computation (lock = true).",
+        ),
+        (
+            "acgs_cache_refreshes_total",
+            "Background refreshes (refresh-ahead).",
+        ),
+        (
+            "acgs_cache_rejected_total",
+            "Stored bytes not used, by reason.",
+        ),
+        (
+            "acgs_cache_invalidations_sent_total",
+            "Invalidations this instance sent.",
+        ),
+        (
+            "acgs_cache_invalidations_received_total",
+            "Invalidations this instance heard from the log (its own included).",
+        ),
+        (
+            "acgs_cache_l2_circuit_trips_total",
+            "Times the L2 circuit opened.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_gauge!("acgs_cache_l1_entries", Unit::Count, "Entries in L1.");
+    describe_gauge!(
+        "acgs_cache_l1_bytes",
+        Unit::Bytes,
+        "Weighted bytes in L1 (encoded sizes)."
+    );
+    describe_gauge!(
+        "acgs_cache_l2_circuit_open",
+        "1 while the L2 circuit is open (calls skip Redis until a probe succeeds)."
+    );
+    describe_gauge!(
+        "acgs_cache_invalidation_listening",
+        "1 while the instance hears the invalidation log."
+    );
+    describe_gauge!(
+        "acgs_cache_invalidation_lag_p50_seconds",
+        Unit::Seconds,
+        "Median delay from sending an invalidation to hearing it, over recent events."
+    );
+    describe_gauge!(
+        "acgs_cache_invalidation_lag_p99_seconds",
+        Unit::Seconds,
+        "99th percentile of the invalidation propagation delay, over recent events."
+    );
+}
