@@ -242,12 +242,17 @@ impl Cache {
         });
         #[cfg(not(feature = "redis"))]
         let (l2_circuit_open, l2_circuit_trips) = (false, 0);
+        #[cfg(feature = "redis")]
+        let l2_pool = self.inner.l2.as_ref().map(|l2| l2.pool_stats());
+        #[cfg(not(feature = "redis"))]
+        let l2_pool = None;
         StatsSnapshot {
             functions,
             l1_entries,
             l1_bytes,
             l2_circuit_open,
             l2_circuit_trips,
+            l2_pool,
             invalidations: InvalidationStats {
                 sent: coherence.sent.get(),
                 received: coherence.received.get(),

@@ -310,6 +310,8 @@ impl Cache {
                         .latency
                         .record(start.elapsed(), latency::L1_SAMPLE);
                 }
+                // Per-call events name the function, never the arguments.
+                tracing::trace!(target: "acgs_cache", function = site.name, "L1 hit");
                 return S::rebuild(value);
             }
             Found::Stale(value) => Some(value),
@@ -319,7 +321,9 @@ impl Cache {
         // The miss path's state is large; boxed, it does not weigh on (and
         // is not copied around with) every hit's future.
         let out = Box::pin(self.miss::<S, F>(call, stale, compute)).await;
-        function.counters.latency.record(start.elapsed(), 1);
+        let elapsed = start.elapsed();
+        function.counters.latency.record(elapsed, 1);
+        tracing::debug!(target: "acgs_cache", function = site.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered past L1 (L2, shared or computed)");
         out
     }
 

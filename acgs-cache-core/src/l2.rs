@@ -219,6 +219,17 @@ impl L2Tier {
         !self.breaker.is_open()
     }
 
+    /// The pool's figures.
+    pub(crate) fn pool_stats(&self) -> crate::stats::PoolStats {
+        let status = self.pool.status();
+        crate::stats::PoolStats {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+
     pub(crate) fn soft_timeout(&self) -> Duration {
         self.settings.soft_timeout
     }

@@ -81,6 +81,16 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
             counter!(name, "service" => service.to_owned(), "function" => function.clone())
                 .absolute(value);
         }
+        for (quantile, nanos) in [
+            ("0.5", f.latency_p50_ns),
+            ("0.95", f.latency_p95_ns),
+            ("0.99", f.latency_p99_ns),
+        ] {
+            if let Some(nanos) = nanos {
+                gauge!("acgs_cache_call_latency_seconds", "service" => service.to_owned(), "function" => function.clone(), "quantile" => quantile)
+                    .set(nanos as f64 / 1e9);
+            }
+        }
         for (reason, n) in &f.rejected {
             counter!("acgs_cache_rejected_total", "service" => service.to_owned(), "function" => function.clone(), "reason" => reason.clone())
                 .absolute(*n);
@@ -98,6 +108,15 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
     gauge!("acgs_cache_l1_bytes", "service" => service.to_owned()).set(snapshot.l1_bytes as f64);
     gauge!("acgs_cache_l2_circuit_open", "service" => service.to_owned())
         .set(f64::from(u8::from(snapshot.l2_circuit_open)));
+    if let Some(pool) = snapshot.l2_pool {
+        for (name, value) in [
+            ("acgs_cache_l2_pool_size", pool.size),
+            ("acgs_cache_l2_pool_available", pool.available),
+            ("acgs_cache_l2_pool_waiting", pool.waiting),
+        ] {
+            gauge!(name, "service" => service.to_owned()).set(value as f64);
+        }
+    }
     gauge!("acgs_cache_invalidation_listening", "service" => service.to_owned())
         .set(f64::from(u8::from(inv.listening)));
     for (name, us) in [
@@ -185,6 +204,26 @@ fn describe() {
     describe_gauge!(
         "acgs_cache_l2_circuit_open",
         "1 while the L2 circuit is open (calls skip Redis until a probe succeeds)."
+    );
+    describe_gauge!(
+        "acgs_cache_call_latency_seconds",
+        Unit::Seconds,
+        "Call latency percentiles per function (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64."
+    );
+    describe_gauge!(
+        "acgs_cache_l2_pool_size",
+        Unit::Count,
+        "Open connections of the L2 pool."
+    );
+    describe_gauge!(
+        "acgs_cache_l2_pool_available",
+        Unit::Count,
+        "Idle connections in the L2 pool."
+    );
+    describe_gauge!(
+        "acgs_cache_l2_pool_waiting",
+        Unit::Count,
+        "Callers waiting for an L2 pool connection."
     );
     describe_gauge!(
         "acgs_cache_invalidation_listening",

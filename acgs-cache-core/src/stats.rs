@@ -177,6 +177,24 @@ pub struct StatsSnapshot {
     pub l2_circuit_open: bool,
     /// Times the circuit opened.
     pub l2_circuit_trips: u64,
+    /// The L2 connection pool, when there is L2.
+    #[serde(default)]
+    pub l2_pool: Option<PoolStats>,
+}
+
+/// The L2 connection pool (deadpool's own figures). The shared lane holds
+/// one connection; the log tailer and bulk writers hold one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
 }
 
 /// Invalidation figures of one instance.
