@@ -163,6 +163,14 @@ async fn counters_and_gauges_follow_the_calls_with_l2() {
     assert_eq!(value("acgs_cache_invalidation_listening", &[service]), 1.0);
     let lag = value("acgs_cache_invalidation_lag_p99_seconds", &[service]);
     assert!(lag > 0.0 && lag < 5.0, "lag {lag}");
+    // Latency percentiles per function, and the pool behind L2.
+    let p99 = value(
+        "acgs_cache_call_latency_seconds",
+        &[service, f, ("quantile", "0.99")],
+    );
+    assert!(p99 > 0.0 && p99 < 5.0, "p99 {p99}");
+    assert!(value("acgs_cache_l2_pool_size", &[service]) >= 1.0);
+    assert_eq!(value("acgs_cache_l2_pool_waiting", &[service]), 0.0);
     // Every series carries the service label, and the kinds are right.
     for s in all.iter().filter(|s| s.name.starts_with("acgs_cache_")) {
         assert!(s.labels.contains_key("service"), "{s:?}");
