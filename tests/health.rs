@@ -40,6 +40,10 @@ async fn healthy_then_degraded_when_redis_stops() {
     let l2 = report.l2.as_ref().expect("L2 is configured");
     assert!(l2.reachable && !l2.circuit_open, "{report}");
     assert!(l2.ping_rtt_us.is_some() && l2.error.is_none(), "{report}");
+    assert!(
+        l2.pool.size >= 1 && l2.pool.max_size >= l2.pool.size,
+        "{report:?}"
+    );
     assert_eq!(l2.endpoint, server.url());
     assert!(report.invalidation.listening);
     assert!(report.l1.enabled && report.l1.entries >= 1 && report.l1.bytes > 0);
@@ -63,6 +67,7 @@ async fn healthy_then_degraded_when_redis_stops() {
     let l2 = report.l2.as_ref().unwrap();
     assert!(!l2.reachable && l2.ping_rtt_us.is_none(), "{report}");
     assert!(l2.error.is_some(), "{report}");
+    assert!(l2.last_error.is_some(), "{report:?}");
     assert!(report.to_string().contains(" l2=unreachable "), "{report}");
     // Calls still answer.
     assert!(cache.scope(decide(6)).await);

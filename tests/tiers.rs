@@ -413,6 +413,11 @@ async fn a_failed_background_write_is_counted() {
         let f = stats.function("decide").unwrap();
         // One for the read that timed out, one for the background write.
         if f.errors >= 2 {
+            assert_eq!(
+                f.errors_by_reason.get("timeout"),
+                Some(&f.errors),
+                "a hung Redis is a timeout: {f:?}"
+            );
             break;
         }
         assert!(

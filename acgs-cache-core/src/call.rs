@@ -22,6 +22,7 @@ use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 use crate::l2::L2Tier;
 use crate::latency;
 use crate::site::CallSite;
+use crate::stats::ErrorReason;
 
 /// What a cached value must be: stored in two tiers, shared between tasks.
 #[diagnostic::on_unimplemented(
@@ -569,7 +570,7 @@ impl Cache {
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
-                function.counters.errors.inc();
+                function.counters.error(ErrorReason::Encode);
                 tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "result not cached");
                 return;
             }
@@ -581,15 +582,15 @@ impl Cache {
             let px = ttl + function.policy.stale_if_error();
             match write {
                 L2Write::Awaited => {
-                    if l2.set(key, &bytes, px).await.is_err() {
-                        function.counters.errors.inc();
+                    if let Err(e) = l2.set(key, &bytes, px).await {
+                        function.counters.error(ErrorReason::of(&e));
                     }
                 }
                 L2Write::Background => {
                     let (l2, key, cache) = (Arc::clone(l2), key.clone(), self.clone());
                     tokio::spawn(async move {
-                        if l2.set(&key, &bytes, px).await.is_err() {
-                            cache.function(site).counters.errors.inc();
+                        if let Err(e) = l2.set(&key, &bytes, px).await {
+                            cache.function(site).counters.error(ErrorReason::of(&e));
                         }
                     });
                 }
@@ -646,14 +647,18 @@ impl Cache {
                 || coherence.has_listened()
                 || !Box::pin(coherence.wait_listening(l2.soft_timeout())).await)
         {
-            function.counters.errors.inc();
+            function.counters.error(if l2.is_available() {
+                ErrorReason::LogUnheard
+            } else {
+                ErrorReason::Unavailable
+            });
             return Found::Nothing;
         }
         let bytes = match l2.get(redis_key).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Found::Nothing,
-            Err(_) => {
-                function.counters.errors.inc();
+            Err(e) => {
+                function.counters.error(ErrorReason::of(&e));
                 return Found::Nothing;
             }
         };
@@ -807,7 +812,7 @@ impl Cache {
             call.with_l2(self);
             if let Some((l2, key)) = &call.l2 {
                 if let Err(e) = l2.set(key, &bytes, ttl).await {
-                    function.counters.errors.inc();
+                    function.counters.error(ErrorReason::of(&e));
                     return Err(e);
                 }
             }

@@ -72,6 +72,10 @@ pub struct L2Health {
     pub circuit_trips: u64,
     /// Why the `PING` failed, when it did (never contains credentials).
     pub error: Option<String>,
+    /// The last failure of any L2 operation (calls, probes, this `PING`).
+    pub last_error: Option<String>,
+    /// The connection pool.
+    pub pool: crate::stats::PoolStats,
 }
 
 /// The invalidation log as this instance hears it.
@@ -209,6 +213,8 @@ impl Cache {
                 .trips
                 .load(std::sync::atomic::Ordering::Relaxed),
             error: ping.err().map(|e| e.to_string()),
+            last_error: tier.last_error(),
+            pool: tier.pool_stats(),
         })
     }
 
@@ -241,6 +247,13 @@ mod tests {
                 circuit_open: true,
                 circuit_trips: 1,
                 error: Some("L2 is unavailable: circuit open".into()),
+                last_error: Some("L2 is unavailable: circuit open".into()),
+                pool: crate::stats::PoolStats {
+                    max_size: 4,
+                    size: 1,
+                    available: 0,
+                    waiting: 0,
+                },
             }),
             invalidation: InvalidationHealth {
                 listening: false,

@@ -68,6 +68,8 @@ pub(crate) struct L2Tier {
     retry_after_ms: AtomicU64,
     epoch: Instant,
     pub(crate) breaker: Breaker,
+    /// The last failure to reach Redis, for `health()`.
+    last_error: Mutex<Option<String>>,
 }
 
 impl L2Tier {
@@ -101,6 +103,7 @@ impl L2Tier {
             retry_after_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             breaker: Breaker::new(settings.breaker_threshold),
+            last_error: Mutex::new(None),
             settings,
         })
     }
@@ -330,7 +333,24 @@ impl L2Tier {
             if self.breaker.on_success() {
                 tracing::info!(target: "acgs_cache", "L2 (redis) answers again; circuit closed");
             }
-        } else if self.breaker.on_failure() {
+        } else {
+            if let Err(e) = outcome {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            self.note_failure(outcome);
+        }
+    }
+
+    /// The last failure to reach Redis, if any (errors never carry credentials).
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn note_failure<T>(self: &Arc<Self>, outcome: &Result<T, Error>) {
+        if self.breaker.on_failure() {
             if let Err(e) = outcome {
                 tracing::warn!(target: "acgs_cache", error = %e, "L2 (redis) unreachable; circuit open, cached calls go on without it");
             }

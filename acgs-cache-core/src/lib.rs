@@ -60,7 +60,7 @@ pub use log_position::LogPosition;
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
 pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};
-pub use stats::{FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
+pub use stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
 pub use token::TokenCache;
 pub use warm::{WarmEntry, WarmReport, Warmer};
 

@@ -91,6 +91,10 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
                     .set(nanos as f64 / 1e9);
             }
         }
+        for (reason, n) in &f.errors_by_reason {
+            counter!("acgs_cache_errors_by_reason_total", "service" => service.to_owned(), "function" => function.clone(), "reason" => reason.clone())
+                .absolute(*n);
+        }
         for (reason, n) in &f.rejected {
             counter!("acgs_cache_rejected_total", "service" => service.to_owned(), "function" => function.clone(), "reason" => reason.clone())
                 .absolute(*n);
@@ -137,7 +141,7 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
 
 /// Names, units and help texts (`# HELP` lines in Prometheus).
 fn describe() {
-    let counters: [(&'static str, &'static str); 14] = [
+    let counters: [(&'static str, &'static str); 15] = [
         (
             "acgs_cache_calls_total",
             "Cached calls answered (hits, misses, bypassed, coalesced).",
@@ -150,6 +154,10 @@ fn describe() {
         (
             "acgs_cache_errors_total",
             "Tier failures absorbed; the call still answered.",
+        ),
+        (
+            "acgs_cache_errors_by_reason_total",
+            "Tier failures by reason: timeout, unavailable, redis, log_unheard, encode.",
         ),
         (
             "acgs_cache_bypassed_total",

@@ -45,8 +45,10 @@ pub(crate) struct FunctionCounters {
     pub(crate) misses: Counter,
     /// Calls that skipped the cache because their key could not be built.
     pub(crate) bypassed: Counter,
-    /// Tier failures (Redis errors, timeouts, encode failures); the call still answered.
+    /// Tier failures (Redis errors, timeouts, encode failures); the call
+    /// still answered. Count them with [`FunctionCounters::error`].
     pub(crate) errors: Counter,
+    errors_by: [Counter; ErrorReason::ALL.len()],
     /// Results not stored: `Err`, or `None` without negative caching.
     pub(crate) not_stored: Counter,
     /// Callers that waited for another caller's computation of the same key.
@@ -63,6 +65,12 @@ pub(crate) struct FunctionCounters {
 }
 
 impl FunctionCounters {
+    /// Counts a tier failure, in total and by reason.
+    pub(crate) fn error(&self, reason: ErrorReason) {
+        self.errors.inc();
+        self.errors_by[reason as usize].inc();
+    }
+
     pub(crate) fn reject(&self, reason: Reject) {
         self.rejected[reason as usize].inc();
     }
@@ -98,9 +106,64 @@ impl FunctionCounters {
                 .map(|r| (Cow::Borrowed(r.as_str()), self.rejected[*r as usize].get()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            errors_by_reason: ErrorReason::ALL
+                .iter()
+                .map(|r| (Cow::Borrowed(r.as_str()), self.errors_by[*r as usize].get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             latency_p50_ns: p50,
             latency_p95_ns: p95,
             latency_p99_ns: p99,
+        }
+    }
+}
+
+/// Why a tier failure was counted in [`FunctionStats::errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorReason {
+    /// An L2 operation outlasted the soft timeout.
+    Timeout,
+    /// L2 was not tried or not reachable (circuit open, reconnecting).
+    Unavailable,
+    /// Redis answered with an error, or the connection failed.
+    Redis,
+    /// L2 was skipped because the invalidation log could not be heard.
+    LogUnheard,
+    /// A value did not encode (or was over the size limit): not stored.
+    Encode,
+}
+
+impl ErrorReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [ErrorReason; 5] = [
+        ErrorReason::Timeout,
+        ErrorReason::Unavailable,
+        ErrorReason::Redis,
+        ErrorReason::LogUnheard,
+        ErrorReason::Encode,
+    ];
+
+    /// The name used in stats and metrics.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Unavailable => "unavailable",
+            ErrorReason::Redis => "redis",
+            ErrorReason::LogUnheard => "log_unheard",
+            ErrorReason::Encode => "encode",
+        }
+    }
+
+    /// The reason for a tier error.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 fails this way
+    pub(crate) fn of(error: &crate::Error) -> ErrorReason {
+        match error {
+            crate::Error::Timeout(_) => ErrorReason::Timeout,
+            crate::Error::Unavailable(_) => ErrorReason::Unavailable,
+            crate::Error::Codec(_) => ErrorReason::Encode,
+            _ => ErrorReason::Redis,
         }
     }
 }
@@ -137,6 +200,9 @@ pub struct FunctionStats {
     pub refreshes: u64,
     /// Stored bytes that were not used, by reason (see [`Reject`]).
     pub rejected: BTreeMap<Cow<'static, str>, u64>,
+    /// `errors` by reason (see [`ErrorReason`]).
+    #[serde(default)]
+    pub errors_by_reason: BTreeMap<Cow<'static, str>, u64>,
     /// Median call latency (ns), from a histogram with 19% wide buckets;
     /// L1 hits are sampled (one in 64). In a fleet sum: the worst instance.
     #[serde(default)]
@@ -251,6 +317,7 @@ impl FunctionStats {
             lock_waits: 0,
             refreshes: 0,
             rejected: BTreeMap::new(),
+            errors_by_reason: BTreeMap::new(),
             latency_p50_ns: None,
             latency_p95_ns: None,
             latency_p99_ns: None,
@@ -272,6 +339,9 @@ impl FunctionStats {
         self.refreshes += other.refreshes;
         for (reason, n) in &other.rejected {
             *self.rejected.entry(reason.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.errors_by_reason {
+            *self.errors_by_reason.entry(reason.clone()).or_default() += n;
         }
         // Percentiles do not add up; the worst of the parts is what a sum can say.
         self.latency_p50_ns = self.latency_p50_ns.max(other.latency_p50_ns);

@@ -27,6 +27,7 @@ use crate::error::{CodecError, Error};
 use crate::key::KeyDigest;
 use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 use crate::site::CallSite;
+use crate::stats::ErrorReason;
 use crate::LogPosition;
 
 /// One entry to prime: a cached function's key and value. Made by the
@@ -411,7 +412,7 @@ impl Job<'_> {
         let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
-                function.counters.errors.inc();
+                function.counters.error(ErrorReason::Encode);
                 tracing::debug!(target: "acgs_cache", function = site.name, error = %e, "warming entry not encodable");
                 return Err(());
             }
