@@ -689,6 +689,11 @@ impl CacheBuilder {
         let duration = |name: &str, value: &str| {
             parse_duration(value).map_err(|e| Error::Config(format!("{name}: {e}")))
         };
+        // Background intervals may be turned off, which a TTL may not.
+        let interval = |name: &str, value: &str| match value {
+            "0" | "0s" | "off" => Ok(Duration::ZERO),
+            _ => duration(name, value),
+        };
         for (name, value) in vars {
             let Some(setting) = name.strip_prefix("ACGS_CACHE_") else {
                 continue;
@@ -705,6 +710,8 @@ impl CacheBuilder {
                     })?;
                 }
                 "L2_TIMEOUT" => self.l2_soft_timeout = duration(&name, &value)?,
+                "FLEET_INTERVAL" => self.fleet_interval = interval(&name, &value)?,
+                "METRICS_INTERVAL" => self.metrics_interval = Some(interval(&name, &value)?),
                 _ => {
                     let mut with = PolicyOverride::default();
                     let policy = if let Some(p) = policy_field("L1_TTL_") {
@@ -858,6 +865,22 @@ mod tests {
         assert_eq!(cache.service(), "auth");
         let untouched = cache.effective_policy(&crate::policy::builtin::USER_SESSIONS);
         assert_eq!(untouched, crate::policy::builtin::USER_SESSIONS);
+    }
+
+    #[test]
+    fn environment_sets_the_background_intervals() {
+        let b = Cache::builder()
+            .apply_vars(vars(&[
+                ("ACGS_CACHE_FLEET_INTERVAL", "250ms"),
+                ("ACGS_CACHE_METRICS_INTERVAL", "0s"),
+            ]))
+            .unwrap();
+        let cache = b.build().unwrap();
+        assert_eq!(
+            cache.inner.config.fleet_interval,
+            Duration::from_millis(250)
+        );
+        assert_eq!(cache.inner.config.metrics_interval, Some(Duration::ZERO));
     }
 
     #[test]
