@@ -170,6 +170,11 @@ async fn counters_and_gauges_follow_the_calls_with_l2() {
     );
     assert!(p99 > 0.0 && p99 < 5.0, "p99 {p99}");
     assert!(value("acgs_cache_l2_pool_size", &[service]) >= 1.0);
+    let l2 = value(
+        "acgs_cache_l2_latency_seconds",
+        &[service, ("quantile", "0.5")],
+    );
+    assert!(l2 > 0.0 && l2 < 1.0, "L2 p50 {l2}");
     assert_eq!(value("acgs_cache_l2_pool_waiting", &[service]), 0.0);
     // Every series carries the service label, and the kinds are right.
     for s in all.iter().filter(|s| s.name.starts_with("acgs_cache_")) {

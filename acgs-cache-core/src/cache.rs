@@ -246,6 +246,15 @@ impl Cache {
         let l2_pool = self.inner.l2.as_ref().map(|l2| l2.pool_stats());
         #[cfg(not(feature = "redis"))]
         let l2_pool = None;
+        #[cfg(feature = "redis")]
+        let l2_latency_ns = self
+            .inner
+            .l2
+            .as_ref()
+            .and_then(|l2| l2.latency.percentiles())
+            .map(|ps| ps.map(|p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX)));
+        #[cfg(not(feature = "redis"))]
+        let l2_latency_ns = None;
         StatsSnapshot {
             functions,
             l1_entries,
@@ -253,6 +262,7 @@ impl Cache {
             l2_circuit_open,
             l2_circuit_trips,
             l2_pool,
+            l2_latency_ns,
             invalidations: InvalidationStats {
                 sent: coherence.sent.get(),
                 received: coherence.received.get(),

@@ -70,6 +70,8 @@ pub(crate) struct L2Tier {
     pub(crate) breaker: Breaker,
     /// The last failure to reach Redis, for `health()`.
     last_error: Mutex<Option<String>>,
+    /// How long operations on the lane took (answered or not).
+    pub(crate) latency: crate::latency::Latency,
 }
 
 impl L2Tier {
@@ -104,6 +106,7 @@ impl L2Tier {
             epoch: Instant::now(),
             breaker: Breaker::new(settings.breaker_threshold),
             last_error: Mutex::new(None),
+            latency: crate::latency::Latency::default(),
             settings,
         })
     }
@@ -271,6 +274,8 @@ impl L2Tier {
         if self.breaker.is_open() {
             return Err(Error::Unavailable("circuit open"));
         }
+        // Two clock reads are nothing next to a round trip.
+        let start = Instant::now();
         let outcome = match self.handle().await {
             // The lane's handle carries the soft timeout (see `connect_lane`).
             Ok(mut conn) => match op(&mut conn).await {
@@ -286,6 +291,7 @@ impl L2Tier {
             },
             Err(e) => Err(e),
         };
+        self.latency.record(start.elapsed(), 1);
         self.note_outcome(&outcome);
         outcome
     }

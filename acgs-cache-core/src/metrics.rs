@@ -112,6 +112,12 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
     gauge!("acgs_cache_l1_bytes", "service" => service.to_owned()).set(snapshot.l1_bytes as f64);
     gauge!("acgs_cache_l2_circuit_open", "service" => service.to_owned())
         .set(f64::from(u8::from(snapshot.l2_circuit_open)));
+    if let Some(latency) = snapshot.l2_latency_ns {
+        for (quantile, nanos) in ["0.5", "0.95", "0.99"].into_iter().zip(latency) {
+            gauge!("acgs_cache_l2_latency_seconds", "service" => service.to_owned(), "quantile" => quantile)
+                .set(nanos as f64 / 1e9);
+        }
+    }
     if let Some(pool) = snapshot.l2_pool {
         for (name, value) in [
             ("acgs_cache_l2_pool_size", pool.size),
@@ -217,6 +223,11 @@ fn describe() {
         "acgs_cache_call_latency_seconds",
         Unit::Seconds,
         "Call latency percentiles per function (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64."
+    );
+    describe_gauge!(
+        "acgs_cache_l2_latency_seconds",
+        Unit::Seconds,
+        "Latency percentiles of single L2 operations (label quantile: 0.5, 0.95, 0.99)."
     );
     describe_gauge!(
         "acgs_cache_l2_pool_size",

@@ -246,6 +246,10 @@ pub struct StatsSnapshot {
     /// The L2 connection pool, when there is L2.
     #[serde(default)]
     pub l2_pool: Option<PoolStats>,
+    /// Latency of single L2 operations (`GET`, `SET`, scripts), all of them
+    /// timed: p50, p95 and p99 in ns, once one ran.
+    #[serde(default)]
+    pub l2_latency_ns: Option<[u64; 3]>,
 }
 
 /// The L2 connection pool (deadpool's own figures). The shared lane holds
