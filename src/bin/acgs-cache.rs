@@ -198,8 +198,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         } => {
             segment("service", service)?;
             segment("function", function)?;
+            let mut conn = redis(cli).await?;
             let keys = scan(
-                cli,
+                &mut conn,
                 &format!("{}:{service}:{function}:*", cli.prefix),
                 *limit,
             )
@@ -224,7 +225,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let mut deleted = 0u64;
             loop {
                 let keys = scan(
-                    cli,
+                    &mut conn,
                     &format!("{}:{service}:{function}:*", cli.prefix),
                     1_000,
                 )
@@ -251,8 +252,11 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
 }
 
 /// At most `limit` keys matching `pattern` (SCAN, bounded in calls too).
-async fn scan(cli: &Cli, pattern: &str, limit: usize) -> Result<Vec<String>, Failure> {
-    let mut conn = redis(cli).await?;
+async fn scan(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+    limit: usize,
+) -> Result<Vec<String>, Failure> {
     let mut keys = Vec::new();
     let mut cursor = 0u64;
     for _ in 0..MAX_SCAN_CALLS {
@@ -262,7 +266,7 @@ async fn scan(cli: &Cli, pattern: &str, limit: usize) -> Result<Vec<String>, Fai
             .arg(pattern)
             .arg("COUNT")
             .arg(1_000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         keys.extend(batch);
         cursor = next;
@@ -336,7 +340,7 @@ fn latency(nanos: Option<u64>) -> String {
 
 async fn health(cli: &Cli) -> Result<(), Failure> {
     let cache = cache(cli, "acgs-cli")?;
-    let rtt = cache.ping_l2().await?;
+    // Fails fast (exit 2) when Redis does not answer its PING.
     cache.connect().await?;
     let fleet = cache.fleet_stats().await?;
     let log_length: u64 = redis::cmd("XLEN")
@@ -345,10 +349,15 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
         .await?;
     // What a service's own `health()` reports, seen from here.
     let report = cache.health().await;
+    let rtt_us = report
+        .l2
+        .as_ref()
+        .and_then(|l2| l2.ping_rtt_us)
+        .unwrap_or(0);
     if cli.json {
         print_json(&serde_json::json!({
             "redis": "ok",
-            "ping_rtt_us": rtt.as_micros(),
+            "ping_rtt_us": rtt_us,
             "invalidation_log_length": log_length,
             "instances": fleet.members.len(),
             "report": report,
@@ -356,7 +365,7 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
     } else {
         println!(
             "redis ok (PING {:.2} ms), invalidation log {log_length} event(s), {} instance(s) publishing",
-            rtt.as_secs_f64() * 1000.0,
+            rtt_us as f64 / 1000.0,
             fleet.members.len()
         );
         println!("{report}");
