@@ -16,6 +16,7 @@ use crate::l1::L1Tier;
 use crate::l2::{L2Settings, L2Tier};
 use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
 use crate::site::CallSite;
+use crate::topology::RedisConfig;
 use crate::stats::{FunctionCounters, InvalidationStats, StatsSnapshot};
 
 /// The environment variable that enables L2.
@@ -459,7 +460,7 @@ pub struct CacheBuilder {
     service: Option<String>,
     l1_enabled: bool,
     l1_max_bytes: u64,
-    redis_url: Option<String>,
+    redis: Option<RedisSource>,
     l2_soft_timeout: Duration,
     connect_timeout: Duration,
     reconnect_backoff: Duration,
@@ -483,7 +484,7 @@ impl fmt::Debug for CacheBuilder {
             .field("service", &self.service)
             .field("l1_enabled", &self.l1_enabled)
             .field("l1_max_bytes", &self.l1_max_bytes)
-            .field("redis_url", &self.redis_url.as_deref().map(RedactedUrl))
+            .field("redis", &self.redis)
             .field("l2_soft_timeout", &self.l2_soft_timeout)
             .field("overrides", &self.overrides)
             .finish_non_exhaustive()
@@ -497,7 +498,7 @@ impl Default for CacheBuilder {
             service: None,
             l1_enabled: true,
             l1_max_bytes: 64 * 1024 * 1024,
-            redis_url: None,
+            redis: None,
             l2_soft_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
             reconnect_backoff: Duration::from_secs(1),
@@ -543,9 +544,31 @@ impl CacheBuilder {
         self
     }
 
-    /// Enables L2 at this Redis URL (`redis://[user:password@]host:port[/db]`).
+    /// Enables L2 at this Redis URL, of any topology (see [`RedisConfig`]):
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS),
+    /// `redis+sentinel://s1:26379,s2:26379/master-name`,
+    /// `redis+cluster://node1:6379,node2:6379`. The URL is checked by
+    /// [`build`](Self::build).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.redis_url = Some(url.into());
+        self.redis = Some(RedisSource::Url(url.into()));
+        self
+    }
+
+    /// Enables L2 with a configuration built in code (Sentinel, Cluster,
+    /// credentials, a private CA for TLS).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    ///
+    /// let cache = Cache::builder()
+    ///     .redis(RedisConfig::sentinel("governance", ["10.0.0.1:26379", "10.0.0.2:26379"])
+    ///         .credentials("policy-svc", "s3cret"))
+    ///     .build()?;
+    /// assert!(cache.has_l2());
+    /// # Ok::<(), acgs_cache_core::Error>(())
+    /// ```
+    pub fn redis(mut self, config: RedisConfig) -> Self {
+        self.redis = Some(RedisSource::Config(config));
         self
     }
 
@@ -711,7 +734,7 @@ impl CacheBuilder {
             let policy_field =
                 |field: &str| setting.strip_prefix(field).map(str::to_ascii_lowercase);
             match setting {
-                "REDIS_URL" => self.redis_url = Some(value).filter(|v| !v.is_empty()),
+                "REDIS_URL" => self.redis = Some(value).filter(|v| !v.is_empty()).map(RedisSource::Url),
                 "PREFIX" => self.prefix = value,
                 "SERVICE" => self.service = Some(value),
                 "L1_MAX_BYTES" => {
@@ -744,6 +767,29 @@ impl CacheBuilder {
         Ok(self)
     }
 
+    /// Builds the cache and connects it ([`Cache::connect`]): for services
+    /// that should not start without L2, or that want a bad password or an
+    /// unreachable Redis reported at startup rather than as counted errors.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .redis_url("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/governance")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`build`](Self::build), then those of [`Cache::connect`]:
+    /// [`Error::Auth`] when Redis refuses the credentials.
+    pub async fn connect(self) -> Result<Cache, Error> {
+        let cache = self.build()?;
+        cache.connect().await?;
+        Ok(cache)
+    }
+
     /// Builds the cache. No connection is made here: L2 connects in the
     /// background on first use and calls answer from the function until it is up.
     ///
@@ -768,9 +814,10 @@ impl CacheBuilder {
                 "l1_max_bytes must be positive; use disable_l1() to turn L1 off".into(),
             ));
         }
+        let redis = self.redis.map(RedisSource::into_config).transpose()?;
         #[cfg(feature = "redis")]
-        let l2_settings = self.redis_url.map(|url| L2Settings {
-            url,
+        let l2_settings = redis.map(|redis| L2Settings {
+            redis,
             soft_timeout: self.l2_soft_timeout,
             connect_timeout: self.connect_timeout,
             reconnect_backoff: self.reconnect_backoff,
@@ -779,10 +826,9 @@ impl CacheBuilder {
             probe_interval: self.probe_interval,
         });
         #[cfg(not(feature = "redis"))]
-        if let Some(url) = self.redis_url {
+        if let Some(redis) = redis {
             return Err(Error::Config(format!(
-                "{} is set but acgs-cache was built without the `redis` feature",
-                RedactedUrl(&url)
+                "{redis} is set but acgs-cache was built without the `redis` feature"
             )));
         }
         #[cfg(feature = "redis")]
@@ -846,6 +892,32 @@ fn default_service_name() -> String {
         .map(|s| s.replace(char::is_whitespace, "_"))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "app".to_owned())
+}
+
+/// L2 as given to the builder: a URL is parsed at `build`, so that a bad
+/// one is an error there and not in a chain of setters.
+#[derive(Clone)]
+enum RedisSource {
+    Url(String),
+    Config(RedisConfig),
+}
+
+impl RedisSource {
+    fn into_config(self) -> Result<RedisConfig, Error> {
+        match self {
+            RedisSource::Url(url) => RedisConfig::parse(&url),
+            RedisSource::Config(config) => Ok(config),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisSource::Url(url) => std::fmt::Display::fmt(&RedactedUrl(url), f),
+            RedisSource::Config(config) => std::fmt::Display::fmt(config, f),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub enum Error {
     /// The operating system's random source failed (session ids come from it).
     #[error("the operating system's random source failed: {0}")]
     Random(String),
+    /// Redis refused the configured credentials (wrong password, unknown or
+    /// disabled ACL user). The message names the user, never the password.
+    #[error("{0}")]
+    Auth(String),
     /// L2 is not configured or is currently unavailable.
     #[error("L2 is unavailable: {0}")]
     Unavailable(&'static str),
@@ -62,6 +66,20 @@ pub enum CodecError {
         /// Configured limit.
         limit: usize,
     },
+}
+
+/// Why Redis refused the credentials, if that is what `error` says (a
+/// wrong password or an unknown user; Redis's reply names neither).
+#[cfg(feature = "redis")]
+pub(crate) fn credentials_refused(error: &Error) -> Option<String> {
+    let redis = match error {
+        Error::Redis(e) => e,
+        Error::Pool(deadpool_redis::PoolError::Backend(e)) => e,
+        _ => return None,
+    };
+    let refused = redis.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(redis.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+    refused.then(|| redis.to_string())
 }
 
 /// Redacts the password of a Redis URL so configuration can be shown in

@@ -172,38 +172,16 @@ impl Cache {
             "the fleet view needs L2: configure a Redis URL",
         ))?;
         let pattern = key_pattern(&self.inner.config.prefix);
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .clone();
-            let (next, batch): (u64, Vec<String>) = l2.query(&scan).await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= MAX_FLEET_MEMBERS {
-                break;
-            }
-        }
+        let mut keys = l2.scan(&pattern, MAX_FLEET_MEMBERS).await?;
         keys.sort();
         keys.dedup(); // SCAN may return a key twice
         keys.truncate(MAX_FLEET_MEMBERS);
         let mut members = Vec::with_capacity(keys.len());
         let mut unreadable = 0;
-        // One GET per key (single-key commands: valid on Cluster too),
-        // pipelined by the multiplexed connection.
+        // Single-key GETs: valid on a cluster, where the keys spread over shards.
         for chunk in keys.chunks(100) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                pipe.cmd("GET").arg(key);
-            }
-            let values: Vec<Option<String>> = l2.pipeline(&pipe).await?;
-            for value in values.into_iter().flatten() {
-                match serde_json::from_str::<FleetMember>(&value) {
+            for value in l2.get_many(chunk).await?.into_iter().flatten() {
+                match serde_json::from_slice::<FleetMember>(&value) {
                     Ok(member) => members.push(member),
                     Err(_) => unreadable += 1,
                 }

@@ -62,6 +62,8 @@ pub struct L1Health {
 pub struct L2Health {
     /// The Redis URL with any user and password replaced by `***`.
     pub endpoint: String,
+    /// `standalone`, `sentinel` or `cluster`.
+    pub topology: &'static str,
     /// Whether a `PING` was answered just now.
     pub reachable: bool,
     /// That `PING`'s round trip (µs), when it was answered.
@@ -201,7 +203,8 @@ impl Cache {
         let ping = self.ping_l2().await;
         // The circuit as the ping left it (a failed ping may have opened it).
         Some(L2Health {
-            endpoint: crate::error::RedactedUrl(&settings.url).to_string(),
+            endpoint: settings.redis.to_string(),
+            topology: tier.topology(),
             reachable: ping.is_ok(),
             ping_rtt_us: ping
                 .as_ref()
@@ -242,6 +245,7 @@ mod tests {
             },
             l2: Some(L2Health {
                 endpoint: "redis://***@cache:6379".into(),
+                topology: "standalone",
                 reachable: false,
                 ping_rtt_us: None,
                 circuit_open: true,

@@ -1,7 +1,9 @@
-//! L2: the shared tier (Redis through a deadpool-redis pool).
+//! L2: the shared tier (Redis through a deadpool-redis pool of the
+//! configured topology: one server, a Sentinel-named master or a Cluster).
 //!
 //! deadpool-redis 0.23 sends `UNWATCH` + `PING` on every `pool.get()`, which
-//! would double the cost of a hit. A `MultiplexedConnection` is built to be
+//! would double the cost of a hit. Its connections (multiplexed, or a
+//! cluster's) are built to be
 //! shared by any number of concurrent requests, so the hot path keeps one
 //! checked-out connection (the *lane*) and clones its handle per request: a
 //! hit costs exactly one round trip. The pool stays the factory of
@@ -16,16 +18,14 @@ use crate::breaker::Breaker;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Connection, Manager, Pool, Runtime};
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-
-use crate::error::{Error, RedactedUrl};
+use crate::connection::{Checkout, PoolSettings, Pools, RedisConnection};
+use crate::error::Error;
+use crate::topology::RedisConfig;
 
 /// Settings of the L2 tier.
 #[derive(Clone)]
 pub(crate) struct L2Settings {
-    pub(crate) url: String,
+    pub(crate) redis: RedisConfig,
     pub(crate) soft_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_backoff: Duration,
@@ -36,10 +36,18 @@ pub(crate) struct L2Settings {
     pub(crate) probe_interval: Duration,
 }
 
+impl L2Settings {
+    /// The response timeout of connections other than the lane (the log
+    /// tailer's blocking reads stay well under it).
+    fn other_timeout(&self) -> Duration {
+        self.soft_timeout.max(Duration::from_secs(1))
+    }
+}
+
 impl std::fmt::Debug for L2Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("L2Settings")
-            .field("url", &RedactedUrl(&self.url))
+            .field("redis", &self.redis)
             .field("soft_timeout", &self.soft_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
@@ -52,12 +60,12 @@ impl std::fmt::Debug for L2Settings {
 
 struct Lane {
     /// Keeps the pooled object checked out; dropping it returns it to the pool.
-    _checked_out: Connection,
-    handle: MultiplexedConnection,
+    _checked_out: Checkout,
+    handle: RedisConnection,
 }
 
 pub(crate) struct L2Tier {
-    pool: Pool,
+    pools: Pools,
     settings: L2Settings,
     lane: Mutex<Option<Arc<Lane>>>,
     /// Whether a background connect is in flight.
@@ -70,35 +78,26 @@ pub(crate) struct L2Tier {
     pub(crate) breaker: Breaker,
     /// The last failure to reach Redis, for `health()`.
     last_error: Mutex<Option<String>>,
+    /// Why the last connect was refused by the server (bad credentials),
+    /// told to callers waiting for a connection instead of "unreachable".
+    refusal: Mutex<Option<String>>,
     /// How long operations on the lane took (answered or not).
     pub(crate) latency: crate::latency::Latency,
 }
 
 impl L2Tier {
     pub(crate) fn new(settings: L2Settings) -> Result<Self, Error> {
-        let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            // The lane's handle gets the soft timeout (`connect_lane`); this
-            // one bounds the other connections' requests (the log tailer's
-            // blocking reads stay well under it).
-            .set_response_timeout(Some(settings.soft_timeout.max(Duration::from_secs(1))));
-        let manager =
-            Manager::new_with_config(settings.url.as_str(), connection_config).map_err(|e| {
-                Error::Config(format!(
-                    "redis URL {} is not usable: {e}",
-                    RedactedUrl(&settings.url)
-                ))
-            })?;
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(settings.connect_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the redis pool: {e}")))?;
+        let pools = Pools::new(
+            &settings.redis,
+            &PoolSettings {
+                size: settings.pool_size,
+                connect_timeout: settings.connect_timeout,
+                response_timeout: settings.other_timeout(),
+            },
+        )?;
         Ok(L2Tier {
-            pool,
+            pools,
+            refusal: Mutex::new(None),
             lane: Mutex::new(None),
             reconnecting: AtomicBool::new(false),
             attempts: tokio::sync::watch::Sender::new(0),
@@ -123,7 +122,7 @@ impl L2Tier {
     /// (one at a time, spaced by the backoff after a failure) and the caller
     /// waits for it at most the soft timeout: callers never pay a connect
     /// timeout while Redis is unreachable.
-    async fn handle(self: &Arc<Self>) -> Result<MultiplexedConnection, Error> {
+    async fn handle(self: &Arc<Self>) -> Result<RedisConnection, Error> {
         if let Some(lane) = self.current_lane() {
             return Ok(lane.handle.clone());
         }
@@ -132,7 +131,7 @@ impl L2Tier {
         Box::pin(self.wait_for_lane()).await
     }
 
-    async fn wait_for_lane(self: &Arc<Self>) -> Result<MultiplexedConnection, Error> {
+    async fn wait_for_lane(self: &Arc<Self>) -> Result<RedisConnection, Error> {
         let mut attempts = self.attempts.subscribe();
         self.start_reconnect();
         let wait = async {
@@ -141,6 +140,9 @@ impl L2Tier {
                     return Ok(lane.handle.clone());
                 }
                 if !self.reconnecting.load(Ordering::Acquire) {
+                    if let Some(refusal) = self.refusal() {
+                        return Err(Error::Auth(refusal));
+                    }
                     return Err(Error::Unavailable(
                         "redis is not reachable; reconnecting in the background",
                     ));
@@ -177,21 +179,53 @@ impl L2Tier {
     }
 
     /// Checks a connection out of the pool and makes it the lane.
-    async fn connect_lane(&self) -> Result<MultiplexedConnection, Error> {
-        let checked_out = tokio::time::timeout(self.settings.connect_timeout, self.pool.get())
-            .await
-            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
-        let mut handle = MultiplexedConnection::clone(&checked_out);
+    async fn connect_lane(&self) -> Result<RedisConnection, Error> {
         // redis-rs times each request out itself (one timer per request):
-        // giving it the soft timeout spares a second timer per operation,
-        // which halved L2 throughput under 64 concurrent callers (measured).
-        handle.set_response_timeout(self.settings.soft_timeout);
+        // giving the lane the soft timeout spares a second timer per
+        // operation, which halved L2 throughput under 64 concurrent callers
+        // (measured).
+        let (checked_out, handle) = self.checkout(self.settings.soft_timeout).await?;
         let lane = Arc::new(Lane {
             _checked_out: checked_out,
             handle: handle.clone(),
         });
         *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
         Ok(handle)
+    }
+
+    /// A connection from the pool within the connect timeout; a refusal of
+    /// the credentials is remembered for callers and reported clearly.
+    async fn checkout(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<(Checkout, RedisConnection), Error> {
+        let got = tokio::time::timeout(
+            self.settings.connect_timeout,
+            self.pools.get(response_timeout),
+        )
+        .await
+        .map_err(|_| Error::Timeout(self.settings.connect_timeout))
+        .and_then(|got| got);
+        let refusal = match &got {
+            Err(e) => crate::error::credentials_refused(e).map(|why| {
+                format!(
+                    "redis {} refused the credentials of {}: {why}",
+                    self.settings.redis,
+                    self.settings.redis.user_for_messages()
+                )
+            }),
+            Ok(_) => None,
+        };
+        let refused = refusal.is_some();
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = refusal;
+        match got {
+            Err(_) if refused => Err(Error::Auth(self.refusal().unwrap_or_default())),
+            got => got,
+        }
+    }
+
+    fn refusal(&self) -> Option<String> {
+        self.refusal.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// While the breaker is open: one `PING` per interval, on a fresh
@@ -227,13 +261,18 @@ impl L2Tier {
 
     /// The pool's figures.
     pub(crate) fn pool_stats(&self) -> crate::stats::PoolStats {
-        let status = self.pool.status();
+        let status = self.pools.status();
         crate::stats::PoolStats {
             max_size: status.max_size,
             size: status.size,
             available: status.available,
             waiting: status.waiting,
         }
+    }
+
+    /// The configured topology (`standalone`, `sentinel`, `cluster`).
+    pub(crate) fn topology(&self) -> &'static str {
+        self.settings.redis.topology()
     }
 
     pub(crate) fn soft_timeout(&self) -> Duration {
@@ -245,31 +284,25 @@ impl L2Tier {
     }
 
     /// A connection of its own (for blocking reads), outside the pool.
-    pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection, Error> {
-        if self.breaker.is_open() {
-            return Err(Error::Unavailable("circuit open"));
-        }
-        let checked_out = tokio::time::timeout(self.settings.connect_timeout, self.pool.get())
-            .await
-            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
-        Ok(Connection::take(checked_out))
+    pub(crate) async fn dedicated_connection(&self) -> Result<RedisConnection, Error> {
+        self.bulk_connection(self.settings.other_timeout()).await
     }
 
     /// A connection of its own for bulk writes, whose requests may take
     /// `timeout` (pipelines longer than the soft timeout allows).
-    pub(crate) async fn bulk_connection(
-        &self,
-        timeout: Duration,
-    ) -> Result<MultiplexedConnection, Error> {
-        let mut connection = self.dedicated_connection().await?;
-        connection.set_response_timeout(timeout);
+    pub(crate) async fn bulk_connection(&self, timeout: Duration) -> Result<RedisConnection, Error> {
+        if self.breaker.is_open() {
+            return Err(Error::Unavailable("circuit open"));
+        }
+        let (checked_out, connection) = self.checkout(timeout).await?;
+        checked_out.take();
         Ok(connection)
     }
 
     /// Runs `op` on the lane within the soft timeout, unless the circuit is open.
     async fn on_lane<T>(
         self: &Arc<Self>,
-        op: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+        op: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         if self.breaker.is_open() {
             return Err(Error::Unavailable("circuit open"));
@@ -282,7 +315,19 @@ impl L2Tier {
                 Ok(value) => Ok(value),
                 Err(e) if e.is_timeout() => Err(Error::Timeout(self.settings.soft_timeout)),
                 Err(e) => {
-                    if e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error() {
+                    // READONLY: the server was demoted to a replica by a
+                    // failover; a new connection asks the Sentinels again.
+                    // A cluster connection reconnects its nodes itself: one
+                    // dead shard must not cost the others their connection.
+                    let broken = if conn.is_cluster() {
+                        e.is_unrecoverable_error()
+                    } else {
+                        e.is_unrecoverable_error()
+                            || e.is_connection_dropped()
+                            || e.is_io_error()
+                            || e.code() == Some("READONLY")
+                    };
+                    if broken {
                         // Hand the broken connection back; the next call checks out a new one.
                         self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
                     }
@@ -302,15 +347,6 @@ impl L2Tier {
         cmd: &redis::Cmd,
     ) -> Result<T, Error> {
         self.on_lane(async |conn| cmd.query_async(conn).await).await
-    }
-
-    /// Runs a pipeline on the lane within the soft timeout.
-    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
-        self: &Arc<Self>,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, Error> {
-        self.on_lane(async |conn| pipe.query_async(conn).await)
-            .await
     }
 
     /// Runs a Lua script (`EVALSHA`, loading it on first use) on the lane.
@@ -377,6 +413,64 @@ impl L2Tier {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.query(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms))
             .await
+    }
+
+    /// Up to `limit` keys matching `pattern`, by `SCAN` (on each master of
+    /// a cluster, whose cursors are per node). A key may appear twice.
+    pub(crate) async fn scan(
+        self: &Arc<Self>,
+        pattern: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let mut conn = self.handle().await?;
+        let masters = conn.masters().await?;
+        let nodes: Vec<Option<&(String, u16)>> = if masters.is_empty() {
+            vec![None]
+        } else {
+            masters.iter().map(Some).collect()
+        };
+        let mut keys = Vec::new();
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+                let (next, batch): (u64, Vec<String>) = conn.query_on(node, &scan).await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 || keys.len() >= limit {
+                    break;
+                }
+            }
+            if keys.len() >= limit {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The values of `keys` (single-key `GET`s: pipelined on one server,
+    /// concurrent on a cluster, where a pipeline must stay in one slot).
+    pub(crate) async fn get_many(
+        self: &Arc<Self>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.on_lane(async |conn| {
+            if conn.is_cluster() {
+                let gets = keys.iter().map(|key| {
+                    let mut conn = conn.clone();
+                    async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+                });
+                futures_util::future::try_join_all(gets).await
+            } else {
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    pipe.cmd("GET").arg(key);
+                }
+                pipe.query_async(conn).await
+            }
+        })
+        .await
     }
 
     /// Round-trip time of a `PING`.

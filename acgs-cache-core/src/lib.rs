@@ -15,6 +15,8 @@ mod call;
 mod clock;
 mod codec;
 mod coherence;
+#[cfg(feature = "redis")]
+mod connection;
 mod envelope;
 mod error;
 #[cfg(feature = "redis")]
@@ -40,7 +42,10 @@ pub mod session;
 mod site;
 mod stats;
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod token;
+mod topology;
 mod warm;
 
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
@@ -62,6 +67,7 @@ pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};
 pub use stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
 pub use token::TokenCache;
+pub use topology::RedisConfig;
 pub use warm::{WarmEntry, WarmReport, Warmer};
 
 /// Invalidates `event` through the cache `#[cached]` functions use here (the

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::MultiplexedConnection;
+use crate::connection::RedisConnection;
 use redis::streams::StreamReadReply;
 use redis::Value;
 
@@ -168,7 +168,7 @@ async fn follow(weak: &Weak<Inner>, cursor: &mut LogPosition) -> Result<(), Erro
 /// can remove any record: `max-deleted-entry-id` covers it.
 async fn raise_floor_if_trimmed(
     inner: &Inner,
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     cursor: LogPosition,
 ) -> Result<(), Error> {
@@ -231,7 +231,7 @@ async fn raise_floor_if_trimmed(
 /// Reads and applies one batch after `cursor`; returns how many records it held.
 async fn read_batch(
     inner: &Inner,
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     stream: &str,
     cursor: &mut LogPosition,
     block_ms: Option<u64>,

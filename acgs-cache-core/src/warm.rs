@@ -2,9 +2,10 @@
 //! computed beforehand or computed here with bounded concurrency.
 //!
 //! Entries are encoded exactly as a miss would store them and written with
-//! pipelined single-key `SET … PX` commands (never a multi-key command, so a
-//! pipeline is valid on Redis Cluster, where each command goes to its slot's
-//! node), on a connection of their own so that a long pipeline never queues
+//! pipelined single-key `SET … PX` commands (never a multi-key command; on a
+//! Redis Cluster, where a pipeline must stay within one slot, the commands
+//! go out concurrently and the cluster connection pipelines them per node),
+//! on a connection of their own so that a long pipeline never queues
 //! in front of the service's hits. Without L2 (or when asked) entries go to
 //! L1 instead.
 //!
@@ -352,7 +353,7 @@ struct Job<'a> {
     position: u64,
     fill_l1: bool,
     #[cfg(feature = "redis")]
-    connection: Option<redis::aio::MultiplexedConnection>,
+    connection: Option<crate::connection::RedisConnection>,
 }
 
 impl Job<'_> {
@@ -447,24 +448,35 @@ struct Encoded {
     px_ms: u64,
 }
 
-/// One pipeline of single-key `SET`s (no `MULTI`: Cluster routes each).
+/// Single-key `SET`s: one pipeline on one server; on a cluster, where a
+/// pipeline must stay within one slot, concurrent commands, which the
+/// cluster connection pipelines per node.
 #[cfg(feature = "redis")]
 async fn write_batch(
-    mut connection: redis::aio::MultiplexedConnection,
+    mut connection: crate::connection::RedisConnection,
     batch: &[Encoded],
 ) -> Result<(), Error> {
     if batch.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for e in batch {
-        pipe.cmd("SET")
-            .arg(&e.key)
-            .arg(&e.bytes)
-            .arg("PX")
-            .arg(e.px_ms)
-            .ignore();
+    let set = |e: &Encoded| {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&e.key).arg(&e.bytes).arg("PX").arg(e.px_ms);
+        cmd
+    };
+    if connection.is_cluster() {
+        let sets = batch.iter().map(|e| {
+            let mut connection = connection.clone();
+            let cmd = set(e);
+            async move { cmd.query_async::<()>(&mut connection).await }
+        });
+        futures_util::future::try_join_all(sets).await?;
+    } else {
+        let mut pipe = redis::pipe();
+        for e in batch {
+            pipe.add_command(set(e)).ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await?;
     }
-    pipe.query_async::<()>(&mut connection).await?;
     Ok(())
 }

@@ -1,0 +1,329 @@
+//! The pools and connections of each topology behind one type, so that the
+//! tier, the log tailer and the warmer do not care where L2 lives.
+//!
+//! Each topology has its deadpool-redis pool. A standalone server and a
+//! Sentinel-named master give `MultiplexedConnection`s; a Cluster gives a
+//! `ClusterConnection`, which routes each command to its slot's master and
+//! follows `MOVED`/`ASK`. Both are shared by concurrent requests.
+
+use std::time::Duration;
+
+use deadpool_redis::{cluster, sentinel, Runtime};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+
+use crate::error::Error;
+use crate::topology::{Kind, RedisConfig};
+
+/// One pool of the configured topology.
+pub(crate) enum Pools {
+    Node(deadpool_redis::Pool),
+    Sentinel(sentinel::Pool),
+    Cluster(cluster::Pool),
+}
+
+/// A connection checked out of a pool: dropping it returns it.
+pub(crate) enum Checkout {
+    Node(deadpool_redis::Connection),
+    Sentinel(sentinel::Connection),
+    Cluster(cluster::Connection),
+}
+
+/// A handle on a connection of any topology, cheap to clone.
+#[derive(Clone)]
+pub(crate) enum RedisConnection {
+    Node(MultiplexedConnection),
+    /// redis-rs applies no response timeout to cluster requests made
+    /// through deadpool's cluster manager: the handle carries its own.
+    Cluster(ClusterConnection, Duration),
+}
+
+/// Settings every pool shares.
+pub(crate) struct PoolSettings {
+    pub(crate) size: usize,
+    pub(crate) connect_timeout: Duration,
+    /// The response timeout of connections outside the lane.
+    pub(crate) response_timeout: Duration,
+}
+
+macro_rules! finish_pool {
+    ($builder:expr, $settings:expr) => {
+        $builder
+            .max_size($settings.size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some($settings.connect_timeout))
+            .create_timeout(Some($settings.connect_timeout))
+            .recycle_timeout(Some($settings.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the redis pool: {e}")))
+    };
+}
+
+impl Pools {
+    /// The pool of `config`'s topology. Nothing connects yet.
+    pub(crate) fn new(config: &RedisConfig, settings: &PoolSettings) -> Result<Pools, Error> {
+        let unusable = |e: redis::RedisError| {
+            Error::Config(format!(
+                "redis configuration {config} is not usable: {e}"
+            ))
+        };
+        #[cfg(feature = "tls")]
+        if config.tls {
+            crate::tls::install_crypto_provider();
+        }
+        match &config.kind {
+            Kind::Standalone => {
+                let info = standalone_info(config).map_err(unusable)?;
+                let connection_config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.response_timeout));
+                let manager = deadpool_redis::Manager::new_with_config(info, connection_config)
+                    .map_err(unusable)?;
+                finish_pool!(deadpool_redis::Pool::builder(manager), settings).map(Pools::Node)
+            }
+            Kind::Sentinel { master } => {
+                let sentinels = config
+                    .hosts
+                    .iter()
+                    .map(|host| node_info(config, host, false))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unusable)?;
+                let node = sentinel::SentinelNodeConnectionInfo {
+                    tls_mode: config.tls.then_some(sentinel::TlsMode::Secure),
+                    redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+                        db: config.db,
+                        username: config.username.clone(),
+                        password: config.password.clone(),
+                        protocol: deadpool_redis::ProtocolVersion::RESP2,
+                    }),
+                };
+                let manager = sentinel::Manager::new(
+                    sentinels,
+                    master.clone(),
+                    Some(node),
+                    sentinel::SentinelServerType::Master,
+                )
+                .map_err(unusable)?;
+                finish_pool!(sentinel::Pool::builder(manager), settings).map(Pools::Sentinel)
+            }
+            Kind::Cluster => {
+                let nodes = config
+                    .hosts
+                    .iter()
+                    .map(|host| node_info(config, host, true))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unusable)?;
+                let manager = cluster::Manager::new(nodes, false).map_err(unusable)?;
+                finish_pool!(cluster::Pool::builder(manager), settings).map(Pools::Cluster)
+            }
+        }
+    }
+
+    /// Checks a connection out and returns it with a handle on it whose
+    /// requests time out after `response_timeout`.
+    pub(crate) async fn get(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<(Checkout, RedisConnection), Error> {
+        Ok(match self {
+            Pools::Node(pool) => {
+                let checkout = pool.get().await?;
+                let mut handle = MultiplexedConnection::clone(&checkout);
+                handle.set_response_timeout(response_timeout);
+                (Checkout::Node(checkout), RedisConnection::Node(handle))
+            }
+            Pools::Sentinel(pool) => {
+                let checkout = pool.get().await?;
+                let mut handle = MultiplexedConnection::clone(&checkout);
+                handle.set_response_timeout(response_timeout);
+                (Checkout::Sentinel(checkout), RedisConnection::Node(handle))
+            }
+            Pools::Cluster(pool) => {
+                let checkout = pool.get().await?;
+                let handle = ClusterConnection::clone(&checkout);
+                (
+                    Checkout::Cluster(checkout),
+                    RedisConnection::Cluster(handle, response_timeout),
+                )
+            }
+        })
+    }
+
+    /// The pool's figures.
+    pub(crate) fn status(&self) -> deadpool_redis::Status {
+        match self {
+            Pools::Node(pool) => pool.status(),
+            Pools::Sentinel(pool) => pool.status(),
+            Pools::Cluster(pool) => pool.status(),
+        }
+    }
+}
+
+impl Checkout {
+    /// Takes the connection out of its pool for good (a connection of its own).
+    pub(crate) fn take(self) {
+        match self {
+            Checkout::Node(c) => drop(deadpool_redis::Connection::take(c)),
+            Checkout::Sentinel(c) => drop(sentinel::Connection::take(c)),
+            Checkout::Cluster(c) => drop(cluster::Connection::take(c)),
+        }
+    }
+}
+
+/// The standalone server's connection info, with the configured credentials
+/// and root certificate applied.
+fn standalone_info(config: &RedisConfig) -> redis::RedisResult<redis::ConnectionInfo> {
+    let url = config.url.as_deref().unwrap_or_default();
+    #[cfg(feature = "tls")]
+    let info = match &config.root_certificate {
+        Some(pem) => crate::tls::with_root_certificate(url, pem)?,
+        None => url.into_connection_info()?,
+    };
+    #[cfg(not(feature = "tls"))]
+    let info = url.into_connection_info()?;
+    let mut redis = info.redis_settings().clone();
+    if let Some(password) = &config.password {
+        redis = redis.set_password(password);
+        if let Some(username) = &config.username {
+            redis = redis.set_username(username);
+        }
+    }
+    Ok(info.set_redis_settings(redis))
+}
+
+/// `host:port` as a node of `config` (`with_credentials`: the data nodes'
+/// credentials and database; Sentinels get none).
+fn node_info(
+    config: &RedisConfig,
+    host: &str,
+    with_credentials: bool,
+) -> redis::RedisResult<redis::ConnectionInfo> {
+    let scheme = if config.tls { "rediss" } else { "redis" };
+    let info = format!("{scheme}://{host}").into_connection_info()?;
+    Ok(if with_credentials {
+        info.set_redis_settings(redis_settings(config))
+    } else {
+        info
+    })
+}
+
+fn redis_settings(config: &RedisConfig) -> redis::RedisConnectionInfo {
+    let mut redis = redis::RedisConnectionInfo::default().set_db(config.db);
+    if let Some(password) = &config.password {
+        redis = redis.set_password(password);
+    }
+    if let Some(username) = &config.username {
+        redis = redis.set_username(username);
+    }
+    redis
+}
+
+impl RedisConnection {
+    /// Whether commands are routed over a cluster's nodes: pipelines and
+    /// multi-key commands then must stay within one slot.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(..))
+    }
+
+    /// The cluster's masters (`host`, `port`), from `CLUSTER SLOTS`; empty
+    /// for other topologies.
+    pub(crate) async fn masters(&mut self) -> Result<Vec<(String, u16)>, Error> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
+        let mut masters = Vec::new();
+        for range in slots {
+            // [start, end, [host, port, id, …], replicas…]
+            let Value::Array(fields) = range else { continue };
+            let Some(Value::Array(master)) = fields.get(2) else { continue };
+            let host = match master.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = master.get(1) else { continue };
+            let Ok(port) = u16::try_from(*port) else { continue };
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+        Ok(masters)
+    }
+
+    /// Runs `cmd` on the node at `host:port` (a cluster's `SCAN`, whose
+    /// cursor belongs to one node); on other topologies, on the server.
+    pub(crate) async fn query_on<T: redis::FromRedisValue>(
+        &mut self,
+        node: Option<&(String, u16)>,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        match (self, node) {
+            (RedisConnection::Cluster(c, timeout), Some((host, port))) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let value = tokio::time::timeout(*timeout, c.route_command(cmd.clone(), routing))
+                    .await
+                    .map_err(|_| Error::Timeout(*timeout))??;
+                Ok(redis::from_redis_value(value).map_err(redis::RedisError::from)?)
+            }
+            (conn, _) => Ok(cmd.query_async(conn).await?),
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {timeout:?}"),
+    )
+    .into()
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Node(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c, timeout) => {
+                let timeout = *timeout;
+                let request = c.req_packed_command(cmd);
+                Box::pin(async move {
+                    tokio::time::timeout(timeout, request)
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out(timeout)))
+                })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(c, timeout) => {
+                let timeout = *timeout;
+                let request = c.req_packed_commands(pipeline, offset, count);
+                Box::pin(async move {
+                    tokio::time::timeout(timeout, request)
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out(timeout)))
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Node(c) => c.get_db(),
+            RedisConnection::Cluster(c, _) => c.get_db(),
+        }
+    }
+}
