@@ -16,8 +16,8 @@ use crate::l1::L1Tier;
 use crate::l2::{L2Settings, L2Tier};
 use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
 use crate::site::CallSite;
-use crate::topology::RedisConfig;
 use crate::stats::{FunctionCounters, InvalidationStats, StatsSnapshot};
+use crate::topology::RedisConfig;
 
 /// The environment variable that enables L2.
 pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
@@ -734,7 +734,9 @@ impl CacheBuilder {
             let policy_field =
                 |field: &str| setting.strip_prefix(field).map(str::to_ascii_lowercase);
             match setting {
-                "REDIS_URL" => self.redis = Some(value).filter(|v| !v.is_empty()).map(RedisSource::Url),
+                "REDIS_URL" => {
+                    self.redis = Some(value).filter(|v| !v.is_empty()).map(RedisSource::Url)
+                }
                 "PREFIX" => self.prefix = value,
                 "SERVICE" => self.service = Some(value),
                 "L1_MAX_BYTES" => {

@@ -64,9 +64,7 @@ impl Pools {
     /// The pool of `config`'s topology. Nothing connects yet.
     pub(crate) fn new(config: &RedisConfig, settings: &PoolSettings) -> Result<Pools, Error> {
         let unusable = |e: redis::RedisError| {
-            Error::Config(format!(
-                "redis configuration {config} is not usable: {e}"
-            ))
+            Error::Config(format!("redis configuration {config} is not usable: {e}"))
         };
         #[cfg(feature = "tls")]
         if config.tls {
@@ -236,15 +234,23 @@ impl RedisConnection {
         let mut masters = Vec::new();
         for range in slots {
             // [start, end, [host, port, id, …], replicas…]
-            let Value::Array(fields) = range else { continue };
-            let Some(Value::Array(master)) = fields.get(2) else { continue };
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            let Some(Value::Array(master)) = fields.get(2) else {
+                continue;
+            };
             let host = match master.first() {
                 Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
                 Some(Value::SimpleString(s)) => s.clone(),
                 _ => continue,
             };
-            let Some(Value::Int(port)) = master.get(1) else { continue };
-            let Ok(port) = u16::try_from(*port) else { continue };
+            let Some(Value::Int(port)) = master.get(1) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(*port) else {
+                continue;
+            };
             if !masters.contains(&(host.clone(), port)) {
                 masters.push((host, port));
             }

@@ -225,7 +225,10 @@ impl L2Tier {
     }
 
     fn refusal(&self) -> Option<String> {
-        self.refusal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// While the breaker is open: one `PING` per interval, on a fresh
@@ -290,7 +293,10 @@ impl L2Tier {
 
     /// A connection of its own for bulk writes, whose requests may take
     /// `timeout` (pipelines longer than the soft timeout allows).
-    pub(crate) async fn bulk_connection(&self, timeout: Duration) -> Result<RedisConnection, Error> {
+    pub(crate) async fn bulk_connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<RedisConnection, Error> {
         if self.breaker.is_open() {
             return Err(Error::Unavailable("circuit open"));
         }
@@ -434,7 +440,11 @@ impl L2Tier {
             let mut cursor: u64 = 0;
             loop {
                 let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500);
                 let (next, batch): (u64, Vec<String>) = conn.query_on(node, &scan).await?;
                 keys.extend(batch);
                 cursor = next;

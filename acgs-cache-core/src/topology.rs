@@ -214,6 +214,7 @@ impl RedisConfig {
     }
 
     /// The ACL user, if any (for error messages: never the password).
+    #[cfg(feature = "redis")]
     pub(crate) fn user_for_messages(&self) -> String {
         match &self.username {
             Some(user) => format!("user {user:?}"),
@@ -228,7 +229,11 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
                 i += 3;
@@ -306,7 +311,12 @@ mod tests {
     fn sentinel_urls() {
         let c = RedisConfig::parse("redis+sentinel://app:p%40ss@s1:26379,s2:26380/governance/2")
             .unwrap();
-        assert_eq!(c.kind, Kind::Sentinel { master: "governance".into() });
+        assert_eq!(
+            c.kind,
+            Kind::Sentinel {
+                master: "governance".into()
+            }
+        );
         assert_eq!(c.hosts, ["s1:26379", "s2:26380"]);
         assert_eq!(c.username.as_deref(), Some("app"));
         assert_eq!(c.password.as_deref(), Some("p@ss"));
