@@ -7,9 +7,9 @@ pub use acgs_cache_core::{
     decode_header, fingerprint, grammar, invalidate, parse_duration, policies, Cache, CacheBuilder,
     Codec, CodecError, Consistency, EnvelopeHeader, Error, ErrorReason, FunctionStats,
     HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest, L1Health,
-    L2Health, LogPosition, PolicyOverride, PoolStats, RateLimiter, Reject, Session, SessionStore,
-    StatsSnapshot, TokenCache, TtlPolicy, WarmEntry, WarmReport, Warmer, DEFAULT_L1_CAP,
-    ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+    L2Health, LogPosition, PolicyOverride, PoolStats, RateLimiter, RedisConfig, Reject, Session,
+    SessionStore, StatsSnapshot, TokenCache, TtlPolicy, WarmEntry, WarmReport, Warmer,
+    DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).

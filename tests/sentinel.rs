@@ -1,0 +1,113 @@
+//! Sentinel: master + replica + one Sentinel, started by the harness. Under
+//! concurrent load the master is killed; Sentinel promotes the replica; every
+//! call keeps answering (from the function while L2 is away) and L2 writes
+//! resume on the new master.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acgs_cache::{cached, Cache};
+use support::SentinelSetup;
+
+#[cached(ttl = "policy_decision")]
+async fn decide(policy_id: u64) -> u64 {
+    policy_id * 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_answering_through_a_failover_and_writes_resume_on_the_new_master() {
+    let mut setup = SentinelSetup::start();
+    let old_master = setup.master_port();
+    let cache = Cache::builder()
+        .service("sentinel-test")
+        .redis_url(setup.url())
+        .disable_l1() // every call reaches Redis
+        .l2_soft_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(300))
+        .reconnect_backoff(Duration::from_millis(100))
+        .probe_interval(Duration::from_millis(100))
+        .fleet_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    cache.connect().await.expect("connect through the Sentinel");
+    assert_eq!(
+        cache.health().await.l2.map(|l2| l2.topology),
+        Some("sentinel")
+    );
+    for id in 0..100 {
+        cache.scope(decide(id)).await;
+    }
+    assert_eq!(
+        setup.entries_on(old_master, "acgs:sentinel-test:decide:*"),
+        100
+    );
+
+    // 16 callers over 200 ids; each checks every answer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let callers: Vec<_> = (0..16)
+        .map(|task| {
+            let (cache, stop, calls) = (cache.clone(), stop.clone(), calls.clone());
+            tokio::spawn(async move {
+                let mut id = task;
+                while !stop.load(Ordering::Relaxed) {
+                    id = (id + 7) % 200;
+                    assert_eq!(cache.scope(decide(id)).await, id * 2);
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    setup.kill_master();
+    let killed = Instant::now();
+    let before = calls.load(Ordering::Relaxed);
+    let new_master = tokio::task::spawn_blocking(move || {
+        let port = setup.wait_for_failover(old_master, Duration::from_secs(30));
+        (setup, port)
+    });
+    let (setup, new_master) = new_master.await.unwrap();
+    let new_master = new_master.expect("Sentinel promoted the replica");
+    assert_ne!(new_master, old_master);
+    let during_switch = calls.load(Ordering::Relaxed) - before;
+    assert!(during_switch > 0, "calls went on while the master was gone");
+
+    // Fresh entries land on the new master (it held only what it had
+    // replicated when it was promoted).
+    let promoted_with = setup.entries_on(new_master, "acgs:sentinel-test:decide:*");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut fresh = 1_000;
+    loop {
+        cache.scope(decide(fresh)).await;
+        fresh += 1;
+        if setup.entries_on(new_master, "acgs:sentinel-test:decide:*") > promoted_with {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write reached the new master: {:?}",
+            cache.health().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resumed = killed.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller
+            .await
+            .expect("no caller saw a wrong value or a panic");
+    }
+    let health = cache.health().await;
+    assert!(
+        health.l2.as_ref().is_some_and(|l2| l2.reachable),
+        "{health:?}"
+    );
+    println!(
+        "sentinel: calls={} during_switch={during_switch} writes_resumed_after={resumed:?}",
+        calls.load(Ordering::Relaxed)
+    );
+}
