@@ -1,0 +1,488 @@
+//! Real Redis topologies on free ports — standalone, Sentinel, Cluster, TLS —
+//! made of `redis-server` / `redis-cli` / `openssl` processes and stopped on drop
+//! (also while a panicking test unwinds).
+//!
+//! Depends on `std` only: the integration tests reach it through
+//! `tests/support/mod.rs`, and example programs include it directly with
+//! `#[path = "../tests/support/topology.rs"] mod support;`.
+//!
+//! Nothing here ever uses port 6379 (a shared Redis may run there): every
+//! `redis-cli` call names its port explicitly.
+#![allow(dead_code)] // each user uses a different part of the harness
+
+use std::fs::{self, OpenOptions};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long anything (a server, a replication link, a cluster) may take to come up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one `redis-cli` / `openssl` call may take before it is killed.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
+/// The shared Redis on this machine: never ours to touch.
+const SHARED_PORT: u16 = 6379;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+/// Ports this process has handed out: never handed out twice, so tests running
+/// in parallel threads cannot pick the same one.
+static CLAIMED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+fn claim(port: u16) -> bool {
+    if port == SHARED_PORT || port == 0 {
+        return false;
+    }
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    if claimed.contains(&port) {
+        return false;
+    }
+    claimed.push(port);
+    true
+}
+
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free TCP port below 50000 (Cluster needs port + 10000 free as well).
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        if port < 50_000 && claim(port) {
+            return port;
+        }
+        // Ephemeral range above 50000: ask the kernel for a low port by trying a few.
+        for candidate in (20_000 + (port % 20_000))..40_000 {
+            if bindable(candidate) && claim(candidate) {
+                return candidate;
+            }
+        }
+    }
+}
+
+/// A free port for a Cluster node: below 50000, with its bus port (port + 10000)
+/// free too. Both lie below the kernel's ephemeral range (32768 and up), so an
+/// outgoing connection cannot take either between this check and the bind.
+pub fn free_cluster_port() -> u16 {
+    const LOW: u16 = 15_000;
+    const SPAN: u16 = 7_500; // ports 15000..22500, bus ports 25000..32500
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..SPAN {
+        let port = LOW + ((seed as u64 + u64::from(i) * 7) % u64::from(SPAN)) as u16;
+        if bindable(port) && bindable(port + 10_000) && claim(port) {
+            return port;
+        }
+    }
+    panic!("no free port pair (p, p + 10000) in {LOW}..{}", LOW + SPAN);
+}
+
+fn new_dir(port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "acgs-cache-test-{}-{}-{port}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).expect("create the server's directory");
+    dir
+}
+
+/// Polls `ready` every 50 ms until it holds; panics with `what()` after `timeout`.
+fn wait_until(timeout: Duration, what: impl Fn() -> String, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        if Instant::now() >= deadline {
+            panic!("{} (waited {timeout:?})", what());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a tool with a time limit; `Ok(stdout)` if it exits with status 0, else
+/// `Err` with its status, stdout and stderr.
+fn run_tool(program: &str, args: &[String], dir: Option<&Path>) -> Result<String, String> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} (is it installed?): {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TOOL_TIMEOUT) {
+        Ok(Ok(output)) => {
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            if output.status.success() {
+                Ok(stdout)
+            } else {
+                Err(format!(
+                    "`{program} {}` failed ({}): {}{}",
+                    args.join(" "),
+                    output.status,
+                    stdout.trim(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))
+            }
+        }
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Err(_) => {
+            // The waiting thread still owns (and will reap) the child: the pid is ours.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            Err(format!(
+                "`{program} {}` did not finish within {TOOL_TIMEOUT:?}",
+                args.join(" ")
+            ))
+        }
+    }
+}
+
+/// `redis-cli -e -h 127.0.0.1 -p {port} {args…}` against any port (no auth, no TLS):
+/// stdout, or `Err` on an error reply or a failed connection.
+pub fn redis_cli(port: u16, args: &[&str]) -> Result<String, String> {
+    assert_ne!(
+        port, SHARED_PORT,
+        "the harness never talks to the shared Redis"
+    );
+    let mut all = vec![
+        "-e".to_string(),
+        "-h".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    run_tool("redis-cli", &all, None)
+}
+
+/// The value of `name:` in an `INFO`-style reply.
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+}
+
+/// Why a spawn failed.
+enum SpawnError {
+    /// Someone else has the port: worth another try on another port.
+    PortTaken(String),
+    Failed(String),
+}
+
+/// One `redis-server` owned by a test.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    /// Arguments before the common ones (config file, `--sentinel`, the ports).
+    leading: Vec<String>,
+    /// The caller's extra arguments, after the common ones (so they win).
+    extra: Vec<String>,
+    /// What `redis-cli` needs to reach it (`--tls --cacert …`).
+    cli_tls: Vec<String>,
+    /// `--requirepass` from `extra`: `cli()` authenticates with it.
+    password: Option<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a fresh, empty server and waits until it answers.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with extra `redis-server` arguments
+    /// (`["--requirepass", "x"]`, `["--replicaof", "127.0.0.1", "1234"]`, …),
+    /// kept for [`restart`](Self::restart).
+    pub fn start_with(extra_args: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        RedisServer::launch(free_port, |port, _dir| {
+            (
+                vec!["--port".into(), port.to_string()],
+                extra.clone(),
+                vec![],
+            )
+        })
+    }
+
+    /// Picks a port and a directory, lets `make` write what it needs there and
+    /// return (leading args, extra args, redis-cli args), and starts the server;
+    /// on a port conflict tries again elsewhere.
+    fn launch(
+        pick_port: fn() -> u16,
+        make: impl Fn(u16, &Path) -> (Vec<String>, Vec<String>, Vec<String>),
+    ) -> RedisServer {
+        let mut conflicts = Vec::new();
+        for _attempt in 0..4 {
+            let port = pick_port();
+            let dir = new_dir(port);
+            let (leading, extra, cli_tls) = make(port, &dir);
+            let password = extra
+                .iter()
+                .position(|a| a == "--requirepass")
+                .and_then(|i| extra.get(i + 1).cloned());
+            let mut server = RedisServer {
+                port,
+                dir,
+                leading,
+                extra,
+                cli_tls,
+                password,
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(SpawnError::PortTaken(why)) => conflicts.push(why), // drop: dir removed
+                Err(SpawnError::Failed(why)) => panic!("{why}"),
+            }
+        }
+        panic!("redis-server: every port tried was taken: {conflicts:#?}");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), SpawnError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server's log");
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let child = Command::new("redis-server")
+            .args(&self.leading)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)");
+        let pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let failure = |server: &mut RedisServer, why: String| {
+            server.stop();
+            let log = server.log_since(log_start);
+            let message = format!(
+                "redis-server on port {} {why}; its arguments: {:?} {:?}; its log:\n{log}",
+                server.port, server.leading, server.extra
+            );
+            if log.contains("Address already in use") {
+                SpawnError::PortTaken(message)
+            } else {
+                SpawnError::Failed(message)
+            }
+        };
+        loop {
+            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
+                return Err(failure(self, format!("exited at start ({status})")));
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let why = format!("did not accept connections within {START_TIMEOUT:?}");
+                return Err(failure(self, why));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The port accepts: make sure it is this process answering, not
+        // someone who took the port first (ours would then exit).
+        if let Ok(info) = self.try_cli(&["info", "server"]) {
+            if let Some(other) = info_field(&info, "process_id").filter(|p| *p != pid.to_string()) {
+                let why = format!("is answered by another process (pid {other})");
+                return Err(SpawnError::PortTaken(failure(self, why).into_message()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's log written since byte `start`, at most its last 40 lines.
+    fn log_since(&self, start: u64) -> String {
+        let log = fs::read(self.log_path()).unwrap_or_default();
+        let log = String::from_utf8_lossy(log.get(start as usize..).unwrap_or(&[]));
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The last `lines` lines of the server's log (stdout and stderr).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = fs::read(self.log_path()).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log);
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://{user}:{password}@127.0.0.1:{port}`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's directory (`--dir`: its log, config, nodes.conf, certificates).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process id while it runs (`None` once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the server (as a crash would: SIGKILL) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Unfreezes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+        }
+    }
+
+    /// Starts the server again on the same port with the same arguments (empty:
+    /// it keeps nothing on disk — except a Cluster node's nodes.conf).
+    pub fn restart(&mut self) {
+        self.stop();
+        match self.spawn() {
+            Ok(()) => {}
+            Err(SpawnError::PortTaken(why) | SpawnError::Failed(why)) => panic!("restart: {why}"),
+        }
+    }
+
+    fn cli_args(&self, auth: Option<(&str, &str)>, args: &[&str]) -> Vec<String> {
+        let mut all = vec![
+            "-e".to_string(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+        ];
+        all.extend(self.cli_tls.iter().cloned());
+        let password = self.password.as_deref();
+        if let Some((user, pass)) = auth.or(password.map(|p| ("default", p))) {
+            all.extend([
+                "--user".into(),
+                user.into(),
+                "--pass".into(),
+                pass.into(),
+                "--no-auth-warning".into(),
+            ]);
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// Runs `redis-cli` against this server (with its TLS settings, and as the
+    /// default user with its `--requirepass` if it has one): stdout, or `Err`
+    /// on an error reply (`NOPERM …`, `WRONGTYPE …`) or a failed connection.
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
+        run_tool("redis-cli", &self.cli_args(None, args), None)
+    }
+
+    /// [`try_cli`](Self::try_cli) that panics on an error.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`try_cli`](Self::try_cli) as an ACL user (`--user … --pass …`).
+    pub fn try_cli_as(&self, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
+        run_tool(
+            "redis-cli",
+            &self.cli_args(Some((user, password)), args),
+            None,
+        )
+    }
+
+    /// [`try_cli_as`](Self::try_cli_as) that panics on an error.
+    pub fn cli_as(&self, user: &str, password: &str, args: &[&str]) -> String {
+        self.try_cli_as(user, password, args)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `ACL SETUSER {args…}`, e.g. `["app", "on", ">secret", "~acgs:*", "+@all"]`;
+    /// panics with Redis's answer if it refuses.
+    pub fn acl_setuser(&self, args: &[&str]) {
+        let mut all = vec!["ACL", "SETUSER"];
+        all.extend_from_slice(args);
+        let reply = self.cli(&all);
+        assert_eq!(reply.trim(), "OK", "ACL SETUSER {args:?}: {reply}");
+    }
+}
+
+impl SpawnError {
+    fn into_message(self) -> String {
+        match self {
+            SpawnError::PortTaken(m) | SpawnError::Failed(m) => m,
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The Redis to use: `url` if given, else a server started for the caller
+/// (kept alive by the returned handle).
+pub fn given_or_started(url: Option<String>) -> (String, Option<RedisServer>) {
+    match url {
+        Some(url) => (url, None),
+        None => {
+            let server = RedisServer::start();
+            (server.url(), Some(server))
+        }
+    }
+}
+
+/// A port nothing listens on.
+pub fn closed_port_url() -> String {
+    format!("redis://127.0.0.1:{}", free_port())
+}
