@@ -486,3 +486,223 @@ pub fn given_or_started(url: Option<String>) -> (String, Option<RedisServer>) {
 pub fn closed_port_url() -> String {
     format!("redis://127.0.0.1:{}", free_port())
 }
+
+// ---------------------------------------------------------------------------
+// Sentinel
+// ---------------------------------------------------------------------------
+
+/// One master, one replica and one Sentinel (quorum 1, `down-after-milliseconds
+/// 1000`): a killed master is replaced by the replica in a few seconds.
+pub struct SentinelSetup {
+    /// The master as started, then the replica.
+    servers: Vec<RedisServer>,
+    sentinel: RedisServer,
+}
+
+const MASTER_NAME: &str = "mymaster";
+
+impl SentinelSetup {
+    /// Starts the three processes and waits until a failover could happen: the
+    /// replica's link to the master is up and the Sentinel knows the replica.
+    pub fn start() -> SentinelSetup {
+        // Diskless sync would wait 5 s for more replicas before the first sync.
+        let no_delay = ["--repl-diskless-sync-delay", "0"];
+        let master = RedisServer::start_with(&no_delay);
+        let master_port = master.port().to_string();
+        let replica = RedisServer::start_with(&[
+            no_delay[0],
+            no_delay[1],
+            "--replicaof",
+            "127.0.0.1",
+            &master_port,
+        ]);
+        wait_until(
+            START_TIMEOUT,
+            || {
+                format!(
+                    "replica {} never reported master_link_status:up; its log:\n{}",
+                    replica.port(),
+                    replica.log_tail(20)
+                )
+            },
+            || {
+                replica
+                    .try_cli(&["info", "replication"])
+                    .is_ok_and(|info| info_field(&info, "master_link_status") == Some("up"))
+            },
+        );
+        let sentinel = RedisServer::launch(free_port, |port, dir| {
+            let conf = dir.join("sentinel.conf");
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\n\
+                     bind 127.0.0.1\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 1\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n"
+                ),
+            )
+            .expect("write sentinel.conf");
+            let leading = vec![conf.to_string_lossy().into_owned(), "--sentinel".into()];
+            (leading, vec![], vec![])
+        });
+        let setup = SentinelSetup {
+            servers: vec![master, replica],
+            sentinel,
+        };
+        let replica_port = setup.servers[1].port();
+        wait_until(
+            START_TIMEOUT,
+            || {
+                format!(
+                    "sentinel {} never saw replica {replica_port} as a healthy replica; its log:\n{}",
+                    setup.sentinel.port(),
+                    setup.sentinel.log_tail(20)
+                )
+            },
+            || setup.sentinel_sees_healthy_replica(replica_port),
+        );
+        setup
+    }
+
+    /// Whether `SENTINEL REPLICAS` lists the replica with flags exactly `slave`
+    /// (not `s_down`, not `disconnected`) and its master link `ok`.
+    fn sentinel_sees_healthy_replica(&self, replica_port: u16) -> bool {
+        let Ok(out) = self
+            .sentinel
+            .try_cli(&["sentinel", "replicas", MASTER_NAME])
+        else {
+            return false;
+        };
+        // A flat list of field, value, field, value…; each replica starts at "name".
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let mut replicas: Vec<Vec<(&str, &str)>> = Vec::new();
+        for pair in lines.chunks(2) {
+            if let [key, value] = pair {
+                if *key == "name" {
+                    replicas.push(Vec::new());
+                }
+                if let Some(replica) = replicas.last_mut() {
+                    replica.push((key, value));
+                }
+            }
+        }
+        let port = replica_port.to_string();
+        replicas.iter().any(|fields| {
+            let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            field("port") == Some(port.as_str())
+                && field("flags") == Some("slave")
+                && field("master-link-status") == Some("ok")
+        })
+    }
+
+    /// The monitored master's name: `mymaster`.
+    pub fn master_name(&self) -> &str {
+        MASTER_NAME
+    }
+
+    /// The Sentinel's port(s) (one here).
+    pub fn sentinel_ports(&self) -> Vec<u16> {
+        vec![self.sentinel.port()]
+    }
+
+    /// `redis+sentinel://127.0.0.1:{sentinel}/mymaster`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{MASTER_NAME}",
+            self.sentinel.port()
+        )
+    }
+
+    /// The master's port as the Sentinel currently reports it.
+    pub fn master_port(&self) -> u16 {
+        self.try_master_port()
+            .unwrap_or_else(|e| panic!("sentinel get-master-addr-by-name: {e}"))
+    }
+
+    fn try_master_port(&self) -> Result<u16, String> {
+        let out = self
+            .sentinel
+            .try_cli(&["sentinel", "get-master-addr-by-name", MASTER_NAME])?;
+        out.lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| format!("unexpected answer {out:?}"))
+    }
+
+    /// `redis://127.0.0.1:{current master}`: to look at the data directly.
+    pub fn master_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.master_port())
+    }
+
+    /// The server (master or replica) on `port`, if it is one of ours.
+    pub fn server(&self, port: u16) -> Option<&RedisServer> {
+        self.servers.iter().find(|s| s.port() == port)
+    }
+
+    /// The data servers: the master as started, then the replica.
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// The Sentinel process itself (its log, `cli`).
+    pub fn sentinel(&self) -> &RedisServer {
+        &self.sentinel
+    }
+
+    /// SIGKILLs the current master (as a crash would); returns its port.
+    pub fn kill_master(&mut self) -> u16 {
+        let port = self.master_port();
+        let master = self
+            .servers
+            .iter_mut()
+            .find(|s| s.port() == port)
+            .unwrap_or_else(|| panic!("sentinel reports master {port}, not one of ours"));
+        master.stop();
+        port
+    }
+
+    /// Waits until every running replica has everything the current master
+    /// wrote so far (replication is asynchronous: a write followed at once by
+    /// [`kill_master`](Self::kill_master) may otherwise be lost). `WAIT` from
+    /// `redis-cli` would not do: it only counts the calling connection's writes.
+    pub fn wait_for_replicas(&self, timeout: Duration) {
+        let master_port = self.master_port();
+        let master = self.server(master_port).expect("the master is one of ours");
+        let info = master.cli(&["info", "replication"]);
+        let offset: u64 = info_field(&info, "master_repl_offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or_else(|| panic!("no master_repl_offset in {info}"));
+        for replica in self
+            .servers
+            .iter()
+            .filter(|s| s.port() != master_port && s.pid().is_some())
+        {
+            wait_until(
+                timeout,
+                || format!("replica {} never reached offset {offset}", replica.port()),
+                || {
+                    replica.try_cli(&["info", "replication"]).is_ok_and(|info| {
+                        info_field(&info, "slave_repl_offset")
+                            .and_then(|o| o.parse::<u64>().ok())
+                            .is_some_and(|o| o >= offset)
+                    })
+                },
+            );
+        }
+    }
+
+    /// Polls the Sentinel until the master is no longer `old_port`; the new port,
+    /// or `None` after `timeout`.
+    pub fn wait_for_failover(&self, old_port: u16, timeout: Duration) -> Option<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_master_port() {
+                Ok(port) if port != old_port => return Some(port),
+                _ if Instant::now() >= deadline => return None,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
