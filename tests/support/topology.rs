@@ -706,3 +706,196 @@ impl SentinelSetup {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Cluster
+// ---------------------------------------------------------------------------
+
+/// A Redis Cluster of `masters` masters and no replicas, on ports below 50000
+/// whose bus ports (+10000) are free. `cluster-require-full-coverage no`: when
+/// one master dies, the others keep serving their slots.
+pub struct ClusterSetup {
+    nodes: Vec<RedisServer>,
+}
+
+impl ClusterSetup {
+    /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits
+    /// until every node reports `cluster_state:ok` with all 16384 slots and
+    /// every node known.
+    pub fn start(masters: usize) -> ClusterSetup {
+        assert!(
+            masters >= 3,
+            "redis-cli --cluster create needs at least 3 masters"
+        );
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::launch(free_cluster_port, |port, _dir| {
+                    let extra = [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ];
+                    (
+                        vec!["--port".into(), port.to_string()],
+                        extra.iter().map(|a| a.to_string()).collect(),
+                        vec![],
+                    )
+                })
+            })
+            .collect();
+        let cluster = ClusterSetup { nodes };
+        let mut create = vec!["--cluster".to_string(), "create".into()];
+        create.extend(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        if let Err(e) = run_tool("redis-cli", &create, None) {
+            panic!("creating the cluster failed: {e}");
+        }
+        cluster.wait_until_ok(START_TIMEOUT);
+        cluster
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`, 16384 slots ok
+    /// and knows every node; panics after `timeout`.
+    pub fn wait_until_ok(&self, timeout: Duration) {
+        let total = self.nodes.len().to_string();
+        let last = std::cell::RefCell::new(String::new());
+        wait_until(
+            timeout,
+            || {
+                let last = last.borrow();
+                format!("the cluster on {:?} never became ok: {last}", self.ports())
+            },
+            || {
+                self.nodes.iter().filter(|n| n.pid().is_some()).all(|node| {
+                    let Ok(info) = node.try_cli(&["cluster", "info"]) else {
+                        return false;
+                    };
+                    let ok = info_field(&info, "cluster_state") == Some("ok")
+                        && info_field(&info, "cluster_slots_ok") == Some("16384")
+                        && info_field(&info, "cluster_known_nodes") == Some(&total);
+                    if !ok {
+                        *last.borrow_mut() =
+                            format!("node {}: {}", node.port(), info.replace("\r\n", " "));
+                    }
+                    ok
+                })
+            },
+        );
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port()).collect()
+    }
+
+    /// `redis+cluster://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// The node `index` (its `cli`, `pid`, `log_tail`, `pause`, …).
+    pub fn node(&self, index: usize) -> &RedisServer {
+        &self.nodes[index]
+    }
+
+    /// SIGKILLs master `index` (as a crash would).
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].stop();
+    }
+
+    /// Restarts node `index` on its port; it rejoins from its nodes.conf, empty.
+    pub fn restart(&mut self, index: usize) {
+        self.nodes[index].restart();
+    }
+
+    /// Waits until the other running nodes flag node `index` as `fail` (not just
+    /// `fail?`): from then on they answer for their own slots only.
+    pub fn wait_until_marked_failed(&self, index: usize, timeout: Duration) {
+        let needle = format!("127.0.0.1:{}@", self.nodes[index].port());
+        wait_until(
+            timeout,
+            || format!("node {index} was never flagged fail"),
+            || {
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, n)| *i != index && n.pid().is_some())
+                    .all(|(_, n)| {
+                        n.try_cli(&["cluster", "nodes"]).is_ok_and(|nodes| {
+                            nodes.lines().any(|line| {
+                                let mut fields = line.split_whitespace().skip(1);
+                                fields.next().is_some_and(|a| a.starts_with(&needle))
+                                    && fields
+                                        .next()
+                                        .is_some_and(|flags| flags.split(',').any(|f| f == "fail"))
+                            })
+                        })
+                    })
+            },
+        );
+    }
+
+    /// `DBSIZE` on node `index`.
+    pub fn dbsize(&self, index: usize) -> u64 {
+        let out = self.nodes[index].cli(&["dbsize"]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("dbsize answered {out:?}"))
+    }
+
+    /// The keys on node `index` matching `pattern` (`redis-cli --scan`).
+    pub fn keys_on(&self, index: usize, pattern: &str) -> Vec<String> {
+        self.nodes[index]
+            .cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The index of the node serving `key`'s slot.
+    pub fn node_of_key(&self, key: &str) -> usize {
+        let running = self
+            .nodes
+            .iter()
+            .find(|n| n.pid().is_some())
+            .expect("a running node");
+        let slot: u16 = running
+            .cli(&["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        for line in running.cli(&["cluster", "nodes"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let mut ends = range.splitn(2, '-');
+                let (Some(lo), hi) = (ends.next(), ends.next()) else {
+                    return false;
+                };
+                let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.unwrap_or(lo).parse::<u16>()) else {
+                    return false; // `[slot->-node]` migration markers
+                };
+                (lo..=hi).contains(&slot)
+            });
+            if serves {
+                let port = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let Some(i) = self.nodes.iter().position(|n| Some(n.port()) == port) {
+                    return i;
+                }
+            }
+        }
+        panic!("no node serves slot {slot} (key {key:?})");
+    }
+}
