@@ -899,3 +899,159 @@ impl ClusterSetup {
         panic!("no node serves slot {slot} (key {key:?})");
     }
 }
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// A `redis-server` that speaks TLS only, with a certificate for `127.0.0.1` and
+/// `localhost` signed by a fresh test CA (made with `openssl` in its directory).
+/// Clients are not asked for certificates (`--tls-auth-clients no`).
+pub struct TlsServer {
+    server: RedisServer,
+}
+
+const CA_CONF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = acgs-cache test CA
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+";
+
+const SERVER_EXT: &str = "\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+";
+
+/// Writes ca.pem / ca.key (a CA) and server.pem / server.key (a leaf for
+/// 127.0.0.1 and localhost signed by it) into `dir`.
+fn make_certificates(dir: &Path) {
+    fs::write(dir.join("ca.cnf"), CA_CONF).expect("write ca.cnf");
+    fs::write(dir.join("server.ext"), SERVER_EXT).expect("write server.ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-config",
+            "ca.cnf",
+            "-extensions",
+            "v3_ca",
+        ],
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for step in steps {
+        let args: Vec<String> = step.iter().map(|a| a.to_string()).collect();
+        if let Err(e) = run_tool("openssl", &args, Some(dir)) {
+            panic!("making the test certificates failed: {e}");
+        }
+    }
+}
+
+impl TlsServer {
+    /// Makes the certificates, starts the server on a TLS port (no plain port),
+    /// and waits until it accepts connections and answers `redis-cli --tls`.
+    pub fn start() -> TlsServer {
+        let server = RedisServer::launch(free_port, |port, dir| {
+            make_certificates(dir);
+            let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+            let leading = vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ];
+            let extra = vec![
+                "--tls-cert-file".into(),
+                path("server.pem"),
+                "--tls-key-file".into(),
+                path("server.key"),
+                "--tls-ca-cert-file".into(),
+                path("ca.pem"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            let cli = vec!["--tls".into(), "--cacert".into(), path("ca.pem")];
+            (leading, extra, cli)
+        });
+        // The identity check in spawn() tolerated a failing INFO; here it must work.
+        if let Err(e) = server.try_cli(&["ping"]) {
+            panic!("TLS redis-server does not answer redis-cli --tls: {e}");
+        }
+        TlsServer { server }
+    }
+
+    /// `rediss://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.server.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The test CA's certificate (PEM): what a client must trust.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        fs::read(self.ca_path()).expect("read ca.pem")
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.server.dir().join("ca.pem")
+    }
+
+    /// The server itself (`cli` goes through TLS, `stop`, `restart`, …).
+    pub fn server(&self) -> &RedisServer {
+        &self.server
+    }
+
+    pub fn server_mut(&mut self) -> &mut RedisServer {
+        &mut self.server
+    }
+}
