@@ -107,7 +107,12 @@ fn wait_until(timeout: Duration, what: impl Fn() -> String, mut ready: impl FnMu
 
 /// Runs a tool with a time limit; `Ok(stdout)` if it exits with status 0, else
 /// `Err` with its status, stdout and stderr.
-fn run_tool(program: &str, args: &[String], dir: Option<&Path>) -> Result<String, String> {
+fn run_tool(
+    program: &str,
+    args: &[String],
+    dir: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, String> {
     let mut command = Command::new(program);
     command
         .args(args)
@@ -125,7 +130,7 @@ fn run_tool(program: &str, args: &[String], dir: Option<&Path>) -> Result<String
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(TOOL_TIMEOUT) {
+    match rx.recv_timeout(timeout) {
         Ok(Ok(output)) => {
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
             if output.status.success() {
@@ -148,7 +153,7 @@ fn run_tool(program: &str, args: &[String], dir: Option<&Path>) -> Result<String
                 .arg(pid.to_string())
                 .status();
             Err(format!(
-                "`{program} {}` did not finish within {TOOL_TIMEOUT:?}",
+                "`{program} {}` did not finish within {timeout:?}",
                 args.join(" ")
             ))
         }
@@ -170,7 +175,7 @@ pub fn redis_cli(port: u16, args: &[&str]) -> Result<String, String> {
         port.to_string(),
     ];
     all.extend(args.iter().map(|a| a.to_string()));
-    run_tool("redis-cli", &all, None)
+    run_tool("redis-cli", &all, None, TOOL_TIMEOUT)
 }
 
 /// The value of `name:` in an `INFO`-style reply.
@@ -307,12 +312,25 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(10));
         }
         // The port accepts: make sure it is this process answering, not
-        // someone who took the port first (ours would then exit).
-        if let Ok(info) = self.try_cli(&["info", "server"]) {
-            if let Some(other) = info_field(&info, "process_id").filter(|p| *p != pid.to_string()) {
-                let why = format!("is answered by another process (pid {other})");
-                return Err(SpawnError::PortTaken(failure(self, why).into_message()));
-            }
+        // someone who took the port first (ours then exits: bind failed).
+        let identity = run_tool(
+            "redis-cli",
+            &self.cli_args(None, &["info", "server"]),
+            None,
+            Duration::from_secs(3),
+        );
+        if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
+            let why = format!("exited at start ({status}) while the port accepted");
+            return Err(failure(self, why));
+        }
+        if let Some(other) = identity
+            .as_deref()
+            .ok()
+            .and_then(|info| info_field(info, "process_id"))
+            .filter(|p| *p != pid.to_string())
+        {
+            let why = format!("is answered by another process (pid {other})");
+            return Err(SpawnError::PortTaken(failure(self, why).into_message()));
         }
         Ok(())
     }
@@ -422,7 +440,7 @@ impl RedisServer {
     /// default user with its `--requirepass` if it has one): stdout, or `Err`
     /// on an error reply (`NOPERM …`, `WRONGTYPE …`) or a failed connection.
     pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        run_tool("redis-cli", &self.cli_args(None, args), None)
+        run_tool("redis-cli", &self.cli_args(None, args), None, TOOL_TIMEOUT)
     }
 
     /// [`try_cli`](Self::try_cli) that panics on an error.
@@ -436,6 +454,7 @@ impl RedisServer {
             "redis-cli",
             &self.cli_args(Some((user, password)), args),
             None,
+            TOOL_TIMEOUT,
         )
     }
 
@@ -752,7 +771,7 @@ impl ClusterSetup {
         let mut create = vec!["--cluster".to_string(), "create".into()];
         create.extend(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")));
         create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
-        if let Err(e) = run_tool("redis-cli", &create, None) {
+        if let Err(e) = run_tool("redis-cli", &create, None, TOOL_TIMEOUT) {
             panic!("creating the cluster failed: {e}");
         }
         cluster.wait_until_ok(START_TIMEOUT);
@@ -989,7 +1008,7 @@ fn make_certificates(dir: &Path) {
     ];
     for step in steps {
         let args: Vec<String> = step.iter().map(|a| a.to_string()).collect();
-        if let Err(e) = run_tool("openssl", &args, Some(dir)) {
+        if let Err(e) = run_tool("openssl", &args, Some(dir), TOOL_TIMEOUT) {
             panic!("making the test certificates failed: {e}");
         }
     }
