@@ -144,8 +144,11 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // One master dies: every call still answers, the right value.
-    cluster.kill(1);
+    // A master that does not hold the invalidation log dies (if the log's
+    // master dies, instances stop trusting L2 until it is back: strict
+    // consistency). Every call still answers, with the right value.
+    let log_node = cluster.node_of_key("acgs:invalidation-log");
+    cluster.kill((log_node + 1) % 3);
     let start = Instant::now();
     let before = reader.stats().await.function("decide").unwrap().l2_hits;
     for round in 0..3 {
@@ -153,11 +156,16 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
             assert_eq!(reader.scope(decide(id)).await, id * 2, "round {round}");
         }
     }
-    let after = reader.stats().await.function("decide").unwrap();
+    let after = reader.stats().await.function("decide").unwrap().clone();
+    // About two thirds of the keys live on the two masters left.
     assert!(
-        after.l2_hits > before,
-        "the two live shards kept serving hits"
+        after.l2_hits - before > 300,
+        "the two live shards kept serving hits: {after:?}"
     );
+    let health = reader.health().await;
+    let l2 = health.l2.as_ref().unwrap();
+    assert_eq!((l2.nodes_answering, l2.nodes), (2, 3), "{health}");
+    assert_eq!(health.status, acgs_cache::HealthStatus::Degraded);
     println!(
         "cluster: 900 calls with one master dead in {:?}; l2_hits +{} errors {}",
         start.elapsed(),

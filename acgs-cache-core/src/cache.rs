@@ -295,7 +295,7 @@ impl Cache {
     pub async fn ping_l2(&self) -> Result<Duration, Error> {
         #[cfg(feature = "redis")]
         if let Some(l2) = &self.inner.l2 {
-            return l2.ping().await;
+            return l2.ping().await.map(|(rtt, _, _)| rtt);
         }
         Err(Error::Unavailable("no L2 configured"))
     }

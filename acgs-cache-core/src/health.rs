@@ -64,6 +64,10 @@ pub struct L2Health {
     pub endpoint: String,
     /// `standalone`, `sentinel` or `cluster`.
     pub topology: &'static str,
+    /// Nodes that answered the `PING` (each master of a cluster; else 1).
+    pub nodes_answering: u32,
+    /// Nodes asked (0 when none could be listed).
+    pub nodes: u32,
     /// Whether a `PING` was answered just now.
     pub reachable: bool,
     /// That `PING`'s round trip (µs), when it was answered.
@@ -128,8 +132,15 @@ impl fmt::Display for HealthReport {
                 if let Some(rtt) = l2.ping_rtt_us {
                     write!(f, " ping_us={rtt}")?;
                 }
+                if l2.nodes > 1 {
+                    write!(f, " nodes={}/{}", l2.nodes_answering, l2.nodes)?;
+                }
                 let circuit = if l2.circuit_open { "open" } else { "closed" };
-                write!(f, " circuit={circuit} trips={}", l2.circuit_trips)?;
+                write!(
+                    f,
+                    " topology={} circuit={circuit} trips={}",
+                    l2.topology, l2.circuit_trips
+                )?;
             }
         }
         write!(f, " listening={}", self.invalidation.listening)?;
@@ -176,7 +187,12 @@ impl Cache {
         };
         let status = match &l2 {
             None => HealthStatus::L1Only,
-            Some(l2) if l2.reachable && !l2.circuit_open && invalidation.listening => {
+            Some(l2)
+                if l2.reachable
+                    && !l2.circuit_open
+                    && invalidation.listening
+                    && l2.nodes_answering == l2.nodes =>
+            {
                 HealthStatus::Ok
             }
             Some(_) => HealthStatus::Degraded,
@@ -200,11 +216,15 @@ impl Cache {
         let settings = self.inner.config.l2.as_ref()?;
         let tier = self.inner.l2.as_ref()?;
         crate::log::ensure_tailer(&self.inner);
-        let ping = self.ping_l2().await;
+        let ping = tier.ping().await;
+        let (nodes_answering, nodes) = ping.as_ref().map_or((0, 0), |&(_, a, n)| (a, n));
+        let ping = ping.map(|(rtt, _, _)| rtt);
         // The circuit as the ping left it (a failed ping may have opened it).
         Some(L2Health {
             endpoint: settings.redis.to_string(),
             topology: tier.topology(),
+            nodes_answering,
+            nodes,
             reachable: ping.is_ok(),
             ping_rtt_us: ping
                 .as_ref()
@@ -246,6 +266,8 @@ mod tests {
             l2: Some(L2Health {
                 endpoint: "redis://***@cache:6379".into(),
                 topology: "standalone",
+                nodes_answering: 0,
+                nodes: 1,
                 reachable: false,
                 ping_rtt_us: None,
                 circuit_open: true,

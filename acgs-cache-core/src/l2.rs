@@ -242,9 +242,9 @@ impl L2Tier {
                 tokio::time::sleep(interval).await;
                 let Some(tier) = tier.upgrade() else { return };
                 let probe = async {
-                    let mut conn = tier.connect_lane().await?;
-                    redis::cmd("PING").query_async::<String>(&mut conn).await?;
-                    Ok::<_, Error>(())
+                    // Closes when any node answers: on a cluster with a
+                    // dead master, the others still serve their slots.
+                    tier.connect_lane().await?.ping_nodes().await.map(drop)
                 };
                 if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await
                 {
@@ -369,6 +369,14 @@ impl L2Tier {
     pub(crate) fn note_outcome<T>(self: &Arc<Self>, outcome: &Result<T, Error>) {
         let unreachable = match outcome {
             Ok(_) => false,
+            // On a cluster, a refused or dropped connection is one dead
+            // master's: it fails fast (one retry), and the others still
+            // serve their slots, so it must not open the circuit for all.
+            // Timeouts still count, as does a cluster where no node answers.
+            Err(Error::Redis(e)) if self.settings.redis.is_cluster() && !e.is_timeout() => {
+                self.remember(outcome);
+                return;
+            }
             Err(Error::Redis(e)) => {
                 e.is_io_error()
                     || e.is_connection_dropped()
@@ -382,10 +390,14 @@ impl L2Tier {
                 tracing::info!(target: "acgs_cache", "L2 (redis) answers again; circuit closed");
             }
         } else {
-            if let Err(e) = outcome {
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-            }
+            self.remember(outcome);
             self.note_failure(outcome);
+        }
+    }
+
+    fn remember<T>(&self, outcome: &Result<T, Error>) {
+        if let Err(e) = outcome {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
     }
 
@@ -483,10 +495,18 @@ impl L2Tier {
         .await
     }
 
-    /// Round-trip time of a `PING`.
-    pub(crate) async fn ping(self: &Arc<Self>) -> Result<Duration, Error> {
+    /// Round-trip time of a `PING` (to each master of a cluster), and how
+    /// many nodes answered of how many. An error only when none did.
+    pub(crate) async fn ping(self: &Arc<Self>) -> Result<(Duration, u32, u32), Error> {
+        if self.breaker.is_open() {
+            return Err(Error::Unavailable("circuit open"));
+        }
         let start = Instant::now();
-        self.query::<String>(&redis::cmd("PING")).await?;
-        Ok(start.elapsed())
+        let outcome = match self.handle().await {
+            Ok(mut conn) => conn.ping_nodes().await,
+            Err(e) => Err(e),
+        };
+        self.note_outcome(&outcome);
+        outcome.map(|(answered, nodes)| (start.elapsed(), answered, nodes))
     }
 }

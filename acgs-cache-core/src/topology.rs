@@ -213,6 +213,11 @@ impl RedisConfig {
         }
     }
 
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.kind == Kind::Cluster
+    }
+
     /// The ACL user, if any (for error messages: never the password).
     #[cfg(feature = "redis")]
     pub(crate) fn user_for_messages(&self) -> String {

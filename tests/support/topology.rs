@@ -464,6 +464,15 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The keys matching `pattern` (`redis-cli --scan`).
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        self.cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
     /// `ACL SETUSER {args…}`, e.g. `["app", "on", ">secret", "~acgs:*", "+@all"]`;
     /// panics with Redis's answer if it refuses.
     pub fn acl_setuser(&self, args: &[&str]) {
@@ -873,12 +882,7 @@ impl ClusterSetup {
 
     /// The keys on node `index` matching `pattern` (`redis-cli --scan`).
     pub fn keys_on(&self, index: usize, pattern: &str) -> Vec<String> {
-        self.nodes[index]
-            .cli(&["--scan", "--pattern", pattern])
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect()
+        self.nodes[index].keys(pattern)
     }
 
     /// The index of the node serving `key`'s slot.
