@@ -874,9 +874,22 @@ impl CacheBuilder {
             }),
         };
         crate::metrics::ensure_publisher(&cache.inner);
-        if cache.has_l2() {
-            tracing::info!(target: "acgs_cache", service = %cache.service(), "cache ready: L1 (in process) + L2 (redis)");
-        } else {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &cache.inner.config.l2 {
+            let l1 = if cache.inner.config.l1_enabled {
+                "L1 (in process) + "
+            } else {
+                ""
+            };
+            tracing::info!(
+                target: "acgs_cache",
+                service = %cache.service(),
+                redis = %l2.redis,
+                "cache ready: {l1}L2 (redis, {})",
+                l2.redis.topology()
+            );
+        }
+        if !cache.has_l2() {
             tracing::info!(
                 target: "acgs_cache",
                 service = %cache.service(),

@@ -128,7 +128,9 @@ async fn tail(weak: Weak<Inner>) {
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        // Capped low: after an outage or a failover, entries are served
+        // from L2 only once the log is heard again.
+        backoff = (backoff * 2).min(Duration::from_millis(200));
     }
 }
 
