@@ -79,6 +79,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(6);
 
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "failover: needs redis-server on the PATH: it starts its own master, replica and \
+             Sentinel (an existing Redis is never used). Without Redis there is nothing to fail \
+             over; the other examples run L1 only."
+        );
+        std::process::exit(2);
+    }
     let mut setup = SentinelSetup::start();
     let old_master = setup.master_port();
     println!(

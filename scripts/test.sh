@@ -13,6 +13,11 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 redis-server --version
+# The TLS test makes its certificates with openssl.
+if ! command -v openssl >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 if ! cargo expand --version >/dev/null 2>&1; then
   cargo install cargo-expand --locked --quiet
@@ -103,6 +108,11 @@ for url in "" "redis://127.0.0.1:$port"; do
   echo "$prom" | tail -n 1
   echo "$prom" | tail -n 1 | grep -q " ok=true$" || { echo "$prom"; echo "the prometheus self-check failed"; exit 1; }
 done
+
+step "failover report (master + replica + Sentinel of its own, 64 callers, the master killed; no call may fail)"
+failover=$(cargo run --quiet --example failover -- --seconds 1 2>&1) || { echo "$failover"; exit 1; }
+echo "$failover" | tail -n 1
+echo "$failover" | tail -n 1 | grep -q "^failover: calls=[0-9]* failed=0 switch_ms=[0-9]*$" || { echo "$failover"; echo "a call failed during the failover"; exit 1; }
 
 printf '\nall checks passed\n'
 # The plain closing line CI reads: every cargo test binary's counts, summed.
