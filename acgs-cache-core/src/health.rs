@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(
             line,
             "health: status=degraded service=auth l1_entries=3 l1_bytes=120 l2=unreachable \
-             circuit=open trips=1 listening=false error=\"L2 is unavailable: circuit open\""
+             topology=standalone circuit=open trips=1 listening=false error=\"L2 is unavailable: circuit open\""
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "degraded");
