@@ -95,41 +95,49 @@ async fn invalidate_reaches_the_services() {
 #[tokio::test]
 async fn keys_inspect_and_purge() {
     let server = RedisServer::start();
-    let cache = service(&server);
-    for tenant in 0..3 {
+    keys_inspect_and_purge_on(&server.url(), 3).await;
+}
+
+/// The same commands on a 3-master cluster, whose entries live on every
+/// shard: listings scan each master, purges delete key by key.
+#[tokio::test]
+async fn keys_inspect_and_purge_on_a_cluster() {
+    let cluster = support::ClusterSetup::start(3);
+    keys_inspect_and_purge_on(&cluster.url(), 30).await;
+}
+
+async fn keys_inspect_and_purge_on(url: &str, tenants: u32) {
+    let cache = Cache::builder()
+        .service("cli-svc")
+        .redis_url(url)
+        .fleet_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    for tenant in 0..tenants {
         cache.scope(compliance(tenant)).await;
     }
-    let keys = cli(
-        &server.url(),
-        &["keys", "compliance", "--service", "cli-svc"],
-    );
+    let keys = cli(url, &["keys", "compliance", "--service", "cli-svc"]);
     assert!(keys.status.success(), "{}", stderr(&keys));
     let listed: Vec<String> = stdout(&keys).lines().map(str::to_owned).collect();
-    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed.len(), tenants as usize, "{listed:?}");
 
-    let inspect = cli(&server.url(), &["inspect", &listed[0]]);
+    let inspect = cli(url, &["inspect", &listed[0]]);
     assert!(inspect.status.success(), "{}", stderr(&inspect));
     let text = stdout(&inspect);
     assert!(text.contains("codec        postcard"), "{text}");
     assert!(text.contains("tags         tenant."), "{text}");
-    let json = cli(&server.url(), &["--json", "inspect", &listed[0]]);
+    let json = cli(url, &["--json", "inspect", &listed[0]]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(parsed["fresh_for_ms"].as_u64().unwrap() > 0, "{parsed}");
 
-    let purge = cli(
-        &server.url(),
-        &["purge", "compliance", "--service", "cli-svc"],
-    );
+    let purge = cli(url, &["purge", "compliance", "--service", "cli-svc"]);
     assert!(purge.status.success(), "{}", stderr(&purge));
     assert!(
-        stdout(&purge).contains("3 key(s) deleted"),
+        stdout(&purge).contains(&format!("{tenants} key(s) deleted")),
         "{}",
         stdout(&purge)
     );
-    let after = cli(
-        &server.url(),
-        &["keys", "compliance", "--service", "cli-svc"],
-    );
+    let after = cli(url, &["keys", "compliance", "--service", "cli-svc"]);
     assert!(stdout(&after).is_empty(), "{}", stdout(&after));
 }
 

@@ -64,6 +64,9 @@ struct Lane {
     handle: RedisConnection,
 }
 
+/// The most `SCAN` round trips on one node for one listing.
+const MAX_SCAN_CALLS_PER_NODE: usize = 1_000;
+
 pub(crate) struct L2Tier {
     pools: Pools,
     settings: L2Settings,
@@ -450,13 +453,14 @@ impl L2Tier {
         let mut keys = Vec::new();
         for node in nodes {
             let mut cursor: u64 = 0;
-            loop {
+            // Bounded in round trips too: few matches in a huge keyspace.
+            for _ in 0..MAX_SCAN_CALLS_PER_NODE {
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(cursor)
                     .arg("MATCH")
                     .arg(pattern)
                     .arg("COUNT")
-                    .arg(500);
+                    .arg(1_000);
                 let (next, batch): (u64, Vec<String>) = conn.query_on(node, &scan).await?;
                 keys.extend(batch);
                 cursor = next;
@@ -490,6 +494,31 @@ impl L2Tier {
                     pipe.cmd("GET").arg(key);
                 }
                 pipe.query_async(conn).await
+            }
+        })
+        .await
+    }
+
+    /// `UNLINK`s `keys` (one command on one server; one per key on a
+    /// cluster, where they live in different slots): how many existed.
+    pub(crate) async fn unlink(self: &Arc<Self>, keys: &[String]) -> Result<u64, Error> {
+        self.on_lane(async |conn| {
+            if conn.is_cluster() {
+                let unlinks = keys.iter().map(|key| {
+                    let mut conn = conn.clone();
+                    async move {
+                        redis::cmd("UNLINK")
+                            .arg(key)
+                            .query_async::<u64>(&mut conn)
+                            .await
+                    }
+                });
+                Ok(futures_util::future::try_join_all(unlinks)
+                    .await?
+                    .into_iter()
+                    .sum())
+            } else {
+                redis::cmd("UNLINK").arg(keys).query_async(conn).await
             }
         })
         .await

@@ -36,6 +36,8 @@ mod lock;
 mod log;
 mod log_position;
 mod metrics;
+#[cfg(feature = "redis")]
+mod operator;
 mod policy;
 pub mod rate_limit;
 pub mod session;
@@ -62,6 +64,9 @@ pub use key::{fingerprint, KeyDigest};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use lock::DistributedLock;
 pub use log_position::LogPosition;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use operator::StoredEntry;
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
 pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};

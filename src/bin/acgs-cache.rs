@@ -24,7 +24,8 @@ use clap::{Parser, Subcommand};
     about = "Operate acgs-cache fleets: stats, invalidation, inspection"
 )]
 struct Cli {
-    /// The Redis the services share.
+    /// The Redis the services share, of any topology: `redis://…`,
+    /// `redis+sentinel://…/master`, `redis+cluster://…`, `rediss://…`.
     #[arg(long, env = "ACGS_CACHE_REDIS_URL", hide_env_values = true)]
     redis_url: String,
     /// The services' key prefix.
@@ -96,15 +97,6 @@ impl From<Error> for Failure {
     }
 }
 
-impl From<redis::RedisError> for Failure {
-    fn from(e: redis::RedisError) -> Self {
-        Failure::Redis(e.to_string())
-    }
-}
-
-/// The most SCAN round trips one command makes.
-const MAX_SCAN_CALLS: usize = 1_000;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -145,29 +137,9 @@ fn cache(cli: &Cli, service: &str) -> Result<Cache, Failure> {
         .build()?)
 }
 
-async fn redis(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure> {
-    let client = redis::Client::open(cli.redis_url.as_str())
-        .map_err(|e| Failure::Input(format!("bad redis URL: {e}")))?;
-    let connect = client.get_multiplexed_async_connection();
-    tokio::time::timeout(Duration::from_secs(2), connect)
-        .await
-        .map_err(|_| Failure::Redis("no answer within 2 s".into()))?
-        .map_err(Failure::from)
-}
-
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Input(e.to_string()))?;
     println!("{text}");
-    Ok(())
-}
-
-/// A key segment (service or function name): no separator, no glob characters.
-fn segment(what: &str, value: &str) -> Result<(), Failure> {
-    if value.is_empty() || value.contains([':', '*', '?', '[', ']', ' ']) {
-        return Err(Failure::Input(format!(
-            "{what} {value:?} must be non-empty, without `:`, spaces or glob characters"
-        )));
-    }
     Ok(())
 }
 
@@ -196,15 +168,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             service,
             limit,
         } => {
-            segment("service", service)?;
-            segment("function", function)?;
-            let mut conn = redis(cli).await?;
-            let keys = scan(
-                &mut conn,
-                &format!("{}:{service}:{function}:*", cli.prefix),
-                *limit,
-            )
-            .await?;
+            let keys = cache(cli, "acgs-cli")?
+                .stored_keys(service, function, *limit)
+                .await?;
             if cli.json {
                 print_json(&keys)
             } else {
@@ -216,27 +182,16 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Purge { function, service } => {
-            segment("service", service)?;
-            segment("function", function)?;
-            // The log first: every instance drops its copies, even of keys
-            // the scan below misses.
-            let position = cache(cli, service)?.invalidate_function(function).await?;
-            let mut conn = redis(cli).await?;
+            let cache = cache(cli, service)?;
+            // Listing first also checks the names.
+            let mut keys = cache.stored_keys(service, function, 1_000).await?;
+            // Then the log: every instance drops its copies, even of keys
+            // the listings miss.
+            let position = cache.invalidate_function(function).await?;
             let mut deleted = 0u64;
-            loop {
-                let keys = scan(
-                    &mut conn,
-                    &format!("{}:{service}:{function}:*", cli.prefix),
-                    1_000,
-                )
-                .await?;
-                if keys.is_empty() {
-                    break;
-                }
-                deleted += redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async::<u64>(&mut conn)
-                    .await?;
+            while !keys.is_empty() {
+                deleted += cache.delete_stored(&keys).await?;
+                keys = cache.stored_keys(service, function, 1_000).await?;
             }
             if cli.json {
                 print_json(&serde_json::json!({
@@ -249,35 +204,6 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
     }
-}
-
-/// At most `limit` keys matching `pattern` (SCAN, bounded in calls too).
-async fn scan(
-    conn: &mut redis::aio::MultiplexedConnection,
-    pattern: &str,
-    limit: usize,
-) -> Result<Vec<String>, Failure> {
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    for _ in 0..MAX_SCAN_CALLS {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1_000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 || keys.len() >= limit {
-            break;
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys.truncate(limit);
-    Ok(keys)
 }
 
 async fn stats(cli: &Cli) -> Result<(), Failure> {
@@ -343,10 +269,7 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
     // Fails fast (exit 2) when Redis does not answer its PING.
     cache.connect().await?;
     let fleet = cache.fleet_stats().await?;
-    let log_length: u64 = redis::cmd("XLEN")
-        .arg(format!("{}:invalidation-log", cli.prefix))
-        .query_async(&mut redis(cli).await?)
-        .await?;
+    let log_length = cache.invalidation_log_length().await?;
     // What a service's own `health()` reports, seen from here.
     let report = cache.health().await;
     let rtt_us = report
@@ -374,12 +297,13 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
 }
 
 async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
-    let mut conn = redis(cli).await?;
-    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-    let Some(bytes) = bytes else {
+    let Some(entry) = cache(cli, "acgs-cli")?.stored_entry(key).await? else {
         return Err(Failure::Input(format!("no key {key:?}")));
     };
-    let pttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
+    let bytes = entry.bytes;
+    let ttl_ms = entry
+        .ttl
+        .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
     let (header, payload) = decode_header(&bytes).map_err(|reason| {
         Failure::Input(format!(
             "{key:?} is not an acgs-cache entry ({})",
@@ -399,7 +323,7 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
             "header": header,
             "age_ms": age_ms,
             "fresh_for_ms": fresh_ms,
-            "redis_pttl_ms": pttl,
+            "redis_pttl_ms": ttl_ms,
         }));
     }
     println!("key          {key}");
@@ -423,9 +347,7 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
     println!(
         "fresh for    {:.1} s (then kept {} ms more for stale-if-error)",
         fresh_ms as f64 / 1000.0,
-        pttl.max(0)
-            .saturating_sub(i64::try_from(fresh_ms).unwrap_or(i64::MAX))
-            .max(0)
+        ttl_ms.unwrap_or(0).saturating_sub(fresh_ms)
     );
     println!(
         "log position {}-{}",
