@@ -324,6 +324,7 @@ impl Cache {
     pub async fn connect(&self) -> Result<(), Error> {
         #[cfg(feature = "redis")]
         if let Some(l2) = &self.inner.l2 {
+            l2.establish().await?;
             l2.ping().await?;
             crate::log::ensure_tailer(&self.inner);
             let patience = l2.connect_timeout() + l2.soft_timeout();

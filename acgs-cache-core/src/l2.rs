@@ -131,10 +131,20 @@ impl L2Tier {
         }
         // Boxed: every operation's future would otherwise carry the
         // waiting machinery of this rare path.
-        Box::pin(self.wait_for_lane()).await
+        Box::pin(self.wait_for_lane(self.settings.soft_timeout)).await
     }
 
-    async fn wait_for_lane(self: &Arc<Self>) -> Result<RedisConnection, Error> {
+    /// Connects now if needed, waiting up to the connect timeout (a TLS
+    /// handshake or a Sentinel lookup may take longer than a soft timeout).
+    pub(crate) async fn establish(self: &Arc<Self>) -> Result<(), Error> {
+        if self.current_lane().is_none() {
+            self.wait_for_lane(self.settings.connect_timeout + self.settings.soft_timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_lane(self: &Arc<Self>, patience: Duration) -> Result<RedisConnection, Error> {
         let mut attempts = self.attempts.subscribe();
         self.start_reconnect();
         let wait = async {
@@ -155,9 +165,9 @@ impl L2Tier {
                 }
             }
         };
-        tokio::time::timeout(self.settings.soft_timeout, wait)
+        tokio::time::timeout(patience, wait)
             .await
-            .unwrap_or(Err(Error::Timeout(self.settings.soft_timeout)))
+            .unwrap_or(Err(Error::Timeout(patience)))
     }
 
     fn start_reconnect(self: &Arc<Self>) {
@@ -209,21 +219,22 @@ impl L2Tier {
         .await
         .map_err(|_| Error::Timeout(self.settings.connect_timeout))
         .and_then(|got| got);
-        let refusal = match &got {
-            Err(e) => crate::error::credentials_refused(e).map(|why| {
+        let refusal = got
+            .as_ref()
+            .err()
+            .and_then(crate::error::credentials_refused)
+            .map(|why| {
                 format!(
                     "redis {} refused the credentials of {}: {why}",
                     self.settings.redis,
                     self.settings.redis.user_for_messages()
                 )
-            }),
-            Ok(_) => None,
-        };
-        let refused = refusal.is_some();
-        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = refusal;
-        match got {
-            Err(_) if refused => Err(Error::Auth(self.refusal().unwrap_or_default())),
-            got => got,
+            });
+        // The latest attempt's reason wins (a refusal, or none).
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = refusal.clone();
+        match refusal {
+            Some(message) => Err(Error::Auth(message)),
+            None => got,
         }
     }
 
@@ -372,19 +383,18 @@ impl L2Tier {
     pub(crate) fn note_outcome<T>(self: &Arc<Self>, outcome: &Result<T, Error>) {
         let unreachable = match outcome {
             Ok(_) => false,
-            // On a cluster, a refused or dropped connection is one dead
-            // master's: it fails fast (one retry), and the others still
-            // serve their slots, so it must not open the circuit for all.
-            // Timeouts still count, as does a cluster where no node answers.
-            Err(Error::Redis(e)) if self.settings.redis.is_cluster() && !e.is_timeout() => {
-                self.remember(outcome);
-                return;
-            }
             Err(Error::Redis(e)) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
+                let lost =
+                    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+                // On a cluster, a refused or dropped connection is one dead
+                // master's: it fails fast (one retry), and the others still
+                // serve their slots, so it must not open the circuit for
+                // all. Timeouts still count.
+                if lost && !e.is_timeout() && self.settings.redis.is_cluster() {
+                    self.remember(outcome);
+                    return;
+                }
+                lost || e.is_timeout()
             }
             Err(_) => true,
         };
