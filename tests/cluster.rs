@@ -130,6 +130,20 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
         .unwrap()
         .is_some());
 
+    // The rate limiter's script touches one key.
+    let limiter = acgs_cache::RateLimiter::builder("login")
+        .rate(5, Duration::from_secs(60))
+        .burst(5)
+        .fail_closed()
+        .build(&writer)
+        .unwrap();
+    let allowed = futures_util::future::join_all((0..8).map(|_| limiter.check("alice"))).await;
+    let allowed = allowed
+        .into_iter()
+        .filter(|d| d.as_ref().unwrap().allowed)
+        .count();
+    assert_eq!(allowed, 5, "exactly the burst");
+
     // The fleet view scans every master for the instances' snapshots.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

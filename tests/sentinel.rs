@@ -1,4 +1,5 @@
-//! Sentinel: master + replica + one Sentinel, started by the harness. Under
+//! Sentinel: master + replica + one Sentinel, started by the harness. Every
+//! feature works through the master the Sentinel names; and under
 //! concurrent load the master is killed; Sentinel promotes the replica; every
 //! call keeps answering (from the function while L2 is away) and L2 writes
 //! resume on the new master.
@@ -15,6 +16,62 @@ use support::SentinelSetup;
 #[cached(ttl = "policy_decision")]
 async fn decide(policy_id: u64) -> u64 {
     policy_id * 2
+}
+
+/// Before any failover: invalidation between instances, warming, locks
+/// and the fleet view, all through the master the Sentinel names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_feature_works_through_the_sentinel() {
+    let setup = SentinelSetup::start();
+    let instance = || {
+        Cache::builder()
+            .service("sentinel-features")
+            .redis_url(setup.url())
+            .disable_l1()
+            .fleet_interval(Duration::from_millis(50))
+            .build()
+            .unwrap()
+    };
+    let (writer, reader) = (instance(), instance());
+    writer.connect().await.unwrap();
+    reader.connect().await.unwrap();
+    let report = writer
+        .warmer()
+        .await
+        .load((0..100).map(|id| warm_entry_decide(id, id * 2)))
+        .await
+        .unwrap();
+    assert_eq!(report.written, 100);
+    for id in 0..100 {
+        assert_eq!(reader.scope(decide(id)).await, id * 2);
+    }
+    assert_eq!(
+        reader.stats().await.function("decide").unwrap().l2_hits,
+        100
+    );
+    let position = writer.invalidate_function("decide").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reader.log_position() < position {
+        assert!(Instant::now() < deadline, "the reader never heard it");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reader.scope(decide(1)).await;
+    assert_eq!(reader.stats().await.function("decide").unwrap().misses, 1);
+    let lock = writer
+        .try_lock("report", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reader
+        .try_lock("report", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .is_none());
+    lock.release().await.unwrap();
+    while writer.fleet_stats().await.unwrap().members.len() < 2 {
+        assert!(Instant::now() < deadline, "fleet view incomplete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
