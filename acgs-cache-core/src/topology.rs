@@ -182,13 +182,19 @@ impl RedisConfig {
         self
     }
 
-    /// Uses TLS to every node (what the `rediss` schemes say).
+    /// Uses TLS to every node (what the `rediss` schemes say; a standalone
+    /// URL's scheme follows).
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
         if let Some(url) = &self.url {
-            if tls && url.starts_with("redis://") {
-                self.url = Some(format!("rediss://{}", &url["redis://".len()..]));
+            let (from, to) = if tls {
+                ("redis://", "rediss://")
+            } else {
+                ("rediss://", "redis://")
+            };
+            if let Some(rest) = url.strip_prefix(from) {
+                self.url = Some(format!("{to}{rest}"));
             }
         }
         self
@@ -200,8 +206,7 @@ impl RedisConfig {
     #[must_use]
     pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificate = Some(pem.into());
-        self.tls = true;
-        self
+        self.tls(true)
     }
 
     /// The topology's name: `standalone`, `sentinel` or `cluster`.
@@ -229,27 +234,9 @@ impl RedisConfig {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The URL form, with `***` in place of any credentials.
@@ -350,6 +337,9 @@ mod tests {
         let c = RedisConfig::parse("redis://app:hunter2@127.0.0.1:6379/0").unwrap();
         assert_eq!(c.topology(), "standalone");
         assert!(!format!("{c} {c:?}").contains("hunter2"));
+        let tls = RedisConfig::standalone("redis://h:1").root_certificate(b"pem".to_vec());
+        assert_eq!((tls.tls, tls.url.as_deref()), (true, Some("rediss://h:1")));
+        assert_eq!(tls.tls(false).url.as_deref(), Some("redis://h:1"));
         let e = RedisConfig::parse("memcache://app:hunter2@h:1").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = RedisConfig::parse("redis+sentinel://app:hunter2@h:1").unwrap_err();
