@@ -78,7 +78,10 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
         .invalidate("governance.policy-updated")
         .await
         .unwrap();
-    wait_until(|| reader.log_position() >= position).await;
+    support::wait_until("the reader hears the event", || {
+        reader.log_position() >= position
+    })
+    .await;
     for id in 0..300 {
         assert_eq!(reader.scope(decide(id)).await, id * 2);
     }
@@ -186,12 +189,4 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
         after.l2_hits - before,
         after.errors
     );
-}
-
-async fn wait_until(done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "condition never held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

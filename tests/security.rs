@@ -102,14 +102,10 @@ async fn an_acl_user_restricted_to_the_prefix_runs_every_feature() {
     assert_eq!(reader.stats().await.function("decide").unwrap().l2_hits, 1);
     // The invalidation log (XADD, XREAD, XINFO) reaches the other instance.
     let position = writer.invalidate("governance.rules-changed").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while reader.log_position() < position {
-        assert!(
-            Instant::now() < deadline,
-            "the reader never heard the event"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_until("the reader hears the event", || {
+        reader.log_position() >= position
+    })
+    .await;
     assert_eq!(reader.scope(decide(7)).await, 14);
     assert_eq!(reader.stats().await.function("decide").unwrap().misses, 1);
     // Locks and the rate limiter (scripts).

@@ -50,11 +50,10 @@ async fn every_feature_works_through_the_sentinel() {
         100
     );
     let position = writer.invalidate_function("decide").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while reader.log_position() < position {
-        assert!(Instant::now() < deadline, "the reader never heard it");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_until("the reader hears the invalidation", || {
+        reader.log_position() >= position
+    })
+    .await;
     reader.scope(decide(1)).await;
     assert_eq!(reader.stats().await.function("decide").unwrap().misses, 1);
     let lock = writer
@@ -68,6 +67,7 @@ async fn every_feature_works_through_the_sentinel() {
         .unwrap()
         .is_none());
     lock.release().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
     while writer.fleet_stats().await.unwrap().members.len() < 2 {
         assert!(Instant::now() < deadline, "fleet view incomplete");
         tokio::time::sleep(Duration::from_millis(20)).await;
