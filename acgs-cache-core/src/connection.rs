@@ -89,12 +89,7 @@ impl Pools {
                 finish_pool!(deadpool_redis::Pool::builder(manager), settings).map(Pools::Node)
             }
             Kind::Sentinel { master } => {
-                let sentinels = config
-                    .hosts
-                    .iter()
-                    .map(|host| node_info(config, host, false))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(unusable)?;
+                let sentinels = node_infos(config, false).map_err(unusable)?;
                 let node = sentinel::SentinelNodeConnectionInfo {
                     tls_mode: config.tls.then_some(sentinel::TlsMode::Secure),
                     redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
@@ -114,12 +109,7 @@ impl Pools {
                 finish_pool!(sentinel::Pool::builder(manager), settings).map(Pools::Sentinel)
             }
             Kind::Cluster => {
-                let nodes = config
-                    .hosts
-                    .iter()
-                    .map(|host| node_info(config, host, true))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(unusable)?;
+                let nodes = node_infos(config, true).map_err(unusable)?;
                 let client = redis::cluster::ClusterClientBuilder::new(nodes)
                     .retries(1)
                     .connection_timeout(settings.connect_timeout)
@@ -229,20 +219,25 @@ fn standalone_info(config: &RedisConfig) -> redis::RedisResult<redis::Connection
     Ok(info.set_redis_settings(redis))
 }
 
-/// `host:port` as a node of `config` (`with_credentials`: the data nodes'
+/// `config`'s hosts as nodes (`with_credentials`: the data nodes'
 /// credentials and database; Sentinels get none).
-fn node_info(
+fn node_infos(
     config: &RedisConfig,
-    host: &str,
     with_credentials: bool,
-) -> redis::RedisResult<redis::ConnectionInfo> {
+) -> redis::RedisResult<Vec<redis::ConnectionInfo>> {
     let scheme = if config.tls { "rediss" } else { "redis" };
-    let info = format!("{scheme}://{host}").into_connection_info()?;
-    Ok(if with_credentials {
-        info.set_redis_settings(redis_settings(config))
-    } else {
-        info
-    })
+    config
+        .hosts
+        .iter()
+        .map(|host| {
+            let info = format!("{scheme}://{host}").into_connection_info()?;
+            Ok(if with_credentials {
+                info.set_redis_settings(redis_settings(config))
+            } else {
+                info
+            })
+        })
+        .collect()
 }
 
 fn redis_settings(config: &RedisConfig) -> redis::RedisConnectionInfo {
@@ -261,6 +256,28 @@ impl RedisConnection {
     /// multi-key commands then must stay within one slot.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, RedisConnection::Cluster(..))
+    }
+
+    /// Runs single-key `commands`, answers in order: one pipeline on one
+    /// server; on a cluster, where a pipeline must stay within one slot,
+    /// concurrent commands, which the cluster connection pipelines per node.
+    pub(crate) async fn run_all<T: redis::FromRedisValue>(
+        &mut self,
+        commands: impl IntoIterator<Item = Cmd>,
+    ) -> redis::RedisResult<Vec<T>> {
+        if self.is_cluster() {
+            let requests = commands.into_iter().map(|cmd| {
+                let mut conn = self.clone();
+                async move { cmd.query_async(&mut conn).await }
+            });
+            futures_util::future::try_join_all(requests).await
+        } else {
+            let mut pipe = redis::pipe();
+            for cmd in commands {
+                pipe.add_command(cmd);
+            }
+            pipe.query_async(self).await
+        }
     }
 
     /// The cluster's masters (`host`, `port`), from `CLUSTER SLOTS`; empty

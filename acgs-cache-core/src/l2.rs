@@ -485,53 +485,23 @@ impl L2Tier {
         Ok(keys)
     }
 
-    /// The values of `keys` (single-key `GET`s: pipelined on one server,
-    /// concurrent on a cluster, where a pipeline must stay in one slot).
+    /// The values of `keys` (single-key `GET`s, see `run_all`).
     pub(crate) async fn get_many(
         self: &Arc<Self>,
         keys: &[String],
     ) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        self.on_lane(async |conn| {
-            if conn.is_cluster() {
-                let gets = keys.iter().map(|key| {
-                    let mut conn = conn.clone();
-                    async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
-                });
-                futures_util::future::try_join_all(gets).await
-            } else {
-                let mut pipe = redis::pipe();
-                for key in keys {
-                    pipe.cmd("GET").arg(key);
-                }
-                pipe.query_async(conn).await
-            }
-        })
-        .await
+        let gets = keys.iter().map(|key| redis::cmd("GET").arg(key).clone());
+        self.on_lane(async |conn| conn.run_all(gets).await).await
     }
 
-    /// `UNLINK`s `keys` (one command on one server; one per key on a
-    /// cluster, where they live in different slots): how many existed.
+    /// `UNLINK`s `keys`, one command per key (valid on a cluster, where they
+    /// live in different slots): how many existed.
     pub(crate) async fn unlink(self: &Arc<Self>, keys: &[String]) -> Result<u64, Error> {
-        self.on_lane(async |conn| {
-            if conn.is_cluster() {
-                let unlinks = keys.iter().map(|key| {
-                    let mut conn = conn.clone();
-                    async move {
-                        redis::cmd("UNLINK")
-                            .arg(key)
-                            .query_async::<u64>(&mut conn)
-                            .await
-                    }
-                });
-                Ok(futures_util::future::try_join_all(unlinks)
-                    .await?
-                    .into_iter()
-                    .sum())
-            } else {
-                redis::cmd("UNLINK").arg(keys).query_async(conn).await
-            }
-        })
-        .await
+        let unlinks = keys.iter().map(|key| redis::cmd("UNLINK").arg(key).clone());
+        let existed: Vec<u64> = self
+            .on_lane(async |conn| conn.run_all(unlinks).await)
+            .await?;
+        Ok(existed.into_iter().sum())
     }
 
     /// Round-trip time of a `PING` (to each master of a cluster), and how

@@ -448,9 +448,7 @@ struct Encoded {
     px_ms: u64,
 }
 
-/// Single-key `SET`s: one pipeline on one server; on a cluster, where a
-/// pipeline must stay within one slot, concurrent commands, which the
-/// cluster connection pipelines per node.
+/// Single-key `SET`s (see `RedisConnection::run_all`: cluster-safe).
 #[cfg(feature = "redis")]
 async fn write_batch(
     mut connection: crate::connection::RedisConnection,
@@ -459,24 +457,14 @@ async fn write_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let set = |e: &Encoded| {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&e.key).arg(&e.bytes).arg("PX").arg(e.px_ms);
-        cmd
-    };
-    if connection.is_cluster() {
-        let sets = batch.iter().map(|e| {
-            let mut connection = connection.clone();
-            let cmd = set(e);
-            async move { cmd.query_async::<()>(&mut connection).await }
-        });
-        futures_util::future::try_join_all(sets).await?;
-    } else {
-        let mut pipe = redis::pipe();
-        for e in batch {
-            pipe.add_command(set(e)).ignore();
-        }
-        pipe.query_async::<()>(&mut connection).await?;
-    }
+    let sets = batch.iter().map(|e| {
+        redis::cmd("SET")
+            .arg(&e.key)
+            .arg(&e.bytes)
+            .arg("PX")
+            .arg(e.px_ms)
+            .clone()
+    });
+    connection.run_all::<()>(sets).await?;
     Ok(())
 }
