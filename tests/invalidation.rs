@@ -57,7 +57,8 @@ async fn patterns_match_the_documented_grammar() {
                 let after = cache.stats().await.function("decision").unwrap().misses;
                 assert_eq!(after, before + 1, "{matching} must match governance.*");
             }
-            assert!(cache.invalidate("bad..name").await.is_err());
+            assert!(cache.invalidate("bad name").await.is_err());
+            assert!(cache.invalidate(".name").await.is_err());
             assert!(cache.invalidate("").await.is_err());
         })
         .await;

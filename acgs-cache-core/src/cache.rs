@@ -1,6 +1,7 @@
 //! The cache instance: configuration, tiers, registered functions, and the
 //! process default that `#[cached]` functions use.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use crate::coherence::{scope_hash, Coherence, Consistency};
 use crate::envelope::EncodeLimits;
 use crate::error::{Error, RedactedUrl};
 use crate::flight::Flights;
+use crate::identity::Caller;
 use crate::l1::L1Tier;
 #[cfg(feature = "redis")]
 use crate::l2::{L2Settings, L2Tier};
@@ -60,8 +62,8 @@ pub(crate) struct Inner {
     pub(crate) l1: L1Tier,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<Arc<L2Tier>>,
-    /// Function states by call-site address.
-    functions: RwLock<HashMap<usize, Arc<FunctionState>>>,
+    /// Function instances served so far.
+    functions: RwLock<Registry>,
     pub(crate) coherence: Coherence,
     /// Computations in progress, for local stampede protection.
     pub(crate) flights: Flights,
@@ -73,17 +75,22 @@ pub(crate) struct Inner {
     pub(crate) metrics_task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
-/// A function's state within one cache.
+/// A function instance's state within one cache.
 #[derive(Debug)]
 pub(crate) struct FunctionState {
-    pub(crate) name: &'static str,
+    /// The instance's name (`orders::get`, `db::Service<db::Pg>::find`):
+    /// stats rows, metrics labels, keys, whole-function invalidations.
+    pub(crate) name: Arc<str>,
+    /// The instance's identity: L1 keys, L2 keys and the envelope's
+    /// fingerprint (see `identity.rs`).
+    pub(crate) identity: u64,
     /// The compiled policy with this cache's overrides applied.
     pub(crate) policy: TtlPolicy,
     pub(crate) counters: FunctionCounters,
     /// `invalidate_on` patterns.
     pub(crate) patterns: &'static [&'static str],
-    /// Hash of `service:function`: the scope of whole-function and
-    /// single-entry invalidations.
+    /// Hash of `service:name`: the scope of whole-function and single-entry
+    /// invalidations.
     pub(crate) scope: u64,
     pub(crate) consistency: Consistency,
     /// Entries that started before this position are rejected (the last
@@ -92,9 +99,18 @@ pub(crate) struct FunctionState {
     /// Whether single entries of this function were invalidated (only then
     /// does a hit look them up).
     pub(crate) has_entry_invalidations: AtomicBool,
-    /// `{prefix}:{service}:{function}:{fingerprint}:`, formatted once: an
-    /// entry's Redis key is this and its digest.
+    /// `{prefix}:{service}:{name}:{identity}:`, formatted once: an entry's
+    /// Redis key is this and its digest.
     pub(crate) key_prefix: String,
+}
+
+/// The functions a cache has served, by descriptor and probe (the fast
+/// path of a call that missed its descriptor's first entry) and by identity
+/// (where copies of one function's descriptor, in its companions, meet).
+#[derive(Debug, Default)]
+struct Registry {
+    by_probe: HashMap<(usize, usize, usize), Arc<FunctionState>>,
+    by_identity: HashMap<u64, Arc<FunctionState>>,
 }
 
 impl CacheConfig {
@@ -231,7 +247,10 @@ impl Cache {
         let functions = coherence
             .functions()
             .iter()
-            .map(|f| f.counters.snapshot(f.name, f.policy.name()))
+            .map(|f| {
+                f.counters
+                    .snapshot(Cow::Owned(f.name.to_string()), f.policy.name())
+            })
             .collect();
         let lag = coherence.lag_percentiles();
         #[cfg(feature = "redis")]
@@ -359,60 +378,121 @@ impl Cache {
         }
     }
 
-    /// This cache's state for `site`, registered on first use.
-    pub(crate) fn function(&self, site: &'static CallSite) -> FunctionRef<'static> {
-        if let Some((owner, state)) = site.first.get() {
-            if *owner == self.inner.id {
-                return FunctionRef::Borrowed(state);
+    /// This cache's state of the instance of `site` that the cached
+    /// function itself resolved to (`probe`: see `identity.rs`).
+    pub(crate) fn function(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+    ) -> FunctionRef<'static> {
+        self.function_for(
+            site,
+            probe,
+            Caller {
+                name: site.fn_name,
+                extra_generics: 0,
+            },
+        )
+    }
+
+    /// This cache's state of the function instance that `caller` (the
+    /// function or one of its companions) resolved to, registered on first use.
+    pub(crate) fn function_for(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: Caller<'_>,
+    ) -> FunctionRef<'static> {
+        let probe_key = (probe.as_ptr() as usize, probe.len());
+        if let Some(first) = site.first.get() {
+            if first.cache == self.inner.id && first.probe == probe_key {
+                return FunctionRef::Borrowed(&first.state);
             }
         }
-        let address = site as *const CallSite as usize;
+        let address = (site as *const CallSite as usize, probe_key.0, probe_key.1);
         if let Some(state) = self
             .inner
             .functions
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .by_probe
             .get(&address)
         {
             return FunctionRef::Shared(Arc::clone(state));
         }
+        let identity = crate::identity::resolve(site.source(), probe, caller);
         let mut functions = self
             .inner
             .functions
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        let state = functions
-            .entry(address)
-            .or_insert_with(|| {
+        let state = match functions.by_identity.get(&identity.hash) {
+            Some(state) => Arc::clone(state),
+            None => {
+                let config = &self.inner.config;
                 let state = Arc::new(FunctionState {
-                    name: site.name,
                     policy: self.effective_policy(site.policy),
                     counters: FunctionCounters::default(),
                     patterns: site.invalidate_on,
-                    scope: scope_hash(&self.function_scope(site.name)),
+                    scope: scope_hash(&self.function_scope(&identity.name)),
                     consistency: site.consistency,
                     invalidated_at: AtomicU64::new(0),
                     has_entry_invalidations: AtomicBool::new(false),
                     key_prefix: crate::key::redis_key_prefix(
-                        &self.inner.config.prefix,
-                        &self.inner.config.service,
-                        site.name,
-                        site.fingerprint,
+                        &config.prefix,
+                        &config.service,
+                        &identity.name,
+                        identity.hash,
                     ),
+                    identity: identity.hash,
+                    name: identity.name,
                 });
                 self.inner.coherence.register(Arc::clone(&state));
+                functions
+                    .by_identity
+                    .insert(state.identity, Arc::clone(&state));
                 state
-            })
-            .clone();
+            }
+        };
+        functions.by_probe.insert(address, Arc::clone(&state));
         drop(functions);
         // Registration is off the hot path and runs inside the caller's
         // runtime: the place to start the publisher of a cache built outside one.
         crate::metrics::ensure_publisher(&self.inner);
-        let _ = site.first.set((self.inner.id, Arc::clone(&state)));
+        let _ = site.first.set(crate::site::Resolved {
+            cache: self.inner.id,
+            probe: probe_key,
+            state: Arc::clone(&state),
+        });
         match site.first.get() {
-            Some((owner, first)) if *owner == self.inner.id => FunctionRef::Borrowed(first),
+            Some(first) if first.cache == self.inner.id && first.probe == probe_key => {
+                FunctionRef::Borrowed(&first.state)
+            }
             _ => FunctionRef::Shared(state),
         }
+    }
+}
+
+/// What `#[cached(cache = PATH)]` accepts: a `static` holding a [`Cache`].
+#[diagnostic::on_unimplemented(
+    message = "`cache = …` names a `{Self}`, not a cache held by a `static`",
+    label = "expected a `static` of type `Cache` or `LazyLock<Cache>`",
+    note = "e.g. `static CACHE: std::sync::LazyLock<Cache> = std::sync::LazyLock::new(|| Cache::builder().build().unwrap());`"
+)]
+pub trait AsStaticCache {
+    /// The cache.
+    fn as_static_cache(&'static self) -> &'static Cache;
+}
+
+impl AsStaticCache for Cache {
+    fn as_static_cache(&'static self) -> &'static Cache {
+        self
+    }
+}
+
+impl<F: FnOnce() -> Cache> AsStaticCache for std::sync::LazyLock<Cache, F> {
+    fn as_static_cache(&'static self) -> &'static Cache {
+        std::sync::LazyLock::force(self)
     }
 }
 
@@ -433,9 +513,19 @@ impl std::ops::Deref for CacheRef {
 }
 
 /// A function's state, borrowed from its static call site when possible.
+#[derive(Debug)]
 pub(crate) enum FunctionRef<'a> {
     Borrowed(&'a FunctionState),
     Shared(Arc<FunctionState>),
+}
+
+impl Clone for FunctionRef<'_> {
+    fn clone(&self) -> Self {
+        match self {
+            FunctionRef::Borrowed(f) => FunctionRef::Borrowed(f),
+            FunctionRef::Shared(f) => FunctionRef::Shared(Arc::clone(f)),
+        }
+    }
 }
 
 impl std::ops::Deref for FunctionRef<'_> {
@@ -868,7 +958,7 @@ impl CacheBuilder {
                 coherence: Coherence::new(!config.has_l2()),
                 flights: Flights::default(),
                 config,
-                functions: RwLock::new(HashMap::new()),
+                functions: RwLock::new(Registry::default()),
                 #[cfg(feature = "redis")]
                 tailer_started: AtomicBool::new(false),
                 metrics_task: std::sync::Mutex::new(None),

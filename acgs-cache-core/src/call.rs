@@ -1,16 +1,13 @@
 //! The path of one `#[cached]` call: L1, then L2, then the function.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 
-use serde::{de::DeserializeOwned, Serialize};
-
-use crate::cache::{Cache, FunctionState};
+use crate::cache::{Cache, FunctionRef, FunctionState};
 use crate::clock;
 use crate::coherence::{tag_hash, unpack, Consistency};
 use crate::envelope::{self, EnvelopeHeader, Reject};
@@ -21,91 +18,9 @@ use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 #[cfg(feature = "redis")]
 use crate::l2::L2Tier;
 use crate::latency;
+use crate::shape::{Cacheable, Shape, Verdict};
 use crate::site::CallSite;
 use crate::stats::ErrorReason;
-
-/// What a cached value must be: stored in two tiers, shared between tasks.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be cached: a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
-    label = "this type is stored in L1 (cloned, shared between tasks) and L2 (serialized)"
-)]
-pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
-
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
-
-/// Whether (and how) a function's output is stored.
-#[derive(Debug)]
-pub enum Verdict<'a, V> {
-    /// Store the value with the policy's TTL.
-    Store(&'a V),
-    /// Store the value only if negative caching is on, with its TTL.
-    Negative(&'a V),
-    /// Do not store (an `Err`).
-    Skip,
-}
-
-/// How a function's return type maps to the value that is cached.
-pub trait Shape {
-    /// The function's return type.
-    type Out;
-    /// The part of it that is cached.
-    type Value: Cacheable;
-    /// Decides whether `out` is stored.
-    fn verdict(out: &Self::Out) -> Verdict<'_, Self::Value>;
-    /// Rebuilds the return value from a cached value.
-    fn rebuild(value: Self::Value) -> Self::Out;
-}
-
-/// Any cacheable return type: always stored.
-#[derive(Debug)]
-pub struct Plain<R>(PhantomData<R>);
-
-impl<R: Cacheable> Shape for Plain<R> {
-    type Out = R;
-    type Value = R;
-    fn verdict(out: &R) -> Verdict<'_, R> {
-        Verdict::Store(out)
-    }
-    fn rebuild(value: R) -> R {
-        value
-    }
-}
-
-/// `Result<T, E>` (or an alias of it): only `Ok` is stored.
-#[derive(Debug)]
-pub struct OkOnly<R>(PhantomData<R>);
-
-impl<T: Cacheable, E> Shape for OkOnly<Result<T, E>> {
-    type Out = Result<T, E>;
-    type Value = T;
-    fn verdict(out: &Result<T, E>) -> Verdict<'_, T> {
-        match out {
-            Ok(value) => Verdict::Store(value),
-            Err(_) => Verdict::Skip,
-        }
-    }
-    fn rebuild(value: T) -> Result<T, E> {
-        Ok(value)
-    }
-}
-
-/// `Option<T>`: `Some` is stored; `None` only with negative caching.
-#[derive(Debug)]
-pub struct SomeOnly<R>(PhantomData<R>);
-
-impl<T: Cacheable> Shape for SomeOnly<Option<T>> {
-    type Out = Option<T>;
-    type Value = Option<T>;
-    fn verdict(out: &Option<T>) -> Verdict<'_, Option<T>> {
-        match out {
-            Some(_) => Verdict::Store(out),
-            None => Verdict::Negative(out),
-        }
-    }
-    fn rebuild(value: Option<T>) -> Option<T> {
-        value
-    }
-}
 
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
@@ -113,23 +28,27 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs one cached call of the function described by `site`.
+/// Runs one cached call of the function described by `site`, in the
+/// instance `probe` names (see `identity.rs`), returning `shape`'s output.
 pub async fn call<S, F>(
     site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
     key: Result<KeyDigest, CodecError>,
     compute: F,
 ) -> S::Out
 where
     S: Shape,
+    S::Value: Cacheable,
     F: Future<Output = S::Out>,
 {
     let cache = Cache::for_site(site);
-    let function = cache.function(site);
-    let Some(digest) = usable_key(site, &function, key) else {
+    let function = cache.function(site, probe);
+    let Some(digest) = usable_key(&function, key) else {
         return compute.await;
     };
     cache
-        .call_with::<S, _>(site, &function, digest, async move {
+        .call_with(site, &function, &shape, digest, async move {
             (Vec::new(), compute.await)
         })
         .await
@@ -139,35 +58,34 @@ where
 /// (formatted from the arguments before the body runs, and only on a miss).
 pub async fn call_tagged<S, F>(
     site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
     key: Result<KeyDigest, CodecError>,
     compute: F,
 ) -> S::Out
 where
     S: Shape,
+    S::Value: Cacheable,
     F: Future<Output = (Vec<String>, S::Out)>,
 {
     let cache = Cache::for_site(site);
-    let function = cache.function(site);
-    let Some(digest) = usable_key(site, &function, key) else {
+    let function = cache.function(site, probe);
+    let Some(digest) = usable_key(&function, key) else {
         return compute.await.1;
     };
     cache
-        .call_with::<S, _>(site, &function, digest, compute)
+        .call_with(site, &function, &shape, digest, compute)
         .await
 }
 
 /// The key's digest, or `None` (counted, traced) when the key arguments did
 /// not serialize: the call then goes around the cache.
-fn usable_key(
-    site: &'static CallSite,
-    function: &FunctionState,
-    key: Result<KeyDigest, CodecError>,
-) -> Option<KeyDigest> {
+fn usable_key(function: &FunctionState, key: Result<KeyDigest, CodecError>) -> Option<KeyDigest> {
     match key {
         Ok(digest) => Some(digest),
         Err(e) => {
             function.counters.bypassed.inc();
-            tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "key arguments did not serialize; calling without the cache");
+            tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "key arguments did not serialize; calling without the cache");
             None
         }
     }
@@ -176,7 +94,7 @@ fn usable_key(
 /// One call's identity, shared by the steps of its path.
 struct Call<'a> {
     site: &'static CallSite,
-    function: &'a FunctionState,
+    function: &'a FunctionRef<'static>,
     l1_key: L1Key,
     /// The tier and the entry's Redis key, when there is L2.
     #[cfg(feature = "redis")]
@@ -184,12 +102,12 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn new(site: &'static CallSite, function: &'a FunctionState, digest: KeyDigest) -> Self {
+    fn new(site: &'static CallSite, function: &'a FunctionRef<'static>, digest: KeyDigest) -> Self {
         Call {
             site,
             function,
             l1_key: L1Key {
-                function: site.fingerprint,
+                function: function.identity,
                 digest,
             },
             // Filled after L1 (`with_l2`): a hit never builds the Redis key.
@@ -238,51 +156,63 @@ impl<F: Future + Send + 'static> Detachable for F {}
 /// once from the cache.
 pub async fn call_refreshing<S, F>(
     site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
     key: Result<KeyDigest, CodecError>,
     compute: F,
 ) -> S::Out
 where
-    S: Shape,
+    S: Shape + Send + Sync + 'static,
+    S::Value: Cacheable,
     S::Out: Send + 'static,
     F: Detachable<Output = S::Out>,
 {
-    call_tagged_refreshing::<S, _>(site, key, async move { (Vec::new(), compute.await) }).await
+    call_tagged_refreshing(site, probe, shape, key, async move {
+        (Vec::new(), compute.await)
+    })
+    .await
 }
 
 /// [`call_tagged`] with refresh-ahead (see [`call_refreshing`]).
 pub async fn call_tagged_refreshing<S, F>(
     site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
     key: Result<KeyDigest, CodecError>,
     compute: F,
 ) -> S::Out
 where
-    S: Shape,
+    S: Shape + Send + Sync + 'static,
+    S::Value: Cacheable,
     S::Out: Send + 'static,
     F: Detachable<Output = (Vec<String>, S::Out)>,
 {
     let cache = Cache::for_site(site);
-    let function = cache.function(site);
+    let function = cache.function(site, probe);
     let Ok(digest) = key else {
-        return call_tagged::<S, F>(site, key, compute).await;
+        return call_tagged(site, probe, shape, key, compute).await;
     };
     if function.policy.refresh_ahead_percent() == 0 {
         return cache
-            .call_with::<S, _>(site, &function, digest, compute)
+            .call_with(site, &function, &shape, digest, compute)
             .await;
     }
     let call = Call::new(site, &function, digest);
     match cache.read_l1::<S::Value>(&call).await {
-        Found::Fresh(value) => S::rebuild(value),
+        Found::Fresh(value) => shape.rebuild(value),
         Found::Due(value) => {
+            let out = shape.rebuild(value);
             if !cache.inner.flights.is_flying(call.l1_key) {
                 let cache = Cache::clone(&cache);
-                tokio::spawn(async move { cache.refresh::<S, F>(site, digest, compute).await });
+                tokio::spawn(
+                    async move { cache.refresh(site, probe, &shape, digest, compute).await },
+                );
             }
-            S::rebuild(value)
+            out
         }
         Found::Stale(_) | Found::Nothing => {
             cache
-                .call_with::<S, _>(site, &function, digest, compute)
+                .call_with(site, &function, &shape, digest, compute)
                 .await
         }
     }
@@ -292,12 +222,14 @@ impl Cache {
     async fn call_with<S, F>(
         &self,
         site: &'static CallSite,
-        function: &FunctionState,
+        function: &FunctionRef<'static>,
+        shape: &S,
         digest: KeyDigest,
         compute: F,
     ) -> S::Out
     where
         S: Shape,
+        S::Value: Cacheable,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let call = Call::new(site, function, digest);
@@ -312,8 +244,8 @@ impl Cache {
                         .record(start.elapsed(), latency::L1_SAMPLE);
                 }
                 // Per-call events name the function, never the arguments.
-                tracing::trace!(target: "acgs_cache", function = site.name, "L1 hit");
-                return S::rebuild(value);
+                tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
+                return shape.rebuild(value);
             }
             Found::Stale(value) => Some(value),
             Found::Nothing => None,
@@ -321,21 +253,23 @@ impl Cache {
         let start = sampled.unwrap_or_else(Instant::now);
         // The miss path's state is large; boxed, it does not weigh on (and
         // is not copied around with) every hit's future.
-        let out = Box::pin(self.miss::<S, F>(call, stale, compute)).await;
+        let out = Box::pin(self.miss(call, shape, stale, compute)).await;
         let elapsed = start.elapsed();
         function.counters.latency.record(elapsed, 1);
-        tracing::debug!(target: "acgs_cache", function = site.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered past L1 (L2, shared or computed)");
+        tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered past L1 (L2, shared or computed)");
         out
     }
 
     async fn miss<S, F>(
         &self,
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))] mut call: Call<'_>,
+        shape: &S,
         mut stale: Option<S::Value>,
         compute: F,
     ) -> S::Out
     where
         S: Shape,
+        S::Value: Cacheable,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let (site, function, digest) = (call.site, call.function, call.l1_key.digest);
@@ -346,7 +280,7 @@ impl Cache {
         let leader = loop {
             if look_again {
                 match Box::pin(self.read_l1::<S::Value>(&call)).await {
-                    Found::Fresh(value) | Found::Due(value) => return S::rebuild(value),
+                    Found::Fresh(value) | Found::Due(value) => return shape.rebuild(value),
                     Found::Stale(value) => stale = Some(value),
                     Found::Nothing => {}
                 }
@@ -358,7 +292,7 @@ impl Cache {
                     Landing::Value(value) => match value.downcast_ref::<S::Value>() {
                         Some(value) => {
                             function.counters.coalesced.inc();
-                            return S::rebuild(value.clone());
+                            return shape.rebuild(value.clone());
                         }
                         None => break None, // another type under this key: compute alone
                     },
@@ -375,7 +309,7 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             match self.read_l2::<S::Value>(&call, l2, key).await {
-                Found::Fresh(value) | Found::Due(value) => return land::<S>(leader, value),
+                Found::Fresh(value) | Found::Due(value) => return land(shape, leader, value),
                 Found::Stale(value) => stale = stale.or(Some(value)),
                 Found::Nothing => {}
             }
@@ -386,7 +320,7 @@ impl Cache {
                 // cost more than the rest of our part of an L2 hit).
                 match Box::pin(self.lock_or_wait::<S::Value>(&call, l2, key)).await {
                     Ok(lock) => _fleet_lock = lock,
-                    Err(value) => return land::<S>(leader, value),
+                    Err(value) => return land(shape, leader, value),
                 }
             }
         }
@@ -417,14 +351,21 @@ impl Cache {
             Ok(Err(panic)) if fallback.is_none() => std::panic::resume_unwind(panic), // waiters retry
             failed => {
                 let why = failed.err().unwrap_or("panicked");
-                tracing::error!(target: "acgs_cache", function = site.name, "computation {why}; serving the stale value");
+                tracing::error!(target: "acgs_cache", function = %function.name, "computation {why}; serving the stale value");
                 function.counters.stale_served.inc();
-                return land::<S>(leader, fallback.expect("a fallback exists on this path"));
+                return land(
+                    shape,
+                    leader,
+                    fallback.expect("a fallback exists on this path"),
+                );
             }
         };
         let mut stale = fallback;
-        let (value, ttl) = match S::verdict(&out) {
-            Verdict::Store(value) => (value, function.policy.jittered_ttl(digest.low64())),
+        let (value, ttl) = match shape.verdict(&out) {
+            Verdict::Store(value, ttl) => (
+                value,
+                ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64())),
+            ),
             Verdict::Negative(value) => match site.negative_ttl {
                 Some(ttl) => (value, ttl),
                 None => {
@@ -435,9 +376,9 @@ impl Cache {
             },
             Verdict::Skip => {
                 if let Some(value) = stale.take() {
-                    tracing::warn!(target: "acgs_cache", function = site.name, "computation failed; serving the stale value");
+                    tracing::warn!(target: "acgs_cache", function = %function.name, "computation failed; serving the stale value");
                     function.counters.stale_served.inc();
-                    return land::<S>(leader, value);
+                    return land(shape, leader, value);
                 }
                 function.counters.not_stored.inc();
                 finish(leader, Landing::Failed);
@@ -470,12 +411,19 @@ impl Cache {
 
     /// Recomputes an entry ahead of its expiry and stores it, unless a
     /// computation of it is already in flight.
-    async fn refresh<S, F>(&self, site: &'static CallSite, digest: KeyDigest, compute: F)
-    where
+    async fn refresh<S, F>(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: &S,
+        digest: KeyDigest,
+        compute: F,
+    ) where
         S: Shape,
+        S::Value: Cacheable,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let function = self.function(site);
+        let function = self.function(site, probe);
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
         let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
@@ -486,12 +434,12 @@ impl Cache {
         function.counters.refreshes.inc();
         let position = self.inner.coherence.head();
         let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
-            tracing::warn!(target: "acgs_cache", function = site.name, "background refresh panicked; the cached value stays");
+            tracing::warn!(target: "acgs_cache", function = %function.name, "background refresh panicked; the cached value stays");
             return; // the leader's guard lets the next caller retry
         };
-        match S::verdict(&out) {
-            Verdict::Store(value) => {
-                let ttl = function.policy.jittered_ttl(digest.low64());
+        match shape.verdict(&out) {
+            Verdict::Store(value, ttl) => {
+                let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
                 self.store(&call, value, ttl, tags, position, L2Write::Awaited)
                     .await;
                 let landing = if leader.has_waiters() {
@@ -502,7 +450,7 @@ impl Cache {
                 leader.land(landing);
             }
             Verdict::Negative(_) | Verdict::Skip => {
-                tracing::debug!(target: "acgs_cache", function = site.name, "background refresh returned nothing to store; the cached value stays");
+                tracing::debug!(target: "acgs_cache", function = %function.name, "background refresh returned nothing to store; the cached value stays");
                 leader.land(Landing::Retry);
             }
         }
@@ -566,12 +514,12 @@ impl Cache {
         let (site, function) = (call.site, call.function);
         let config = &self.inner.config;
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let header = header(site, ttl, tags, position);
+        let header = header(site, function, ttl, tags, position);
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
-                tracing::warn!(target: "acgs_cache", function = site.name, error = %e, "result not cached");
+                tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "result not cached");
                 return;
             }
         };
@@ -587,10 +535,10 @@ impl Cache {
                     }
                 }
                 L2Write::Background => {
-                    let (l2, key, cache) = (Arc::clone(l2), key.clone(), self.clone());
+                    let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
                     tokio::spawn(async move {
                         if let Err(e) = l2.set(&key, &bytes, px).await {
-                            cache.function(site).counters.error(ErrorReason::of(&e));
+                            function.counters.error(ErrorReason::of(&e));
                         }
                     });
                 }
@@ -636,7 +584,7 @@ impl Cache {
         l2: &Arc<L2Tier>,
         redis_key: &str,
     ) -> Found<V> {
-        let (site, function, l1_key) = (call.site, call.function, call.l1_key);
+        let (function, l1_key) = (call.function, call.l1_key);
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
         // An entry can only be judged against the log once the log has been
@@ -664,13 +612,13 @@ impl Cache {
         };
         let (header, value) = match envelope::decode::<V>(
             &bytes,
-            site.fingerprint,
+            function.identity,
             config.limits.max_value_bytes,
         ) {
             Ok(decoded) => decoded,
             Err(reason) => {
                 function.counters.reject(reason);
-                tracing::debug!(target: "acgs_cache", function = site.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
+                tracing::debug!(target: "acgs_cache", function = %function.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
                 return Found::Nothing;
             }
         };
@@ -725,7 +673,7 @@ impl Cache {
                 return Err(value);
             }
             if Instant::now() >= deadline {
-                tracing::warn!(target: "acgs_cache", function = call.site.name, "no value from the lock holder within the lease; computing");
+                tracing::warn!(target: "acgs_cache", function = %call.function.name, "no value from the lock holder within the lease; computing");
                 return Ok(None);
             }
         }
@@ -741,10 +689,11 @@ enum L2Write {
     Background,
 }
 
-/// The envelope header of a value of `site` whose computation started at
-/// `position` (packed), fresh for `ttl` from now.
+/// The envelope header of a value of `function` (described by `site`)
+/// whose computation started at `position` (packed), fresh for `ttl` from now.
 pub(crate) fn header(
     site: &CallSite,
+    function: &FunctionState,
     ttl: Duration,
     tags: Vec<String>,
     position: u64,
@@ -753,7 +702,7 @@ pub(crate) fn header(
     EnvelopeHeader {
         codec: site.codec.id(),
         flags: 0,
-        fingerprint: site.fingerprint,
+        fingerprint: function.identity,
         created_at_ms: unix_ms(now),
         expires_at_ms: unix_ms(now + ttl),
         log_position: unpack(position),
@@ -763,7 +712,11 @@ pub(crate) fn header(
 }
 
 /// Ends the flight with `value` and returns it to the caller.
-fn land<S: Shape>(leader: Option<Leader<'_>>, value: S::Value) -> S::Out {
+fn land<S>(shape: &S, leader: Option<Leader<'_>>, value: S::Value) -> S::Out
+where
+    S: Shape,
+    S::Value: Cacheable,
+{
     if let Some(leader) = leader {
         let landing = if leader.has_waiters() {
             share(&value)
@@ -772,7 +725,7 @@ fn land<S: Shape>(leader: Option<Leader<'_>>, value: S::Value) -> S::Out {
         };
         leader.land(landing);
     }
-    S::rebuild(value)
+    shape.rebuild(value)
 }
 
 /// A value for the callers waiting on a flight.
@@ -801,11 +754,11 @@ impl Cache {
         tags: Vec<String>,
         position: u64,
     ) -> Result<(), crate::Error> {
-        let function = self.function(site);
+        let function = self.function(site, "");
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let header = header(site, ttl, tags, position);
+        let header = header(site, &function, ttl, tags, position);
         let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
         #[cfg(feature = "redis")]
         {

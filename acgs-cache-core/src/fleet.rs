@@ -92,7 +92,7 @@ impl FleetStats {
 }
 
 fn key_pattern(prefix: &str) -> String {
-    format!("{prefix}:fleet:*")
+    format!("{}:fleet:*", crate::operator::glob_escape(prefix))
 }
 
 fn unix_ms() -> u64 {

@@ -68,6 +68,16 @@ pub trait KeyArg: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
+/// A receiver that can enter a cache key.
+#[diagnostic::on_unimplemented(
+    message = "the receiver `{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "`self` is hashed into the cache key",
+    note = "a service struct holding connections is usually left out of the key with `#[cached(skip(self))]` (every receiver then shares entries); or derive `Serialize` so each receiver has its own"
+)]
+pub trait ReceiverKey: Serialize {}
+
+impl<T: Serialize + ?Sized> ReceiverKey for T {}
+
 /// Digests key arguments one at a time, as the `#[cached]` expansion does.
 ///
 /// postcard encodes a tuple as the concatenation of its elements, so
@@ -128,6 +138,12 @@ impl KeyBuilder {
             Err(e) => self.failed = Some(CodecError::Encode(e.to_string())),
         }
         self
+    }
+
+    /// Appends the receiver (`self`) as a key argument.
+    #[inline]
+    pub fn receiver<T: ReceiverKey + ?Sized>(&mut self, value: &T) -> &mut Self {
+        self.arg(value)
     }
 
     /// The digest of everything appended.

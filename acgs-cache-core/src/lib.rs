@@ -22,8 +22,8 @@ mod error;
 #[cfg(feature = "redis")]
 mod fleet;
 mod flight;
-pub mod grammar;
 mod health;
+mod identity;
 mod invalidation;
 mod key;
 mod l1;
@@ -41,6 +41,7 @@ mod operator;
 mod policy;
 pub mod rate_limit;
 pub mod session;
+mod shape;
 mod site;
 mod stats;
 mod store;
@@ -50,6 +51,8 @@ pub mod token;
 mod topology;
 mod warm;
 
+/// Event names, patterns and tag templates (shared with the attribute).
+pub use acgs_cache_grammar as grammar;
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
 pub use coherence::Consistency;
@@ -90,14 +93,19 @@ pub async fn invalidate(event: &str) -> Result<LogPosition, Error> {
 /// signatures change without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{
-        call, call_refreshing, call_tagged, call_tagged_refreshing, Cacheable, Detachable, OkOnly,
-        Plain, Shape, SomeOnly, Verdict,
-    };
+    /// The shape of a return type (see `shape.rs`).
+    pub use crate::__acgs_shape as shape;
+    pub use crate::cache::AsStaticCache;
+    pub use crate::call::{call, call_refreshing, call_tagged, call_tagged_refreshing, Detachable};
     pub use crate::codec::Codec;
     pub use crate::coherence::Consistency;
+    pub use crate::key::ReceiverKey;
     pub use crate::key::{fingerprint, KeyArg, KeyDigest};
     pub use crate::policy::{builtin as policies, TtlPolicy};
+    pub use crate::shape::{
+        cache_if, negative, ttl_from, Cacheable, IntoTtl, OkOnly, OptionShape, Plain, Shape,
+        ShapeOf, ShapeProbe, SomeOnly, Verdict, WarmInto,
+    };
     pub use crate::site::CallSite;
     pub use crate::Cache;
     pub use core::time::Duration;
@@ -111,31 +119,55 @@ pub mod __private {
     /// A Redis URL shown without its credentials (for the operator CLI).
     pub use crate::error::RedactedUrl;
 
-    /// Invalidates one entry of `function` (the `invalidate_<fn>` companions).
+    /// The instance probe: `type_name` of a closure made in a generated
+    /// item's body names the function instance it runs in (see `identity.rs`).
+    #[must_use]
+    pub fn instance<F>(_: &F) -> &'static str {
+        std::any::type_name::<F>()
+    }
+
+    fn companion(name: &str) -> crate::identity::Caller<'_> {
+        crate::identity::Caller {
+            name,
+            extra_generics: 0,
+        }
+    }
+
+    /// The `'static` cache a `cache = PATH` attribute names.
+    #[must_use]
+    pub fn static_cache<C: crate::cache::AsStaticCache>(cache: &'static C) -> &'static Cache {
+        cache.as_static_cache()
+    }
+
+    /// Invalidates one entry of the function instance (the `invalidate_<fn>` companions).
     ///
     /// # Errors
     ///
     /// As [`Cache::invalidate`]; a key that does not serialize is [`Error::Codec`].
     pub async fn invalidate_entry(
-        function: &'static str,
-        instance: Option<fn() -> &'static Cache>,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
         key: Result<KeyDigest, crate::CodecError>,
     ) -> Result<LogPosition, Error> {
-        Cache::resolve(instance)
-            .invalidate_entry(function, key?)
-            .await
+        let cache = Cache::resolve(site.instance);
+        let function = cache.function_for(site, probe, companion(caller));
+        cache.invalidate_entry(&function.name, key?).await
     }
 
-    /// Invalidates every entry of `function` (the `invalidate_all_<fn>` companions).
+    /// Invalidates every entry of the function instance (the `invalidate_all_<fn>` companions).
     ///
     /// # Errors
     ///
     /// As [`Cache::invalidate`].
     pub async fn invalidate_function(
-        function: &'static str,
-        instance: Option<fn() -> &'static Cache>,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
     ) -> Result<LogPosition, Error> {
-        Cache::resolve(instance).invalidate_function(function).await
+        let cache = Cache::resolve(site.instance);
+        let function = cache.function_for(site, probe, companion(caller));
+        cache.invalidate_function(&function.name).await
     }
 
     /// Encodes `value` in an envelope as a miss stores it, compressing

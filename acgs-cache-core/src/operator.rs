@@ -17,33 +17,49 @@ pub struct StoredEntry {
     pub ttl: Option<Duration>,
 }
 
-/// A key segment (service or function): no separator, no glob character.
-fn check_segment(what: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.contains([':', '*', '?', '[', ']', ' ']) {
-        return Err(Error::InvalidName(format!(
-            "{what} {value:?} must be non-empty, without `:`, spaces or glob characters"
-        )));
+/// `text` as a literal inside a `SCAN MATCH` pattern: Redis's glob
+/// characters escaped, so a prefix such as `acg?` matches only itself.
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
-    Ok(())
+    out
 }
 
 impl Cache {
-    /// Up to `limit` L2 keys of `service`'s `function` (a bounded `SCAN`, on
-    /// every master of a cluster; never `KEYS`).
+    /// Up to `limit` L2 keys of `service`'s function instance `function`
+    /// (the name its stats row shows: `evaluate_policy`, `orders::get`,
+    /// `Service<Pg>::find`), by a bounded `SCAN` on every master of a
+    /// cluster; never `KEYS`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] for a segment with `:`, spaces or glob
-    /// characters; [`Error::Unavailable`] without L2; the Redis error.
+    /// [`Error::InvalidName`] for an empty service or function;
+    /// [`Error::Unavailable`] without L2; the Redis error.
     pub async fn stored_keys(
         &self,
         service: &str,
         function: &str,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        check_segment("service", service)?;
-        check_segment("function", function)?;
-        let pattern = format!("{}:{service}:{function}:*", self.prefix());
+        if service.is_empty() || function.is_empty() {
+            return Err(Error::InvalidName(
+                "a service and a function name must not be empty".into(),
+            ));
+        }
+        // `{prefix}:{service}:{function}:{16 hex digits}:{digest}`: the
+        // fingerprint's shape keeps `users::get` from matching `users::get::x`.
+        let pattern = format!(
+            "{}:{}:{}:{}:*",
+            glob_escape(self.prefix()),
+            glob_escape(service),
+            glob_escape(function),
+            "[0-9a-f]".repeat(16)
+        );
         let mut keys = self.l2_tier()?.scan(&pattern, limit).await?;
         keys.sort();
         keys.dedup(); // SCAN may return a key twice
@@ -51,12 +67,26 @@ impl Cache {
         Ok(keys)
     }
 
+    /// Refuses keys outside this cache's prefix: the operator API reads and
+    /// deletes only what the cache owns.
+    fn own_key(&self, key: &str) -> Result<(), Error> {
+        match key.strip_prefix(self.prefix()) {
+            Some(rest) if rest.starts_with(':') => Ok(()),
+            _ => Err(Error::InvalidName(format!(
+                "{key:?} is not a key of this cache (its keys start with {:?})",
+                format!("{}:", self.prefix())
+            ))),
+        }
+    }
+
     /// The entry stored under `key`, if any.
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidName`] for a key outside this cache's prefix;
     /// [`Error::Unavailable`] without L2; the Redis error.
     pub async fn stored_entry(&self, key: &str) -> Result<Option<StoredEntry>, Error> {
+        self.own_key(key)?;
         let l2 = self.l2_tier()?;
         let Some(bytes) = l2.get(key).await? else {
             return Ok(None);
@@ -75,10 +105,14 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Unavailable`] without L2; the Redis error.
+    /// [`Error::InvalidName`] for a key outside this cache's prefix (nothing
+    /// is deleted then); [`Error::Unavailable`] without L2; the Redis error.
     pub async fn delete_stored(&self, keys: &[String]) -> Result<u64, Error> {
         if keys.is_empty() {
             return Ok(0);
+        }
+        for key in keys {
+            self.own_key(key)?;
         }
         self.l2_tier()?.unlink(keys).await
     }

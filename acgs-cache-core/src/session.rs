@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::cache::Cache;
-use crate::call::{unix_ms, Cacheable};
+use crate::call::unix_ms;
 use crate::codec::Codec;
 use crate::coherence::Consistency;
 use crate::error::Error;
 use crate::key::KeyDigest;
 use crate::policy::{builtin, TtlPolicy};
+use crate::shape::Cacheable;
 use crate::site::CallSite;
 use crate::store::{self, SiteSpec};
 
@@ -252,7 +253,7 @@ impl<T: Cacheable> SessionStore<T> {
         let well_formed =
             id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !well_formed {
-            self.cache.function(self.site).counters.misses.inc();
+            self.cache.function(self.site, "").counters.misses.inc();
             return None;
         }
         KeyDigest::of(id).ok()
@@ -349,7 +350,8 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
         store::check_store_name("session store", &self.name)?;
         let function = format!("session-{}", self.name);
         let site = SiteSpec {
-            signature: function.clone(),
+            // Stores of one name holding different types never share entries.
+            signature: format!("{function} -> {}", std::any::type_name::<T>()),
             name: function,
             module: module_path!(),
             version: self.version,

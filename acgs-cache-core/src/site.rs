@@ -6,14 +6,20 @@ use std::time::Duration;
 use crate::cache::{Cache, FunctionState};
 use crate::codec::Codec;
 use crate::coherence::Consistency;
+use crate::identity::Source;
 use crate::policy::TtlPolicy;
 
 /// Everything the runtime needs to know about one cached function, built in a
 /// `static` by the attribute. Construction is `const` and additive (setters),
 /// so new attribute options do not change the shape of existing expansions.
+///
+/// A descriptor says what is written in the source; the function *instance*
+/// a call belongs to (the impl's type, generic arguments) is resolved at run
+/// time (see `identity.rs`), and every instance has its own entries.
 #[derive(Debug)]
 pub struct CallSite {
-    pub(crate) name: &'static str,
+    pub(crate) fn_name: &'static str,
+    pub(crate) rename: Option<&'static str>,
     pub(crate) module: &'static str,
     pub(crate) fingerprint: u64,
     pub(crate) policy: &'static TtlPolicy,
@@ -23,22 +29,54 @@ pub struct CallSite {
     pub(crate) instance: Option<fn() -> &'static Cache>,
     pub(crate) consistency: Consistency,
     pub(crate) lock: bool,
-    /// The function's state in the first cache that served it: lets the
-    /// common one-cache process skip the registry lookup on every call.
-    pub(crate) first: OnceLock<(u64, Arc<FunctionState>)>,
+    /// The state of the first instance that called through this descriptor,
+    /// in the first cache that served it: lets the common case (one cache,
+    /// a non-generic function) skip the registry on every call.
+    pub(crate) first: OnceLock<Resolved>,
+}
+
+/// A descriptor's instance resolved in one cache.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) cache: u64,
+    /// The instance probe (`type_name` of a closure) it was resolved for,
+    /// compared by address: the same monomorphized code passes the same
+    /// string.
+    pub(crate) probe: (usize, usize),
+    pub(crate) state: Arc<FunctionState>,
 }
 
 impl CallSite {
-    /// A descriptor for the function `name` in `module`.
+    /// A descriptor for the function `fn_name` in `module`, with its
+    /// signature as written (normalised) and its `version`: the three make
+    /// its source fingerprint, computed at compile time.
     #[must_use]
     pub const fn new(
-        name: &'static str,
+        fn_name: &'static str,
+        module: &'static str,
+        signature: &'static str,
+        version: u32,
+        policy: &'static TtlPolicy,
+    ) -> Self {
+        Self::with_fingerprint(
+            fn_name,
+            module,
+            crate::key::fingerprint(module, signature, version),
+            policy,
+        )
+    }
+
+    /// A descriptor whose source fingerprint is already computed.
+    #[must_use]
+    pub(crate) const fn with_fingerprint(
+        fn_name: &'static str,
         module: &'static str,
         fingerprint: u64,
         policy: &'static TtlPolicy,
     ) -> Self {
         CallSite {
-            name,
+            fn_name,
+            rename: None,
             module,
             fingerprint,
             policy,
@@ -50,6 +88,14 @@ impl CallSite {
             lock: false,
             first: OnceLock::new(),
         }
+    }
+
+    /// `name = "…"`: the name shown in keys and stats instead of the
+    /// function's (its module path and type stay).
+    #[must_use]
+    pub const fn renamed(mut self, name: &'static str) -> Self {
+        self.rename = Some(name);
+        self
     }
 
     /// Event patterns that invalidate this function's entries.
@@ -94,10 +140,13 @@ impl CallSite {
         self
     }
 
-    /// The function's name (used in keys and stats).
+    /// The function's name as written (or as renamed).
     #[must_use]
     pub const fn name(&self) -> &'static str {
-        self.name
+        match self.rename {
+            Some(name) => name,
+            None => self.fn_name,
+        }
     }
 
     /// The module the function is defined in.
@@ -106,7 +155,7 @@ impl CallSite {
         self.module
     }
 
-    /// The schema fingerprint.
+    /// The source fingerprint (module, signature, version).
     #[must_use]
     pub const fn fingerprint(&self) -> u64 {
         self.fingerprint
@@ -122,5 +171,15 @@ impl CallSite {
     #[must_use]
     pub const fn invalidation_patterns(&self) -> &'static [&'static str] {
         self.invalidate_on
+    }
+
+    /// What the source says about the function's identity.
+    pub(crate) fn source(&self) -> Source<'static> {
+        Source {
+            fn_name: self.fn_name,
+            rename: self.rename,
+            module: self.module,
+            fingerprint: self.fingerprint,
+        }
     }
 }

@@ -75,7 +75,11 @@ impl FunctionCounters {
         self.rejected[reason as usize].inc();
     }
 
-    pub(crate) fn snapshot(&self, function: &'static str, policy: &'static str) -> FunctionStats {
+    pub(crate) fn snapshot(
+        &self,
+        function: Cow<'static, str>,
+        policy: &'static str,
+    ) -> FunctionStats {
         let l1_hits = self.l1_hits.get();
         let l2_hits = self.l2_hits.get();
         let misses = self.misses.get();
@@ -88,7 +92,7 @@ impl FunctionCounters {
             .percentiles()
             .map_or([None; 3], |ps| ps.map(|p| Some(nanos(p))));
         FunctionStats {
-            function: Cow::Borrowed(function),
+            function,
             policy: Cow::Borrowed(policy),
             calls: l1_hits + l2_hits + misses + bypassed + coalesced,
             l1_hits,

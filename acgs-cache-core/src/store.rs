@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::call::{call_tagged, Cacheable, SomeOnly};
+use crate::call::call_tagged;
 use crate::codec::Codec;
 use crate::coherence::Consistency;
 use crate::error::Error;
 use crate::key::KeyDigest;
 use crate::policy::TtlPolicy;
+use crate::shape::Cacheable;
 use crate::site::CallSite;
 
 /// What distinguishes one run-time store from another.
@@ -45,7 +46,7 @@ impl SiteSpec {
         let name: &'static str = Box::leak(self.name.clone().into_boxed_str());
         let policy: &'static TtlPolicy = Box::leak(Box::new(self.policy));
         let site: &'static CallSite = Box::leak(Box::new(
-            CallSite::new(name, self.module, fingerprint, policy)
+            CallSite::with_fingerprint(name, self.module, fingerprint, policy)
                 .codec(self.codec)
                 .consistency(self.consistency),
         ));
@@ -79,8 +80,13 @@ pub(crate) async fn lookup<V: Cacheable>(
     site: &'static CallSite,
     digest: KeyDigest,
 ) -> Option<V> {
-    let read =
-        call_tagged::<SomeOnly<Option<V>>, _>(site, Ok(digest), async { (Vec::new(), None) });
+    let read = call_tagged(
+        site,
+        "",
+        crate::__acgs_shape!(Option<V>),
+        Ok(digest),
+        async { (Vec::new(), None) },
+    );
     cache.scope(read).await
 }
 
@@ -114,7 +120,7 @@ pub(crate) fn position_now(cache: &Cache) -> u64 {
 
 /// The store's TTL with the cache's run-time overrides applied.
 pub(crate) fn ttl(cache: &Cache, site: &'static CallSite) -> Duration {
-    cache.function(site).policy.ttl()
+    cache.function(site, "").policy.ttl()
 }
 
 /// Revokes one entry on every instance: an entry invalidation in the log
@@ -126,10 +132,11 @@ pub(crate) async fn revoke_entry(
     site: &'static CallSite,
     digest: KeyDigest,
 ) -> Result<(), Error> {
-    cache.invalidate_entry(site.name, digest).await?;
+    let function = cache.function(site, "");
+    cache.invalidate_entry(&function.name, digest).await?;
     #[cfg(feature = "redis")]
     if let Some(l2) = &cache.inner.l2 {
-        let key = crate::key::redis_key(&cache.function(site).key_prefix, digest);
+        let key = crate::key::redis_key(&function.key_prefix, digest);
         // The log already guarantees the revocation; the DEL only frees memory sooner.
         let _ = l2.query::<i64>(redis::cmd("DEL").arg(key)).await;
     }

@@ -18,12 +18,12 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
-use crate::call::Cacheable;
 use crate::codec::Codec;
 use crate::coherence::Consistency;
 use crate::error::Error;
 use crate::key::KeyDigest;
 use crate::policy::TtlPolicy;
+use crate::shape::Cacheable;
 use crate::site::CallSite;
 use crate::store::{self, SiteSpec};
 

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 
 use crate::cache::Cache;
-use crate::call::{header, Cacheable, Shape};
+use crate::call::header;
 use crate::coherence::tag_hash;
 use crate::envelope::{self, EncodeLimits};
 use crate::error::{CodecError, Error};
 use crate::key::KeyDigest;
 use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
+use crate::shape::{Cacheable, Shape, Verdict};
 use crate::site::CallSite;
 use crate::stats::ErrorReason;
 use crate::LogPosition;
@@ -36,15 +37,22 @@ use crate::LogPosition;
 /// function (same arguments as the function, plus the value).
 pub struct WarmEntry {
     site: &'static CallSite,
+    /// The instance probe and the companion that made it (see `identity.rs`).
+    probe: &'static str,
+    caller: &'static str,
     key: Result<KeyDigest, CodecError>,
     tags: Vec<String>,
-    value: Box<dyn WarmValue>,
+    /// `None`: the value is one the function would not store (an `Err`, a
+    /// `None` without negative caching, refused by `cache_if`).
+    value: Option<Box<dyn WarmValue>>,
+    /// The TTL `ttl_from` or `negative_ttl` chose.
+    ttl: Option<Duration>,
 }
 
 impl fmt::Debug for WarmEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WarmEntry")
-            .field("function", &self.site.name)
+            .field("function", &self.site.name())
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
@@ -90,18 +98,37 @@ impl<V: Cacheable> WarmValue for V {
     }
 }
 
-/// Builds a [`WarmEntry`] (what the `warm_entry_<fn>` companions call). Not a public API.
-pub fn warm_entry<S: Shape>(
+/// Builds a [`WarmEntry`] from what the function would return (what the
+/// `warm_entry_<fn>` companions call). Not a public API.
+pub fn warm_entry<S>(
     site: &'static CallSite,
+    probe: &'static str,
+    caller: &'static str,
+    shape: S,
     key: Result<KeyDigest, CodecError>,
-    value: S::Value,
+    out: S::Out,
     tags: Vec<String>,
-) -> WarmEntry {
+) -> WarmEntry
+where
+    S: Shape,
+    S::Value: Cacheable,
+{
+    let (value, ttl): (Option<Box<dyn WarmValue>>, _) = match shape.verdict(&out) {
+        Verdict::Store(value, ttl) => (Some(Box::new(value.clone())), ttl),
+        Verdict::Negative(value) => match site.negative_ttl {
+            Some(ttl) => (Some(Box::new(value.clone())), Some(ttl)),
+            None => (None, None),
+        },
+        Verdict::Skip => (None, None),
+    };
     WarmEntry {
         site,
+        probe,
+        caller,
         key,
         tags,
-        value: Box::new(value),
+        value,
+        ttl,
     }
 }
 
@@ -390,31 +417,43 @@ impl Job<'_> {
     async fn encode(&self, entry: WarmEntry) -> Result<Option<Encoded>, ()> {
         let WarmEntry {
             site,
+            probe,
+            caller,
             key,
             tags,
             value,
+            ttl,
         } = entry;
         if site
             .instance
             .is_some_and(|pinned| pinned().inner.id != self.cache.inner.id)
         {
             // Its entries would land under another cache's prefix and settings.
-            tracing::warn!(target: "acgs_cache", function = site.name, "warming entry of a function pinned to another cache; skipped (warm it with that cache)");
+            tracing::warn!(target: "acgs_cache", function = site.name(), "warming entry of a function pinned to another cache; skipped (warm it with that cache)");
             return Err(());
         }
-        let function = self.cache.function(site);
+        // The companion's `impl WarmInto<R>` parameter is one generic more.
+        let caller = crate::identity::Caller {
+            name: caller,
+            extra_generics: 1,
+        };
+        let function = self.cache.function_for(site, probe, caller);
         let Ok(digest) = key else {
             function.counters.bypassed.inc();
             return Err(());
         };
-        let ttl = function.policy.jittered_ttl(digest.low64());
+        let Some(value) = value else {
+            function.counters.not_stored.inc();
+            return Err(()); // the function would not have stored it either
+        };
+        let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
         let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let header = header(site, ttl, tags, self.position);
+        let header = header(site, &function, ttl, tags, self.position);
         let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
-                tracing::debug!(target: "acgs_cache", function = site.name, error = %e, "warming entry not encodable");
+                tracing::debug!(target: "acgs_cache", function = %function.name, error = %e, "warming entry not encodable");
                 return Err(());
             }
         };
@@ -422,7 +461,7 @@ impl Job<'_> {
             let life = EntryLife::of(&function.policy, ttl);
             if let Some(l1_entry) = value.l1_entry(tag_hashes, life, bytes.len(), self.position) {
                 let key = L1Key {
-                    function: site.fingerprint,
+                    function: function.identity,
                     digest,
                 };
                 self.cache.inner.l1.insert_entry(key, l1_entry).await;

@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
+use acgs_cache_grammar as grammar;
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{bracketed, parenthesized, Expr, Ident, LitInt, LitStr, Path, Token};
 
-use crate::grammar;
+use crate::template::Template;
 
 mod kw {
     syn::custom_keyword!(ttl);
@@ -28,7 +29,29 @@ mod kw {
     syn::custom_keyword!(companions);
     syn::custom_keyword!(lock);
     syn::custom_keyword!(refresh_ahead);
+    syn::custom_keyword!(cache_if);
+    syn::custom_keyword!(ttl_from);
 }
+
+/// Every argument, for "expected …" and "did you mean …".
+const KEYS: [&str; 16] = [
+    "ttl",
+    "invalidate_on",
+    "tags",
+    "skip",
+    "key",
+    "negative_ttl",
+    "codec",
+    "consistency",
+    "lock",
+    "refresh_ahead",
+    "cache_if",
+    "ttl_from",
+    "name",
+    "version",
+    "cache",
+    "companions",
+];
 
 /// Where a function's TTL policy comes from.
 pub(crate) enum TtlSpec {
@@ -61,12 +84,14 @@ pub(crate) struct Args {
     pub(crate) codec: Option<CodecSpec>,
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u32>,
-    pub(crate) cache: Option<Expr>,
-    pub(crate) tags: Option<Vec<LitStr>>,
+    pub(crate) cache: Option<Path>,
+    pub(crate) tags: Option<Vec<Template>>,
     pub(crate) consistency: Option<ConsistencySpec>,
     pub(crate) companions: Option<bool>,
     pub(crate) lock: Option<bool>,
     pub(crate) refresh_ahead: Option<bool>,
+    pub(crate) cache_if: Option<Path>,
+    pub(crate) ttl_from: Option<Path>,
     /// Span of the whole argument list, for "missing `ttl`".
     pub(crate) span: Option<Span>,
     /// A `ttl` argument was written (even if it did not parse).
@@ -94,8 +119,22 @@ impl Errors {
     }
 }
 
-const KEYS: &str = "`ttl`, `invalidate_on`, `tags`, `skip`, `key`, `negative_ttl`, `codec`, \
-                    `consistency`, `lock`, `refresh_ahead`, `name`, `version`, `cache` or `companions`";
+fn expected_keys() -> String {
+    let quoted: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    let (last, rest) = quoted.split_last().expect("KEYS is not empty");
+    format!("{} or {last}", rest.join(", "))
+}
+
+/// "did you mean `tags`?" for a misspelled argument, when one is close.
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|known| (strsim::damerau_levenshtein(known, unknown), *known))
+        .filter(|(distance, known)| {
+            *distance <= 2 || known.starts_with(unknown) || unknown.starts_with(known)
+        })
+        .min()
+        .map(|(_, known)| known)
+}
 
 impl Args {
     pub(crate) fn parse_all(input: ParseStream<'_>, errors: &mut Errors) -> Args {
@@ -129,6 +168,12 @@ impl Args {
             input.parse::<Token![=]>()?;
             let spec = if input.peek(LitStr) {
                 parse_ttl_literal(input.parse()?)?
+            } else if input.peek(LitInt) || input.peek(syn::LitFloat) {
+                let number: proc_macro2::TokenTree = input.parse()?;
+                return Err(syn::Error::new(
+                    number.span(),
+                    format!("`ttl` takes a string with a unit, e.g. `ttl = \"{number}s\"`, a built-in policy name such as `ttl = \"policy_decision\"`, or a path to a `TtlPolicy` const"),
+                ));
             } else {
                 TtlSpec::Path(input.parse()?)
             };
@@ -201,10 +246,14 @@ impl Args {
             input.parse::<Token![=]>()?;
             let lit: LitStr = input.parse()?;
             let value = lit.value();
-            if value.is_empty() || value.contains(|c: char| c == ':' || c.is_whitespace()) {
+            let valid = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
                 return Err(syn::Error::new(
                     lit.span(),
-                    "`name` must be non-empty, without `:` or spaces (it is a key segment)",
+                    "`name` replaces the function's name in keys and stats: letters, digits, `_` and `-`",
                 ));
             }
             set(&mut self.name, lit, k.span, "name", errors);
@@ -222,17 +271,22 @@ impl Args {
         } else if lookahead.peek(kw::cache) {
             let k = input.parse::<kw::cache>()?;
             input.parse::<Token![=]>()?;
-            set(&mut self.cache, input.parse()?, k.span, "cache", errors);
+            let expr: Expr = input.parse()?;
+            let Expr::Path(path) = expr else {
+                return Err(syn::Error::new_spanned(
+                    expr,
+                    "`cache` takes the path of a `static` cache, e.g. `cache = CACHE` with `static CACHE: LazyLock<Cache> = LazyLock::new(|| ...)`: a cache made per call would never hit",
+                ));
+            };
+            set(&mut self.cache, path.path, k.span, "cache", errors);
         } else if lookahead.peek(kw::tags) {
             let k = input.parse::<kw::tags>()?;
             input.parse::<Token![=]>()?;
-            let templates = parse_str_or_list(input)?;
-            for t in &templates {
-                if let Err(message) = check_tag_template(&t.value()) {
-                    errors.at(
-                        t.span(),
-                        format!("invalid tag template {:?}: {message}", t.value()),
-                    );
+            let mut templates = Vec::new();
+            for lit in parse_str_or_list(input)? {
+                match Template::parse(lit) {
+                    Ok(t) => templates.push(t),
+                    Err(e) => errors.push(e),
                 }
             }
             set(&mut self.tags, templates, k.span, "tags", errors);
@@ -259,36 +313,44 @@ impl Args {
             );
         } else if lookahead.peek(kw::lock) {
             let k = input.parse::<kw::lock>()?;
-            input.parse::<Token![=]>()?;
-            let lit: syn::LitBool = input.parse()?;
-            set(&mut self.lock, lit.value, k.span, "lock", errors);
+            self.lock = Some(parse_flag(input, k.span, "lock", self.lock, errors)?);
         } else if lookahead.peek(kw::refresh_ahead) {
             let k = input.parse::<kw::refresh_ahead>()?;
-            input.parse::<Token![=]>()?;
-            let lit: syn::LitBool = input.parse()?;
-            set(
-                &mut self.refresh_ahead,
-                lit.value,
+            self.refresh_ahead = Some(parse_flag(
+                input,
                 k.span,
                 "refresh_ahead",
+                self.refresh_ahead,
                 errors,
-            );
+            )?);
         } else if lookahead.peek(kw::companions) {
             let k = input.parse::<kw::companions>()?;
-            input.parse::<Token![=]>()?;
-            let lit: syn::LitBool = input.parse()?;
-            set(
-                &mut self.companions,
-                lit.value,
+            self.companions = Some(parse_flag(
+                input,
                 k.span,
                 "companions",
+                self.companions,
                 errors,
-            );
+            )?);
+        } else if lookahead.peek(kw::cache_if) {
+            let k = input.parse::<kw::cache_if>()?;
+            input.parse::<Token![=]>()?;
+            let path = parse_fn_path(input, "cache_if", "fn(&Output) -> bool")?;
+            set(&mut self.cache_if, path, k.span, "cache_if", errors);
+        } else if lookahead.peek(kw::ttl_from) {
+            let k = input.parse::<kw::ttl_from>()?;
+            input.parse::<Token![=]>()?;
+            let path = parse_fn_path(input, "ttl_from", "fn(&Value) -> Option<Duration>")?;
+            set(&mut self.ttl_from, path, k.span, "ttl_from", errors);
         } else if input.peek(Ident::peek_any) {
             let unknown = input.call(Ident::parse_any)?;
+            let hint = match closest_key(&unknown.to_string()) {
+                Some(known) => format!("did you mean `{known}`?"),
+                None => format!("expected {}", expected_keys()),
+            };
             return Err(syn::Error::new(
                 unknown.span(),
-                format!("unknown `#[cached]` argument `{unknown}`: expected {KEYS}"),
+                format!("unknown `#[cached]` argument `{unknown}`: {hint}"),
             ));
         } else {
             return Err(lookahead.error());
@@ -305,6 +367,43 @@ fn set<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &mut E
     }
 }
 
+/// `= true` / `= false` (or nothing: `lock` alone means `lock = true`).
+fn parse_flag(
+    input: ParseStream<'_>,
+    span: Span,
+    name: &str,
+    previous: Option<bool>,
+    errors: &mut Errors,
+) -> syn::Result<bool> {
+    if previous.is_some() {
+        errors.at(span, format!("duplicate `{name}` argument"));
+    }
+    if !input.peek(Token![=]) {
+        return Ok(true);
+    }
+    input.parse::<Token![=]>()?;
+    if input.peek(syn::LitBool) {
+        return Ok(input.parse::<syn::LitBool>()?.value);
+    }
+    let found: proc_macro2::TokenTree = input.parse()?;
+    Err(syn::Error::new(
+        found.span(),
+        format!("`{name}` takes `true` or `false`"),
+    ))
+}
+
+/// The path of a function, for `cache_if` / `ttl_from`.
+fn parse_fn_path(input: ParseStream<'_>, name: &str, shape: &str) -> syn::Result<Path> {
+    let expr: Expr = input.parse()?;
+    match expr {
+        Expr::Path(p) => Ok(p.path),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` takes the path of a function `{shape}`, e.g. `{name} = my_module::decide`"),
+        )),
+    }
+}
+
 fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     if input.peek(syn::token::Bracket) {
         let content;
@@ -317,42 +416,7 @@ fn parse_str_or_list(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     }
 }
 
-/// A tag template: text with `{argument}` placeholders (the names are
-/// checked against the parameters later, where the signature is known).
-fn check_tag_template(template: &str) -> Result<(), String> {
-    if template.is_empty() {
-        return Err("a tag must not be empty".into());
-    }
-    for name in placeholders(template)? {
-        if name.is_empty()
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || name.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(format!(
-                "`{{{name}}}` is not an argument name; placeholders are `{{argument}}`"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The placeholder names of a tag template, in order.
-pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
-    let mut names = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
-            return Err("`}` without a matching `{`".into());
-        }
-        let after = &rest[open + 1..];
-        let close = after.find('}').ok_or("`{` without a matching `}`")?;
-        names.push(&after[..close]);
-        rest = &after[close + 1..];
-    }
-    Ok(names)
-}
-
-fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
+pub(crate) fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
     match humantime::parse_duration(lit.value().trim()) {
         Ok(d) if d.is_zero() => Err(syn::Error::new(
             lit.span(),
@@ -373,6 +437,16 @@ fn parse_ttl_literal(lit: LitStr) -> syn::Result<TtlSpec> {
     let value = lit.value();
     if grammar::BUILTIN_POLICY_NAMES.contains(&value.as_str()) {
         return Ok(TtlSpec::Builtin(lit));
+    }
+    if value.trim().chars().all(|c| c.is_ascii_digit()) && !value.trim().is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "{value:?} has no unit: write e.g. \"{}s\" or \"{}m\"",
+                value.trim(),
+                value.trim()
+            ),
+        ));
     }
     let looks_like_a_name = value.chars().any(|c| c.is_ascii_alphabetic())
         && value.chars().all(|c| c.is_ascii_lowercase() || c == '_')

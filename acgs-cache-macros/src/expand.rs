@@ -1,12 +1,16 @@
 //! Checks the annotated function and generates its wrapper: a static call-site
-//! descriptor and one call into `::acgs_cache::__private::call`.
+//! descriptor and one call into `::acgs_cache::__private`, plus the
+//! companions (`invalidate_<fn>`, `invalidate_all_<fn>`, `warm_entry_<fn>`,
+//! `<fn>_uncached`) next to it.
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, Ident, ItemFn, Pat, Type};
 
-use crate::attr::{placeholders, Args, CodecSpec, ConsistencySpec, Errors, Parsed, TtlSpec};
+use crate::attr::{Args, CodecSpec, ConsistencySpec, Errors, Parsed, TtlSpec};
+use crate::func::{Body, Function};
+use crate::template::check_arguments;
 
 /// Entry point: on any error the user's function is emitted unchanged next
 /// to the errors, so the rest of the crate (and the IDE) keeps working.
@@ -25,9 +29,17 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(parsed) => parsed,
         Err(e) => return with_errors(item, e),
     };
-    let plan = Plan::check(&item_fn, &args, &mut errors);
+    let function = match Function::from_item(item_fn) {
+        Ok(function) => function,
+        Err(e) => {
+            errors.push(e);
+            // Report the argument errors too, all at once.
+            return with_errors(item, errors.into_result().expect_err("an error was pushed"));
+        }
+    };
+    let plan = Plan::check(&function, &args, &mut errors);
     match errors.into_result() {
-        Ok(()) => generate(item_fn, &args, plan),
+        Ok(()) => generate(function, &args, &plan),
         Err(e) => with_errors(item, e),
     }
 }
@@ -37,53 +49,27 @@ fn with_errors(item: TokenStream, errors: syn::Error) -> TokenStream {
     quote!(#item #errors)
 }
 
-/// How the return type maps to what is cached.
-enum Shape {
-    Plain,
-    OkOnly,
-    SomeOnly,
-}
-
 /// What generation needs, established by the checks.
 struct Plan {
-    shape: Shape,
-    is_method: bool,
-    /// Key arguments (parameter names), in signature order.
+    /// Key arguments (parameter names, `self` included), in signature order.
     key_args: Vec<Ident>,
-    /// The signature text folded into the schema fingerprint.
+    /// The signature text folded into the source fingerprint.
     signature: String,
-    /// Every typed parameter (for the invalidation companions).
-    params: Vec<(Ident, Type)>,
     /// Whether the computation owns everything it uses (no receiver, no
     /// generics, no borrowed parameter), so it can be refreshed in the
     /// background.
     detachable: bool,
+    /// Whether the companion items are generated.
+    companions: bool,
 }
 
 impl Plan {
-    fn check(f: &ItemFn, args: &Args, errors: &mut Errors) -> Plan {
+    fn check(f: &Function, args: &Args, errors: &mut Errors) -> Plan {
         let sig = &f.sig;
-        if sig.asyncness.is_none() {
-            errors.at(
-                sig.fn_token.span,
-                "`#[cached]` works on `async fn` only: add `async`",
-            );
-        }
         if !args.ttl_written {
             errors.at(
                 args.span.unwrap_or_else(Span::call_site),
                 "`#[cached]` needs a TTL: `ttl = \"policy_decision\"` (a built-in policy), `ttl = \"5m\"` or `ttl = MY_POLICY`",
-            );
-        }
-        let is_generic = sig
-            .generics
-            .params
-            .iter()
-            .any(|p| matches!(p, GenericParam::Type(_) | GenericParam::Const(_)));
-        if is_generic && args.key.is_none() {
-            errors.at(
-                sig.generics.span(),
-                "a generic cached function needs `key = ...`: every instantiation shares one call site, so the key must say what distinguishes them",
             );
         }
         if args.key.is_some() && args.skip.is_some() {
@@ -92,47 +78,15 @@ impl Plan {
                 "`skip` has no effect together with `key`: the key is exactly the `key` expression",
             );
         }
-
-        let shape = match &sig.output {
-            ReturnType::Default => {
-                errors.at(
-                    sig.ident.span(),
-                    "a cached function must return a value; `()` has nothing to cache",
-                );
-                Shape::Plain
-            }
-            ReturnType::Type(_, ty) => match &**ty {
-                Type::ImplTrait(_) => {
-                    errors.at(
-                        ty.span(),
-                        "a cached function cannot return `impl Trait`: name a concrete type",
-                    );
-                    Shape::Plain
-                }
-                ty => match last_segment(ty).as_deref() {
-                    Some("Result") => Shape::OkOnly,
-                    Some("Option") => Shape::SomeOnly,
-                    _ => Shape::Plain,
-                },
-            },
-        };
-        if let (Some((lit, _)), false) = (&args.negative_ttl, matches!(shape, Shape::SomeOnly)) {
-            errors.at(
-                lit.span(),
-                "`negative_ttl` caches `None` and needs an `Option<T>` return type",
-            );
-        }
+        check_output(&f.output, errors);
 
         let skipped: Vec<String> = args.skip.iter().flatten().map(Ident::to_string).collect();
-        let mut is_method = false;
         let mut names = Vec::new();
         let mut key_args = Vec::new();
         let mut signature_types = Vec::new();
-        let mut params = Vec::new();
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(receiver) => {
-                    is_method = true;
                     names.push("self".to_owned());
                     if receiver.mutability.is_some() && receiver.reference.is_some() {
                         errors.at(receiver.span(), "`&mut self` methods cannot be cached: a cache hit would skip the mutation");
@@ -149,14 +103,13 @@ impl Plan {
                     };
                     let name = pat_ident.ident.to_string();
                     names.push(name.clone());
-                    params.push((pat_ident.ident.clone(), (*pat_type.ty).clone()));
                     if let Type::Reference(r) = &*pat_type.ty {
                         if r.mutability.is_some() {
                             errors.at(pat_type.ty.span(), format!("`{name}: &mut ...` cannot be cached: a cache hit would skip the mutation"));
                         }
                     }
                     if contains_impl_trait(&pat_type.ty) {
-                        errors.at(pat_type.ty.span(), format!("`{name}: impl Trait` is not supported by `#[cached]`: use a concrete type (or a generic parameter with `key = ...`)"));
+                        errors.at(pat_type.ty.span(), format!("`{name}: impl Trait` is not supported by `#[cached]`: use a concrete type or a generic parameter"));
                     }
                     let in_key = args.key.is_none() && !skipped.contains(&name);
                     if in_key {
@@ -169,18 +122,8 @@ impl Plan {
                 }
             }
         }
-        for template in args.tags.iter().flatten() {
-            for name in placeholders(&template.value()).unwrap_or_default() {
-                if !names.iter().any(|n| n == name) || name == "self" {
-                    errors.at(
-                        template.span(),
-                        format!(
-                            "tag template {:?}: the function has no argument `{name}`",
-                            template.value()
-                        ),
-                    );
-                }
-            }
+        if let Some(templates) = &args.tags {
+            check_arguments(templates, &names, f.receiver.is_some(), errors);
         }
         for s in args.skip.iter().flatten() {
             if !names.contains(&s.to_string()) {
@@ -190,34 +133,89 @@ impl Plan {
                 );
             }
         }
-        let output = match &sig.output {
-            ReturnType::Type(_, ty) => normalized(ty),
-            ReturnType::Default => String::new(),
+        let companions = match (args.companions, f.is_async_trait()) {
+            (Some(true), true) => {
+                errors.at(
+                    sig.ident.span(),
+                    "`companions = true` cannot work on an `#[async_trait]` method: a trait impl holds only the trait's items",
+                );
+                false
+            }
+            (Some(wanted), _) => wanted,
+            (None, in_trait_impl) => !in_trait_impl,
         };
         let key_text = args.key.as_ref().map(normalized).unwrap_or_default();
         let signature = format!(
-            "{}({})key({key_text})->{output}",
+            "{}({})key({key_text})->{}",
             sig.ident,
-            signature_types.join(",")
+            signature_types.join(","),
+            normalized(&f.output)
         );
-        let owns_its_arguments = plan_owns(&params);
-        let detachable = !is_method
+        let detachable = f.receiver.is_none()
             && sig.generics.params.is_empty()
-            && owns_its_arguments
+            && !f.is_async_trait()
+            && owns_its_arguments(&f.params)
             && args.refresh_ahead != Some(false);
         Plan {
-            shape,
-            is_method,
             key_args,
             signature,
-            params,
             detachable,
+            companions,
         }
     }
 }
 
+/// The return type: a value that can be owned by the cache.
+fn check_output(output: &Type, errors: &mut Errors) {
+    match output {
+        Type::ImplTrait(_) => errors.at(
+            output.span(),
+            "a cached function cannot return `impl Trait`: name a concrete type",
+        ),
+        ty => {
+            if let Some(borrowed) = borrowed_part(ty) {
+                let written = borrowed
+                    .to_token_stream()
+                    .to_string()
+                    .replace("& '", "&'")
+                    .replace("& ", "&");
+                errors.at(
+                    borrowed.span(),
+                    format!(
+                        "a cached function cannot return a borrowed value (`{written}`): the cache keeps and clones what it returns; return an owned type (`String`, `Vec<T>`, `Arc<T>`, …)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A reference in the return type, at the top or as the value of a
+/// literally written `Result`/`Option`.
+fn borrowed_part(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(_) => Some(ty),
+        Type::Paren(p) => borrowed_part(&p.elem),
+        Type::Group(g) => borrowed_part(&g.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            if last.ident != "Result" && last.ident != "Option" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            match args.args.first()? {
+                syn::GenericArgument::Type(inner) => borrowed_part(inner),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Whether no parameter type borrows (`&`, a lifetime) or hides a type (`impl`).
-fn plan_owns(params: &[(Ident, Type)]) -> bool {
+fn owns_its_arguments(params: &[(Ident, Type)]) -> bool {
     params.iter().all(|(_, ty)| {
         let text = ty.to_token_stream().to_string();
         !text.contains('&') && !text.contains('\'') && !text.contains("impl")
@@ -261,160 +259,212 @@ fn unordered_collection(ty: &Type) -> Option<String> {
     }
 }
 
-fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = f;
-    let private = quote!(::acgs_cache::__private);
-    let fn_name = sig.ident.to_string();
-    let name = args.name.as_ref().map_or(fn_name, syn::LitStr::value);
-    let signature = &plan.signature;
-    let version = args.version.unwrap_or(0);
+/// The pieces every generated item shares.
+struct Parts<'a> {
+    f: &'a Function,
+    args: &'a Args,
+    plan: &'a Plan,
+    private: TokenStream,
+}
 
-    let policy = match args.ttl.as_ref().expect("checked: ttl is present") {
-        TtlSpec::Builtin(lit) => {
-            let konst = format_ident!("{}", lit.value().to_uppercase(), span = lit.span());
-            quote!(&#private::policies::#konst)
-        }
-        TtlSpec::Literal(lit, d) => {
-            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-            quote_spanned!(lit.span()=> &#private::literal_policy(#lit, #secs, #nanos))
-        }
-        TtlSpec::Path(path) => quote_spanned!(path.span()=> &#path),
-    };
-
-    let mut options = TokenStream::new();
-    if let Some(patterns) = &args.invalidate_on {
-        options.extend(quote!(.invalidate_on(&[#(#patterns),*])));
-    }
-    if let Some(CodecSpec::Json) = &args.codec {
-        options.extend(quote!(.codec(#private::Codec::Json)));
-    }
-    if let Some(true) = args.lock {
-        options.extend(quote!(.lock(true)));
-    }
-    if let Some(ConsistencySpec::Strict) = &args.consistency {
-        options.extend(quote!(.consistency(#private::Consistency::Strict)));
-    }
-    if let Some((_, d)) = &args.negative_ttl {
-        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-        options.extend(quote!(.negative_ttl(#private::Duration::new(#secs, #nanos))));
-    }
-    let instance_fn = args.cache.as_ref().map(|expr| {
-        options.extend(quote!(.instance(__acgs_instance)));
-        quote_spanned! {expr.span()=>
-            fn __acgs_instance() -> &'static #private::Cache { &*#expr }
-        }
-    });
-    let site_static = quote! {
-        #private::CallSite = {
-            #instance_fn
-            #private::CallSite::new(
-                #name,
-                ::core::module_path!(),
-                #private::fingerprint(::core::module_path!(), #signature, #version),
-                #policy,
-            )#options
-        }
-    };
-    // Free functions keep their descriptor next to them, where the
-    // companions reach it too; methods keep it in their body (an impl block
-    // cannot hold a static).
-    let companions_wanted = !plan.is_method && args.companions != Some(false);
-    let module_site = format_ident!("__acgs_site_{}", sig.ident);
-
-    // Methods fold the receiver's type into the key: two types with the same
-    // method never share entries, even when `self` is skipped.
-    let receiver_type = plan
-        .is_method
-        .then(|| quote!(.arg(::core::any::type_name::<Self>())));
-    let key_parts = key_parts(args, &plan);
-
-    let (ret_ty, ret_span) = match &sig.output {
-        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
-        ReturnType::Default => unreachable!("checked: the function returns a value"),
-    };
-    let shape = match plan.shape {
-        Shape::Plain => quote!(Plain),
-        Shape::OkOnly => quote!(OkOnly),
-        Shape::SomeOnly => quote!(SomeOnly),
-    };
-    // Mixed-site hygiene: the user's code cannot see (or be shadowed by) these locals.
-    let key = Ident::new("__acgs_key", Span::mixed_site());
-    let site = Ident::new("__acgs_site", Span::mixed_site());
-    // Spanned on the return type: an uncacheable value is reported there.
-    let private_at_ret = quote_spanned!(ret_span=> ::acgs_cache::__private);
-    // Functions whose computation owns its arguments can be refreshed in the
-    // background (refresh-ahead); the others are refreshed on expiry.
-    let (call_fn, call_tagged_fn) = if plan.detachable {
-        ("call_refreshing", "call_tagged_refreshing")
-    } else {
-        ("call", "call_tagged")
-    };
-    let (call_fn, call_tagged_fn) = (
-        Ident::new(call_fn, ret_span),
-        Ident::new(call_tagged_fn, ret_span),
-    );
-    let call = match &args.tags {
-        None => quote_spanned! {ret_span=>
-            #private_at_ret::#call_fn::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move #block).await
-        },
-        Some(templates) => {
-            // Tags are formatted inside the computation, before the body can
-            // consume the arguments: a hit pays nothing for them.
-            let tags = Ident::new("__acgs_tags", Span::mixed_site());
-            let out = Ident::new("__acgs_out", Span::mixed_site());
-            quote_spanned! {ret_span=>
-                #private_at_ret::#call_tagged_fn::<#private_at_ret::#shape<#ret_ty>, _>(#site, #key, async move {
-                    let #tags = ::std::vec![#(#private::format!(#templates)),*];
-                    let #out: #ret_ty = async move #block.await;
-                    (#tags, #out)
-                })
-                .await
+impl Parts<'_> {
+    /// `let __acgs_site = { static …: CallSite = …; &… };`, the function's descriptor. Each
+    /// generated item holds its own copy: a copy is found by the function's
+    /// identity, so all of them share one state in a cache.
+    fn site_static(&self) -> TokenStream {
+        let Parts {
+            f, args, private, ..
+        } = self;
+        let fn_name = f.sig.ident.to_string();
+        let signature = &self.plan.signature;
+        let version = args.version.unwrap_or(0);
+        let policy = match args.ttl.as_ref().expect("checked: ttl is present") {
+            TtlSpec::Builtin(lit) => {
+                let konst = format_ident!("{}", lit.value().to_uppercase(), span = lit.span());
+                quote!(&#private::policies::#konst)
             }
+            TtlSpec::Literal(lit, d) => {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                quote_spanned!(lit.span()=> &#private::literal_policy(#lit, #secs, #nanos))
+            }
+            TtlSpec::Path(path) => quote_spanned!(path.span()=> &#path),
+        };
+        let mut options = TokenStream::new();
+        if let Some(name) = &args.name {
+            options.extend(quote!(.renamed(#name)));
         }
-    };
-
-    let site_ref = if companions_wanted {
-        quote!(&#module_site)
-    } else {
+        if let Some(patterns) = &args.invalidate_on {
+            options.extend(quote!(.invalidate_on(&[#(#patterns),*])));
+        }
+        if let Some(CodecSpec::Json) = &args.codec {
+            options.extend(quote!(.codec(#private::Codec::Json)));
+        }
+        if let Some(true) = args.lock {
+            options.extend(quote!(.lock(true)));
+        }
+        if let Some(ConsistencySpec::Strict) = &args.consistency {
+            options.extend(quote!(.consistency(#private::Consistency::Strict)));
+        }
+        if let Some((_, d)) = &args.negative_ttl {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            options.extend(quote!(.negative_ttl(#private::Duration::new(#secs, #nanos))));
+        }
+        let instance_fn = args.cache.as_ref().map(|path| {
+            options.extend(quote!(.instance(__acgs_instance)));
+            quote_spanned! {path.span()=>
+                fn __acgs_instance() -> &'static #private::Cache { #private::static_cache(&#path) }
+            }
+        });
         // In a block of its own, so the descriptor's name never meets the user's.
-        quote!({
-            static __ACGS_SITE: #site_static;
-            &__ACGS_SITE
+        let site = site_ident();
+        let descriptor = quote! {
+            #private::CallSite::new(#fn_name, ::core::module_path!(), #signature, #version, #policy)#options
+        };
+        let descriptor = match instance_fn {
+            Some(instance_fn) => quote!({ #instance_fn #descriptor }),
+            None => descriptor,
+        };
+        quote! {
+            let #site = {
+                static __ACGS_SITE: #private::CallSite = #descriptor;
+                &__ACGS_SITE
+            };
+        }
+    }
+
+    /// `KeyBuilder::new().arg(&a).arg(&b).finish()`, each argument spanned
+    /// where the user wrote it: one that cannot be serialized is reported there.
+    fn key(&self) -> TokenStream {
+        let private = &self.private;
+        let parts: TokenStream = match &self.args.key {
+            Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
+            None => self
+                .plan
+                .key_args
+                .iter()
+                .map(|arg| {
+                    if arg == "self" {
+                        quote_spanned!(arg.span()=> .receiver(&#arg))
+                    } else {
+                        quote_spanned!(arg.span()=> .arg(&#arg))
+                    }
+                })
+                .collect(),
+        };
+        quote!(#private::KeyBuilder::new() #parts .finish())
+    }
+
+    /// The shape of the return type (what is cached, decided by its type, so
+    /// `Result` and `Option` aliases work), with `cache_if` / `ttl_from` /
+    /// `negative_ttl` applied.
+    fn shape(&self) -> TokenStream {
+        let private = &self.private;
+        let output = &self.f.output;
+        let span = output.span();
+        let mut shape = quote_spanned!(span=> #private::shape!(#output));
+        if let Some(path) = &self.args.cache_if {
+            shape = quote_spanned!(path.span()=> #private::cache_if(#shape, #path));
+        }
+        if let Some(path) = &self.args.ttl_from {
+            shape = quote_spanned!(path.span()=> #private::ttl_from(#shape, #path));
+        }
+        if let Some((lit, _)) = &self.args.negative_ttl {
+            shape = quote_spanned!(lit.span()=> #private::negative(#shape));
+        }
+        shape
+    }
+
+    /// `vec![format!(…), …]`, or nothing without tags.
+    fn tags(&self) -> Option<TokenStream> {
+        self.args.tags.as_ref().map(|templates| {
+            let exprs = templates.iter().map(crate::template::Template::format_expr);
+            quote!(::std::vec![#(#exprs),*])
         })
+    }
+
+    /// The cached call around the async body `compute` (an expression).
+    fn call(&self, compute: TokenStream) -> TokenStream {
+        let private = &self.private;
+        let site = self.site_static();
+        let key = self.key();
+        let shape = self.shape();
+        let ret_span = self.f.output.span();
+        let site_ref = site_ident();
+        let (call_fn, compute) = match self.tags() {
+            None => ("call", compute),
+            Some(tags) => {
+                // Tags are formatted inside the computation, before the body
+                // can consume the arguments: a hit pays nothing for them.
+                let out = Ident::new("__acgs_out", Span::mixed_site());
+                let tag_list = Ident::new("__acgs_tags", Span::mixed_site());
+                (
+                    "call_tagged",
+                    quote!(async move {
+                        let #tag_list = #tags;
+                        let #out = #compute.await;
+                        (#tag_list, #out)
+                    }),
+                )
+            }
+        };
+        let call_fn = if self.plan.detachable {
+            format_ident!("{call_fn}_refreshing", span = ret_span)
+        } else {
+            Ident::new(call_fn, ret_span)
+        };
+        // Spanned on the return type: a value that cannot be cached is
+        // reported at the type the user wrote.
+        let call = quote_spanned! {ret_span=>
+            ::acgs_cache::__private::#call_fn(
+                #site_ref,
+                #private::instance(&|| ()),
+                #shape,
+                #key,
+                #compute,
+            )
+            .await
+        };
+        quote! {
+            #site
+            #call
+        }
+    }
+}
+
+/// The local holding the descriptor: mixed-site hygiene, so the user's
+/// code can neither see nor shadow it.
+fn site_ident() -> Ident {
+    Ident::new("__acgs_site", Span::mixed_site())
+}
+
+fn generate(f: Function, args: &Args, plan: &Plan) -> TokenStream {
+    let parts = Parts {
+        f: &f,
+        args,
+        plan,
+        private: quote!(::acgs_cache::__private),
     };
-    let body = quote! {
-        let #key = #private::KeyBuilder::new()#receiver_type #key_parts.finish();
-        let #site = #site_ref;
-        #call
+    let Function {
+        attrs, vis, sig, ..
+    } = &f;
+    let body = match &f.body {
+        Body::Async(block) => {
+            let call = parts.call(quote!(async move #block));
+            quote!({ #call })
+        }
+        Body::AsyncTrait { before, inner } => {
+            let call = parts.call(inner.to_token_stream());
+            quote!({
+                #(#before)*
+                ::std::boxed::Box::pin(async move { #call })
+            })
+        }
     };
     // The body's braces carry the return type's span: a value that cannot be
     // cached is reported at the type the user wrote, not at the attribute.
-    let mut body = Group::new(Delimiter::Brace, body);
-    body.set_span(ret_span);
-    let companions = companions_wanted.then(|| {
-        let cfgs = attrs.iter().filter(|a| a.path().is_ident("cfg"));
-        let companions = companions(
-            &sig,
-            &vis,
-            args,
-            &plan,
-            &name,
-            instance_fn.as_ref(),
-            &module_site,
-        );
-        quote! {
-            #(#cfgs)*
-            #[doc(hidden)]
-            #[allow(non_upper_case_globals)]
-            static #module_site: #site_static;
-            #companions
-        }
-    });
+    let mut body: proc_macro2::Group = syn::parse2(body).expect("a braced block");
+    body.set_span(f.output.span());
+    let companions = plan.companions.then(|| companions(&parts));
     quote! {
         #(#attrs)*
         #vis #sig #body
@@ -422,100 +472,123 @@ fn generate(f: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     }
 }
 
-/// `.arg(&x)` for each key argument, each spanned where the user wrote it:
-/// a non-serializable argument is reported there (once, as the wrapper and
-/// its companion report it at the same place).
-fn key_parts(args: &Args, plan: &Plan) -> TokenStream {
-    match &args.key {
-        Some(expr) => quote_spanned!(expr.span()=> .arg(&(#expr))),
-        None => plan
-            .key_args
-            .iter()
-            .map(|arg| quote_spanned!(arg.span()=> .arg(&#arg)))
-            .collect(),
-    }
-}
-
-/// `invalidate_<fn>(same arguments)` and `invalidate_all_<fn>()`, next to the
-/// function (free or associated), so the invalidation API of a cached
-/// function is found where the function is documented.
-fn companions(
-    sig: &syn::Signature,
-    vis: &syn::Visibility,
-    args: &Args,
-    plan: &Plan,
-    name: &str,
-    instance_fn: Option<&TokenStream>,
-    site: &Ident,
-) -> TokenStream {
-    let private = quote!(::acgs_cache::__private);
+/// `invalidate_<fn>(same arguments)`, `invalidate_all_<fn>()`,
+/// `warm_entry_<fn>(same arguments, value)` and `<fn>_uncached(same
+/// arguments)` next to the function (free, or associated in an inherent
+/// impl), so its cache API is found where the function is documented.
+fn companions(parts: &Parts<'_>) -> TokenStream {
+    let Parts { f, private, .. } = parts;
+    let sig = &f.sig;
+    let vis = &f.vis;
     let fn_name = &sig.ident;
-    let one = format_ident!("invalidate_{}", fn_name);
-    let all = format_ident!("invalidate_all_{}", fn_name);
+    // Conditions and lint levels apply to the companions too.
+    let cfgs: Vec<_> = f
+        .attrs
+        .iter()
+        .filter(|a| {
+            ["cfg", "allow", "expect", "warn", "deny"]
+                .iter()
+                .any(|name| a.path().is_ident(name))
+        })
+        .collect();
     let (generics, where_clause) = (&sig.generics, &sig.generics.where_clause);
-    let params: Vec<_> = plan
+    let receiver = f.receiver.as_ref().map(|r| {
+        let self_token = r.self_token;
+        quote!(&#self_token,)
+    });
+    let params: Vec<_> = f
         .params
         .iter()
         .map(|(ident, ty)| quote!(#ident: #ty))
         .collect();
-    let key_parts = key_parts(args, plan);
-    let (instance_item, instance) = match instance_fn {
-        Some(item) => (
-            item.clone(),
-            quote!(::core::option::Option::Some(__acgs_instance)),
-        ),
-        None => (TokenStream::new(), quote!(::core::option::Option::None)),
-    };
-    let doc_one = format!(
-        "Invalidates the cached entry of [`{fn_name}`] for these arguments, on every instance \
-         (see `acgs_cache::Cache::invalidate`)."
-    );
-    let doc_all = format!("Invalidates every cached entry of [`{fn_name}`], on every instance.");
+    let output = &f.output;
+    let site = parts.site_static();
+    let key = parts.key();
+    let one = format_ident!("invalidate_{}", fn_name);
+    let all = format_ident!("invalidate_all_{}", fn_name);
     let warm = format_ident!("warm_entry_{}", fn_name);
-    let doc_warm = format!(
-        "The cache entry of [`{fn_name}`] for these arguments holding `value`, for \
-         `acgs_cache::Warmer` (bulk priming)."
+    let uncached = format_ident!("{}_uncached", fn_name);
+    let hint = format_ident!("__in_a_trait_impl_write_companions_false_for_{}", fn_name);
+    let (one_name, all_name, warm_name) = (one.to_string(), all.to_string(), warm.to_string());
+    let doc_one = format!(
+        "Invalidates the cached entry of `{fn_name}` for these arguments, on every instance."
     );
-    let value = if plan.params.iter().any(|(ident, _)| ident == "value") {
+    let doc_all = format!("Invalidates every cached entry of `{fn_name}`, on every instance.");
+    let doc_warm = format!(
+        "The cache entry of `{fn_name}` for these arguments, holding what the function would return (`value`, or `Ok(value)` / `Some(value)`), for `acgs_cache::Warmer`."
+    );
+    let doc_uncached = format!("Runs `{fn_name}`'s body without the cache.");
+    let value = if f.params.iter().any(|(ident, _)| ident == "value") {
         format_ident!("cached_value")
     } else {
         format_ident!("value")
     };
-    let (ret_ty, ret_span) = match &sig.output {
-        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
-        ReturnType::Default => unreachable!("checked: the function returns a value"),
-    };
-    // Spanned like the wrapper's call: an uncacheable return type is
-    // reported once, at the type the user wrote.
-    let shape = match plan.shape {
-        Shape::Plain => quote_spanned!(ret_span=> ::acgs_cache::__private::Plain<#ret_ty>),
-        Shape::OkOnly => quote_spanned!(ret_span=> ::acgs_cache::__private::OkOnly<#ret_ty>),
-        Shape::SomeOnly => quote_spanned!(ret_span=> ::acgs_cache::__private::SomeOnly<#ret_ty>),
-    };
-    let value_ty = quote_spanned!(ret_span=> <#shape as ::acgs_cache::__private::Shape>::Value);
-    let warm_entry = quote_spanned!(ret_span=> ::acgs_cache::__private::warm_entry::<#shape>);
-    let tags = match &args.tags {
-        Some(templates) => quote!(::std::vec![#(#private::format!(#templates)),*]),
-        None => quote!(::std::vec::Vec::new()),
+    let tags = parts
+        .tags()
+        .unwrap_or_else(|| quote!(::std::vec::Vec::new()));
+    let shape = parts.shape();
+    let ret_span = output.span();
+    let warm_into = quote_spanned!(ret_span=> impl #private::WarmInto<#output>);
+    let uncached_fn = uncached_item(f, &uncached);
+    let site_ref = site_ident();
+    let warm_call = quote_spanned! {ret_span=>
+        ::acgs_cache::__private::warm_entry(
+            #site_ref,
+            #private::instance(&|| ()),
+            #warm_name,
+            #shape,
+            #key,
+            #private::WarmInto::into_return(#value),
+            #tags,
+        )
     };
     quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(dead_code, non_snake_case)]
+        fn #hint() {}
+
+        #(#cfgs)*
         #[doc = #doc_one]
-        #[allow(unused_variables, clippy::needless_lifetimes)]
-        #vis async fn #one #generics (#(#params),*) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
-            #instance_item
-            let key = #private::KeyBuilder::new() #key_parts .finish();
-            #private::invalidate_entry(#name, #instance, key).await
+        #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
+        #vis async fn #one #generics (#receiver #(#params),*) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
+            #site
+            #private::invalidate_entry(#site_ref, #private::instance(&|| ()), #one_name, #key).await
         }
+
+        #(#cfgs)*
         #[doc = #doc_all]
-        #vis async fn #all() -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> {
-            #instance_item
-            #private::invalidate_function(#name, #instance).await
+        #[allow(unused_variables, clippy::needless_lifetimes)]
+        #vis async fn #all #generics (#receiver) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
+            #site
+            #private::invalidate_function(#site_ref, #private::instance(&|| ()), #all_name).await
         }
+
+        #(#cfgs)*
         #[doc = #doc_warm]
         #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
-        #vis fn #warm #generics (#(#params,)* #value: #value_ty) -> ::acgs_cache::WarmEntry #where_clause {
-            let key = #private::KeyBuilder::new() #key_parts .finish();
-            #warm_entry(&#site, key, #value, #tags)
+        #vis fn #warm #generics (#receiver #(#params,)* #value: #warm_into) -> ::acgs_cache::WarmEntry #where_clause {
+            #site
+            #warm_call
         }
+
+        #(#cfgs)*
+        #[doc = #doc_uncached]
+        #uncached_fn
+    }
+}
+
+/// `<fn>_uncached`: the same signature and body as written, under another name.
+fn uncached_item(f: &Function, name: &Ident) -> TokenStream {
+    let mut sig = f.sig.clone();
+    sig.ident = name.clone();
+    let vis = &f.vis;
+    let body = match &f.body {
+        Body::Async(block) => block.to_token_stream(),
+        Body::AsyncTrait { .. } => unreachable!("no companions in trait impls"),
+    };
+    quote! {
+        #[allow(dead_code, unused_variables, clippy::needless_lifetimes)]
+        #vis #sig #body
     }
 }

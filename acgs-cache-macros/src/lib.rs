@@ -1,8 +1,10 @@
-//! The `#[cached]` attribute of [`acgs-cache`](https://docs.rs/acgs-cache).
+//! The `#[cached]` attribute of `acgs-cache`.
 //!
-//! Use it through the facade crate (`acgs_cache::cached`); the expansion names
-//! only `::acgs_cache::__private` items. This crate parses the attribute
-//! (`attr.rs`), checks the function and generates the wrapper (`expand.rs`).
+//! Use it through the facade crate (`acgs_cache::cached`), whose
+//! documentation is the attribute's reference; the expansion names only
+//! `::acgs_cache::__private` items. `attr.rs` parses the arguments,
+//! `template.rs` the tag templates, `func.rs` recognises the function and
+//! `expand.rs` checks it and generates the wrapper.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -10,9 +12,8 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod expand;
-#[path = "../../acgs-cache-core/src/grammar.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod grammar;
+mod func;
+mod template;
 
 /// Caches an `async fn` in two tiers. See the `acgs-cache` crate
 /// documentation for the attribute reference.

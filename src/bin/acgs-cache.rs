@@ -46,7 +46,7 @@ enum Command {
     Health,
     /// Publishes an invalidation event (e.g. `governance.rules.updated`) to every instance.
     Invalidate {
-        /// The event name: dot-separated segments of letters, digits, `_`, `-`.
+        /// The event name: a segment of letters, digits, `_`, `-`, then optionally `.` and any text.
         event: String,
     },
     /// Decodes the envelope header of one stored entry.
@@ -56,7 +56,7 @@ enum Command {
     },
     /// Lists the stored entries of one function (a bounded SCAN, never KEYS).
     Keys {
-        /// The function's name.
+        /// The function instance's name, as its stats row shows it (`evaluate_policy`, `orders::get`, `Service<Pg>::find`).
         function: String,
         /// The service that owns it.
         #[arg(long)]
@@ -74,7 +74,7 @@ enum Command {
     },
     /// Invalidates every entry of one function on every instance, then deletes its keys.
     Purge {
-        /// The function's name.
+        /// The function instance's name, as its stats row shows it.
         function: String,
         /// The service that owns it.
         #[arg(long)]

@@ -1,81 +1,132 @@
-#[doc(hidden)]
-#[allow(non_upper_case_globals)]
-static __acgs_site_evaluate_policy: ::acgs_cache::__private::CallSite = {
-    ::acgs_cache::__private::CallSite::new(
-            "evaluate_policy",
-            "quickstart",
-            ::acgs_cache::__private::fingerprint(
-                "quickstart",
-                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
-                0u32,
-            ),
-            &::acgs_cache::__private::policies::POLICY_DECISION,
-        )
-        .invalidate_on(&["governance.*"])
-};
 /// Evaluates `policy_id` for `subject`: cached for 5 minutes (the
 /// `policy_decision` policy), dropped on any `governance.*` event.
 pub async fn evaluate_policy(
     policy_id: u64,
     subject: &str,
 ) -> Result<Decision, DbError> {
-    let __acgs_key = ::acgs_cache::__private::KeyBuilder::new()
-        .arg(&policy_id)
-        .arg(&subject)
-        .finish();
-    let __acgs_site = &__acgs_site_evaluate_policy;
-    ::acgs_cache::__private::call::<
-        ::acgs_cache::__private::OkOnly<Result<Decision, DbError>>,
-        _,
-    >(
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                0u32,
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
+    ::acgs_cache::__private::call(
             __acgs_site,
-            __acgs_key,
+            ::acgs_cache::__private::instance(&|| ()),
+            {
+                use ::acgs_cache_core::__private::ShapeOf as _;
+                (&&&::acgs_cache_core::__private::ShapeProbe::<
+                    Result<Decision, DbError>,
+                >::NEW)
+                    .shape()
+            },
+            ::acgs_cache::__private::KeyBuilder::new()
+                .arg(&policy_id)
+                .arg(&subject)
+                .finish(),
             async move { query_policy_store(policy_id, subject).await },
         )
         .await
 }
-///Invalidates the cached entry of [`evaluate_policy`] for these arguments, on every instance (see `acgs_cache::Cache::invalidate`).
-#[allow(unused_variables, clippy::needless_lifetimes)]
+///Invalidates the cached entry of `evaluate_policy` for these arguments, on every instance.
+#[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
 pub async fn invalidate_evaluate_policy(
     policy_id: u64,
     subject: &str,
 ) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> {
-    let key = ::acgs_cache::__private::KeyBuilder::new()
-        .arg(&policy_id)
-        .arg(&subject)
-        .finish();
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                0u32,
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
     ::acgs_cache::__private::invalidate_entry(
-            "evaluate_policy",
-            ::core::option::Option::None,
-            key,
+            __acgs_site,
+            ::acgs_cache::__private::instance(&|| ()),
+            "invalidate_evaluate_policy",
+            ::acgs_cache::__private::KeyBuilder::new()
+                .arg(&policy_id)
+                .arg(&subject)
+                .finish(),
         )
         .await
 }
-///Invalidates every cached entry of [`evaluate_policy`], on every instance.
+///Invalidates every cached entry of `evaluate_policy`, on every instance.
+#[allow(unused_variables, clippy::needless_lifetimes)]
 pub async fn invalidate_all_evaluate_policy() -> ::core::result::Result<
     ::acgs_cache::LogPosition,
     ::acgs_cache::Error,
 > {
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                0u32,
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
     ::acgs_cache::__private::invalidate_function(
-            "evaluate_policy",
-            ::core::option::Option::None,
+            __acgs_site,
+            ::acgs_cache::__private::instance(&|| ()),
+            "invalidate_all_evaluate_policy",
         )
         .await
 }
-///The cache entry of [`evaluate_policy`] for these arguments holding `value`, for `acgs_cache::Warmer` (bulk priming).
+///The cache entry of `evaluate_policy` for these arguments, holding what the function would return (`value`, or `Ok(value)` / `Some(value)`), for `acgs_cache::Warmer`.
 #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
 pub fn warm_entry_evaluate_policy(
     policy_id: u64,
     subject: &str,
-    value: <::acgs_cache::__private::OkOnly<
-        Result<Decision, DbError>,
-    > as ::acgs_cache::__private::Shape>::Value,
+    value: impl ::acgs_cache::__private::WarmInto<Result<Decision, DbError>>,
 ) -> ::acgs_cache::WarmEntry {
-    let key = ::acgs_cache::__private::KeyBuilder::new()
-        .arg(&policy_id)
-        .arg(&subject)
-        .finish();
-    ::acgs_cache::__private::warm_entry::<
-        ::acgs_cache::__private::OkOnly<Result<Decision, DbError>>,
-    >(&__acgs_site_evaluate_policy, key, value, ::std::vec::Vec::new())
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                0u32,
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
+    ::acgs_cache::__private::warm_entry(
+        __acgs_site,
+        ::acgs_cache::__private::instance(&|| ()),
+        "warm_entry_evaluate_policy",
+        {
+            use ::acgs_cache_core::__private::ShapeOf as _;
+            (&&&::acgs_cache_core::__private::ShapeProbe::<
+                Result<Decision, DbError>,
+            >::NEW)
+                .shape()
+        },
+        ::acgs_cache::__private::KeyBuilder::new()
+            .arg(&policy_id)
+            .arg(&subject)
+            .finish(),
+        ::acgs_cache::__private::WarmInto::into_return(value),
+        ::std::vec::Vec::new(),
+    )
+}
+///Runs `evaluate_policy`'s body without the cache.
+#[allow(dead_code, unused_variables, clippy::needless_lifetimes)]
+pub async fn evaluate_policy_uncached(
+    policy_id: u64,
+    subject: &str,
+) -> Result<Decision, DbError> {
+    query_policy_store(policy_id, subject).await
 }

@@ -42,7 +42,8 @@ pub trait Rules {
 pub struct RuleStore;
 
 impl Rules for RuleStore {
-    #[cached(ttl = "governance_rules", skip(self))]
+    // A trait impl holds only the trait's items: no companions there.
+    #[cached(ttl = "governance_rules", skip(self), companions = false)]
     async fn count(&self, tenant: u32) -> usize {
         tenant as usize
     }
