@@ -130,13 +130,30 @@ impl<'a> Call<'a> {
     }
 }
 
-/// What a tier had for a key.
+/// When a value's computation started (packed log position) and the tags it
+/// answers to: what the invalidation check compares, for values read from a
+/// tier and for values handed from one caller to another.
+#[derive(Clone)]
+struct Stamp {
+    position: u64,
+    tags: Arc<[u64]>,
+}
+
+/// What L1 had for a key.
 enum Found<V> {
     Fresh(V),
     /// Fresh, and past the policy's refresh-ahead point.
     Due(V),
     /// Past its freshness but within the stale-if-error window.
-    Stale(V),
+    Stale(V, Stamp),
+    Nothing,
+}
+
+/// What L2 had for a key.
+#[cfg(feature = "redis")]
+enum L2Found<V> {
+    Fresh(V, Stamp),
+    Stale(V, Stamp),
     Nothing,
 }
 
@@ -210,7 +227,7 @@ where
             }
             out
         }
-        Found::Stale(_) | Found::Nothing => {
+        Found::Stale(..) | Found::Nothing => {
             cache
                 .call_with(site, &function, &shape, digest, compute)
                 .await
@@ -247,7 +264,7 @@ impl Cache {
                 tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
                 return shape.rebuild(value);
             }
-            Found::Stale(value) => Some(value),
+            Found::Stale(value, stamp) => Some((value, stamp)),
             Found::Nothing => None,
         };
         let start = sampled.unwrap_or_else(Instant::now);
@@ -264,7 +281,7 @@ impl Cache {
         &self,
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))] mut call: Call<'_>,
         shape: &S,
-        mut stale: Option<S::Value>,
+        mut stale: Option<(S::Value, Stamp)>,
         compute: F,
     ) -> S::Out
     where
@@ -275,13 +292,16 @@ impl Cache {
         let (site, function, digest) = (call.site, call.function, call.l1_key.digest);
         // Lead the computation of this key, or wait for the caller that
         // leads it (local stampede protection); L1 is read again after a
-        // flight that ended without a value for us.
+        // flight that ended without a value for us. A value handed over by
+        // the leader passes the same invalidation check as one read from a
+        // tier: a computation that started before an event this caller knows
+        // of is not good for it, even if it is still running.
         let mut look_again = false;
         let leader = loop {
             if look_again {
                 match Box::pin(self.read_l1::<S::Value>(&call)).await {
                     Found::Fresh(value) | Found::Due(value) => return shape.rebuild(value),
-                    Found::Stale(value) => stale = Some(value),
+                    Found::Stale(value, stamp) => stale = Some((value, stamp)),
                     Found::Nothing => {}
                 }
             }
@@ -289,10 +309,25 @@ impl Cache {
             match self.inner.flights.board(call.l1_key) {
                 Boarding::Lead(leader) => break Some(leader),
                 Boarding::Wait(flight) => match landing(flight).await {
-                    Landing::Value(value) => match value.downcast_ref::<S::Value>() {
-                        Some(value) => {
+                    Landing::Value {
+                        value,
+                        position,
+                        tags,
+                    } => match value.downcast_ref::<S::Value>() {
+                        Some(value)
+                            if self
+                                .inner
+                                .coherence
+                                .accepts(function, position, &tags, digest) =>
+                        {
                             function.counters.coalesced.inc();
                             return shape.rebuild(value.clone());
+                        }
+                        Some(_) => {
+                            // Started before an invalidation this caller
+                            // heard: lead (or join) a newer computation.
+                            function.counters.reject(Reject::Invalidated);
+                            continue;
                         }
                         None => break None, // another type under this key: compute alone
                     },
@@ -309,9 +344,9 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             match self.read_l2::<S::Value>(&call, l2, key).await {
-                Found::Fresh(value) | Found::Due(value) => return land(shape, leader, value),
-                Found::Stale(value) => stale = stale.or(Some(value)),
-                Found::Nothing => {}
+                L2Found::Fresh(value, stamp) => return land(shape, leader, value, stamp),
+                L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                L2Found::Nothing => {}
             }
             if site.lock || function.policy.lock() {
                 // Boxed, like the computation and the store below: the
@@ -320,7 +355,7 @@ impl Cache {
                 // cost more than the rest of our part of an L2 hit).
                 match Box::pin(self.lock_or_wait::<S::Value>(&call, l2, key)).await {
                     Ok(lock) => _fleet_lock = lock,
-                    Err(value) => return land(shape, leader, value),
+                    Err((value, stamp)) => return land(shape, leader, value, stamp),
                 }
             }
         }
@@ -353,11 +388,8 @@ impl Cache {
                 let why = failed.err().unwrap_or("panicked");
                 tracing::error!(target: "acgs_cache", function = %function.name, "computation {why}; serving the stale value");
                 function.counters.stale_served.inc();
-                return land(
-                    shape,
-                    leader,
-                    fallback.expect("a fallback exists on this path"),
-                );
+                let (value, stamp) = fallback.expect("a fallback exists on this path");
+                return land(shape, leader, value, stamp);
             }
         };
         let mut stale = fallback;
@@ -370,15 +402,19 @@ impl Cache {
                 Some(ttl) => (value, ttl),
                 None => {
                     function.counters.not_stored.inc();
-                    finish(leader, share(value));
+                    let stamp = Stamp {
+                        position,
+                        tags: tag_hashes(&tags),
+                    };
+                    finish(leader, share(value, &stamp));
                     return out;
                 }
             },
             Verdict::Skip => {
-                if let Some(value) = stale.take() {
+                if let Some((value, stamp)) = stale.take() {
                     tracing::warn!(target: "acgs_cache", function = %function.name, "computation failed; serving the stale value");
                     function.counters.stale_served.inc();
-                    return land(shape, leader, value);
+                    return land(shape, leader, value, stamp);
                 }
                 function.counters.not_stored.inc();
                 finish(leader, Landing::Failed);
@@ -393,14 +429,18 @@ impl Cache {
         };
         #[cfg(not(feature = "redis"))]
         let write = L2Write::Awaited;
-        Box::pin(self.store(&call, value, ttl, tags, position, write)).await;
+        let stamp = Stamp {
+            position,
+            tags: tag_hashes(&tags),
+        };
+        Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
         #[cfg(feature = "redis")]
         if let Some(lock) = _fleet_lock {
             let _ = lock.release().await;
         }
         if let Some(leader) = leader {
             let landing = if leader.has_waiters() {
-                share(value)
+                share(value, &stamp)
             } else {
                 Landing::Retry
             };
@@ -440,10 +480,14 @@ impl Cache {
         match shape.verdict(&out) {
             Verdict::Store(value, ttl) => {
                 let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
-                self.store(&call, value, ttl, tags, position, L2Write::Awaited)
+                let stamp = Stamp {
+                    position,
+                    tags: tag_hashes(&tags),
+                };
+                self.store(&call, value, ttl, tags, &stamp, L2Write::Awaited)
                     .await;
                 let landing = if leader.has_waiters() {
-                    share(value)
+                    share(value, &stamp)
                 } else {
                     Landing::Retry
                 };
@@ -495,7 +539,11 @@ impl Cache {
                 _ => Found::Fresh(stored.value.clone()),
             }
         } else if now < entry.dies_at {
-            Found::Stale(stored.value.clone())
+            let stamp = Stamp {
+                position: entry.position,
+                tags: Arc::clone(&stored.tags),
+            };
+            Found::Stale(stored.value.clone(), stamp)
         } else {
             Found::Nothing
         }
@@ -508,13 +556,12 @@ impl Cache {
         value: &V,
         ttl: Duration,
         tags: Vec<String>,
-        position: u64,
+        stamp: &Stamp,
         write: L2Write,
     ) {
         let (site, function) = (call.site, call.function);
         let config = &self.inner.config;
-        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
-        let header = header(site, function, ttl, tags, position);
+        let header = header(site, function, ttl, tags, stamp.position);
         let bytes = match envelope::encode(value, site.codec, header, config.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -546,8 +593,7 @@ impl Cache {
         }
         #[cfg(not(feature = "redis"))]
         let _ = (write, bytes);
-        self.fill_l1(call, value, tag_hashes, ttl, encoded_bytes, position)
-            .await;
+        self.fill_l1(call, value, stamp, ttl, encoded_bytes).await;
     }
 
     /// Puts a value in L1: fresh for the policy's L1 TTL (never past
@@ -556,10 +602,9 @@ impl Cache {
         &self,
         call: &Call<'_>,
         value: &V,
-        tags: Box<[u64]>,
+        stamp: &Stamp,
         remaining: Duration,
         encoded_bytes: usize,
-        position: u64,
     ) {
         let function = call.function;
         if !self.inner.config.l1_enabled {
@@ -567,12 +612,12 @@ impl Cache {
         }
         let stored = Stored {
             value: value.clone(),
-            tags,
+            tags: Arc::clone(&stamp.tags),
         };
         let life = EntryLife::of(&function.policy, remaining);
         self.inner
             .l1
-            .insert(call.l1_key, stored, life, encoded_bytes, position)
+            .insert(call.l1_key, stored, life, encoded_bytes, stamp.position)
             .await;
     }
 
@@ -583,7 +628,7 @@ impl Cache {
         call: &Call<'_>,
         l2: &Arc<L2Tier>,
         redis_key: &str,
-    ) -> Found<V> {
+    ) -> L2Found<V> {
         let (function, l1_key) = (call.function, call.l1_key);
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
@@ -600,14 +645,14 @@ impl Cache {
             } else {
                 ErrorReason::Unavailable
             });
-            return Found::Nothing;
+            return L2Found::Nothing;
         }
         let bytes = match l2.get(redis_key).await {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return Found::Nothing,
+            Ok(None) => return L2Found::Nothing,
             Err(e) => {
                 function.counters.error(ErrorReason::of(&e));
-                return Found::Nothing;
+                return L2Found::Nothing;
             }
         };
         let (header, value) = match envelope::decode::<V>(
@@ -619,27 +664,29 @@ impl Cache {
             Err(reason) => {
                 function.counters.reject(reason);
                 tracing::debug!(target: "acgs_cache", function = %function.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
-                return Found::Nothing;
+                return L2Found::Nothing;
             }
         };
-        let position = header.log_position.packed();
-        let tags: Box<[u64]> = header.tags.iter().map(|t| tag_hash(t)).collect();
-        if !coherence.accepts(function, position, &tags, l1_key.digest) {
+        let stamp = Stamp {
+            position: header.log_position.packed(),
+            tags: tag_hashes(&header.tags),
+        };
+        if !coherence.accepts(function, stamp.position, &stamp.tags, l1_key.digest) {
             function.counters.reject(Reject::Invalidated);
-            return Found::Nothing;
+            return L2Found::Nothing;
         }
         let now = unix_ms(SystemTime::now());
         if header.expires_at_ms <= now {
-            return Found::Stale(value); // kept past its TTL for stale-if-error only
+            return L2Found::Stale(value, stamp); // kept past its TTL for stale-if-error only
         }
         function.counters.l2_hits.inc();
         let remaining = Duration::from_millis(header.expires_at_ms - now);
         if self.inner.config.l1_enabled {
             // Boxed: moka's insert future is large, and every L2 hit's
             // future would carry it.
-            Box::pin(self.fill_l1(call, &value, tags, remaining, bytes.len(), position)).await;
+            Box::pin(self.fill_l1(call, &value, &stamp, remaining, bytes.len())).await;
         }
-        Found::Fresh(value)
+        L2Found::Fresh(value, stamp)
     }
 
     /// Fleet-wide stampede protection: take the key's lock and compute
@@ -652,7 +699,7 @@ impl Cache {
         call: &Call<'_>,
         l2: &Arc<L2Tier>,
         redis_key: &str,
-    ) -> Result<Option<crate::lock::LockGuard>, V> {
+    ) -> Result<Option<crate::lock::LockGuard>, (V, Stamp)> {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
         let lease = self.inner.config.lock_lease;
@@ -669,8 +716,8 @@ impl Cache {
                 call.function.counters.lock_waits.inc();
             }
             tokio::time::sleep(POLL).await;
-            if let Found::Fresh(value) = self.read_l2::<V>(call, l2, redis_key).await {
-                return Err(value);
+            if let L2Found::Fresh(value, stamp) = self.read_l2::<V>(call, l2, redis_key).await {
+                return Err((value, stamp));
             }
             if Instant::now() >= deadline {
                 tracing::warn!(target: "acgs_cache", function = %call.function.name, "no value from the lock holder within the lease; computing");
@@ -712,14 +759,14 @@ pub(crate) fn header(
 }
 
 /// Ends the flight with `value` and returns it to the caller.
-fn land<S>(shape: &S, leader: Option<Leader<'_>>, value: S::Value) -> S::Out
+fn land<S>(shape: &S, leader: Option<Leader<'_>>, value: S::Value, stamp: Stamp) -> S::Out
 where
     S: Shape,
     S::Value: Cacheable,
 {
     if let Some(leader) = leader {
         let landing = if leader.has_waiters() {
-            share(&value)
+            share(&value, &stamp)
         } else {
             Landing::Retry
         };
@@ -729,8 +776,16 @@ where
 }
 
 /// A value for the callers waiting on a flight.
-fn share<V: Cacheable>(value: &V) -> Landing {
-    Landing::Value(Arc::new(value.clone()))
+fn share<V: Cacheable>(value: &V, stamp: &Stamp) -> Landing {
+    Landing::Value {
+        value: Arc::new(value.clone()),
+        position: stamp.position,
+        tags: Arc::clone(&stamp.tags),
+    }
+}
+
+fn tag_hashes(tags: &[String]) -> Arc<[u64]> {
+    tags.iter().map(|t| tag_hash(t)).collect()
 }
 
 fn finish(leader: Option<Leader<'_>>, landing: Landing) {
@@ -757,7 +812,10 @@ impl Cache {
         let function = self.function(site, "");
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
-        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
+        let stamp = Stamp {
+            position,
+            tags: tag_hashes(&tags),
+        };
         let header = header(site, &function, ttl, tags, position);
         let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
         #[cfg(feature = "redis")]
@@ -770,8 +828,7 @@ impl Cache {
                 }
             }
         }
-        self.fill_l1(&call, value, tag_hashes, ttl, bytes.len(), position)
-            .await;
+        self.fill_l1(&call, value, &stamp, ttl, bytes.len()).await;
         Ok(())
     }
 }

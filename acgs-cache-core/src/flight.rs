@@ -19,8 +19,14 @@ use crate::l1::L1Key;
 
 #[derive(Clone)]
 pub(crate) enum Landing {
-    /// The value (type-erased `V`).
-    Value(Arc<dyn Any + Send + Sync>),
+    /// The value (type-erased `V`), with where the log stood when its
+    /// computation started and the tags it answers to: a waiter checks them
+    /// against what it knows, like any value read from a tier.
+    Value {
+        value: Arc<dyn Any + Send + Sync>,
+        position: u64,
+        tags: Arc<[u64]>,
+    },
     /// The function returned something that is not shared (an `Err`).
     Failed,
     /// Look again: the leader panicked or was cancelled, or stored the value

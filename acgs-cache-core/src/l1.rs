@@ -86,7 +86,7 @@ impl EntryLife {
 /// A value with the tags (hashed) it answers to.
 pub(crate) struct Stored<V> {
     pub(crate) value: V,
-    pub(crate) tags: Box<[u64]>,
+    pub(crate) tags: Arc<[u64]>,
 }
 
 impl Entry<dyn Any + Send + Sync> {

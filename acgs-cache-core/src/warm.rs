@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -69,7 +70,7 @@ trait WarmValue: Send + Sync {
 
     fn l1_entry(
         self: Box<Self>,
-        tags: Box<[u64]>,
+        tags: Arc<[u64]>,
         life: EntryLife,
         encoded_bytes: usize,
         position: u64,
@@ -88,7 +89,7 @@ impl<V: Cacheable> WarmValue for V {
 
     fn l1_entry(
         self: Box<Self>,
-        tags: Box<[u64]>,
+        tags: Arc<[u64]>,
         life: EntryLife,
         encoded_bytes: usize,
         position: u64,
@@ -447,7 +448,7 @@ impl Job<'_> {
             return Err(()); // the function would not have stored it either
         };
         let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
-        let tag_hashes: Box<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
+        let tag_hashes: Arc<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
         let header = header(site, &function, ttl, tags, self.position);
         let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
             Ok(bytes) => bytes,
