@@ -15,6 +15,8 @@ use crate::flight::Flights;
 use crate::identity::Caller;
 use crate::l1::L1Tier;
 #[cfg(feature = "redis")]
+pub use crate::l2::ConfirmInvalidations;
+#[cfg(feature = "redis")]
 use crate::l2::{L2Settings, L2Tier};
 use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
 use crate::site::CallSite;
@@ -67,6 +69,9 @@ pub(crate) struct Inner {
     pub(crate) coherence: Coherence,
     /// Computations in progress, for local stampede protection.
     pub(crate) flights: Flights,
+    /// Invalidations waiting for Redis to answer again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) recovery: crate::recovery::Recovery,
     /// Whether the log tailer has been started (it needs a runtime, so it
     /// starts on first use rather than in `build`).
     #[cfg(feature = "redis")]
@@ -134,9 +139,15 @@ pub(crate) struct CacheConfig {
     pub(crate) l1_max_bytes: u64,
     pub(crate) limits: EncodeLimits,
     pub(crate) overrides: HashMap<String, PolicyOverride>,
-    /// How long the invalidation log (and what an instance remembers of it)
-    /// is kept: at least the longest TTL plus stale window in use.
+    /// How long name, tag and function invalidations are remembered: at
+    /// least the longest TTL plus stale window in use.
     pub(crate) retention: Duration,
+    /// How long single-entry invalidations are remembered, tombstones hold,
+    /// and the longest computation that is still stored.
+    pub(crate) invalidation_window: Duration,
+    /// The most records the Redis log keeps.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) log_capacity: usize,
     /// Lease of the fleet-wide miss lock; also the longest a miss waits for
     /// another instance's value.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
@@ -290,6 +301,11 @@ impl Cache {
                 listening: coherence.is_listening(),
                 propagation_p50_us: lag.map(|l| l.0),
                 propagation_p99_us: lag.map(|l| l.1),
+                queued: self.inner.recovery.len() as u64,
+                replayed: self.inner.recovery.replayed.get(),
+                dropped: self.inner.recovery.dropped.get(),
+                state_loads: coherence.state_loads.get(),
+                entry_overflows: coherence.entry_overflows.get(),
             },
         }
     }
@@ -560,12 +576,16 @@ pub struct CacheBuilder {
     max_value_bytes: usize,
     overrides: HashMap<String, PolicyOverride>,
     retention: Duration,
+    invalidation_window: Duration,
+    log_capacity: usize,
     breaker_threshold: u32,
     probe_interval: Duration,
     lock_lease: Duration,
     background_l2_writes: bool,
     fleet_interval: Duration,
     metrics_interval: Option<Duration>,
+    #[cfg(feature = "redis")]
+    confirm: ConfirmInvalidations,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -598,12 +618,16 @@ impl Default for CacheBuilder {
             max_value_bytes: 8 * 1024 * 1024,
             overrides: HashMap::new(),
             retention: Duration::from_secs(25 * 3600),
+            invalidation_window: Duration::from_secs(120),
+            log_capacity: 100_000,
             breaker_threshold: 5,
             probe_interval: Duration::from_millis(250),
             lock_lease: Duration::from_secs(10),
             background_l2_writes: false,
             fleet_interval: Duration::from_secs(5),
             metrics_interval: Some(Duration::from_secs(1)),
+            #[cfg(feature = "redis")]
+            confirm: ConfirmInvalidations::Auto,
         }
     }
 }
@@ -778,6 +802,32 @@ impl CacheBuilder {
         self
     }
 
+    /// How long single-entry invalidations (`invalidate_<fn>`, session
+    /// revocations) are remembered, and how long their tombstones hold an
+    /// entry's L2 key against late writes (default 2 min). Computations that
+    /// take longer than this are not stored. Keep it equal across a fleet.
+    pub fn invalidation_window(mut self, window: Duration) -> Self {
+        self.invalidation_window = window;
+        self
+    }
+
+    /// The most records the Redis invalidation log keeps (default 100,000,
+    /// trimmed approximately). An instance that falls further behind loads
+    /// the log's state instead of reading records back.
+    pub fn invalidation_log_capacity(mut self, records: usize) -> Self {
+        self.log_capacity = records;
+        self
+    }
+
+    /// Whether invalidations wait for replicas to acknowledge them (see
+    /// [`ConfirmInvalidations`]; default `Auto`: when the server has replicas).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn confirm_invalidations(mut self, confirm: ConfirmInvalidations) -> Self {
+        self.confirm = confirm;
+        self
+    }
+
     /// Overrides the durations of the policy named `policy` at run time.
     pub fn policy_override(mut self, policy: impl Into<String>, with: PolicyOverride) -> Self {
         let entry = self.overrides.entry(policy.into()).or_default();
@@ -917,6 +967,7 @@ impl CacheBuilder {
             pool_size: self.pool_size.max(1),
             breaker_threshold: self.breaker_threshold,
             probe_interval: self.probe_interval,
+            confirm: self.confirm,
         });
         #[cfg(not(feature = "redis"))]
         if let Some(redis) = redis {
@@ -941,6 +992,8 @@ impl CacheBuilder {
             },
             overrides: self.overrides,
             retention: self.retention,
+            invalidation_window: self.invalidation_window,
+            log_capacity: self.log_capacity,
             lock_lease: self.lock_lease,
             background_l2_writes: self.background_l2_writes,
             fleet_interval: self.fleet_interval,
@@ -955,8 +1008,9 @@ impl CacheBuilder {
                 #[cfg(feature = "redis")]
                 l2,
                 // Without L2 the log is local: the instance always hears it.
-                coherence: Coherence::new(!config.has_l2()),
+                coherence: Coherence::new(!config.has_l2(), config.invalidation_window),
                 flights: Flights::default(),
+                recovery: crate::recovery::Recovery::default(),
                 config,
                 functions: RwLock::new(Registry::default()),
                 #[cfg(feature = "redis")]

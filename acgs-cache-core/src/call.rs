@@ -362,6 +362,7 @@ impl Cache {
 
         function.counters.misses.inc();
         let position = self.inner.coherence.head();
+        let started = Instant::now();
         // With a stale value to fall back on, a computation that panics or
         // outlasts the policy's timeout gives way to it.
         let fallback = stale
@@ -433,7 +434,13 @@ impl Cache {
             position,
             tags: tag_hashes(&tags),
         };
-        Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
+        if started.elapsed() < self.inner.config.invalidation_window {
+            Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
+        } else {
+            // An invalidation of this entry may have been forgotten (and its
+            // tombstone expired) while it was computed: not stored.
+            function.counters.not_stored.inc();
+        }
         #[cfg(feature = "redis")]
         if let Some(lock) = _fleet_lock {
             let _ = lock.release().await;
@@ -575,17 +582,25 @@ impl Cache {
         if let Some((l2, key)) = &call.l2 {
             // Kept past its TTL for stale-if-error readers.
             let px = ttl + function.policy.stale_if_error();
+            let started = unpack(stamp.position);
             match write {
-                L2Write::Awaited => {
-                    if let Err(e) = l2.set(key, &bytes, px).await {
-                        function.counters.error(ErrorReason::of(&e));
+                L2Write::Awaited => match l2.put_entry(key, started, &bytes, px).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // A newer tombstone: the entry was invalidated after
+                        // this computation started; L1 must not keep it either.
+                        function.counters.not_stored.inc();
+                        return;
                     }
-                }
+                    Err(e) => function.counters.error(ErrorReason::of(&e)),
+                },
                 L2Write::Background => {
                     let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = l2.set(&key, &bytes, px).await {
-                            function.counters.error(ErrorReason::of(&e));
+                        match l2.put_entry(&key, started, &bytes, px).await {
+                            Ok(true) => {}
+                            Ok(false) => function.counters.not_stored.inc(),
+                            Err(e) => function.counters.error(ErrorReason::of(&e)),
                         }
                     });
                 }
@@ -615,10 +630,18 @@ impl Cache {
             tags: Arc::clone(&stamp.tags),
         };
         let life = EntryLife::of(&function.policy, remaining);
-        self.inner
-            .l1
-            .insert(call.l1_key, stored, life, encoded_bytes, stamp.position)
+        let l1 = &self.inner.l1;
+        l1.insert(call.l1_key, stored, life, encoded_bytes, stamp.position)
             .await;
+        // Checked after the insert: an invalidation heard meanwhile either
+        // is seen here, or removes the entry when it is applied.
+        if !self
+            .inner
+            .coherence
+            .accepts(function, stamp.position, &stamp.tags, call.l1_key.digest)
+        {
+            l1.remove(&call.l1_key).await;
+        }
     }
 
     /// An L2 entry that passes every check (a fresh one also fills L1).
@@ -655,6 +678,10 @@ impl Cache {
                 return L2Found::Nothing;
             }
         };
+        if bytes.first() == Some(&crate::log::TOMBSTONE_MAGIC) {
+            function.counters.reject(Reject::Invalidated);
+            return L2Found::Nothing;
+        }
         let (header, value) = match envelope::decode::<V>(
             &bytes,
             function.identity,
@@ -800,6 +827,7 @@ impl Cache {
     /// its own `ttl`, and returning the L2 write's failure instead of only
     /// counting it: for values that are put rather than computed (sessions,
     /// token verifications). Reads go through [`call_tagged`] as usual.
+    /// `Ok(false)`: not stored, the entry was invalidated after `position`.
     pub(crate) async fn put<V: Cacheable>(
         &self,
         site: &'static CallSite,
@@ -808,7 +836,7 @@ impl Cache {
         ttl: Duration,
         tags: Vec<String>,
         position: u64,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<bool, crate::Error> {
         let function = self.function(site, "");
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
@@ -822,13 +850,17 @@ impl Cache {
         {
             call.with_l2(self);
             if let Some((l2, key)) = &call.l2 {
-                if let Err(e) = l2.set(key, &bytes, ttl).await {
-                    function.counters.error(ErrorReason::of(&e));
-                    return Err(e);
+                match l2.put_entry(key, unpack(position), &bytes, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(false),
+                    Err(e) => {
+                        function.counters.error(ErrorReason::of(&e));
+                        return Err(e);
+                    }
                 }
             }
         }
         self.fill_l1(&call, value, &stamp, ttl, bytes.len()).await;
-        Ok(())
+        Ok(true)
     }
 }

@@ -6,6 +6,19 @@
 //! the position of the last invalidation it heard of, and rejects any entry
 //! older than a matching one. Positions come from one ordering (Redis stream
 //! ids, or a local counter in L1-only mode), so "older" needs no clocks.
+//!
+//! What is remembered, and for how long:
+//! - names, tags and whole functions: for the retention (the longest TTL
+//!   plus stale window), since entries in L2 may carry them that long; there
+//!   is one slot per distinct name, so repeated events cost nothing more;
+//! - single entries: only for the invalidation window (2 min by default).
+//!   An entry invalidation also writes a tombstone over the entry's L2 key,
+//!   which refuses writes of computations that started before it, and drops
+//!   the entry from every instance's L1 as it is heard; what can still be
+//!   stale after that is a computation in flight, and computations older
+//!   than the window are not stored. Their number is capped
+//!   ([`MAX_REMEMBERED_ENTRIES`]): past it, the function as a whole is
+//!   invalidated instead (more recomputation, never a stale value).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +36,11 @@ use crate::stats::Counter;
 /// How many recent propagation delays are kept for percentiles.
 const LAG_SAMPLES: usize = 4096;
 
+/// The most single-entry invalidations an instance remembers at once (about
+/// 80 bytes each: 8 MB at most); past it, a new one invalidates its whole
+/// function instead.
+pub(crate) const MAX_REMEMBERED_ENTRIES: usize = 100_000;
+
 /// What a `#[cached]` function serves from L1 while its instance cannot hear
 /// invalidations (Redis unreachable, or the log not yet read after start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,15 +56,34 @@ pub enum Consistency {
 }
 
 /// One record of the invalidation log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Record {
     /// An event or tag name: drops entries of functions whose patterns match
     /// it and entries tagged with exactly it.
     Name(String),
     /// Every entry of one function (`service:function`).
     Function(String),
-    /// One entry of one function.
-    Entry(String, KeyDigest),
+    /// One entry of one function (`service:function`), written by the
+    /// instance with identity `identity` (an instance of another build,
+    /// whose identity differs, tombstones its own key for it).
+    Entry {
+        scope: String,
+        identity: u64,
+        digest: KeyDigest,
+    },
+    /// Everything before it: what an overflowing recovery queue sends.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    All,
+}
+
+/// The functions an entry record reaches in this instance: their L1 copies
+/// are dropped, and keys of other identities tombstoned.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct EntryTargets {
+    pub(crate) identity: u64,
+    pub(crate) digest: KeyDigest,
+    pub(crate) functions: Vec<Arc<FunctionState>>,
 }
 
 pub(crate) fn scope_hash(scope: &str) -> u64 {
@@ -66,7 +103,19 @@ struct Heard {
     names: HashMap<String, u64>,
     tags: HashMap<u64, u64>,
     functions: HashMap<u64, u64>,
-    entries: HashMap<(u64, KeyDigest), u64>,
+    /// (scope, digest) → (position, when it was heard in Unix ms).
+    entries: HashMap<(u64, KeyDigest), (u64, u64)>,
+    /// Warmers collecting the entry records heard while they run.
+    watchers: Vec<std::sync::Weak<Mutex<Vec<WatchedEntry>>>>,
+}
+
+/// An entry record a warmer saw while it ran.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct WatchedEntry {
+    pub(crate) scope: u64,
+    pub(crate) digest: KeyDigest,
+    pub(crate) position: u64,
 }
 
 /// Per-cache knowledge of the log.
@@ -86,12 +135,19 @@ pub(crate) struct Coherence {
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
     pub(crate) received: Counter,
+    /// Entry invalidations that found the memory full and invalidated their
+    /// whole function instead.
+    pub(crate) entry_overflows: Counter,
+    /// Catch-ups that loaded the log's state instead of reading records.
+    pub(crate) state_loads: Counter,
+    /// How long single-entry invalidations are remembered.
+    entry_window: Duration,
     last_prune_ms: AtomicU64,
     lags_us: Mutex<VecDeque<u64>>,
 }
 
 impl Coherence {
-    pub(crate) fn new(listening: bool) -> Self {
+    pub(crate) fn new(listening: bool, entry_window: Duration) -> Self {
         Coherence {
             head: AtomicU64::new(0),
             floor: AtomicU64::new(0),
@@ -101,6 +157,9 @@ impl Coherence {
             heard: RwLock::new(Heard::default()),
             sent: Counter::default(),
             received: Counter::default(),
+            entry_overflows: Counter::default(),
+            state_loads: Counter::default(),
+            entry_window,
             last_prune_ms: AtomicU64::new(0),
             lags_us: Mutex::new(VecDeque::with_capacity(LAG_SAMPLES)),
         }
@@ -158,6 +217,20 @@ impl Coherence {
         }
     }
 
+    /// Waits until this instance has heard the log up to `position`, at most
+    /// `timeout`; whether it did.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
+    pub(crate) async fn wait_heard(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.head() < position || !self.is_listening() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
     /// Waits until the instance hears the log, at most `timeout`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) async fn wait_listening(&self, timeout: Duration) -> bool {
@@ -176,12 +249,22 @@ impl Coherence {
         self.head.fetch_max(position, Ordering::AcqRel);
     }
 
+    /// Raises the head to `position` (the log's last id after a catch-up
+    /// from its state: computations starting now are at least that recent).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
+    pub(crate) fn raise_head(&self, position: u64) {
+        self.head.fetch_max(position, Ordering::AcqRel);
+    }
+
     /// Applies one record heard at `position` (idempotent: the sender applies
-    /// its own records at once and hears them again from the log).
-    pub(crate) fn apply(&self, position: u64, record: &Record) {
+    /// its own records at once and hears them again from the log). For an
+    /// entry record, returns the functions it reaches: the caller drops
+    /// their L1 copies (and tombstones keys of other identities).
+    pub(crate) fn apply(&self, position: u64, record: &Record) -> Option<EntryTargets> {
         let mut heard = self.heard.write().unwrap_or_else(|p| p.into_inner());
         let heard = &mut *heard;
         let functions = &heard.registered;
+        let mut targets = None;
         match record {
             Record::Name(name) => {
                 raise(heard.names.entry(name.clone()).or_default(), position);
@@ -199,17 +282,86 @@ impl Coherence {
                     f.invalidated_at.fetch_max(position, Ordering::AcqRel);
                 }
             }
-            Record::Entry(scope, digest) => {
+            Record::Entry {
+                scope,
+                identity,
+                digest,
+            } => {
                 let scope = scope_hash(scope);
-                raise(heard.entries.entry((scope, *digest)).or_default(), position);
-                for f in functions.iter().filter(|f| f.scope == scope) {
-                    f.has_entry_invalidations.store(true, Ordering::Release);
+                let reached: Vec<_> = functions
+                    .iter()
+                    .filter(|f| f.scope == scope)
+                    .cloned()
+                    .collect();
+                let known = heard.entries.contains_key(&(scope, *digest));
+                if !known && heard.entries.len() >= MAX_REMEMBERED_ENTRIES {
+                    // Memory is bounded: invalidate the whole function instead.
+                    self.entry_overflows.inc();
+                    raise(heard.functions.entry(scope).or_default(), position);
+                    for f in &reached {
+                        f.invalidated_at.fetch_max(position, Ordering::AcqRel);
+                    }
+                } else {
+                    let slot = heard.entries.entry((scope, *digest)).or_insert((0, 0));
+                    raise(&mut slot.0, position);
+                    slot.1 = crate::call::unix_ms(std::time::SystemTime::now());
+                    for f in &reached {
+                        f.has_entry_invalidations.store(true, Ordering::Release);
+                    }
                 }
+                heard.watchers.retain(|w| match w.upgrade() {
+                    Some(watch) => {
+                        watch
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(WatchedEntry {
+                                scope,
+                                digest: *digest,
+                                position,
+                            });
+                        true
+                    }
+                    None => false,
+                });
+                targets = Some(EntryTargets {
+                    identity: *identity,
+                    digest: *digest,
+                    functions: reached,
+                });
+            }
+            Record::All => {
+                self.floor.fetch_max(position, Ordering::AcqRel);
             }
         }
         // Raised while the map is locked, so a computation that reads the new
         // head also finds the record in the map.
         self.head.fetch_max(position, Ordering::AcqRel);
+        targets
+    }
+
+    /// Starts collecting the entry records heard from now on (for a warmer,
+    /// which repairs the keys they name once it is done).
+    pub(crate) fn watch_entries(&self) -> Arc<Mutex<Vec<WatchedEntry>>> {
+        let watch = Arc::new(Mutex::new(Vec::new()));
+        self.heard
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .watchers
+            .push(Arc::downgrade(&watch));
+        watch
+    }
+
+    /// The registered functions whose scope hash is `scope`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn functions_of_scope(&self, scope: u64) -> Vec<Arc<FunctionState>> {
+        self.heard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .registered
+            .iter()
+            .filter(|f| f.scope == scope)
+            .cloned()
+            .collect()
     }
 
     /// Registers a function: it starts with the thresholds of what was heard
@@ -274,16 +426,17 @@ impl Coherence {
             && heard
                 .entries
                 .get(&(function.scope, digest))
-                .is_some_and(|at| position < *at);
+                .is_some_and(|(at, _)| position < *at);
         !(tagged_after || entry_after)
     }
 
-    /// Forgets invalidations older than the retention, at most once per
-    /// `min(retention, 60 s)`. An entry that started before them has outlived
-    /// every TTL the retention covers.
+    /// Forgets invalidations older than the retention (names, tags,
+    /// functions) and single-entry ones older than the invalidation window,
+    /// at most once per `min(window, 60 s)`.
     pub(crate) fn maybe_prune(&self, retention: Duration, now_ms: u64) {
         let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-        let every_ms = retention_ms.min(60_000);
+        let window_ms = u64::try_from(self.entry_window.as_millis()).unwrap_or(u64::MAX);
+        let every_ms = retention_ms.min(window_ms).min(60_000) / 2;
         let last = self.last_prune_ms.load(Ordering::Relaxed);
         if now_ms < last.saturating_add(every_ms)
             || self
@@ -297,15 +450,23 @@ impl Coherence {
             ms: now_ms.saturating_sub(retention_ms),
             seq: 0,
         };
-        self.prune(horizon.packed());
-    }
-
-    fn prune(&self, horizon: u64) {
         let mut heard = self.heard.write().unwrap_or_else(|p| p.into_inner());
+        let horizon = horizon.packed();
         heard.names.retain(|_, at| *at >= horizon);
         heard.tags.retain(|_, at| *at >= horizon);
         heard.functions.retain(|_, at| *at >= horizon);
-        heard.entries.retain(|_, at| *at >= horizon);
+        let forget_before = now_ms.saturating_sub(window_ms);
+        heard
+            .entries
+            .retain(|_, (_, heard_ms)| *heard_ms >= forget_before);
+        // A function with no entry invalidation left skips the lookup again.
+        let scopes: std::collections::HashSet<u64> =
+            heard.entries.keys().map(|(scope, _)| *scope).collect();
+        for f in &heard.registered {
+            if !scopes.contains(&f.scope) {
+                f.has_entry_invalidations.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Number of remembered invalidations (names, functions, entries).

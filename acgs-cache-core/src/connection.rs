@@ -31,7 +31,9 @@ pub(crate) enum Pools {
     Cluster(deadpool::managed::Pool<ClusterManager>),
 }
 
-/// A connection checked out of a pool: dropping it returns it.
+/// A connection checked out of a pool: dropping it returns it (the field
+/// is held for that drop, never read).
+#[allow(dead_code)]
 pub(crate) enum Checkout {
     Node(deadpool_redis::Connection),
     Sentinel(sentinel::Connection),
@@ -153,23 +155,38 @@ impl Pools {
         })
     }
 
+    /// A connection of its own, made by the pool's manager but never counted
+    /// in the pool: the log tailer, bulk writers and confirmed invalidations
+    /// hold theirs for long, and must not starve (or be starved by) the
+    /// connections calls use. Its requests time out after `response_timeout`.
+    pub(crate) async fn dedicated(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<RedisConnection, Error> {
+        use deadpool::managed::Manager as _;
+        Ok(match self {
+            Pools::Node(pool) => {
+                let mut conn = pool.manager().create().await?;
+                conn.set_response_timeout(response_timeout);
+                RedisConnection::Node(conn)
+            }
+            Pools::Sentinel(pool) => {
+                let mut conn = pool.manager().create().await?;
+                conn.set_response_timeout(response_timeout);
+                RedisConnection::Node(conn)
+            }
+            Pools::Cluster(pool) => {
+                RedisConnection::Cluster(pool.manager().create().await?, response_timeout)
+            }
+        })
+    }
+
     /// The pool's figures.
     pub(crate) fn status(&self) -> deadpool_redis::Status {
         match self {
             Pools::Node(pool) => pool.status(),
             Pools::Sentinel(pool) => pool.status(),
             Pools::Cluster(pool) => pool.status(),
-        }
-    }
-}
-
-impl Checkout {
-    /// Takes the connection out of its pool for good (a connection of its own).
-    pub(crate) fn take(self) {
-        match self {
-            Checkout::Node(c) => drop(deadpool_redis::Connection::take(c)),
-            Checkout::Sentinel(c) => drop(sentinel::Connection::take(c)),
-            Checkout::Cluster(c) => drop(deadpool::managed::Object::take(c)),
         }
     }
 }

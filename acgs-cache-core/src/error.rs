@@ -46,6 +46,21 @@ pub enum Error {
     /// L2 is not configured or is currently unavailable.
     #[error("L2 is unavailable: {0}")]
     Unavailable(&'static str),
+    /// An invalidation reached the master's log at `position`, but fewer
+    /// replicas than asked acknowledged it in time: a failover now could
+    /// lose it (every instance then still rejects entries stamped before
+    /// the failover). It applies to this instance.
+    #[error(
+        "invalidation at {position} acknowledged by {acknowledged} of {wanted} replicas in time"
+    )]
+    Unconfirmed {
+        /// Where it stands in the master's log.
+        position: crate::LogPosition,
+        /// Replicas that acknowledged it.
+        acknowledged: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
 }
 
 /// Why bytes could not be turned into a value, or a value into bytes.

@@ -1,13 +1,16 @@
-//! The invalidation API: events, tags, whole functions and single entries.
+//! The invalidation API: events, tags, whole functions and single entries,
+//! and what hearing a record does to this instance.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, FunctionState, Inner};
 use crate::call::unix_ms;
 use crate::coherence::{unpack, Record};
 use crate::error::Error;
 use crate::grammar::check_event_name;
 use crate::key::KeyDigest;
+use crate::l1::L1Key;
 use crate::log_position::LogPosition;
 
 impl Cache {
@@ -15,19 +18,21 @@ impl Cache {
     /// functions whose `invalidate_on` patterns match it, and entries tagged
     /// with exactly `event` (`tags = ["tenant.{tenant_id}"]`).
     ///
-    /// Once this returns `Ok`, this instance never serves (from L1 or L2) a
-    /// value whose computation started before the event — including one that
-    /// finishes and is written after this call. Other instances stop serving
-    /// such values as soon as they hear the event from the log (typically well
-    /// under a millisecond on a LAN; `stats().invalidations` shows the
-    /// measured delay). An instance that was disconnected catches up when it
-    /// reconnects. The cost is one `XADD`, whatever the number of entries.
+    /// Once this returns `Ok`, this instance never serves (from L1, L2, or
+    /// another caller's computation) a value whose computation started
+    /// before the event — including one that finishes and is written after
+    /// this call. Other instances stop serving such values as soon as they
+    /// hear the event from the log (typically well under a millisecond on a
+    /// LAN; `stats().invalidations` shows the measured delay). An instance
+    /// that was disconnected catches up when it reconnects. The cost is one
+    /// script call appending to the log, whatever the number of entries.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), acgs_cache_core::Error> {
     /// let cache = acgs_cache_core::Cache::builder().build()?;
     /// cache.invalidate("governance.rules.updated").await?;
+    /// cache.invalidate("tenant.acme corp").await?; // a tag from any value
     /// # Ok(()) }
     /// ```
     ///
@@ -35,13 +40,16 @@ impl Cache {
     ///
     /// [`Error::InvalidName`] for a name outside the grammar: an event starts
     /// with a segment of letters, digits, `_` and `-`, then optionally a dot
-    /// and any text (`governance.rules.updated`, `tenant.acme corp`). When Redis cannot be
-    /// reached the Redis error is returned, and the invalidation still applies
-    /// to this instance (its L1 and what it reads from L2); other instances
-    /// are not told.
+    /// and any text (`governance.rules.updated`, `tenant.acme corp`).
+    ///
+    /// When Redis cannot be reached the Redis error is returned, the
+    /// invalidation still applies to this instance at once, and it is kept
+    /// and published when Redis answers again (see the README, "Outages").
+    /// [`Error::Unconfirmed`] when replicas were asked to acknowledge it and
+    /// did not in time (it is in the master's log).
     pub async fn invalidate(&self, event: &str) -> Result<LogPosition, Error> {
         check_event_name(event).map_err(|e| Error::InvalidName(format!("event {event:?} {e}")))?;
-        self.publish(Record::Name(event.to_owned())).await
+        self.publish(Record::Name(event.to_owned()), None).await
     }
 
     /// Invalidates every entry of the cached function instance named
@@ -58,48 +66,95 @@ impl Cache {
                 "a function name must not be empty".into(),
             ));
         }
-        self.publish(Record::Function(self.function_scope(function)))
+        self.publish(Record::Function(self.function_scope(function)), None)
             .await
     }
 
-    /// Invalidates one entry (the generated `invalidate_<fn>` companions call this).
+    /// Invalidates one entry of `function` (the `invalidate_<fn>` companions,
+    /// session revocation): a record in the log, a tombstone over its L2 key.
     pub(crate) async fn invalidate_entry(
         &self,
-        function: &str,
+        function: &FunctionState,
         digest: KeyDigest,
     ) -> Result<LogPosition, Error> {
-        self.publish(Record::Entry(self.function_scope(function), digest))
-            .await
+        let record = Record::Entry {
+            scope: self.function_scope(&function.name),
+            identity: function.identity,
+            digest,
+        };
+        let key = crate::key::redis_key(&function.key_prefix, digest);
+        self.publish(record, Some(key)).await
     }
 
-    async fn publish(&self, record: Record) -> Result<LogPosition, Error> {
-        let coherence = &self.inner.coherence;
+    /// Sends `record` through the log (and tombstones `entry_key`), then
+    /// applies it here; without Redis, applies it here and keeps it for
+    /// when Redis answers.
+    async fn publish(
+        &self,
+        record: Record,
+        entry_key: Option<String>,
+    ) -> Result<LogPosition, Error> {
+        let inner = &self.inner;
+        let coherence = &inner.coherence;
         coherence.sent.inc();
         #[cfg(feature = "redis")]
-        if let Some(l2) = &self.inner.l2 {
-            crate::log::ensure_tailer(&self.inner);
-            let stream = crate::log::stream_key(&self.inner.config.prefix);
-            return match l2
-                .append(&stream, &record, self.inner.config.retention)
-                .await
-            {
+        if inner.l2.is_some() {
+            crate::log::ensure_tailer(inner);
+            return match crate::recovery::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {
-                    coherence.apply(position.packed(), &record);
+                    apply_heard(inner, position.packed(), &record).await;
                     Ok(position)
                 }
                 Err(e) => {
-                    // Nobody else hears it, but this instance stops serving
-                    // what the event concerns right away.
-                    coherence.apply(coherence.next_local_position(), &record);
-                    tracing::warn!(target: "acgs_cache", error = %e, "invalidation not sent to redis; applied to this instance only");
+                    if !matches!(e, Error::Unconfirmed { .. }) {
+                        // Nobody else hears it yet: this instance stops
+                        // serving what it concerns at once, and it is sent
+                        // when Redis answers again.
+                        apply_heard(inner, coherence.next_local_position(), &record).await;
+                        inner.recovery.push(record, entry_key);
+                        tracing::warn!(target: "acgs_cache", error = %e, "invalidation not sent to redis; applied to this instance, kept to send when redis answers");
+                    } else {
+                        apply_heard(inner, coherence.head(), &record).await;
+                    }
                     Err(e)
                 }
             };
         }
+        let _ = entry_key;
         let now_ms = unix_ms(SystemTime::now());
         let position = coherence.next_clock_position(now_ms);
-        coherence.apply(position, &record);
-        coherence.maybe_prune(self.inner.config.retention, now_ms);
+        apply_heard(inner, position, &record).await;
+        coherence.maybe_prune(inner.config.retention, now_ms);
         Ok(unpack(position))
+    }
+}
+
+/// Applies a record heard at `position` (or sent from here): the coherence
+/// state, then the L1 copies of the entry it names, and the L2 key of an
+/// instance of this function with another identity (another build), which
+/// its writer's tombstone did not cover.
+pub(crate) async fn apply_heard(inner: &Arc<Inner>, position: u64, record: &Record) {
+    let Some(targets) = inner.coherence.apply(position, record) else {
+        return;
+    };
+    for function in &targets.functions {
+        let key = L1Key {
+            function: function.identity,
+            digest: targets.digest,
+        };
+        inner.l1.remove(&key).await;
+        #[cfg(feature = "redis")]
+        if function.identity != targets.identity {
+            if let Some(l2) = &inner.l2 {
+                let key = crate::key::redis_key(&function.key_prefix, targets.digest);
+                let stone = crate::log::tombstone(unpack(position));
+                let (l2, hold) = (Arc::clone(l2), inner.config.invalidation_window);
+                tokio::spawn(async move {
+                    if let Err(e) = l2.tombstone(&key, &stone, hold).await {
+                        tracing::debug!(target: "acgs_cache", error = %e, "tombstone for another build's entry not written");
+                    }
+                });
+            }
+        }
     }
 }

@@ -139,6 +139,11 @@ impl L1Tier {
         self.entries.insert(key, entry).await;
     }
 
+    /// Drops one entry.
+    pub(crate) async fn remove(&self, key: &L1Key) {
+        self.entries.invalidate(key).await;
+    }
+
     pub(crate) fn clear(&self) {
         self.entries.invalidate_all();
     }

@@ -32,6 +32,7 @@ pub(crate) struct L2Settings {
     pub(crate) pool_size: usize,
     /// Consecutive failures that open the breaker.
     pub(crate) breaker_threshold: u32,
+    pub(crate) confirm: ConfirmInvalidations,
     /// Pause between the open breaker's probes.
     pub(crate) probe_interval: Duration,
 }
@@ -53,6 +54,7 @@ impl std::fmt::Debug for L2Settings {
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("pool_size", &self.pool_size)
             .field("breaker_threshold", &self.breaker_threshold)
+            .field("confirm", &self.confirm)
             .field("probe_interval", &self.probe_interval)
             .finish()
     }
@@ -86,6 +88,28 @@ pub(crate) struct L2Tier {
     refusal: Mutex<Option<String>>,
     /// How long operations on the lane took (answered or not).
     pub(crate) latency: crate::latency::Latency,
+    /// The connection confirmed invalidations use (`WAIT` holds it).
+    confirm_lane: tokio::sync::Mutex<Option<RedisConnection>>,
+    /// Replicas that acknowledge each invalidation, once decided.
+    confirm: std::sync::OnceLock<Option<(u32, Duration)>>,
+}
+
+/// Whether invalidations wait for replicas to acknowledge them (`WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConfirmInvalidations {
+    /// On when the server has replicas (a Sentinel-named master always, a
+    /// standalone server when it reports connected replicas at start): one
+    /// replica, within 500 ms. Off on a cluster.
+    #[default]
+    Auto,
+    /// Never wait: an invalidation a master acknowledged can be lost if it
+    /// fails before replicating it (the generation change after a failover
+    /// still rejects every entry stamped before it).
+    Off,
+    /// Wait for this many replicas, at most this long; fewer is
+    /// [`Error::Unconfirmed`](crate::Error::Unconfirmed).
+    Replicas(u32, Duration),
 }
 
 impl L2Tier {
@@ -109,6 +133,8 @@ impl L2Tier {
             breaker: Breaker::new(settings.breaker_threshold),
             last_error: Mutex::new(None),
             latency: crate::latency::Latency::default(),
+            confirm_lane: tokio::sync::Mutex::new(None),
+            confirm: std::sync::OnceLock::new(),
             settings,
         })
     }
@@ -256,9 +282,16 @@ impl L2Tier {
                 tokio::time::sleep(interval).await;
                 let Some(tier) = tier.upgrade() else { return };
                 let probe = async {
-                    // Closes when any node answers: on a cluster with a
-                    // dead master, the others still serve their slots.
-                    tier.connect_lane().await?.ping_nodes().await.map(drop)
+                    // The lane that stopped answering is tried first (a
+                    // frozen server that comes back keeps it; a pool of one
+                    // connection has no other to give); a broken one is
+                    // replaced. Closes when any node answers: on a cluster
+                    // with a dead master, the others still serve their slots.
+                    let mut conn = match tier.current_lane() {
+                        Some(lane) => lane.handle.clone(),
+                        None => tier.connect_lane().await?,
+                    };
+                    conn.ping_nodes().await.map(drop)
                 };
                 if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await
                 {
@@ -306,7 +339,9 @@ impl L2Tier {
     }
 
     /// A connection of its own for bulk writes, whose requests may take
-    /// `timeout` (pipelines longer than the soft timeout allows).
+    /// `timeout` (pipelines longer than the soft timeout allows). Made by
+    /// the pool's manager but never counted in the pool, so a pool of one
+    /// still has its connection for calls.
     pub(crate) async fn bulk_connection(
         &self,
         timeout: Duration,
@@ -314,9 +349,70 @@ impl L2Tier {
         if self.breaker.is_open() {
             return Err(Error::Unavailable("circuit open"));
         }
-        let (checked_out, connection) = self.checkout(timeout).await?;
-        checked_out.take();
-        Ok(connection)
+        tokio::time::timeout(self.settings.connect_timeout, self.pools.dedicated(timeout))
+            .await
+            .map_err(|_| Error::Timeout(self.settings.connect_timeout))?
+    }
+
+    /// The connection confirmed invalidations go through, made on first use
+    /// and replaced after a failure.
+    pub(crate) async fn confirm_connection(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, RedisConnection>, Error> {
+        let mut lane = self.confirm_lane.lock().await;
+        if lane.is_none() {
+            *lane = Some(self.dedicated_connection().await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(lane, |lane| {
+            lane.as_mut().expect("made just above")
+        }))
+    }
+
+    /// Forgets the confirmation connection (after it failed).
+    pub(crate) async fn drop_confirm_connection(&self) {
+        self.confirm_lane.lock().await.take();
+    }
+
+    /// Replicas each invalidation waits for, as configured or, for `Auto`,
+    /// as decided by [`L2Tier::decide_confirmation`] (off until then).
+    pub(crate) fn confirmation(&self) -> Option<(u32, Duration)> {
+        match self.settings.confirm {
+            ConfirmInvalidations::Off => None,
+            ConfirmInvalidations::Replicas(n, wait) => Some((n, wait)),
+            ConfirmInvalidations::Auto => self.confirm.get().copied().flatten(),
+        }
+    }
+
+    /// Decides `Auto` confirmation once, from the topology and the number
+    /// of replicas the server reports on `conn`.
+    pub(crate) async fn decide_confirmation(&self, conn: &mut RedisConnection) {
+        if self.confirm.get().is_some() || self.settings.confirm != ConfirmInvalidations::Auto {
+            return;
+        }
+        let decided = match self.settings.redis.kind {
+            crate::topology::Kind::Cluster => None,
+            crate::topology::Kind::Sentinel { .. } => Some((1, Duration::from_millis(500))),
+            crate::topology::Kind::Standalone => {
+                let info: Result<String, _> = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(conn)
+                    .await;
+                let replicas = info.ok().and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("connected_slaves:"))
+                        .and_then(|n| n.trim().parse::<u32>().ok())
+                });
+                replicas
+                    .filter(|n| *n > 0)
+                    .map(|_| (1, Duration::from_millis(500)))
+            }
+        };
+        let _ = self.confirm.set(decided);
+    }
+
+    /// Whether L2 is a cluster (single-key scripts only).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.settings.redis.is_cluster()
     }
 
     /// Runs `op` on the lane within the soft timeout, unless the circuit is open.
@@ -433,17 +529,6 @@ impl L2Tier {
 
     pub(crate) async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query(redis::cmd("GET").arg(key)).await
-    }
-
-    pub(crate) async fn set(
-        self: &Arc<Self>,
-        key: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.query(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl_ms))
-            .await
     }
 
     /// Up to `limit` keys matching `pattern`, by `SCAN` (on each master of

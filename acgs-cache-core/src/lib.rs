@@ -40,6 +40,7 @@ mod metrics;
 mod operator;
 mod policy;
 pub mod rate_limit;
+mod recovery;
 pub mod session;
 mod shape;
 mod site;
@@ -53,6 +54,9 @@ mod warm;
 
 /// Event names, patterns and tag templates (shared with the attribute).
 pub use acgs_cache_grammar as grammar;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use cache::ConfirmInvalidations;
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
 pub use coherence::Consistency;
@@ -152,7 +156,7 @@ pub mod __private {
     ) -> Result<LogPosition, Error> {
         let cache = Cache::resolve(site.instance);
         let function = cache.function_for(site, probe, companion(caller));
-        cache.invalidate_entry(&function.name, key?).await
+        cache.invalidate_entry(&function, key?).await
     }
 
     /// Invalidates every entry of the function instance (the `invalidate_all_<fn>` companions).

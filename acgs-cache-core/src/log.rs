@@ -1,24 +1,43 @@
 //! The invalidation log in Redis: a stream whose server-assigned ids are the
-//! positions every entry is compared with.
+//! positions every entry is compared with, and the scripts that keep it
+//! trustworthy.
 //!
-//! Sending is one `XADD` (which also trims records older than the
-//! retention). Each instance tails the stream on a connection of its own:
-//! on start and after any disconnection it first reads everything after the
-//! last id it processed (catch-up), then blocks for new records. If the log
-//! was trimmed past what it had read, it raises its floor: every entry that
-//! started before the trimmed records is rejected.
+//! **Generations.** The stream can vanish and come back (a restart without
+//! persistence, eviction, `DEL`, `FLUSHALL`) or move to another server (a
+//! Sentinel failover, a cluster node that returns empty); a new stream's ids
+//! may even repeat the old one's. Every write goes through a script that
+//! marks each *generation* of the log with a consumer group
+//! `epoch:{random}:{replication id of the server}` (groups live and die with
+//! the stream) and starts it with `XSETID` past everything the old
+//! generation and the writer had seen. A reader that finds another epoch —
+//! or an epoch of another server than the one answering — knows the log
+//! broke: it rejects every entry stamped before the new generation. A fresh
+//! instance rejects entries stamped before the current generation began.
+//!
+//! **Catch-up without the whole log.** Name, tag and function invalidations
+//! are also written into a hash (`…:{invalidation}:state`, one field per
+//! name); single-entry invalidations are not, since each also writes a
+//! tombstone over its entry's L2 key. An instance that starts, or that lost
+//! the log for longer than it can read back, loads that hash and the stream's
+//! last id in one atomic script (and clears its L1) instead of reading every
+//! record: its start costs one round trip whatever the log holds. The stream
+//! itself is capped (`MAXLEN ~`).
+//!
+//! **Writes that cannot undo an invalidation.** A miss stores its entry with
+//! a script that refuses to overwrite a tombstone newer than the
+//! computation's start.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use crate::connection::RedisConnection;
-use redis::streams::StreamReadReply;
-use redis::Value;
+use redis::{Script, Value};
 
 use crate::cache::Inner;
 use crate::call::unix_ms;
 use crate::coherence::Record;
+use crate::connection::RedisConnection;
 use crate::error::Error;
 use crate::key::KeyDigest;
 use crate::l2::L2Tier;
@@ -26,14 +45,160 @@ use crate::log_position::LogPosition;
 
 /// Records read per `XREAD`.
 const BATCH: usize = 512;
+/// Records read back after a reconnection before loading the state instead.
+const MAX_CATCH_UP_RECORDS: usize = 20 * BATCH;
 /// How long one `XREAD` waits for new records (below the connection's 1 s
-/// response timeout).
+/// response timeout); each wait that ends empty also checks the generation.
 const BLOCK_MS: u64 = 500;
 
-/// The stream's key: one log per prefix, shared by every service under it
-/// (events are domain-wide; function and entry records name their service).
-pub(crate) fn stream_key(prefix: &str) -> String {
-    format!("{prefix}:invalidation-log")
+/// First byte of a tombstone: the value an entry invalidation writes over
+/// the entry's L2 key (then its position, fixed-width, so scripts compare
+/// positions as strings).
+pub(crate) const TOMBSTONE_MAGIC: u8 = 0xAD;
+
+/// The log's keys. Both carry the hash tag `{invalidation}`: on a cluster
+/// they share a slot, so one script reaches both.
+#[derive(Debug, Clone)]
+pub(crate) struct LogKeys {
+    pub(crate) stream: String,
+    pub(crate) state: String,
+}
+
+impl LogKeys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        LogKeys {
+            stream: format!("{prefix}:{{invalidation}}:log"),
+            state: format!("{prefix}:{{invalidation}}:state"),
+        }
+    }
+}
+
+/// A position as scripts compare it: `{ms:020}-{seq:020}`.
+pub(crate) fn position_arg(position: LogPosition) -> String {
+    format!("{:020}-{:020}", position.ms, position.seq)
+}
+
+/// A tombstone for an entry invalidated at `position`.
+pub(crate) fn tombstone(position: LogPosition) -> Vec<u8> {
+    let mut bytes = vec![TOMBSTONE_MAGIC];
+    bytes.extend_from_slice(position_arg(position).as_bytes());
+    bytes
+}
+
+/// A tombstone no write passes: on a cluster, written before the
+/// invalidation record (whose position is not known yet) and replaced by
+/// the real one after it.
+pub(crate) fn tombstone_everything() -> Vec<u8> {
+    tombstone(LogPosition {
+        ms: 99_999_999_999_999_999,
+        seq: 99_999_999_999_999_999,
+    })
+}
+
+/// Makes sure the log's current generation is marked and belongs to the
+/// server that answers; returns `{epoch, start}`.
+const GENERATION_LUA: &str = r"
+local function field(list, name)
+  for i = 1, #list, 2 do if list[i] == name then return list[i + 1] end end
+end
+local function id_parts(id)
+  local ms, seq = string.match(id or '0-0', '(%d+)-(%d+)')
+  return tonumber(ms), tonumber(seq)
+end
+local function generation(stream, candidate, head_ms)
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or '-'
+  local epoch, start
+  local exists = redis.call('EXISTS', stream) == 1
+  if exists then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      local name = field(g, 'name')
+      if string.sub(name, 1, 6) == 'epoch:' then
+        epoch = name
+        start = field(g, 'last-delivered-id')
+      end
+    end
+  end
+  if epoch and string.sub(epoch, -#replid - 1) == ':' .. replid then
+    return epoch, start
+  end
+  local t = redis.call('TIME')
+  local start_ms = math.max(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(head_ms)) + 1
+  if exists then
+    local last_ms = id_parts(field(redis.call('XINFO', 'STREAM', stream), 'last-generated-id'))
+    start_ms = math.max(start_ms, last_ms + 1)
+    if epoch then redis.call('XGROUP', 'DESTROY', stream, epoch) end
+  end
+  epoch = 'epoch:' .. candidate .. ':' .. replid
+  start = string.format('%d-0', start_ms)
+  redis.call('XGROUP', 'CREATE', stream, epoch, start, 'MKSTREAM')
+  redis.call('XSETID', stream, start)
+  return epoch, start
+end
+";
+
+/// Appends one record. `KEYS`: stream, state hash, then the keys to
+/// tombstone (same node only). `ARGV`: epoch candidate, writer's head ms,
+/// max length, tombstone ms, kind, name, identity, digest, sent µs.
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{GENERATION_LUA}{}",
+        r"
+local epoch, start = generation(KEYS[1], ARGV[1], ARGV[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+  'k', ARGV[5], 'n', ARGV[6], 'i', ARGV[7], 'd', ARGV[8], 't', ARGV[9], 'g', epoch)
+if ARGV[5] ~= 'e' then redis.call('HSET', KEYS[2], ARGV[5] .. ':' .. ARGV[6], id) end
+if #KEYS > 2 then
+  local ms, seq = id_parts(id)
+  local stone = '\173' .. string.format('%020d-%020d', ms, seq)
+  for i = 3, #KEYS do redis.call('SET', KEYS[i], stone, 'PX', ARGV[4]) end
+end
+return {id, epoch, start}
+"
+    ))
+});
+
+/// The log's state: its generation, first and last ids and, when `ARGV[3]`
+/// is `1`, every field of the state hash. `KEYS`: stream, state hash.
+/// `ARGV`: epoch candidate, reader's head ms, `1` for the state.
+static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{GENERATION_LUA}{}",
+        r"
+local epoch, start = generation(KEYS[1], ARGV[1], ARGV[2])
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local first = field(info, 'first-entry')
+local state = {}
+if ARGV[3] == '1' then state = redis.call('HGETALL', KEYS[2]) end
+return {epoch, start, field(info, 'last-generated-id'), first and first[1] or '', state}
+"
+    ))
+});
+
+/// Stores an entry unless a newer tombstone holds its key. `KEYS`: the
+/// entry. `ARGV`: the computation's start (as `position_arg`), the bytes,
+/// the TTL in ms. Returns 1 when stored.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GETRANGE', KEYS[1], 0, 41)
+if string.byte(current, 1) == 173 and string.sub(current, 2) > ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+",
+    )
+});
+
+/// A random epoch candidate (used only if this call starts a generation).
+fn epoch_candidate() -> String {
+    let mut bytes = [0u8; 8];
+    // A failing random source still gives distinct candidates per process.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = u64::from(std::process::id())
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(now_us())
+            .to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_us() -> u64 {
@@ -43,54 +208,244 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// What an append needs besides the record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendSettings {
+    /// The most records the stream keeps (`MAXLEN ~`).
+    pub(crate) max_len: usize,
+    /// How long tombstones hold (the invalidation window).
+    pub(crate) tombstone_for: Duration,
+    /// Replicas that must acknowledge, and how long to wait for them.
+    pub(crate) confirm: Option<(u32, Duration)>,
+}
+
+/// The log's state as one script read it.
+struct Synced {
+    epoch: String,
+    start: LogPosition,
+    last: LogPosition,
+    first: Option<LogPosition>,
+    state: Vec<(String, LogPosition)>,
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn position(value: Option<&Value>) -> Option<LogPosition> {
+    value.and_then(text).and_then(|t| LogPosition::parse(&t))
+}
+
 impl L2Tier {
-    /// Appends `record`, trimming records older than `retention`.
+    /// Appends `record` to the log (starting a generation if needed) and
+    /// tombstones `tombstones` (keys on the log's node) with its position.
+    /// With `confirm`, waits for replicas to acknowledge (`WAIT`, on a
+    /// connection of its own).
+    ///
+    /// # Errors
+    ///
+    /// The Redis error; [`Error::Unconfirmed`] when fewer replicas than
+    /// asked acknowledged in time (the record is in the master's log).
     pub(crate) async fn append(
         self: &Arc<Self>,
-        stream: &str,
+        keys: &LogKeys,
         record: &Record,
-        retention: Duration,
+        head: LogPosition,
+        tombstones: &[String],
+        settings: AppendSettings,
     ) -> Result<LogPosition, Error> {
-        let horizon_ms = unix_ms(SystemTime::now())
-            .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream)
-            .arg("MINID")
-            .arg("~")
-            .arg(horizon_ms)
-            .arg("*");
-        match record {
-            Record::Name(name) => cmd.arg("k").arg("n").arg("n").arg(name),
-            Record::Function(scope) => cmd.arg("k").arg("f").arg("n").arg(scope),
-            Record::Entry(scope, digest) => cmd
-                .arg("k")
-                .arg("e")
-                .arg("n")
-                .arg(scope)
-                .arg("d")
-                .arg(digest.to_string()),
+        let (kind, name, identity, digest) = match record {
+            Record::Name(name) => ("n", name.as_str(), String::new(), String::new()),
+            Record::Function(scope) => ("f", scope.as_str(), String::new(), String::new()),
+            Record::Entry {
+                scope,
+                identity,
+                digest,
+            } => (
+                "e",
+                scope.as_str(),
+                format!("{identity:016x}"),
+                digest.to_string(),
+            ),
+            Record::All => ("a", "", String::new(), String::new()),
         };
-        cmd.arg("t").arg(now_us());
-        let id: String = self.query(&cmd).await?;
-        LogPosition::parse(&id).ok_or(Error::Unavailable("redis returned an unparsable stream id"))
+        let mut invocation = APPEND.key(&keys.stream);
+        invocation.key(&keys.state);
+        for key in tombstones {
+            invocation.key(key);
+        }
+        invocation
+            .arg(epoch_candidate())
+            .arg(head.ms)
+            .arg(settings.max_len)
+            .arg(millis(settings.tombstone_for))
+            .arg(kind)
+            .arg(name)
+            .arg(identity)
+            .arg(digest)
+            .arg(now_us());
+        let reply: Vec<Value> = match settings.confirm {
+            None => self.run_script(&invocation).await?,
+            Some((replicas, timeout)) => {
+                let reply = self.confirmed(&invocation, replicas, timeout).await?;
+                reply
+            }
+        };
+        position(reply.first()).ok_or(Error::Unavailable("redis returned an unparsable stream id"))
+    }
+
+    /// Runs `invocation`, then `WAIT replicas timeout`, on the connection
+    /// reserved for confirmed invalidations (a `WAIT` holds its connection).
+    async fn confirmed(
+        self: &Arc<Self>,
+        invocation: &redis::ScriptInvocation<'_>,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, Error> {
+        let mut conn = self.confirm_connection().await?;
+        let sent = async {
+            let reply: Vec<Value> = invocation.invoke_async(&mut *conn).await?;
+            let acknowledged: u32 = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(millis(timeout))
+                .query_async(&mut *conn)
+                .await?;
+            Ok::<_, redis::RedisError>((reply, acknowledged))
+        };
+        let outcome = sent.await;
+        drop(conn);
+        let (reply, acknowledged) = match outcome {
+            Ok(answered) => answered,
+            Err(e) => {
+                self.drop_confirm_connection().await;
+                let e = Error::from(e);
+                self.note_outcome::<()>(&Err(Error::Unavailable("confirmed invalidation failed")));
+                return Err(e);
+            }
+        };
+        if acknowledged < replicas {
+            let at = position(reply.first()).unwrap_or_default();
+            return Err(Error::Unconfirmed {
+                position: at,
+                acknowledged,
+                wanted: replicas,
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Reads the log's generation, ids and (with `state`) the state hash.
+    async fn sync(
+        &self,
+        conn: &mut RedisConnection,
+        keys: &LogKeys,
+        head: LogPosition,
+        state: bool,
+    ) -> Result<Synced, Error> {
+        let mut invocation = SYNC.key(&keys.stream);
+        invocation
+            .key(&keys.state)
+            .arg(epoch_candidate())
+            .arg(head.ms)
+            .arg(if state { "1" } else { "0" });
+        let reply: Vec<Value> = invocation.invoke_async(conn).await?;
+        let unparsable = || Error::Unavailable("redis returned an unparsable log state");
+        let epoch = reply.first().and_then(text).ok_or_else(unparsable)?;
+        let start = position(reply.get(1)).ok_or_else(unparsable)?;
+        let last = position(reply.get(2)).ok_or_else(unparsable)?;
+        let first = position(reply.get(3));
+        let state = match reply.get(4) {
+            Some(Value::Array(fields)) => fields
+                .chunks(2)
+                .filter_map(|pair| Some((text(pair.first()?)?, position(pair.get(1))?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Synced {
+            epoch,
+            start,
+            last,
+            first,
+            state,
+        })
+    }
+
+    /// Stores an entry unless a tombstone newer than `started` (the
+    /// computation's start) holds its key: `Ok(false)` then.
+    pub(crate) async fn put_entry(
+        self: &Arc<Self>,
+        key: &str,
+        started: LogPosition,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        let mut invocation = PUT.key(key);
+        invocation
+            .arg(position_arg(started))
+            .arg(bytes)
+            .arg(millis(ttl));
+        let stored: i64 = self.run_script(&invocation).await?;
+        Ok(stored == 1)
+    }
+
+    /// Writes a tombstone for an entry invalidated at `position`.
+    pub(crate) async fn tombstone(
+        self: &Arc<Self>,
+        key: &str,
+        stone: &[u8],
+        hold: Duration,
+    ) -> Result<(), Error> {
+        self.query(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(stone)
+                .arg("PX")
+                .arg(millis(hold)),
+        )
+        .await
+    }
+
+    /// The log's last id, for waiting until this instance has heard it.
+    pub(crate) async fn log_end(self: &Arc<Self>, keys: &LogKeys) -> Result<LogPosition, Error> {
+        let info: Vec<Value> = self
+            .query(redis::cmd("XINFO").arg("STREAM").arg(&keys.stream))
+            .await
+            .or_else(|e| match &e {
+                Error::Redis(r) if r.to_string().contains("no such key") => Ok(Vec::new()),
+                _ => Err(e),
+            })?;
+        let last = info
+            .chunks(2)
+            .find(|pair| pair.first().and_then(text).as_deref() == Some("last-generated-id"))
+            .and_then(|pair| position(pair.get(1)));
+        Ok(last.unwrap_or_default())
     }
 }
 
 /// A record as read from the stream, or why it could not be read.
-fn parse_record(map: &std::collections::HashMap<String, Value>) -> Option<(Record, Option<u64>)> {
-    let text = |field: &str| match map.get(field) {
-        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
-        Some(Value::SimpleString(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    let name = text("n")?.to_owned();
-    let record = match text("k")? {
+fn parse_record(map: &HashMap<String, Value>) -> Option<(Record, Option<u64>)> {
+    let field = |name: &str| map.get(name).and_then(text);
+    let name = field("n")?;
+    let record = match field("k")?.as_str() {
         "n" => Record::Name(name),
         "f" => Record::Function(name),
-        "e" => Record::Entry(name, KeyDigest(u128::from_str_radix(text("d")?, 16).ok()?)),
+        "e" => Record::Entry {
+            scope: name,
+            identity: u64::from_str_radix(&field("i")?, 16).ok()?,
+            digest: KeyDigest(u128::from_str_radix(&field("d")?, 16).ok()?),
+        },
+        "a" => Record::All,
         _ => return None,
     };
-    Some((record, text("t").and_then(|t| t.parse().ok())))
+    Some((record, field("t").and_then(|t| t.parse().ok())))
 }
 
 /// Starts the tailer of `inner` once.
@@ -107,15 +462,23 @@ pub(crate) fn ensure_tailer(inner: &Arc<Inner>) {
     }
 }
 
+/// Where this instance stands in the log.
+#[derive(Debug, Default)]
+struct TailState {
+    cursor: LogPosition,
+    /// The generation last read (`None` before the first read).
+    epoch: Option<String>,
+}
+
 /// Tails the log until the cache is dropped.
 async fn tail(weak: Weak<Inner>) {
-    let mut cursor = LogPosition::ORIGIN;
+    let mut state = TailState::default();
     let mut backoff = Duration::from_millis(50);
     loop {
         // The task holds the cache only while it works on it (never across
-        // `follow`), so that dropping the last handle ends the task and
-        // frees the cache.
-        match follow(&weak, &mut cursor).await {
+        // a blocking read), so that dropping the last handle ends the task
+        // and frees the cache.
+        match follow(&weak, &mut state).await {
             Ok(()) => return, // the cache was dropped
             Err(e) => {
                 let Some(inner) = weak.upgrade() else { return };
@@ -134,107 +497,119 @@ async fn tail(weak: Weak<Inner>) {
     }
 }
 
-/// Catches up from `cursor`, then follows new records. Returns `Ok` when the
-/// cache is gone, `Err` when the connection fails.
-async fn follow(weak: &Weak<Inner>, cursor: &mut LogPosition) -> Result<(), Error> {
-    let (mut conn, stream) = {
+/// Catches up, then follows new records; every empty wait checks the
+/// generation. Returns `Ok` when the cache is gone, `Err` when the
+/// connection fails.
+async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> {
+    let (mut conn, keys) = {
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
         let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
-        let stream = stream_key(&inner.config.prefix);
+        let keys = LogKeys::new(&inner.config.prefix);
         let mut conn = l2.dedicated_connection().await?;
-        raise_floor_if_trimmed(&inner, &mut conn, &stream, *cursor).await?;
-        while read_batch(&inner, &mut conn, &stream, cursor, None).await? == BATCH {}
+        catch_up(&inner, l2, &mut conn, &keys, state).await?;
         inner.coherence.set_listening(true);
-        tracing::debug!(target: "acgs_cache", %cursor, "invalidation log caught up");
-        (conn, stream)
+        tracing::debug!(target: "acgs_cache", cursor = %state.cursor, "invalidation log caught up");
+        crate::recovery::replay(&inner).await;
+        (conn, keys)
     };
     loop {
         // Hold the cache only while processing, so dropping it ends the task.
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
-        read_batch(&inner, &mut conn, &stream, cursor, Some(BLOCK_MS)).await?;
+        let read = read_batch(&inner, &mut conn, &keys, &mut state.cursor, Some(BLOCK_MS)).await?;
+        if read == 0 {
+            // Quiet: is this still the log we were reading?
+            let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
+            let head = LogPosition::from_packed(inner.coherence.head());
+            let synced = l2.sync(&mut conn, &keys, head, false).await?;
+            if state.epoch.as_deref() != Some(synced.epoch.as_str()) {
+                catch_up(&inner, l2, &mut conn, &keys, state).await?;
+                crate::recovery::replay(&inner).await;
+            }
+        }
+        if inner.recovery.len() > 0 {
+            // Redis answers again (this read did): send what was kept.
+            crate::recovery::replay(&inner).await;
+        }
         let now_ms = unix_ms(SystemTime::now());
         inner.coherence.maybe_prune(inner.config.retention, now_ms);
     }
 }
 
-/// Records removed from the log after `cursor` were never heard: reject
-/// every entry that started before what remains.
-///
-/// Trimming removes the oldest records, so something after `cursor` is
-/// missing exactly when records were ever removed and `cursor` itself is no
-/// longer in the stream (it is older than the first record left). `XDEL`
-/// can remove any record: `max-deleted-entry-id` covers it.
-async fn raise_floor_if_trimmed(
-    inner: &Inner,
+/// Brings this instance up to the log: reads what it missed, or, when that
+/// is not possible or too long (a new instance, a new generation, records
+/// trimmed, a long absence), loads the log's state instead.
+async fn catch_up(
+    inner: &Arc<Inner>,
+    l2: &Arc<L2Tier>,
     conn: &mut RedisConnection,
-    stream: &str,
-    cursor: LogPosition,
+    keys: &LogKeys,
+    state: &mut TailState,
 ) -> Result<(), Error> {
-    let exists: bool = redis::cmd("EXISTS").arg(stream).query_async(conn).await?;
-    if !exists {
-        if cursor > LogPosition::ORIGIN {
-            // The log this instance was reading is gone (Redis restarted
-            // without persistence, or the key was deleted): whatever it said
-            // after `cursor` is unknowable, so nothing older is trusted.
-            tracing::warn!(target: "acgs_cache", %cursor, "the invalidation log disappeared; every older entry is rejected");
-            inner.coherence.raise_floor(inner.coherence.head() + 1);
+    let coherence = &inner.coherence;
+    l2.decide_confirmation(conn).await;
+    let head = LogPosition::from_packed(coherence.head());
+    let synced = l2.sync(conn, keys, head, false).await?;
+    let same_generation = state.epoch.as_deref() == Some(synced.epoch.as_str());
+    let trimmed =
+        synced.first.is_some_and(|first| state.cursor < first) && state.cursor < synced.last;
+    if same_generation && !trimmed {
+        let mut read = 0;
+        loop {
+            let n = read_batch(inner, conn, keys, &mut state.cursor, None).await?;
+            read += n;
+            if n < BATCH {
+                return Ok(());
+            }
+            if read >= MAX_CATCH_UP_RECORDS {
+                break; // a long absence: the state is quicker
+            }
         }
-        return Ok(());
     }
-    let info: std::collections::HashMap<String, Value> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(conn)
-        .await?;
-    let int = |field: &str| match info.get(field) {
-        Some(Value::Int(n)) => u64::try_from(*n).ok(),
-        _ => None,
-    };
-    let id = |value: Option<&Value>| match value {
-        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(LogPosition::parse),
-        Some(Value::SimpleString(s)) => LogPosition::parse(s),
-        Some(Value::Array(entry)) => match entry.first() {
-            Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(LogPosition::parse),
-            _ => None,
-        },
-        _ => None,
-    };
-    let removed = int("entries-added")
-        .zip(int("length"))
-        .is_some_and(|(added, length)| added > length);
-    let first_left = id(info.get("first-entry"));
-    let last_generated = id(info.get("last-generated-id"));
-    let floor = if removed {
-        match (first_left, last_generated) {
-            (Some(first), _) if cursor < first => Some(first),
-            (None, Some(last)) if cursor < last => Some(last),
-            _ => None,
+    let synced = l2.sync(conn, keys, head, true).await?;
+    match &state.epoch {
+        None => {
+            // A new instance: entries from before this generation began
+            // belong to a log it cannot read.
+            coherence.raise_floor(synced.start.packed());
         }
-    } else {
-        None
-    };
-    let deleted = id(info.get("max-deleted-entry-id"))
-        .filter(|d| *d > cursor)
-        .map(|d| LogPosition {
-            ms: d.ms,
-            seq: d.seq + 1,
-        });
-    if let Some(floor) = floor.max(deleted) {
-        tracing::info!(target: "acgs_cache", %floor, %cursor, "invalidation records were removed before this instance read them; older entries are rejected");
-        inner.coherence.raise_floor(floor.packed());
+        Some(epoch) if *epoch != synced.epoch => {
+            tracing::warn!(target: "acgs_cache", old = %epoch, new = %synced.epoch, "the invalidation log was re-created or its server changed; every older entry is rejected");
+            coherence.raise_floor((coherence.head() + 1).max(synced.start.packed()));
+        }
+        Some(_) => {
+            tracing::info!(target: "acgs_cache", cursor = %state.cursor, "catching up from the log's state (records were trimmed, or too many to read back); L1 cleared");
+        }
     }
+    if state.epoch.is_some() {
+        // Single-entry invalidations are not in the state: nothing in L1
+        // can be vouched for.
+        inner.l1.clear();
+    }
+    for (field, at) in &synced.state {
+        let record = match field.split_once(':') {
+            Some(("n", name)) => Record::Name(name.to_owned()),
+            Some(("f", scope)) => Record::Function(scope.to_owned()),
+            Some(("a", _)) => Record::All,
+            _ => continue,
+        };
+        coherence.apply(at.packed(), &record);
+    }
+    coherence.raise_head(synced.last.packed());
+    coherence.state_loads.inc();
+    state.cursor = synced.last;
+    state.epoch = Some(synced.epoch);
     Ok(())
 }
 
 /// Reads and applies one batch after `cursor`; returns how many records it held.
 async fn read_batch(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     conn: &mut RedisConnection,
-    stream: &str,
+    keys: &LogKeys,
     cursor: &mut LogPosition,
     block_ms: Option<u64>,
 ) -> Result<usize, Error> {
@@ -243,8 +618,8 @@ async fn read_batch(
     if let Some(ms) = block_ms {
         cmd.arg("BLOCK").arg(ms);
     }
-    cmd.arg("STREAMS").arg(stream).arg(cursor.to_string());
-    let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+    cmd.arg("STREAMS").arg(&keys.stream).arg(cursor.to_string());
+    let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(conn).await?;
     let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
     let mut count = 0;
     let now = now_us();
@@ -256,7 +631,7 @@ async fn read_batch(
         *cursor = position;
         match parse_record(&entry.map) {
             Some((record, sent_us)) => {
-                inner.coherence.apply(position.packed(), &record);
+                crate::invalidation::apply_heard(inner, position.packed(), &record).await;
                 inner.coherence.received.inc();
                 // Only records heard live measure propagation; catch-up
                 // after a start or a disconnection would count the downtime.

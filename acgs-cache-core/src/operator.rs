@@ -123,7 +123,7 @@ impl Cache {
     ///
     /// [`Error::Unavailable`] without L2; the Redis error.
     pub async fn invalidation_log_length(&self) -> Result<u64, Error> {
-        let stream = crate::log::stream_key(self.prefix());
+        let stream = crate::log::LogKeys::new(self.prefix()).stream;
         self.l2_tier()?.query(redis::cmd("XLEN").arg(stream)).await
     }
 

@@ -179,7 +179,7 @@ impl<T: Cacheable> SessionStore<T> {
         let mut bytes = [0u8; ID_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let position = store::position_now(&self.cache);
+        let position = store::position_now(&self.cache).await;
         let ttl = store::ttl(&self.cache, self.site);
         let now_ms = unix_ms(SystemTime::now());
         let session = Session {
@@ -189,7 +189,9 @@ impl<T: Cacheable> SessionStore<T> {
             created_at_ms: now_ms,
             expires_at_ms: now_ms + millis(ttl),
         };
-        self.put(session, ttl, position).await
+        self.put(session, ttl, position)
+            .await?
+            .ok_or_else(|| Error::InvalidInput("the session was revoked as it was created".into()))
     }
 
     /// The session `id`, if it exists and was not revoked. A malformed id is
@@ -209,13 +211,14 @@ impl<T: Cacheable> SessionStore<T> {
     pub async fn touch(&self, id: &str) -> Result<Option<Session<T>>, Error> {
         // Read before the session: a revocation that lands meanwhile rejects
         // what is written back.
-        let position = store::position_now(&self.cache);
+        let position = store::position_now(&self.cache).await;
         let Some(mut session) = self.get(id).await else {
             return Ok(None);
         };
         let ttl = store::ttl(&self.cache, self.site);
         session.expires_at_ms = unix_ms(SystemTime::now()) + millis(ttl);
-        self.put(session, ttl, position).await.map(Some)
+        // `None`: revoked since it was read.
+        self.put(session, ttl, position).await
     }
 
     /// Revokes the session `id` on every instance (see the type's docs).
@@ -274,7 +277,7 @@ impl<T: Cacheable> SessionStore<T> {
         session: Session<T>,
         ttl: Duration,
         position: u64,
-    ) -> Result<Session<T>, Error> {
+    ) -> Result<Option<Session<T>>, Error> {
         let digest = KeyDigest::of(session.id.as_str())?;
         let tags = vec![self.user_tag(&session.user)];
         store::put(&self.cache, self.site, digest, session, ttl, tags, position).await

@@ -287,6 +287,25 @@ pub struct InvalidationStats {
     pub propagation_p50_us: Option<u64>,
     /// 99th percentile of that delay (µs).
     pub propagation_p99_us: Option<u64>,
+    /// Invalidations that could not reach Redis and wait to be sent (they
+    /// applied to this instance at once).
+    #[serde(default)]
+    pub queued: u64,
+    /// Kept invalidations sent after Redis answered again.
+    #[serde(default)]
+    pub replayed: u64,
+    /// Kept invalidations folded into one that invalidates everything
+    /// before it, because the queue was full.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Catch-ups that loaded the log's state rather than reading records
+    /// (a start, a new generation of the log, a long absence).
+    #[serde(default)]
+    pub state_loads: u64,
+    /// Single-entry invalidations that found the instance's memory for them
+    /// full and invalidated their whole function instead.
+    #[serde(default)]
+    pub entry_overflows: u64,
 }
 
 impl StatsSnapshot {

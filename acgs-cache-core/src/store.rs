@@ -91,7 +91,8 @@ pub(crate) async fn lookup<V: Cacheable>(
 }
 
 /// Puts `value` where [`lookup`] finds it: as `Some(value)`, the type a
-/// lookup reads (and the one its L1 type check expects).
+/// lookup reads (and the one its L1 type check expects). `Ok(None)`: not
+/// stored, the entry was invalidated (revoked) after `position`.
 pub(crate) async fn put<V: Cacheable>(
     cache: &Cache,
     site: &'static CallSite,
@@ -100,21 +101,31 @@ pub(crate) async fn put<V: Cacheable>(
     ttl: Duration,
     tags: Vec<String>,
     position: u64,
-) -> Result<V, Error> {
+) -> Result<Option<V>, Error> {
     let stored = Some(value);
-    cache
+    let kept = cache
         .put(site, digest, &stored, ttl, tags, position)
         .await?;
-    let Some(value) = stored else {
-        unreachable!("stored was built as Some")
-    };
-    Ok(value)
+    Ok(stored.filter(|_| kept))
 }
 
 /// The position a value obtained from now on records: read it *before*
 /// reading or producing the value, so a revocation that lands meanwhile
 /// rejects what is written.
-pub(crate) fn position_now(cache: &Cache) -> u64 {
+///
+/// With L2, the instance first hears the log (at most the soft timeout, as
+/// a cached call's first L2 read does): a position taken before that would
+/// be older than the log's current generation, and what is written with it
+/// rejected.
+pub(crate) async fn position_now(cache: &Cache) -> u64 {
+    #[cfg(feature = "redis")]
+    if let Some(l2) = &cache.inner.l2 {
+        crate::log::ensure_tailer(&cache.inner);
+        let coherence = &cache.inner.coherence;
+        if !coherence.has_listened() {
+            coherence.wait_listening(l2.soft_timeout()).await;
+        }
+    }
     cache.inner.coherence.head()
 }
 
@@ -133,7 +144,7 @@ pub(crate) async fn revoke_entry(
     digest: KeyDigest,
 ) -> Result<(), Error> {
     let function = cache.function(site, "");
-    cache.invalidate_entry(&function.name, digest).await?;
+    cache.invalidate_entry(&function, digest).await?;
     #[cfg(feature = "redis")]
     if let Some(l2) = &cache.inner.l2 {
         let key = crate::key::redis_key(&function.key_prefix, digest);

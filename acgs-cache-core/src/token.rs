@@ -134,7 +134,7 @@ impl<C: Cacheable> TokenCache<C> {
         verifier: impl AsyncFnOnce(&str) -> Result<C, E>,
     ) -> Result<C, E> {
         let digest = entry_digest(token);
-        let position = store::position_now(&self.cache);
+        let position = store::position_now(&self.cache).await;
         if let Some(claims) = store::lookup::<C>(&self.cache, self.site, digest).await {
             return Ok(claims);
         }

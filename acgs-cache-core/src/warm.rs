@@ -192,6 +192,10 @@ pub struct Warmer<'a> {
     fill_l1: bool,
     timeout: Duration,
     progress: Option<Progress<'a>>,
+    /// Entry invalidations heard since the warmer was made: after the run,
+    /// their keys get tombstones again (a warming `SET` may have replaced one).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    watch: Arc<std::sync::Mutex<Vec<crate::coherence::WatchedEntry>>>,
 }
 
 impl fmt::Debug for Warmer<'_> {
@@ -243,6 +247,7 @@ impl Cache {
             fill_l1: !self.has_l2(),
             timeout: Duration::from_secs(10),
             progress: None,
+            watch: self.inner.coherence.watch_entries(),
         }
     }
 }
@@ -369,9 +374,42 @@ impl<'a> Warmer<'a> {
                 progress(&report);
             }
         }
+        #[cfg(feature = "redis")]
+        self.repair().await;
         report.elapsed = start.elapsed();
         tracing::info!(target: "acgs_cache", %report, "warming done");
         Ok(report)
+    }
+
+    /// Warming writes with plain `SET`s (a script per entry would halve its
+    /// rate), which may replace the tombstone of an entry invalidated since
+    /// the warmer was made. Once this instance has heard the log up to its
+    /// end, every such key gets its tombstone back.
+    #[cfg(feature = "redis")]
+    async fn repair(&self) {
+        let inner = &self.cache.inner;
+        let Some(l2) = &inner.l2 else { return };
+        let keys = crate::log::LogKeys::new(&inner.config.prefix);
+        if let Ok(end) = l2.log_end(&keys).await {
+            let heard = inner.coherence.wait_heard(end.packed(), self.timeout).await;
+            if !heard {
+                tracing::warn!(target: "acgs_cache", "warming: the log was not heard to its end; entry invalidations after it may be undone until their entries expire");
+            }
+        }
+        let seen: Vec<_> =
+            std::mem::take(&mut *self.watch.lock().unwrap_or_else(|p| p.into_inner()));
+        for watched in seen.into_iter().filter(|w| w.position > self.position) {
+            for function in inner.coherence.functions_of_scope(watched.scope) {
+                let key = crate::key::redis_key(&function.key_prefix, watched.digest);
+                let stone = crate::log::tombstone(LogPosition::from_packed(watched.position));
+                if let Err(e) = l2
+                    .tombstone(&key, &stone, inner.config.invalidation_window)
+                    .await
+                {
+                    tracing::warn!(target: "acgs_cache", error = %e, "warming: a tombstone was not restored");
+                }
+            }
+        }
     }
 }
 
@@ -460,12 +498,24 @@ impl Job<'_> {
         };
         if self.fill_l1 && self.cache.inner.config.l1_enabled {
             let life = EntryLife::of(&function.policy, ttl);
+            let tag_hashes_after = Arc::clone(&tag_hashes);
             if let Some(l1_entry) = value.l1_entry(tag_hashes, life, bytes.len(), self.position) {
                 let key = L1Key {
                     function: function.identity,
                     digest,
                 };
-                self.cache.inner.l1.insert_entry(key, l1_entry).await;
+                let l1 = &self.cache.inner.l1;
+                let stamp = l1_entry.position;
+                l1.insert_entry(key, l1_entry).await;
+                // As every L1 fill: checked after the insert.
+                if !self
+                    .cache
+                    .inner
+                    .coherence
+                    .accepts(&function, stamp, &tag_hashes_after, digest)
+                {
+                    l1.remove(&key).await;
+                }
             }
         }
         if !self.cache.has_l2() {

@@ -1,0 +1,168 @@
+//! Invalidations that survive an outage (FusionCache's auto-recovery).
+//!
+//! When `invalidate` cannot reach Redis it returns the error and applies the
+//! invalidation to this instance; the record is also kept here and sent,
+//! in order, once the instance hears the log again (the tailer replays the
+//! queue after every catch-up). The queue is deduplicated (an invalidation
+//! sent twice would change nothing) and bounded: past
+//! [`MAX_QUEUED`] records it is replaced by one record that invalidates
+//! everything before it, on every instance — more recomputation, never a
+//! lost invalidation.
+
+use std::collections::VecDeque;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
+use std::sync::Mutex;
+
+#[cfg(feature = "redis")]
+use crate::cache::Inner;
+use crate::coherence::Record;
+#[cfg(feature = "redis")]
+use crate::error::Error;
+#[cfg(feature = "redis")]
+use crate::log_position::LogPosition;
+use crate::stats::Counter;
+
+/// The most invalidations kept while Redis cannot be reached.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) const MAX_QUEUED: usize = 10_000;
+
+/// One record waiting to be sent, with the L2 key its tombstone covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+struct Pending {
+    record: Record,
+    entry_key: Option<String>,
+}
+
+/// The queue and its counters.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // without L2 nothing is ever queued
+pub(crate) struct Recovery {
+    queue: Mutex<VecDeque<Pending>>,
+    /// Records sent after Redis answered again.
+    pub(crate) replayed: Counter,
+    /// Records folded into an everything-before-it record by an overflow.
+    pub(crate) dropped: Counter,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Recovery {
+    /// Keeps `record` to send later (once: a duplicate is not kept twice).
+    pub(crate) fn push(&self, record: Record, entry_key: Option<String>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = Pending { record, entry_key };
+        if queue.contains(&pending) {
+            return;
+        }
+        if queue.len() >= MAX_QUEUED {
+            for _ in 0..queue.len() {
+                self.dropped.inc();
+            }
+            queue.clear();
+            queue.push_back(Pending {
+                record: Record::All,
+                entry_key: None,
+            });
+        }
+        queue.push_back(pending);
+    }
+
+    /// Records waiting to be sent.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn front(&self) -> Option<Pending> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .cloned()
+    }
+
+    fn pop(&self, sent: &Pending) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.front() == Some(sent) {
+            queue.pop_front();
+        }
+    }
+}
+
+/// Appends `record` to the log (tombstoning `entry_key` for an entry
+/// record): in one script where the key lives on the log's node; on a
+/// cluster, a tombstone that refuses every write first, the record, then
+/// the record's own tombstone.
+#[cfg(feature = "redis")]
+pub(crate) async fn send(
+    inner: &Arc<Inner>,
+    record: &Record,
+    entry_key: Option<&str>,
+) -> Result<LogPosition, Error> {
+    let l2 = inner.l2.as_ref().expect("sending needs L2");
+    let keys = crate::log::LogKeys::new(&inner.config.prefix);
+    let head = LogPosition::from_packed(inner.coherence.head());
+    let settings = crate::log::AppendSettings {
+        max_len: inner.config.log_capacity,
+        tombstone_for: inner.config.invalidation_window,
+        confirm: l2.confirmation(),
+    };
+    let hold = inner.config.invalidation_window;
+    match entry_key {
+        Some(key) if l2.is_cluster() => {
+            l2.tombstone(key, &crate::log::tombstone_everything(), hold)
+                .await?;
+            let position = l2.append(&keys, record, head, &[], settings).await?;
+            l2.tombstone(key, &crate::log::tombstone(position), hold)
+                .await?;
+            Ok(position)
+        }
+        Some(key) => {
+            l2.append(&keys, record, head, &[key.to_owned()], settings)
+                .await
+        }
+        None => l2.append(&keys, record, head, &[], settings).await,
+    }
+}
+
+/// Sends what was kept while Redis could not be reached, oldest first,
+/// until the queue is empty or a send fails.
+#[cfg(feature = "redis")]
+pub(crate) async fn replay(inner: &Arc<Inner>) {
+    while let Some(pending) = inner.recovery.front() {
+        match send(inner, &pending.record, pending.entry_key.as_deref()).await {
+            Ok(position) | Err(Error::Unconfirmed { position, .. }) => {
+                crate::invalidation::apply_heard(inner, position.packed(), &pending.record).await;
+                inner.recovery.pop(&pending);
+                inner.recovery.replayed.inc();
+            }
+            Err(e) => {
+                tracing::debug!(target: "acgs_cache", error = %e, queued = inner.recovery.len(), "kept invalidations not sent yet");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_deduplicated_and_bounded() {
+        let recovery = Recovery::default();
+        recovery.push(Record::Name("a.b".into()), None);
+        recovery.push(Record::Name("a.b".into()), None);
+        assert_eq!(recovery.len(), 1);
+        for i in 0..MAX_QUEUED + 5 {
+            recovery.push(Record::Name(format!("n.{i}")), None);
+        }
+        assert!(recovery.len() <= MAX_QUEUED);
+        assert!(recovery.dropped.get() > 0);
+        assert_eq!(
+            recovery.front().map(|p| p.record),
+            Some(Record::All),
+            "an overflow leaves one record that covers what was dropped"
+        );
+    }
+}
