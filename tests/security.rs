@@ -182,6 +182,9 @@ async fn a_wrong_password_or_user_fails_fast_at_startup_with_a_clear_error() {
         let message = error.to_string();
         assert!(message.contains("refused the credentials"), "{message}");
         assert!(!message.contains(PASSWORD) && !message.contains("wrong-password"));
+        // It names the user the URL names, not "the default user".
+        let user = if url.contains("nobody") { "nobody" } else { "cache-svc" };
+        assert!(message.contains(&format!("user \"{user}\"")), "{message}");
         // Fast: one refused handshake, not a connect timeout or a retry loop.
         assert!(
             elapsed < Duration::from_secs(2),
@@ -287,10 +290,20 @@ async fn credentials_never_appear_in_debug_display_logs_or_errors() {
     unreachable.scope(decide(3)).await;
     let error = unreachable.connect().await.unwrap_err();
     shown += &format!("{error} {error:?}\n{}\n", unreachable.health().await);
+    // A socket URL carrying its credentials as query parameters.
+    let unix = Cache::builder()
+        .redis_url(format!(
+            "redis+unix:///tmp/no-such.sock?user=cache-svc&pass={PASSWORD}"
+        ))
+        .build()
+        .unwrap();
+    shown += &format!("{unix:?}\n");
     for bad in [
         format!("redis://cache-svc:{PASSWORD}@[::bad"),
         format!("redis+sentinel://cache-svc:{PASSWORD}@h:1"),
         format!("memcached://cache-svc:{PASSWORD}@h:1"),
+        // No scheme at all: still a URL to redact.
+        format!("cache-svc:{PASSWORD}@127.0.0.1:6379"),
     ] {
         let error = Cache::builder().redis_url(bad).build().unwrap_err();
         shown += &format!("{error} {error:?}\n");

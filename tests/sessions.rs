@@ -332,3 +332,17 @@ async fn errors_are_not_cached_and_expired_claims_end_the_entry() {
     cache_of.verify("valid-hank", &expired).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A session read back from Redis may hold any id: `Debug` never panics on it.
+#[test]
+fn debug_of_a_stored_session_with_any_id_never_panics() {
+    for id in ["ü漢字ü漢字ü漢字", "", "short", "ab\u{0301}cdefghij"] {
+        let id = serde_json::to_string(id).unwrap();
+        let json = format!(
+            r#"{{"id":{id},"user":"alice","data":{{"roles":[]}},"created_at_ms":0,"expires_at_ms":1}}"#
+        );
+        let session: acgs_cache::Session<Profile> = serde_json::from_str(&json).unwrap();
+        let shown = format!("{session:?}");
+        assert!(shown.contains("alice"), "{shown}");
+    }
+}

@@ -110,15 +110,43 @@ impl fmt::Debug for RedactedUrl<'_> {
 impl fmt::Display for RedactedUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = self.0;
-        // scheme://[user[:password]@]host… — hide everything between the
-        // scheme and the last '@' so neither user nor password leaks.
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                write!(f, "{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        // [scheme://][user[:password]@]host…[?query] — hide everything
+        // before the last '@' (user and password), with or without a scheme
+        // (`user:pw@host:6379` is a common mistake), and the values of query
+        // parameters that carry credentials (`unix:///sock?pass=…`).
+        let (head, query) = match url.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (url, None),
+        };
+        let scheme_end = head.find("://").map_or(0, |at| at + 3);
+        match head.rfind('@') {
+            Some(at) if at >= scheme_end => {
+                write!(f, "{}***@{}", &head[..scheme_end], &head[at + 1..])?;
             }
-            _ => f.write_str(url),
+            _ => f.write_str(head)?,
         }
+        if let Some(query) = query {
+            f.write_str("?")?;
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    f.write_str("&")?;
+                }
+                match pair.split_once('=') {
+                    Some((name, _)) if is_secret_parameter(name) => write!(f, "{name}=***")?,
+                    _ => f.write_str(pair)?,
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// Query parameters of a Redis URL that carry credentials.
+fn is_secret_parameter(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "pass" | "password" | "user" | "username" | "auth" | "token"
+    )
 }
 
 #[cfg(test)]
@@ -133,6 +161,15 @@ mod tests {
         assert_eq!(
             RedactedUrl("redis://127.0.0.1:6379").to_string(),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            RedactedUrl("app:s3cret@cache.internal:6379").to_string(),
+            "***@cache.internal:6379",
+            "no scheme"
+        );
+        assert_eq!(
+            RedactedUrl("redis+unix:///run/redis.sock?db=2&pass=s3cret&user=app").to_string(),
+            "redis+unix:///run/redis.sock?db=2&pass=***&user=***"
         );
     }
 }

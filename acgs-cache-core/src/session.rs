@@ -82,7 +82,11 @@ impl<T> Session<T> {
 impl<T: fmt::Debug> fmt::Debug for Session<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("id", &format_args!("{}…", &self.id[..self.id.len().min(8)]))
+            // Chars, not bytes: an id read from Redis may be anything.
+            .field(
+                "id",
+                &format_args!("{}…", self.id.chars().take(8).collect::<String>()),
+            )
             .field("user", &self.user)
             .field("data", &self.data)
             .field("created_at_ms", &self.created_at_ms)

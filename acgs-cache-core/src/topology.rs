@@ -223,10 +223,26 @@ impl RedisConfig {
         self.kind == Kind::Cluster
     }
 
-    /// The ACL user, if any (for error messages: never the password).
+    /// The ACL user, if any (for error messages: never the password): the
+    /// one set in code, else the one a standalone URL names (`user:…@` or
+    /// `?user=`).
     #[cfg(feature = "redis")]
     pub(crate) fn user_for_messages(&self) -> String {
-        match &self.username {
+        let from_url = || {
+            let url = self.url.as_deref()?;
+            let (head, query) = url.split_once('?').unwrap_or((url, ""));
+            let in_query = query.split('&').find_map(|pair| match pair.split_once('=') {
+                Some(("user" | "username", user)) => Some(percent_decode(user)),
+                _ => None,
+            });
+            let scheme_end = head.find("://").map_or(0, |at| at + 3);
+            let in_userinfo = head.rfind('@').filter(|at| *at >= scheme_end).and_then(|at| {
+                let user = head[scheme_end..at].split(':').next().unwrap_or_default();
+                Some(percent_decode(user)).filter(|u| !u.is_empty())
+            });
+            in_userinfo.or(in_query)
+        };
+        match self.username.clone().or_else(from_url) {
             Some(user) => format!("user {user:?}"),
             None => "the default user".to_owned(),
         }
@@ -344,5 +360,12 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = RedisConfig::parse("redis+sentinel://app:hunter2@h:1").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = RedisConfig::parse("app:hunter2@h:6379").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let unix = RedisConfig::parse("redis+unix:///run/r.sock?user=app&pass=hunter2").unwrap();
+        assert!(!format!("{unix} {unix:?}").contains("hunter2"));
+        assert_eq!(unix.user_for_messages(), "user \"app\"");
+        let named = RedisConfig::parse("redis://cache-svc:hunter2@h:1").unwrap();
+        assert_eq!(named.user_for_messages(), "user \"cache-svc\"");
     }
 }
