@@ -90,3 +90,57 @@ async fn lost_mid_run_then_recovers_without_a_restart() {
     assert!(recovered, "L2 was not used again after redis came back");
     assert!(cache.ping_l2().await.is_ok());
 }
+
+/// `pool_size(1)`: the one pooled connection serves calls (the log tailer
+/// and other long-held connections are made outside the pool), and after a
+/// freeze the circuit closes again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_connection_works_and_recovers_after_a_freeze() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .service("pool-of-one")
+        .redis_url(server.url())
+        .pool_size(1)
+        .disable_l1()
+        .probe_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    cache
+        .connect()
+        .await
+        .expect("one connection is enough to connect");
+    assert_eq!(cache.scope(check(30)).await, Ok(true));
+    assert_eq!(cache.scope(check(30)).await, Ok(true));
+    let f = cache.stats().await.function("check").cloned().unwrap();
+    assert_eq!(f.l2_hits, 1, "{f:?}");
+
+    server.pause();
+    for subject in 0..10 {
+        // Answers from the function while Redis is frozen.
+        assert_eq!(
+            cache.scope(check(subject)).await,
+            Ok(subject.is_multiple_of(3))
+        );
+    }
+    assert!(
+        cache.stats().await.l2_circuit_open,
+        "timeouts open the circuit"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.stats().await.l2_circuit_open {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the circuit never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = cache.stats().await.function("check").unwrap().l2_hits;
+    assert_eq!(cache.scope(check(30)).await, Ok(true));
+    assert_eq!(
+        cache.stats().await.function("check").unwrap().l2_hits,
+        before + 1,
+        "L2 hits resume"
+    );
+}

@@ -48,45 +48,10 @@ impl Write for Sink {
     }
 }
 
-/// The rules of a service user: its own keys (and the shared log under the
-/// prefix), no channels, and only the commands the cache sends.
-const CACHE_USER_RULES: &[&str] = &[
-    "resetchannels",
-    "~acgs:*",
-    "-@all",
-    "+get",
-    "+set",
-    "+del",
-    "+incr",
-    "+pexpire",
-    "+time",
-    "+exists",
-    "+scan",
-    "+ping",
-    "+unwatch",
-    "+xadd",
-    "+xread",
-    "+xinfo|stream",
-    "+xinfo|groups",
-    "+xgroup|create",
-    "+xgroup|destroy",
-    "+xsetid",
-    "+xlen",
-    "+hset",
-    "+hgetall",
-    "+getrange",
-    "+info",
-    "+wait",
-    "+pttl",
-    "+unlink",
-    "+evalsha",
-    "+script|load",
-];
-
 fn acl_server() -> RedisServer {
     let server = RedisServer::start();
     let mut rules = vec!["cache-svc", "on", ">Zr8-kW2-n0tInLogs"];
-    rules.extend_from_slice(CACHE_USER_RULES);
+    rules.extend_from_slice(support::CACHE_USER_RULES);
     server.acl_setuser(&rules);
     server
 }
@@ -183,7 +148,11 @@ async fn a_wrong_password_or_user_fails_fast_at_startup_with_a_clear_error() {
         assert!(message.contains("refused the credentials"), "{message}");
         assert!(!message.contains(PASSWORD) && !message.contains("wrong-password"));
         // It names the user the URL names, not "the default user".
-        let user = if url.contains("nobody") { "nobody" } else { "cache-svc" };
+        let user = if url.contains("nobody") {
+            "nobody"
+        } else {
+            "cache-svc"
+        };
         assert!(message.contains(&format!("user \"{user}\"")), "{message}");
         // Fast: one refused handshake, not a connect timeout or a retry loop.
         assert!(

@@ -231,15 +231,20 @@ impl RedisConfig {
         let from_url = || {
             let url = self.url.as_deref()?;
             let (head, query) = url.split_once('?').unwrap_or((url, ""));
-            let in_query = query.split('&').find_map(|pair| match pair.split_once('=') {
-                Some(("user" | "username", user)) => Some(percent_decode(user)),
-                _ => None,
-            });
+            let in_query = query
+                .split('&')
+                .find_map(|pair| match pair.split_once('=') {
+                    Some(("user" | "username", user)) => Some(percent_decode(user)),
+                    _ => None,
+                });
             let scheme_end = head.find("://").map_or(0, |at| at + 3);
-            let in_userinfo = head.rfind('@').filter(|at| *at >= scheme_end).and_then(|at| {
-                let user = head[scheme_end..at].split(':').next().unwrap_or_default();
-                Some(percent_decode(user)).filter(|u| !u.is_empty())
-            });
+            let in_userinfo = head
+                .rfind('@')
+                .filter(|at| *at >= scheme_end)
+                .and_then(|at| {
+                    let user = head[scheme_end..at].split(':').next().unwrap_or_default();
+                    Some(percent_decode(user)).filter(|u| !u.is_empty())
+                });
             in_userinfo.or(in_query)
         };
         match self.username.clone().or_else(from_url) {

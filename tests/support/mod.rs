@@ -57,3 +57,39 @@ pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The ACL rules the README gives for a service user (`ACL SETUSER cache-svc on >… ` + these).
+/// The rules of a service user: its own keys (and the shared log under the
+/// prefix), no channels, and only the commands the cache sends.
+pub const CACHE_USER_RULES: &[&str] = &[
+    "resetchannels",
+    "~acgs:*",
+    "-@all",
+    "+get",
+    "+set",
+    "+del",
+    "+incr",
+    "+pexpire",
+    "+time",
+    "+exists",
+    "+scan",
+    "+ping",
+    "+unwatch",
+    "+xadd",
+    "+xread",
+    "+xinfo|stream",
+    "+xinfo|groups",
+    "+xgroup|create",
+    "+xgroup|destroy",
+    "+xsetid",
+    "+xlen",
+    "+hset",
+    "+hgetall",
+    "+getrange",
+    "+info",
+    "+wait",
+    "+pttl",
+    "+unlink",
+    "+evalsha",
+    "+script|load",
+];
