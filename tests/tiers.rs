@@ -515,3 +515,41 @@ async fn stats_report_latency_percentiles() {
         "{f:?}"
     );
 }
+
+/// A 100 MB value planted under an entry's key is never read past the size
+/// limit: the call misses (counted `too_large`), and the calls running
+/// beside it neither time out nor open the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_planted_value_never_blocks_other_calls() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .service("huge")
+        .disable_l1()
+        .build()
+        .unwrap();
+    cache.connect().await.unwrap();
+    cache.scope(decide(1, "huge")).await;
+    let key = keys(&server, "acgs:huge:decide:*").await.remove(0);
+    let mut raw = server.raw().await;
+    let _: () = raw.set(&key, vec![0xACu8; 100 << 20]).await.unwrap();
+    drop(raw);
+
+    let others = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                cache.scope(decide(1_000 + i % 20, "other")).await;
+            }
+        })
+    };
+    for _ in 0..3 {
+        assert_eq!(cache.scope(decide(1, "huge")).await.policy_id, 1);
+    }
+    others.await.unwrap();
+    let stats = cache.stats().await;
+    let f = stats.function("decide").unwrap();
+    assert!(f.rejected.get("too_large").is_some_and(|n| *n >= 1), "{f:?}");
+    assert_eq!(f.errors, 0, "no call timed out: {f:?}");
+    assert_eq!(stats.l2_circuit_trips, 0);
+}

@@ -16,7 +16,7 @@ use crate::flight::{landing, Boarding, Landing, Leader};
 use crate::key::KeyDigest;
 use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 #[cfg(feature = "redis")]
-use crate::l2::L2Tier;
+use crate::l2::{Fetched, L2Tier};
 use crate::latency;
 use crate::shape::{Cacheable, Shape, Verdict};
 use crate::site::CallSite;
@@ -670,9 +670,13 @@ impl Cache {
             });
             return L2Found::Nothing;
         }
-        let bytes = match l2.get(redis_key).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return L2Found::Nothing,
+        let bytes = match l2.get_entry(redis_key, config.limits.max_value_bytes).await {
+            Ok(Fetched::Bytes(bytes)) => bytes,
+            Ok(Fetched::Missing) => return L2Found::Nothing,
+            Ok(Fetched::TooLarge) => {
+                function.counters.reject(Reject::TooLarge);
+                return L2Found::Nothing;
+            }
             Err(e) => {
                 function.counters.error(ErrorReason::of(&e));
                 return L2Found::Nothing;

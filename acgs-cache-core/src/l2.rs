@@ -66,6 +66,19 @@ struct Lane {
     handle: RedisConnection,
 }
 
+/// Bytes of an entry read on the shared lane; the rest of a larger one is
+/// read on a connection of its own.
+pub(crate) const FIRST_READ: usize = 64 * 1024;
+
+/// What [`L2Tier::get_entry`] found.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    Missing,
+    Bytes(Vec<u8>),
+    /// Longer than the limit: not read past it.
+    TooLarge,
+}
+
 /// The most `SCAN` round trips on one node for one listing.
 const MAX_SCAN_CALLS_PER_NODE: usize = 1_000;
 
@@ -90,6 +103,8 @@ pub(crate) struct L2Tier {
     pub(crate) latency: crate::latency::Latency,
     /// The connection confirmed invalidations use (`WAIT` holds it).
     confirm_lane: tokio::sync::Mutex<Option<RedisConnection>>,
+    /// The connection the tail of large values is read on.
+    large_lane: tokio::sync::Mutex<Option<RedisConnection>>,
     /// Replicas that acknowledge each invalidation, once decided.
     confirm: std::sync::OnceLock<Option<(u32, Duration)>>,
 }
@@ -134,6 +149,7 @@ impl L2Tier {
             last_error: Mutex::new(None),
             latency: crate::latency::Latency::default(),
             confirm_lane: tokio::sync::Mutex::new(None),
+            large_lane: tokio::sync::Mutex::new(None),
             confirm: std::sync::OnceLock::new(),
             settings,
         })
@@ -529,6 +545,58 @@ impl L2Tier {
 
     pub(crate) async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    /// An entry's bytes, reading at most `max` of them: the first
+    /// [`FIRST_READ`] bytes on the shared lane (every entry we write below
+    /// that size is read in one round trip, as a `GET`), the rest, if any,
+    /// on a connection of its own, so a large value never holds up the other
+    /// calls' requests. A value longer than `max` (a foreign writer's) is
+    /// never transferred past `max + 1` bytes.
+    pub(crate) async fn get_entry(
+        self: &Arc<Self>,
+        key: &str,
+        max: usize,
+    ) -> Result<Fetched, Error> {
+        let first_end = FIRST_READ.min(max.saturating_add(1)) - 1;
+        let mut bytes: Vec<u8> = self
+            .query(redis::cmd("GETRANGE").arg(key).arg(0).arg(first_end))
+            .await?;
+        if bytes.is_empty() {
+            return Ok(Fetched::Missing); // a missing key reads as empty
+        }
+        if bytes.len() < FIRST_READ {
+            return Ok(if bytes.len() > max {
+                Fetched::TooLarge
+            } else {
+                Fetched::Bytes(bytes)
+            });
+        }
+        // Larger than the first read: the rest, off the shared lane.
+        let mut conn = self.large_value_connection().await?;
+        let rest: Vec<u8> = redis::cmd("GETRANGE")
+            .arg(key)
+            .arg(FIRST_READ)
+            .arg(max) // inclusive: at most max + 1 bytes in all
+            .query_async(&mut conn)
+            .await?;
+        bytes.extend_from_slice(&rest);
+        Ok(if bytes.len() > max {
+            Fetched::TooLarge
+        } else {
+            Fetched::Bytes(bytes)
+        })
+    }
+
+    /// The connection large values are read on, made on first use.
+    async fn large_value_connection(&self) -> Result<RedisConnection, Error> {
+        let mut lane = self.large_lane.lock().await;
+        if let Some(conn) = lane.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.dedicated_connection().await?;
+        *lane = Some(conn.clone());
+        Ok(conn)
     }
 
     /// Up to `limit` keys matching `pattern`, by `SCAN` (on each master of
