@@ -219,3 +219,55 @@ async fn without_redis_the_limit_is_exact_in_process() {
     let denied = limiter.check("carol").await.unwrap();
     assert!(denied.retry_after.unwrap() > Duration::from_secs(3590));
 }
+
+/// A bucket damaged in Redis (garbage, `nan`, an empty string, `inf`, a
+/// time far ahead, another type) is reset and counted: never a permanent
+/// allow (the script failing open) nor a permanent deny.
+#[tokio::test]
+async fn a_damaged_bucket_is_reset_and_counted() {
+    let server = RedisServer::start();
+    let cache = instance(&server.url());
+    let limiter = RateLimiter::builder("damage")
+        .rate(1, Duration::from_secs(3600))
+        .burst(2)
+        .fail_open()
+        .build(&cache)
+        .unwrap();
+    let mut raw = server.raw().await;
+    let damages: [&[&str]; 6] = [
+        &["SET", "acgs:rl:damage:k", "garbage"],
+        &["SET", "acgs:rl:damage:k", "nan"],
+        &["SET", "acgs:rl:damage:k", ""],
+        &["SET", "acgs:rl:damage:k", "inf"],
+        &["SET", "acgs:rl:damage:k", "1e308"],
+        &["HSET", "acgs:rl:damage:k", "tat", "1"],
+    ];
+    for (i, damage) in damages.iter().enumerate() {
+        let _: () = redis::cmd("DEL")
+            .arg("acgs:rl:damage:k")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let mut cmd = redis::cmd(damage[0]);
+        for arg in &damage[1..] {
+            cmd.arg(*arg);
+        }
+        let _: () = cmd.query_async(&mut raw).await.unwrap();
+        let decisions = [
+            limiter.check("k").await.unwrap(),
+            limiter.check("k").await.unwrap(),
+            limiter.check("k").await.unwrap(),
+        ];
+        assert!(
+            decisions.iter().all(|d| d.decided_by == DecidedBy::Redis),
+            "{damage:?}: {decisions:?}"
+        );
+        assert_eq!(
+            decisions.map(|d| d.allowed),
+            [true, true, false],
+            "{damage:?}: the burst of a fresh bucket, then the limit"
+        );
+        assert_eq!(limiter.stats().reset_damaged, i as u64 + 1, "{damage:?}");
+    }
+    assert_eq!(limiter.stats().failed_open, 0);
+}

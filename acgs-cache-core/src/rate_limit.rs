@@ -25,16 +25,23 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::grammar::check_event_name;
+use crate::grammar::check_dotted_name;
 
 /// The Lua script each shared check runs (`EVALSHA`; loaded on first use).
 ///
 /// `KEYS[1]` is the key's bucket; `ARGV` are the emission interval and the
 /// burst tolerance in microseconds, and the cost. It returns
-/// `{allowed, remaining, retry_after_us, reset_after_us}`. Times are
-/// microseconds since the epoch as Lua numbers (doubles), exact up to 2^53 µs
-/// (the year 2255); the TAT is written with `%.0f` because Lua's default
-/// number formatting keeps only 14 significant digits.
+/// `{allowed, remaining, retry_after_us, reset_after_us, reset_damaged}`.
+/// Times are microseconds since the epoch as Lua numbers (doubles), exact up
+/// to 2^53 µs (the year 2255); the TAT is written with `%.0f` because Lua's
+/// default number formatting keeps only 14 significant digits.
+///
+/// A bucket this script cannot have written — not a number, `nan`, `inf`,
+/// further ahead than one burst (a valid TAT is never more than the
+/// tolerance past the time it was written), or not a string at all — is
+/// damaged: it is deleted and the check runs on an empty bucket, and the
+/// fifth field says so (counted as `reset_damaged`). A damaged bucket is
+/// never a permanent allow nor a permanent deny.
 pub const GCRA_SCRIPT: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -42,19 +49,32 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local damaged = 0
+local ok, stored = pcall(redis.call, 'GET', KEYS[1])
+local tat = now
+if not ok then
+  damaged = 1
+elseif stored then
+  local n = tonumber(stored)
+  if n == nil or n ~= n or n > now + tolerance + interval then
+    damaged = 1
+  else
+    tat = n
+  end
+end
+if damaged == 1 then redis.call('DEL', KEYS[1]) end
 if tat < now then tat = now end
 local new_tat = tat + cost * interval
 local allow_at = new_tat - tolerance
 if now < allow_at then
   local remaining = math.floor((now - (tat - tolerance)) / interval)
   if remaining < 0 then remaining = 0 end
-  return {0, remaining, allow_at - now, tat - now}
+  return {0, remaining, allow_at - now, tat - now, damaged}
 end
 if cost > 0 then
   redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 end
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+return {1, math.floor((now - allow_at) / interval), 0, new_tat - now, damaged}
 ";
 
 /// Keys longer than this are replaced by their SHA-256 in the Redis key (and
@@ -115,6 +135,9 @@ pub struct RateLimitStats {
     pub failed_open: u64,
     /// Checks denied because Redis could not answer ([`FailureMode::Closed`]).
     pub failed_closed: u64,
+    /// Buckets found damaged in Redis (garbage, `nan`, `inf`, a time too far
+    /// ahead, another type) and reset before the check.
+    pub reset_damaged: u64,
 }
 
 /// A named GCRA rate limiter: `rate` requests per period per key, bursts of
@@ -155,7 +178,7 @@ struct LimiterInner {
     gcra: Gcra,
     failure_mode: FailureMode,
     backend: Backend,
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; 5],
 }
 
 enum Backend {
@@ -186,6 +209,7 @@ const ALLOWED: usize = 0;
 const DENIED: usize = 1;
 const FAILED_OPEN: usize = 2;
 const FAILED_CLOSED: usize = 3;
+const RESET_DAMAGED: usize = 4;
 
 impl RateLimiter {
     /// A builder for the limiter `name` (letters, digits, `_`, `-`, dots
@@ -246,8 +270,17 @@ impl RateLimiter {
                     .arg(inner.gcra.interval_us)
                     .arg(inner.gcra.tolerance_us())
                     .arg(cost);
-                match l2.run_script::<(i64, i64, i64, i64)>(&invocation).await {
-                    Ok(reply) => Decision::from_reply(reply),
+                match l2
+                    .run_script::<(i64, i64, i64, i64, i64)>(&invocation)
+                    .await
+                {
+                    Ok(reply) => {
+                        if reply.4 == 1 {
+                            inner.counts[RESET_DAMAGED].fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(target: "acgs_cache", limiter = %inner.name, "a damaged rate-limit bucket was reset");
+                        }
+                        Decision::from_reply((reply.0, reply.1, reply.2, reply.3))
+                    }
                     Err(e) => {
                         tracing::debug!(target: "acgs_cache", limiter = %inner.name, error = %e, "rate limit check could not reach redis");
                         inner.failed()
@@ -275,6 +308,7 @@ impl RateLimiter {
             denied: n(DENIED),
             failed_open: n(FAILED_OPEN),
             failed_closed: n(FAILED_CLOSED),
+            reset_damaged: n(RESET_DAMAGED),
         }
     }
 }
@@ -493,7 +527,7 @@ impl RateLimiterBuilder {
     /// [`Error::Config`] without a rate, or for a zero rate, period or burst,
     /// or a rate above one request per microsecond.
     pub fn build(self, cache: &Cache) -> Result<RateLimiter, Error> {
-        check_event_name(&self.name)
+        check_dotted_name(&self.name)
             .map_err(|e| Error::InvalidName(format!("rate limiter {:?} {e}", self.name)))?;
         let Some((requests, period)) = self.rate else {
             return Err(Error::Config(format!(

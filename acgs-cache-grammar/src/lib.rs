@@ -92,6 +92,19 @@ pub fn check_event_name(name: &str) -> Result<(), NameError> {
     check_segment(head)
 }
 
+/// Checks a dotted name made of segments of letters, digits, `_` and `-`
+/// only (no wildcard, no free text): names that become part of keys.
+///
+/// # Errors
+///
+/// Returns the first rule the name breaks.
+pub fn check_dotted_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    name.split('.').try_for_each(check_segment)
+}
+
 /// Checks a subscription pattern: a dotted name, or a prefix followed by `.*`
 /// (`governance.*` matches `governance.rules` and `governance.rules.updated`,
 /// not `governance` nor `governancex.rules`).
@@ -105,10 +118,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
         None if pattern == "*" => return Err(NameError::MisplacedWildcard),
         None => pattern,
     };
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    name.split('.').try_for_each(check_segment)
+    check_dotted_name(name)
 }
 
 /// Checks the literal text a tag template starts with (everything before its
