@@ -176,3 +176,89 @@ fn one_holder_at_a_time_across_processes_with_fenced_writes() {
     assert_eq!(field(summary, "fenced_rejections"), 0, "{stdout}");
     assert!(summary.ends_with("tokens_increasing=true"), "{stdout}");
 }
+
+static ORPHANED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[acgs_cache::cached(ttl = "policy_decision", lock = true)]
+async fn locked_report(id: u64) -> u64 {
+    ORPHANED_RUNS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+/// A miss whose lock attempt timed out while Redis was frozen (so it
+/// computed without the lock) leaves no lock held by nobody once Redis
+/// runs the attempt: the next miss, on another instance, does not wait out
+/// the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_miss_lock_does_not_stall_the_next_miss_for_the_lease() {
+    let server = RedisServer::start();
+    let instance = || {
+        Cache::builder()
+            .service("locks")
+            .redis_url(server.url())
+            .lock_lease(Duration::from_secs(20))
+            .disable_l1()
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (instance(), instance());
+    first.connect().await.unwrap();
+    second.connect().await.unwrap();
+    // Once, so every script is loaded: the frozen server then runs them.
+    first.scope(locked_report(0)).await;
+
+    server.pause();
+    assert_eq!(first.scope(locked_report(1)).await, 1, "computed without L2");
+    server.resume();
+    // The frozen server now runs what it was sent (the lock attempt, and
+    // the entry's write, which is removed so the next call misses).
+    let mut raw = server.raw().await;
+    let _: () = redis::cmd("PING").query_async(&mut raw).await.unwrap();
+    let keys: Vec<String> = raw.keys("acgs:locks:locked_report:*").await.unwrap();
+    for key in keys.iter().filter(|k| !k.ends_with(":lock")) {
+        let _: () = raw.del(key).await.unwrap();
+    }
+    let start = std::time::Instant::now();
+    assert_eq!(second.scope(locked_report(1)).await, 1);
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited {waited:?}: an orphaned lock held the miss for the lease"
+    );
+}
+
+/// A lock attempt that times out while Redis is frozen may still run once
+/// Redis resumes: its lock is then released by its token at once, not held
+/// by nobody for its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_attempt_that_timed_out_is_released_in_the_background() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    cache.connect().await.unwrap();
+    // Once, so the script is loaded: the frozen server then runs it.
+    let warm = cache.try_lock("nightly", Duration::from_secs(60)).await.unwrap();
+    warm.unwrap().release().await.unwrap();
+    server.pause();
+    let attempt = cache.try_lock("nightly", Duration::from_secs(60)).await;
+    assert!(attempt.is_err(), "{attempt:?}");
+    server.resume();
+    let mut raw = server.raw().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let held: bool = raw.exists("acgs:lock:{nightly}").await.unwrap();
+        if !held {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock stayed held by nobody"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Free for the next holder.
+    assert!(cache
+        .try_lock("nightly", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_some());
+}

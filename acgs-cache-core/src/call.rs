@@ -734,10 +734,15 @@ impl Cache {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
         let lease = self.inner.config.lock_lease;
+        // The lock itself lives only a short hold, renewed while its holder
+        // computes: a holder that died (or an attempt that timed out but ran)
+        // frees it within the hold, and a waiter takes it, instead of waiting
+        // out the whole lease for a value nobody computes.
+        let hold = (lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let deadline = Instant::now() + lease;
         let mut waited = false;
         loop {
-            match l2.try_lock(&lock_key, lease).await {
+            match l2.try_lock(&lock_key, hold.min(lease)).await {
                 Ok(Some(guard)) => return Ok(Some(guard)),
                 Ok(None) => {}
                 Err(_) => return Ok(None), // Redis trouble: the lock only saves work

@@ -51,13 +51,18 @@ fn lease_ms(lease: Duration) -> u64 {
 
 impl L2Tier {
     /// Takes the lock `key` for `lease` if it is free.
+    ///
+    /// An attempt that failed may still have been executed by Redis (a
+    /// timeout: the answer was late, not the command): the lock would then
+    /// be held by nobody until its lease ran out. Such a lock is released by
+    /// its token in the background as soon as Redis answers.
     pub(crate) async fn try_lock(
         self: &Arc<Self>,
         key: &str,
         lease: Duration,
     ) -> Result<Option<LockGuard>, Error> {
         let token = unique_token();
-        let taken: Option<String> = self
+        let taken: Result<Option<String>, Error> = self
             .query(
                 redis::cmd("SET")
                     .arg(key)
@@ -66,8 +71,39 @@ impl L2Tier {
                     .arg("PX")
                     .arg(lease_ms(lease)),
             )
-            .await?;
-        Ok(taken.map(|_| self.hold(key, token, lease)))
+            .await;
+        match taken {
+            Ok(taken) => Ok(taken.map(|_| self.hold(key, token, lease))),
+            Err(e) => {
+                self.release_later(key.to_owned(), token, lease);
+                Err(e)
+            }
+        }
+    }
+
+    /// Releases `key` if it still holds `token`, retrying until Redis
+    /// answers or the lease is over (when the lock frees itself).
+    fn release_later(self: &Arc<Self>, key: String, token: String, lease: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let l2 = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let give_up = tokio::time::Instant::now() + lease;
+            let script = redis::Script::new(RELEASE);
+            let mut pause = Duration::from_millis(20);
+            while tokio::time::Instant::now() < give_up {
+                let Some(l2) = l2.upgrade() else { return };
+                let mut invocation = script.key(&key);
+                invocation.arg(&token);
+                if l2.run_script::<i64>(&invocation).await.is_ok() {
+                    return;
+                }
+                drop(l2);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        });
     }
 
     /// Takes the lock `key` for `lease` if it is free, with a fencing token
@@ -82,7 +118,13 @@ impl L2Tier {
         let script = redis::Script::new(ACQUIRE_FENCED);
         let mut invocation = script.key(key);
         invocation.key(fence_key).arg(&token).arg(lease_ms(lease));
-        let fence: u64 = self.run_script(&invocation).await?;
+        let fence: u64 = match self.run_script(&invocation).await {
+            Ok(fence) => fence,
+            Err(e) => {
+                self.release_later(key.to_owned(), token, lease);
+                return Err(e);
+            }
+        };
         Ok((fence > 0).then(|| (self.hold(key, token, lease), fence)))
     }
 
