@@ -118,3 +118,51 @@ async fn credentials_never_appear_in_the_report() {
         );
     }
 }
+
+/// A server whose `maxmemory-policy` can evict or refuse the invalidation
+/// log makes the cache `degraded`, with the reason; a `volatile-*` policy, or
+/// no memory limit, does not.
+#[tokio::test]
+async fn an_eviction_policy_that_endangers_the_log_is_reported() {
+    for (args, degraded) in [
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"][..],
+            true,
+        ),
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"][..],
+            true,
+        ),
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru"][..],
+            false,
+        ),
+        (&[][..], false),
+    ] {
+        let server = RedisServer::start_with(args);
+        let cache = Cache::builder()
+            .service("memory-policy")
+            .redis_url(server.url())
+            .build()
+            .unwrap();
+        cache.connect().await.unwrap();
+        let report = cache.health().await;
+        let policy = report.l2.as_ref().unwrap().maxmemory_policy.clone();
+        if degraded {
+            assert_eq!(report.status, HealthStatus::Degraded, "{args:?}: {report}");
+            assert!(
+                report
+                    .reasons
+                    .iter()
+                    .any(|r| r.contains("maxmemory-policy")),
+                "{args:?}: {report}"
+            );
+        } else {
+            assert_eq!(
+                report.status,
+                HealthStatus::Ok,
+                "{args:?}: {report} ({policy:?})"
+            );
+        }
+    }
+}

@@ -208,7 +208,11 @@ async fn an_orphaned_miss_lock_does_not_stall_the_next_miss_for_the_lease() {
     first.scope(locked_report(0)).await;
 
     server.pause();
-    assert_eq!(first.scope(locked_report(1)).await, 1, "computed without L2");
+    assert_eq!(
+        first.scope(locked_report(1)).await,
+        1,
+        "computed without L2"
+    );
     server.resume();
     // The frozen server now runs what it was sent (the lock attempt, and
     // the entry's write, which is removed so the next call misses).
@@ -236,7 +240,10 @@ async fn a_lock_attempt_that_timed_out_is_released_in_the_background() {
     let cache = instance(&server);
     cache.connect().await.unwrap();
     // Once, so the script is loaded: the frozen server then runs it.
-    let warm = cache.try_lock("nightly", Duration::from_secs(60)).await.unwrap();
+    let warm = cache
+        .try_lock("nightly", Duration::from_secs(60))
+        .await
+        .unwrap();
     warm.unwrap().release().await.unwrap();
     server.pause();
     let attempt = cache.try_lock("nightly", Duration::from_secs(60)).await;

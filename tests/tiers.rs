@@ -549,7 +549,10 @@ async fn a_huge_planted_value_never_blocks_other_calls() {
     others.await.unwrap();
     let stats = cache.stats().await;
     let f = stats.function("decide").unwrap();
-    assert!(f.rejected.get("too_large").is_some_and(|n| *n >= 1), "{f:?}");
+    assert!(
+        f.rejected.get("too_large").is_some_and(|n| *n >= 1),
+        "{f:?}"
+    );
     assert_eq!(f.errors, 0, "no call timed out: {f:?}");
     assert_eq!(stats.l2_circuit_trips, 0);
 }

@@ -82,6 +82,10 @@ pub struct L2Health {
     pub last_error: Option<String>,
     /// The connection pool.
     pub pool: crate::stats::PoolStats,
+    /// The server's `maxmemory-policy` (`INFO memory`), when it was read.
+    pub maxmemory_policy: Option<String>,
+    /// The server's `maxmemory` in bytes (0: no limit), when it was read.
+    pub maxmemory_bytes: Option<u64>,
 }
 
 /// The invalidation log as this instance hears it.
@@ -112,6 +116,8 @@ pub struct HealthReport {
     pub l2: Option<L2Health>,
     /// The invalidation log.
     pub invalidation: InvalidationHealth,
+    /// Why the status is not `ok`, in words (empty when it is).
+    pub reasons: Vec<String>,
 }
 
 impl fmt::Display for HealthReport {
@@ -150,8 +156,44 @@ impl fmt::Display for HealthReport {
         if let Some(error) = self.l2.as_ref().and_then(|l2| l2.error.as_ref()) {
             write!(f, " error={error:?}")?;
         }
+        if !self.reasons.is_empty() {
+            write!(f, " reasons={:?}", self.reasons.join("; "))?;
+        }
         Ok(())
     }
+}
+
+/// Why an L2 cache is not `ok`.
+fn degraded_reasons(l2: &L2Health, invalidation: &InvalidationHealth) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !l2.reachable {
+        reasons.push("redis does not answer".to_owned());
+    }
+    if l2.circuit_open {
+        reasons.push("the L2 circuit is open".to_owned());
+    }
+    if l2.nodes_answering < l2.nodes {
+        reasons.push(format!(
+            "{} of {} cluster masters answer",
+            l2.nodes_answering, l2.nodes
+        ));
+    }
+    if !invalidation.listening {
+        reasons.push("the invalidation log is not heard".to_owned());
+    }
+    if let (Some(policy), Some(max)) = (&l2.maxmemory_policy, l2.maxmemory_bytes) {
+        if max > 0 && !policy.starts_with("volatile-") {
+            let effect = if policy == "noeviction" {
+                "refuses the invalidation log's writes when memory is full"
+            } else {
+                "may evict the invalidation log itself"
+            };
+            reasons.push(format!(
+                "maxmemory-policy {policy} {effect}; use a volatile-* policy (entries have TTLs, the log has none)"
+            ));
+        }
+    }
+    reasons
 }
 
 impl Cache {
@@ -185,16 +227,13 @@ impl Cache {
             lag_p50_us: stats.invalidations.propagation_p50_us,
             lag_p99_us: stats.invalidations.propagation_p99_us,
         };
+        let reasons = l2
+            .as_ref()
+            .map(|l2| degraded_reasons(l2, &invalidation))
+            .unwrap_or_default();
         let status = match &l2 {
             None => HealthStatus::L1Only,
-            Some(l2)
-                if l2.reachable
-                    && !l2.circuit_open
-                    && invalidation.listening
-                    && l2.nodes_answering == l2.nodes =>
-            {
-                HealthStatus::Ok
-            }
+            Some(_) if reasons.is_empty() => HealthStatus::Ok,
             Some(_) => HealthStatus::Degraded,
         };
         HealthReport {
@@ -208,6 +247,7 @@ impl Cache {
             },
             l2,
             invalidation,
+            reasons,
         }
     }
 
@@ -219,6 +259,10 @@ impl Cache {
         let ping = tier.ping().await;
         let (nodes_answering, nodes) = ping.as_ref().map_or((0, 0), |&(_, a, n)| (a, n));
         let ping = ping.map(|(rtt, _, _)| rtt);
+        let memory = match &ping {
+            Ok(_) => tier.memory_policy().await.ok(),
+            Err(_) => None,
+        };
         // The circuit as the ping left it (a failed ping may have opened it).
         Some(L2Health {
             endpoint: settings.redis.to_string(),
@@ -238,6 +282,8 @@ impl Cache {
             error: ping.err().map(|e| e.to_string()),
             last_error: tier.last_error(),
             pool: tier.pool_stats(),
+            maxmemory_policy: memory.as_ref().map(|(policy, _)| policy.clone()),
+            maxmemory_bytes: memory.map(|(_, bytes)| bytes),
         })
     }
 
@@ -280,18 +326,22 @@ mod tests {
                     available: 0,
                     waiting: 0,
                 },
+                maxmemory_policy: None,
+                maxmemory_bytes: None,
             }),
             invalidation: InvalidationHealth {
                 listening: false,
                 lag_p50_us: None,
                 lag_p99_us: None,
             },
+            reasons: vec!["redis does not answer".into()],
         };
         let line = report.to_string();
         assert_eq!(
             line,
             "health: status=degraded service=auth l1_entries=3 l1_bytes=120 l2=unreachable \
-             topology=standalone circuit=open trips=1 listening=false error=\"L2 is unavailable: circuit open\""
+             topology=standalone circuit=open trips=1 listening=false error=\"L2 is unavailable: circuit open\" \
+             reasons=\"redis does not answer\""
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "degraded");

@@ -657,6 +657,20 @@ impl L2Tier {
         Ok(existed.into_iter().sum())
     }
 
+    /// The server's `maxmemory-policy` and `maxmemory` (`INFO memory`; on a
+    /// cluster, one node's).
+    pub(crate) async fn memory_policy(self: &Arc<Self>) -> Result<(String, u64), Error> {
+        let info: String = self.query(redis::cmd("INFO").arg("memory")).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(str::trim)
+        };
+        let policy = field("maxmemory_policy").unwrap_or("unknown").to_owned();
+        let bytes = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((policy, bytes))
+    }
+
     /// Round-trip time of a `PING` (to each master of a cluster), and how
     /// many nodes answered of how many. An error only when none did.
     pub(crate) async fn ping(self: &Arc<Self>) -> Result<(Duration, u32, u32), Error> {
