@@ -78,6 +78,11 @@ step "perf_report, quick and unoptimized (a smoke run: the figures come from --r
 perf=$(cargo run --quiet --example perf_report -- --quick | grep '^perf: ')
 echo "$perf"
 
+step "L1 memory, quick and unoptimized (resident growth within 1.3x the L1 budget)"
+memory=$(cargo run --quiet --example l1_memory -- --quick | grep '^l1_memory: ')
+echo "$memory"
+python3 -c "import sys,re; r=float(re.search(r'rss_vs_budget_max=([0-9.]+)', sys.argv[1]).group(1)); sys.exit(0 if r <= 1.3 else 1)" "$memory" || { echo "L1 holds more than 1.3x its budget"; exit 1; }
+
 step "stampede report (one execution per process and per fleet)"
 stampede=$(cargo run --quiet --example stampede | grep '^stampede: callers=')
 echo "$stampede"

@@ -577,7 +577,7 @@ impl Cache {
                 return;
             }
         };
-        let encoded_bytes = bytes.len();
+        let plain_bytes = envelope::plain_size(&bytes);
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             // Kept past its TTL for stale-if-error readers.
@@ -608,7 +608,7 @@ impl Cache {
         }
         #[cfg(not(feature = "redis"))]
         let _ = (write, bytes);
-        self.fill_l1(call, value, stamp, ttl, encoded_bytes).await;
+        self.fill_l1(call, value, stamp, ttl, plain_bytes).await;
     }
 
     /// Puts a value in L1: fresh for the policy's L1 TTL (never past
@@ -619,7 +619,7 @@ impl Cache {
         value: &V,
         stamp: &Stamp,
         remaining: Duration,
-        encoded_bytes: usize,
+        plain_bytes: usize,
     ) {
         let function = call.function;
         if !self.inner.config.l1_enabled {
@@ -631,7 +631,7 @@ impl Cache {
         };
         let life = EntryLife::of(&function.policy, remaining);
         let l1 = &self.inner.l1;
-        l1.insert(call.l1_key, stored, life, encoded_bytes, stamp.position)
+        l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position)
             .await;
         // Checked after the insert: an invalidation heard meanwhile either
         // is seen here, or removes the entry when it is applied.
@@ -715,7 +715,8 @@ impl Cache {
         if self.inner.config.l1_enabled {
             // Boxed: moka's insert future is large, and every L2 hit's
             // future would carry it.
-            Box::pin(self.fill_l1(call, &value, &stamp, remaining, bytes.len())).await;
+            let plain_bytes = envelope::plain_size(&bytes);
+            Box::pin(self.fill_l1(call, &value, &stamp, remaining, plain_bytes)).await;
         }
         L2Found::Fresh(value, stamp)
     }
@@ -869,7 +870,8 @@ impl Cache {
                 }
             }
         }
-        self.fill_l1(&call, value, &stamp, ttl, bytes.len()).await;
+        self.fill_l1(&call, value, &stamp, ttl, envelope::plain_size(&bytes))
+            .await;
         Ok(true)
     }
 }

@@ -161,6 +161,22 @@ pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
     Ok((header, payload))
 }
 
+/// How many bytes the value in `bytes` takes once decoded, as far as its
+/// encoding tells: the payload's size before compression (an lz4 payload
+/// carries it) — what L1 weighs an entry by, since it holds the value
+/// decoded, not the bytes.
+pub(crate) fn plain_size(bytes: &[u8]) -> usize {
+    match decode_header(bytes) {
+        Ok((header, payload)) if header.flags & FLAG_COMPRESSED != 0 => {
+            payload.get(..4).map_or(payload.len(), |p| {
+                u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize
+            })
+        }
+        Ok((_, payload)) => payload.len(),
+        Err(_) => bytes.len(),
+    }
+}
+
 /// Decodes an envelope written for the function with `fingerprint`.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds envelopes
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -268,6 +284,15 @@ mod tests {
         assert!(
             decode::<String>(b"{\"json\": \"from another program\"}", 0xfeed, 1 << 20).is_err()
         );
+    }
+
+    #[test]
+    fn the_plain_size_is_the_size_before_compression() {
+        let small = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
+        assert_eq!(plain_size(&small), 2);
+        let big = encode(&"y".repeat(10_000), Codec::Postcard, header(), LIMITS).unwrap();
+        assert!(big.len() < 1_000, "compressed");
+        assert_eq!(plain_size(&big), 10_002);
     }
 
     #[test]

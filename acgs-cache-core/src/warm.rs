@@ -499,7 +499,8 @@ impl Job<'_> {
         if self.fill_l1 && self.cache.inner.config.l1_enabled {
             let life = EntryLife::of(&function.policy, ttl);
             let tag_hashes_after = Arc::clone(&tag_hashes);
-            if let Some(l1_entry) = value.l1_entry(tag_hashes, life, bytes.len(), self.position) {
+            let plain = envelope::plain_size(&bytes);
+            if let Some(l1_entry) = value.l1_entry(tag_hashes, life, plain, self.position) {
                 let key = L1Key {
                     function: function.identity,
                     digest,
