@@ -15,13 +15,24 @@
 //! before the call started, the value is stale. `--restart-one` SIGKILLs a
 //! worker half-way and starts it again (it must catch up before trusting L2).
 //!
+//! The writer reads too, through the cache it invalidates with (four tasks
+//! on the same 64 keys, so calls often share a computation): a value older
+//! than a version whose `invalidate` had returned `Ok` before the call
+//! started is a stale read of the calling instance (`writer_stale`).
+//!
+//! `--unprotected` runs every cache with the invalidation check turned off:
+//! the same run then reports the stale reads the check prevents (the exit
+//! status is 0 only for a protected run without stale reads).
+//!
 //! The last line is
-//! `coherence: reads=N stale=N invalidations=N propagation_p50_us=N propagation_p99_us=N`.
+//! `coherence: reads=N stale=N writer_reads=N writer_stale=N invalidations=N propagation_p50_us=N propagation_p99_us=N`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acgs_cache::{cached, Cache, LogPosition};
@@ -69,44 +80,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut db = redis::Client::open(url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
+    DB.set(db.clone()).map_err(|_| "connected twice")?;
     let run_id = format!("{}-{}", std::process::id(), fastrand::u32(..));
+    RUN_ID.set(run_id.clone()).map_err(|_| "set twice")?;
     for k in 0..KEYS {
         let _: () = db.set(format!("coh:{run_id}:truth:{k}"), 0u64).await?;
     }
+    let unprotected = flag("--unprotected");
     let spawn = |id: usize, seconds: u64| -> std::io::Result<Child> {
-        Command::new(std::env::current_exe()?)
-            .args([
-                "--worker",
-                "--redis-url",
-                &url,
-                "--seconds",
-                &seconds.to_string(),
-                "--run",
-                &run_id,
-                "--id",
-                &id.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args([
+            "--worker",
+            "--redis-url",
+            &url,
+            "--seconds",
+            &seconds.to_string(),
+            "--run",
+            &run_id,
+            "--id",
+            &id.to_string(),
+        ]);
+        if unprotected {
+            command.arg("--unprotected");
+        }
+        command.stdout(Stdio::piped()).spawn()
     };
     let mut workers: Vec<Child> = (0..instances)
         .map(|i| spawn(i, seconds))
         .collect::<Result<_, _>>()?;
 
-    let writer = Cache::builder()
-        .redis_url(url.as_str())
-        .service("coherence")
-        .prefix(format!("coh-{run_id}"))
-        .build()?;
+    WRITER_URL.set(url.clone()).map_err(|_| "set twice")?;
+    let writer = &*WRITER_CACHE;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let mut invalidations = 0u64;
+    // Versions whose invalidation returned `Ok` here, per key.
+    let confirmed: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    let writer_reads: Vec<_> = (0..4)
+        .map(|_| {
+            let confirmed = Arc::clone(&confirmed);
+            tokio::spawn(async move {
+                let (mut reads, mut stale) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let k = fastrand::u32(..KEYS);
+                    let required = confirmed[k as usize].load(Ordering::SeqCst);
+                    let served = writer_version_of(k).await;
+                    reads += 1;
+                    if reads % 64 == 0 {
+                        // L1 hits never wait: let the writer's own loop run.
+                        tokio::task::yield_now().await;
+                    }
+                    if served < required {
+                        stale += 1;
+                        if stale <= 5 {
+                            eprintln!("writer stale: key {k} served version {served} after version {required} was invalidated here");
+                        }
+                    }
+                }
+                (reads, stale)
+            })
+        })
+        .collect();
+    let (mut invalidations, mut failed_invalidations) = (0u64, 0u64);
     let mut restarted = !flag("--restart-one");
     let mut replacement = None;
     while Instant::now() < deadline {
         let k = fastrand::u32(..KEYS);
         let version: u64 = db.incr(format!("coh:{run_id}:truth:{k}"), 1).await?;
-        let position = writer.invalidate(&format!("coherence.key.{k}")).await?;
+        // On a loaded machine an invalidation may time out: it still applies
+        // here and is sent later; it is counted, and not relied on.
+        let position = match writer.invalidate(&format!("coherence.key.{k}")).await {
+            Ok(position) => position,
+            Err(e) => {
+                failed_invalidations += 1;
+                if failed_invalidations <= 3 {
+                    eprintln!("invalidation failed: {e}");
+                }
+                continue;
+            }
+        };
+        confirmed[k as usize].fetch_max(version, Ordering::SeqCst);
         let _: () = redis::pipe()
             .lpush(
                 format!("coh:{run_id}:history:{k}"),
@@ -132,6 +184,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     workers.extend(replacement);
+    let (mut writer_reads_total, mut writer_stale) = (0u64, 0u64);
+    for task in writer_reads {
+        let (reads, stale) = task.await?;
+        writer_reads_total += reads;
+        writer_stale += stale;
+    }
 
     let (mut reads, mut stale, mut p50s, mut p99) = (0u64, 0u64, Vec::new(), 0u64);
     for worker in workers {
@@ -157,8 +215,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     p50s.sort_unstable();
     let p50 = p50s.get(p50s.len() / 2).copied().unwrap_or(0);
     drop(own_server);
-    println!("coherence: reads={reads} stale={stale} invalidations={invalidations} propagation_p50_us={p50} propagation_p99_us={p99}");
-    if stale > 0 {
+    println!("coherence: reads={reads} stale={stale} writer_reads={writer_reads_total} writer_stale={writer_stale} invalidations={invalidations} failed_invalidations={failed_invalidations} propagation_p50_us={p50} propagation_p99_us={p99}");
+    if (stale > 0 || writer_stale > 0) && !unprotected {
         std::process::exit(1);
     }
     Ok(())
@@ -173,19 +231,42 @@ async fn version_of(k: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The same read, through the writer's own cache.
+#[cached(ttl = "policy_decision", tags = ["coherence.key.{k}"], cache = WRITER_CACHE)]
+async fn writer_version_of(k: u32) -> u64 {
+    let mut db = DB.get().expect("connected").clone();
+    db.get(format!("coh:{}:truth:{k}", run_id()))
+        .await
+        .unwrap_or(0)
+}
+
 static DB: std::sync::OnceLock<redis::aio::MultiplexedConnection> = std::sync::OnceLock::new();
-static WORKER_CACHE: std::sync::LazyLock<Cache> = std::sync::LazyLock::new(|| {
-    let url: String = arg("--redis-url", String::new());
-    Cache::builder()
+static RUN_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static WRITER_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn coherence_cache(url: &str) -> Cache {
+    let builder = Cache::builder()
         .redis_url(url)
         .service("coherence")
-        .prefix(format!("coh-{}", run_id()))
-        .build()
-        .expect("worker cache")
-});
+        .prefix(format!("coh-{}", run_id()));
+    let builder = if flag("--unprotected") {
+        builder.unprotected_for_coherence_reports()
+    } else {
+        builder
+    };
+    builder.build().expect("cache")
+}
+
+static WORKER_CACHE: std::sync::LazyLock<Cache> =
+    std::sync::LazyLock::new(|| coherence_cache(&arg("--redis-url", String::new())));
+static WRITER_CACHE: std::sync::LazyLock<Cache> =
+    std::sync::LazyLock::new(|| coherence_cache(WRITER_URL.get().expect("set in main")));
 
 fn run_id() -> String {
-    arg("--run", String::new())
+    RUN_ID
+        .get()
+        .cloned()
+        .unwrap_or_else(|| arg("--run", String::new()))
 }
 
 async fn worker() -> Result<(), Box<dyn std::error::Error>> {
@@ -222,7 +303,9 @@ async fn worker() -> Result<(), Box<dyn std::error::Error>> {
             match required {
                 Some(required) if served < required => {
                     stale += 1;
-                    eprintln!("stale: key {k} served version {served}, version {required} was invalidated before the call");
+                    if stale <= 5 {
+                        eprintln!("stale: key {k} served version {served}, version {required} was invalidated before the call");
+                    }
                 }
                 Some(_) => {}
                 None => unchecked += 1,

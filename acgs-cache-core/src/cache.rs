@@ -586,6 +586,7 @@ pub struct CacheBuilder {
     metrics_interval: Option<Duration>,
     #[cfg(feature = "redis")]
     confirm: ConfirmInvalidations,
+    unprotected: bool,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -628,6 +629,7 @@ impl Default for CacheBuilder {
             metrics_interval: Some(Duration::from_secs(1)),
             #[cfg(feature = "redis")]
             confirm: ConfirmInvalidations::Auto,
+            unprotected: false,
         }
     }
 }
@@ -828,6 +830,15 @@ impl CacheBuilder {
         self
     }
 
+    /// Turns the invalidation check off: every entry is served, whatever was
+    /// invalidated. Never for a service — only for the coherence report,
+    /// whose `--unprotected` run shows what the check prevents.
+    #[doc(hidden)]
+    pub fn unprotected_for_coherence_reports(mut self) -> Self {
+        self.unprotected = true;
+        self
+    }
+
     /// Overrides the durations of the policy named `policy` at run time.
     pub fn policy_override(mut self, policy: impl Into<String>, with: PolicyOverride) -> Self {
         let entry = self.overrides.entry(policy.into()).or_default();
@@ -1008,7 +1019,11 @@ impl CacheBuilder {
                 #[cfg(feature = "redis")]
                 l2,
                 // Without L2 the log is local: the instance always hears it.
-                coherence: Coherence::new(!config.has_l2(), config.invalidation_window),
+                coherence: Coherence::new(
+                    !config.has_l2(),
+                    config.invalidation_window,
+                    self.unprotected,
+                ),
                 flights: Flights::default(),
                 recovery: crate::recovery::Recovery::default(),
                 config,

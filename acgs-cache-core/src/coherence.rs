@@ -142,12 +142,15 @@ pub(crate) struct Coherence {
     pub(crate) state_loads: Counter,
     /// How long single-entry invalidations are remembered.
     entry_window: Duration,
+    /// Accept every entry (see `CacheBuilder::unprotected_for_coherence_reports`):
+    /// only so that a coherence report can show what the check prevents.
+    checks_disabled: bool,
     last_prune_ms: AtomicU64,
     lags_us: Mutex<VecDeque<u64>>,
 }
 
 impl Coherence {
-    pub(crate) fn new(listening: bool, entry_window: Duration) -> Self {
+    pub(crate) fn new(listening: bool, entry_window: Duration, checks_disabled: bool) -> Self {
         Coherence {
             head: AtomicU64::new(0),
             floor: AtomicU64::new(0),
@@ -160,6 +163,7 @@ impl Coherence {
             entry_overflows: Counter::default(),
             state_loads: Counter::default(),
             entry_window,
+            checks_disabled,
             last_prune_ms: AtomicU64::new(0),
             lags_us: Mutex::new(VecDeque::with_capacity(LAG_SAMPLES)),
         }
@@ -412,7 +416,7 @@ impl Coherence {
         if position < self.floor.load(Ordering::Acquire)
             || position < function.invalidated_at.load(Ordering::Acquire)
         {
-            return false;
+            return self.checks_disabled;
         }
         let per_entry = function.has_entry_invalidations.load(Ordering::Acquire);
         if tags.is_empty() && !per_entry {
@@ -427,7 +431,7 @@ impl Coherence {
                 .entries
                 .get(&(function.scope, digest))
                 .is_some_and(|(at, _)| position < *at);
-        !(tagged_after || entry_after)
+        !(tagged_after || entry_after) || self.checks_disabled
     }
 
     /// Forgets invalidations older than the retention (names, tags,
