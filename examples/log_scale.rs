@@ -69,9 +69,8 @@ async fn fill(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, n: u64
 #[tokio::main]
 async fn main() {
     let records: u64 = arg("--records", 1_000_000);
-    let (url, _own) = support::given_or_started(
-        std::env::args().skip_while(|a| a != "--redis-url").nth(1),
-    );
+    let (url, _own) =
+        support::given_or_started(std::env::args().skip_while(|a| a != "--redis-url").nth(1));
     let prefix = format!("scale{}", std::process::id());
     let instance = || {
         Cache::builder()
@@ -92,7 +91,10 @@ async fn main() {
     // The log exists (with its generation) before the records go in.
     let writer = instance();
     writer.connect().await.expect("connect");
-    writer.invalidate("log-scale.start").await.expect("invalidate");
+    writer
+        .invalidate("log-scale.start")
+        .await
+        .expect("invalidate");
 
     // A running instance hears them all live.
     let live = instance();
