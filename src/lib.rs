@@ -4,12 +4,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use acgs_cache_core::{
-    decode_header, fingerprint, grammar, invalidate, parse_duration, policies, Cache, CacheBuilder,
-    Codec, CodecError, Consistency, EnvelopeHeader, Error, ErrorReason, FunctionStats,
-    HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest, L1Health,
-    L2Health, LogPosition, PolicyOverride, PoolStats, RateLimiter, RedisConfig, Reject, Session,
-    SessionStore, StatsSnapshot, TokenCache, TtlPolicy, WarmEntry, WarmReport, Warmer,
-    DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+    decode_header, fingerprint, grammar, invalidate, parse_duration, policies, with_outcome, Cache,
+    CacheBuilder, Codec, CodecError, Consistency, EnvelopeHeader, Error, ErrorReason,
+    FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest,
+    L1Health, L2Health, LogPosition, Outcome, PolicyOverride, PoolStats, RateLimiter, RedisConfig,
+    Reject, RuntimeDefaultGuard, Session, SessionStore, StatsSnapshot, TokenCache, TtlPolicy,
+    WarmEntry, WarmReport, Warmer, DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION,
+    MAGIC,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).
@@ -26,6 +27,33 @@ pub use acgs_cache_core::{DistributedLock, FleetFunction, FleetMember, FleetStat
 ///
 /// See the [crate documentation](crate#the-attribute) for every argument.
 pub use acgs_cache_macros::cached;
+
+/// Publishes events after a write function succeeds (returns `Ok`, for a
+/// `Result` under any alias; anything else always), so that writes and the
+/// reads they change name the same events:
+///
+/// ```
+/// use acgs_cache::{cached, invalidates};
+///
+/// #[cached(ttl = "5m", tags = ["tenant.{tenant}"])]
+/// async fn quota(tenant: String) -> u64 {
+///     100
+/// }
+///
+/// #[invalidates("tenant.{tenant}")]
+/// async fn set_quota(tenant: String, quota: u64) -> Result<(), std::io::Error> {
+///     // the write
+///     Ok(())
+/// }
+/// ```
+///
+/// The events are formatted from the arguments before the body runs, as tag
+/// templates are (`"tenant.{tenant}"` reaches exactly the entries tagged
+/// with the same value). They go through `cache = PATH` if given, else the
+/// cache `#[cached]` functions use here. A failure to publish is logged
+/// (`WARN`), not returned: the write happened, and the invalidation is
+/// retried in the background until Redis takes it.
+pub use acgs_cache_macros::invalidates;
 
 /// The process-default cache (see [`Cache::global`]).
 pub fn global() -> &'static Cache {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::coherence::{scope_hash, Coherence, Consistency};
@@ -27,12 +27,6 @@ use crate::topology::RedisConfig;
 pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
 
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
-static DEFAULT: OnceLock<Cache> = OnceLock::new();
-
-tokio::task_local! {
-    static SCOPED: Cache;
-}
-
 /// A two-tier cache: L1 in process (moka), L2 shared (Redis), used by
 /// `#[cached]` functions.
 ///
@@ -161,6 +155,9 @@ pub(crate) struct CacheConfig {
     pub(crate) background_l2_writes: bool,
     /// How often the counters are published through `metrics` (`None`: never).
     pub(crate) metrics_interval: Option<Duration>,
+    /// Whether `#[cached]` calls use the cache at all (see
+    /// `CacheBuilder::disable_caching`).
+    pub(crate) caching: bool,
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<L2Settings>,
 }
@@ -185,6 +182,18 @@ impl Cache {
         CacheBuilder::default()
     }
 
+    /// An L1-only cache with caching disabled (see
+    /// [`CacheBuilder::disable_caching`]): every `#[cached]` call that uses
+    /// it runs its body. Give it to the code under test with
+    /// [`Cache::set_runtime_default`] or [`Cache::scope`].
+    #[must_use]
+    pub fn disabled() -> Cache {
+        Cache::builder()
+            .disable_caching()
+            .build()
+            .expect("the embedded defaults are valid")
+    }
+
     /// A cache configured from `ACGS_CACHE_*` environment variables (see
     /// [`CacheBuilder::apply_env`]). With no variables set it is L1-only.
     ///
@@ -193,35 +202,6 @@ impl Cache {
     /// [`Error::Config`] when a variable is present but invalid.
     pub fn from_env() -> Result<Cache, Error> {
         Cache::builder().apply_env()?.build()
-    }
-
-    /// Makes this cache the process default used by `#[cached]` functions.
-    ///
-    /// # Errors
-    ///
-    /// Returns the cache back if a default was already installed (or created
-    /// by a first cached call).
-    pub fn install_default(self) -> Result<(), Cache> {
-        DEFAULT.set(self)
-    }
-
-    /// The process default: the installed one, or one built from the
-    /// environment on first use (L1-only if nothing is configured; an invalid
-    /// environment is reported with `tracing::error!` and falls back to L1-only).
-    pub fn global() -> &'static Cache {
-        DEFAULT.get_or_init(|| {
-            Cache::from_env().unwrap_or_else(|e| {
-                tracing::error!(target: "acgs_cache", error = %e, "invalid cache environment; using an L1-only cache");
-                Cache::builder().build().expect("the embedded defaults are valid")
-            })
-        })
-    }
-
-    /// Runs `future` with this cache as the one `#[cached]` functions use
-    /// (unless their attribute names an instance). Meant for tests and for
-    /// multi-tenant services that keep one cache per tenant.
-    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
-        SCOPED.scope(self.clone(), future).await
     }
 
     /// Whether this cache has a shared tier.
@@ -377,23 +357,6 @@ impl Cache {
         format!("{}:{function}", self.inner.config.service)
     }
 
-    /// The cache a `#[cached]` call uses: the attribute's instance, else the
-    /// scoped one, else the process default.
-    pub(crate) fn for_site(site: &'static CallSite) -> CacheRef {
-        Cache::resolve(site.instance)
-    }
-
-    /// The cache for a pinned instance, else the scoped one, else the default.
-    pub(crate) fn resolve(instance: Option<fn() -> &'static Cache>) -> CacheRef {
-        if let Some(instance) = instance {
-            return CacheRef::Static(instance());
-        }
-        match SCOPED.try_with(Cache::clone) {
-            Ok(scoped) => CacheRef::Owned(scoped),
-            Err(_) => CacheRef::Static(Cache::global()),
-        }
-    }
-
     /// This cache's state of the instance of `site` that the cached
     /// function itself resolved to (`probe`: see `identity.rs`).
     pub(crate) fn function(
@@ -512,22 +475,6 @@ impl<F: FnOnce() -> Cache> AsStaticCache for std::sync::LazyLock<Cache, F> {
     }
 }
 
-/// A cache reached either through a `'static` reference or an owned handle.
-pub(crate) enum CacheRef {
-    Static(&'static Cache),
-    Owned(Cache),
-}
-
-impl std::ops::Deref for CacheRef {
-    type Target = Cache;
-    fn deref(&self) -> &Cache {
-        match self {
-            CacheRef::Static(c) => c,
-            CacheRef::Owned(c) => c,
-        }
-    }
-}
-
 /// A function's state, borrowed from its static call site when possible.
 #[derive(Debug)]
 pub(crate) enum FunctionRef<'a> {
@@ -587,6 +534,7 @@ pub struct CacheBuilder {
     #[cfg(feature = "redis")]
     confirm: ConfirmInvalidations,
     unprotected: bool,
+    caching: bool,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -630,6 +578,7 @@ impl Default for CacheBuilder {
             #[cfg(feature = "redis")]
             confirm: ConfirmInvalidations::Auto,
             unprotected: false,
+            caching: true,
         }
     }
 }
@@ -830,6 +779,16 @@ impl CacheBuilder {
         self
     }
 
+    /// Turns caching off: every `#[cached]` call runs its body, nothing is
+    /// read or stored (the calls are counted as `bypassed`). For tests of the
+    /// code under the cache, as cashews' `cache.disabling()`; sessions,
+    /// tokens, rate limits and locks, which store data rather than cache it,
+    /// work as before. [`Cache::disabled`] is the short form.
+    pub fn disable_caching(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
     /// Turns the invalidation check off: every entry is served, whatever was
     /// invalidated. Never for a service — only for the coherence report,
     /// whose `--unprotected` run shows what the check prevents.
@@ -1009,6 +968,7 @@ impl CacheBuilder {
             background_l2_writes: self.background_l2_writes,
             fleet_interval: self.fleet_interval,
             metrics_interval: self.metrics_interval,
+            caching: self.caching,
             #[cfg(feature = "redis")]
             l2: l2_settings,
         };

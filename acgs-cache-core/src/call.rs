@@ -44,7 +44,7 @@ where
 {
     let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
-    let Some(digest) = usable_key(&function, key) else {
+    let Some(digest) = usable_key(&cache, site, &function, key) else {
         return compute.await;
     };
     cache
@@ -70,7 +70,7 @@ where
 {
     let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
-    let Some(digest) = usable_key(&function, key) else {
+    let Some(digest) = usable_key(&cache, site, &function, key) else {
         return compute.await.1;
     };
     cache
@@ -78,13 +78,25 @@ where
         .await
 }
 
-/// The key's digest, or `None` (counted, traced) when the key arguments did
-/// not serialize: the call then goes around the cache.
-fn usable_key(function: &FunctionState, key: Result<KeyDigest, CodecError>) -> Option<KeyDigest> {
+/// The key's digest, or `None` (counted as bypassed) when the call goes
+/// around the cache: the key arguments did not serialize (traced), or the
+/// cache was built with caching disabled.
+fn usable_key(
+    cache: &Cache,
+    site: &CallSite,
+    function: &FunctionState,
+    key: Result<KeyDigest, CodecError>,
+) -> Option<KeyDigest> {
+    if !cache.inner.config.caching && !site.storage {
+        function.counters.bypassed.inc();
+        crate::outcome::note(crate::outcome::Outcome::Bypassed);
+        return None;
+    }
     match key {
         Ok(digest) => Some(digest),
         Err(e) => {
             function.counters.bypassed.inc();
+            crate::outcome::note(crate::outcome::Outcome::Bypassed);
             tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "key arguments did not serialize; calling without the cache");
             None
         }
@@ -206,8 +218,10 @@ where
 {
     let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
-    let Ok(digest) = key else {
-        return call_tagged(site, probe, shape, key, compute).await;
+    let digest = match key {
+        Ok(digest) if cache.inner.config.caching => digest,
+        // `call_tagged` counts and traces why the cache is bypassed.
+        _ => return call_tagged(site, probe, shape, key, compute).await,
     };
     if function.policy.refresh_ahead_percent() == 0 {
         return cache
@@ -321,6 +335,7 @@ impl Cache {
                                 .accepts(function, position, &tags, digest) =>
                         {
                             function.counters.coalesced.inc();
+                            crate::outcome::note(crate::outcome::Outcome::Coalesced);
                             return shape.rebuild(value.clone());
                         }
                         Some(_) => {
@@ -383,12 +398,16 @@ impl Cache {
         })
         .await;
         let (tags, out) = match outcome {
-            Ok(Ok(computed)) => computed,
+            Ok(Ok(computed)) => {
+                crate::outcome::note(crate::outcome::Outcome::Computed);
+                computed
+            }
             Ok(Err(panic)) if fallback.is_none() => std::panic::resume_unwind(panic), // waiters retry
             failed => {
                 let why = failed.err().unwrap_or("panicked");
                 tracing::error!(target: "acgs_cache", function = %function.name, "computation {why}; serving the stale value");
                 function.counters.stale_served.inc();
+                crate::outcome::note(crate::outcome::Outcome::StaleServed);
                 let (value, stamp) = fallback.expect("a fallback exists on this path");
                 return land(shape, leader, value, stamp);
             }
@@ -415,6 +434,7 @@ impl Cache {
                 if let Some((value, stamp)) = stale.take() {
                     tracing::warn!(target: "acgs_cache", function = %function.name, "computation failed; serving the stale value");
                     function.counters.stale_served.inc();
+                    crate::outcome::note(crate::outcome::Outcome::StaleServed);
                     return land(shape, leader, value, stamp);
                 }
                 function.counters.not_stored.inc();
@@ -541,6 +561,7 @@ impl Cache {
         let now = clock::now();
         if now < entry.fresh_until {
             function.counters.l1_hits.inc();
+            crate::outcome::note(crate::outcome::Outcome::L1Hit);
             match entry.refresh_at {
                 Some(at) if now >= at => Found::Due(stored.value.clone()),
                 _ => Found::Fresh(stored.value.clone()),
@@ -596,7 +617,7 @@ impl Cache {
                 },
                 L2Write::Background => {
                     let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
-                    tokio::spawn(async move {
+                    crate::background::spawn(async move {
                         match l2.put_entry(&key, started, &bytes, px).await {
                             Ok(true) => {}
                             Ok(false) => function.counters.not_stored.inc(),
@@ -711,6 +732,7 @@ impl Cache {
             return L2Found::Stale(value, stamp); // kept past its TTL for stale-if-error only
         }
         function.counters.l2_hits.inc();
+        crate::outcome::note(crate::outcome::Outcome::L2Hit);
         let remaining = Duration::from_millis(header.expires_at_ms - now);
         if self.inner.config.l1_enabled {
             // Boxed: moka's insert future is large, and every L2 hit's

@@ -31,13 +31,26 @@ pub(crate) enum Pools {
     Cluster(deadpool::managed::Pool<ClusterManager>),
 }
 
-/// A connection checked out of a pool: dropping it returns it (the field
-/// is held for that drop, never read).
-#[allow(dead_code)]
+/// A connection checked out of a pool and kept out of it: it is counted
+/// in the pool's size until [`Checkout::detach`] takes it out for good.
 pub(crate) enum Checkout {
     Node(deadpool_redis::Connection),
     Sentinel(sentinel::Connection),
     Cluster(deadpool::managed::Object<ClusterManager>),
+}
+
+impl Checkout {
+    /// Takes the connection out of the pool, which stops counting it and
+    /// makes a new one when asked: a lane's connection is never handed back,
+    /// because it is dropped only when it broke or when the runtime that
+    /// drives it ended.
+    pub(crate) fn detach(self) {
+        match self {
+            Checkout::Node(conn) => drop(deadpool_redis::Connection::take(conn)),
+            Checkout::Sentinel(conn) => drop(sentinel::Connection::take(conn)),
+            Checkout::Cluster(conn) => drop(deadpool::managed::Object::take(conn)),
+        }
+    }
 }
 
 /// A handle on a connection of any topology, cheap to clone.

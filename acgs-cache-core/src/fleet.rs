@@ -117,7 +117,7 @@ pub(crate) fn spawn_publisher(inner: &Arc<Inner>) {
         "{}:fleet:{}:{instance}",
         inner.config.prefix, inner.config.service
     );
-    tokio::spawn(publish(Arc::downgrade(inner), key, instance, interval));
+    crate::background::spawn(publish(Arc::downgrade(inner), key, instance, interval));
 }
 
 async fn publish(weak: Weak<Inner>, key: String, instance: String, interval: Duration) {

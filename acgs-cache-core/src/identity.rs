@@ -116,7 +116,29 @@ fn instance_path<'p>(probe: &'p str, caller: Caller<'_>) -> Option<(&'p str, Str
     // The owner is everything before the last segment, as one slice.
     let owner_end = last_offset(probe, last)?;
     let owner = probe[..owner_end].strip_suffix("::")?;
-    Some((owner, without_last(generic_args, caller.extra_generics)?))
+    let generic_args = without_last(generic_args, caller.extra_generics)?;
+    Some((owner, without_lifetimes(&generic_args)))
+}
+
+/// `<A, B>` without its lifetime arguments (`#[async_trait]` gives its
+/// methods lifetime parameters, which `type_name` shows as `'_`: they never
+/// make another instance).
+fn without_lifetimes(generic_args: &str) -> String {
+    let Some(inner) = generic_args
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+    else {
+        return generic_args.to_owned();
+    };
+    let kept: Vec<&str> = split_top_level_by(inner, ", ")
+        .into_iter()
+        .filter(|arg| !arg.starts_with('\''))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("<{}>", kept.join(", "))
+    }
 }
 
 /// `<A, B, C>` without its last `n` arguments (`""` when none are left).
@@ -321,6 +343,14 @@ mod tests {
         );
         assert_eq!(warm, string);
         assert_eq!(&*account.name, "m::load<Account>");
+    }
+
+    #[test]
+    fn lifetime_arguments_are_not_part_of_a_name() {
+        assert_eq!(without_lifetimes("<'_, '_>"), "");
+        assert_eq!(without_lifetimes("<'_, app::Pg>"), "<app::Pg>");
+        assert_eq!(without_lifetimes("<app::Pg>"), "<app::Pg>");
+        assert_eq!(without_lifetimes(""), "");
     }
 
     #[test]

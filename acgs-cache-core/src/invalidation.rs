@@ -149,12 +149,64 @@ pub(crate) async fn apply_heard(inner: &Arc<Inner>, position: u64, record: &Reco
                 let key = crate::key::redis_key(&function.key_prefix, targets.digest);
                 let stone = crate::log::tombstone(unpack(position));
                 let (l2, hold) = (Arc::clone(l2), inner.config.invalidation_window);
-                tokio::spawn(async move {
+                crate::background::spawn(async move {
                     if let Err(e) = l2.tombstone(&key, &stone, hold).await {
                         tracing::debug!(target: "acgs_cache", error = %e, "tombstone for another build's entry not written");
                     }
                 });
             }
+        }
+    }
+}
+
+/// A write function's result, for `#[invalidates]` to tell whether it
+/// succeeded: `Ok` for a `Result` under any alias, anything else always.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Written<'a, T>(pub &'a T);
+
+/// `Written(&result).succeeded()` on a `Result`: whether it is `Ok`
+/// (picked before [`WrittenAny`] by method resolution, being implemented on
+/// the less-referenced type).
+#[doc(hidden)]
+pub trait WrittenResult {
+    /// Whether the write succeeded.
+    fn succeeded(&self) -> bool;
+}
+
+impl<T, E> WrittenResult for Written<'_, Result<T, E>> {
+    fn succeeded(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+/// `Written(&value).succeeded()` on anything but a `Result`: always.
+#[doc(hidden)]
+pub trait WrittenAny {
+    /// Whether the write succeeded.
+    fn succeeded(&self) -> bool;
+}
+
+impl<T> WrittenAny for &Written<'_, T> {
+    fn succeeded(&self) -> bool {
+        true
+    }
+}
+
+/// Publishes the events of a write that succeeded (`#[invalidates]`),
+/// through `cache` or the cache `#[cached]` functions use here. A failure
+/// is logged, never returned: the write itself happened, and an
+/// invalidation Redis did not take is retried in the background (see
+/// `recovery.rs`).
+#[doc(hidden)]
+pub async fn publish_after(cache: Option<&'static Cache>, events: &[String]) {
+    let cache = match cache {
+        Some(cache) => crate::current::CacheRef::Static(cache),
+        None => Cache::resolve(None),
+    };
+    for event in events {
+        if let Err(e) = cache.invalidate(event).await {
+            tracing::warn!(target: "acgs_cache", event = %event, error = %e, "a write succeeded but its invalidation was not acknowledged");
         }
     }
 }

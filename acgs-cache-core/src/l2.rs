@@ -8,11 +8,19 @@
 //! checked-out connection (the *lane*) and clones its handle per request: a
 //! hit costs exactly one round trip. The pool stays the factory of
 //! connections (and their configuration); when a lane's connection breaks it
-//! goes back to the pool, which discards it at recycle, and the next request
-//! checks out a fresh one. While Redis cannot be reached, reconnect attempts
-//! are spaced out so that calls do not each pay a connect timeout.
+//! is taken out of the pool and the next request checks out a fresh one.
+//! While Redis cannot be reached, reconnect attempts are spaced out so that
+//! calls do not each pay a connect timeout.
+//!
+//! **One lane per calling runtime.** redis-rs drives a connection from a
+//! task spawned on the runtime that made it: when that runtime ends (each
+//! `#[tokio::test]` has its own), the connection is dead for every caller.
+//! So each runtime that calls gets a lane of its own, made on it, and a
+//! lane whose runtime has ended is dropped. Connections that outlive any
+//! caller (the log tailer's, confirmed invalidations', large values') are
+//! made on the cache's own runtime (`background.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::breaker::Breaker;
 use std::sync::{Arc, Mutex};
@@ -61,9 +69,77 @@ impl std::fmt::Debug for L2Settings {
 }
 
 struct Lane {
-    /// Keeps the pooled object checked out; dropping it returns it to the pool.
-    _checked_out: Checkout,
+    /// The pooled object (`None`: a connection of its own, made because
+    /// every pooled one was in use by other runtimes' lanes).
+    checked_out: Option<Checkout>,
     handle: RedisConnection,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        if let Some(checked_out) = self.checked_out.take() {
+            checked_out.detach();
+        }
+    }
+}
+
+/// The lane of one calling runtime.
+struct RuntimeLane {
+    runtime: tokio::runtime::Id,
+    /// A task that never ends, spawned on that runtime: finished once the
+    /// runtime has shut down (and with it the lane's connection driver).
+    alive: tokio::task::JoinHandle<()>,
+    lane: Option<Arc<Lane>>,
+    /// Whether a connect for this runtime is in flight.
+    reconnecting: bool,
+}
+
+impl RuntimeLane {
+    fn has_ended(&self) -> bool {
+        self.alive.is_finished()
+    }
+}
+
+impl Drop for RuntimeLane {
+    fn drop(&mut self) {
+        self.alive.abort();
+    }
+}
+
+/// The entry of `runtime` in `lanes`, made if missing; the entries of
+/// runtimes that ended are moved to `ended`, for the caller to drop after
+/// releasing the lock.
+fn lane_entry<'a>(
+    lanes: &'a mut Vec<RuntimeLane>,
+    runtime: &tokio::runtime::Handle,
+    ended: &mut Vec<RuntimeLane>,
+) -> &'a mut RuntimeLane {
+    let id = runtime.id();
+    let mut at = 0;
+    while at < lanes.len() {
+        if lanes[at].runtime != id && lanes[at].has_ended() {
+            ended.push(lanes.swap_remove(at));
+        } else {
+            at += 1;
+        }
+    }
+    match lanes.iter().position(|lane| lane.runtime == id) {
+        Some(at) => &mut lanes[at],
+        None => {
+            lanes.push(RuntimeLane {
+                runtime: id,
+                alive: runtime.spawn(std::future::pending()),
+                lane: None,
+                reconnecting: false,
+            });
+            lanes.last_mut().expect("pushed just above")
+        }
+    }
+}
+
+/// The runtime the caller is on (the cache's own when it is on none).
+fn calling_runtime() -> tokio::runtime::Handle {
+    tokio::runtime::Handle::try_current().unwrap_or_else(|_| crate::background::handle())
 }
 
 /// Bytes of an entry read on the shared lane; the rest of a larger one is
@@ -85,9 +161,9 @@ const MAX_SCAN_CALLS_PER_NODE: usize = 1_000;
 pub(crate) struct L2Tier {
     pools: Pools,
     settings: L2Settings,
-    lane: Mutex<Option<Arc<Lane>>>,
-    /// Whether a background connect is in flight.
-    reconnecting: AtomicBool,
+    /// The lanes of the runtimes that call, a handful at most (a test
+    /// binary's concurrent tests): found by a scan.
+    lanes: Mutex<Vec<RuntimeLane>>,
     /// Bumped after every connect attempt, to wake waiting callers.
     attempts: tokio::sync::watch::Sender<u64>,
     /// Milliseconds since `epoch` before which no reconnect is tried.
@@ -140,8 +216,7 @@ impl L2Tier {
         Ok(L2Tier {
             pools,
             refusal: Mutex::new(None),
-            lane: Mutex::new(None),
-            reconnecting: AtomicBool::new(false),
+            lanes: Mutex::new(Vec::new()),
             attempts: tokio::sync::watch::Sender::new(0),
             retry_after_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -155,8 +230,61 @@ impl L2Tier {
         })
     }
 
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<RuntimeLane>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The calling runtime's lane, if it has one.
     fn current_lane(&self) -> Option<Arc<Lane>> {
-        self.lane.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.id(),
+            Err(_) => crate::background::runtime_id(),
+        };
+        self.lanes()
+            .iter()
+            .find(|lane| lane.runtime == runtime)
+            .and_then(|lane| lane.lane.clone())
+    }
+
+    /// Makes `lane` the calling runtime's lane.
+    fn adopt_lane(&self, lane: Arc<Lane>) {
+        let mut ended = Vec::new();
+        let replaced = lane_entry(&mut self.lanes(), &calling_runtime(), &mut ended)
+            .lane
+            .replace(lane);
+        // Outside the lock: detaching takes the pool's lock.
+        drop((replaced, ended));
+    }
+
+    /// Forgets the calling runtime's lane (its connection broke).
+    fn drop_current_lane(&self) {
+        let runtime = calling_runtime().id();
+        // Dropped outside the lock: detaching takes the pool's lock.
+        let lane = self
+            .lanes()
+            .iter_mut()
+            .find(|lane| lane.runtime == runtime)
+            .and_then(|lane| lane.lane.take());
+        drop(lane);
+    }
+
+    /// Forgets the lane if `error` shows its connection is broken.
+    /// READONLY: the server was demoted to a replica by a failover; a new
+    /// connection asks the Sentinels again. A cluster connection reconnects
+    /// its nodes itself: one dead shard must not cost the others their
+    /// connection.
+    fn drop_lane_if_broken(&self, conn: &RedisConnection, e: &redis::RedisError) {
+        let broken = if conn.is_cluster() {
+            e.is_unrecoverable_error()
+        } else {
+            e.is_unrecoverable_error()
+                || e.is_connection_dropped()
+                || e.is_io_error()
+                || e.code() == Some("READONLY")
+        };
+        if broken {
+            self.drop_current_lane();
+        }
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -194,7 +322,7 @@ impl L2Tier {
                 if let Some(lane) = self.current_lane() {
                     return Ok(lane.handle.clone());
                 }
-                if !self.reconnecting.load(Ordering::Acquire) {
+                if !self.reconnecting() {
                     if let Some(refusal) = self.refusal() {
                         return Err(Error::Auth(refusal));
                     }
@@ -212,40 +340,87 @@ impl L2Tier {
             .unwrap_or(Err(Error::Timeout(patience)))
     }
 
+    /// Whether a connect for the calling runtime is in flight.
+    fn reconnecting(&self) -> bool {
+        let runtime = calling_runtime().id();
+        self.lanes()
+            .iter()
+            .any(|lane| lane.runtime == runtime && lane.reconnecting)
+    }
+
+    /// Starts connecting a lane for the calling runtime, on that runtime
+    /// (the connection's driver must run there), unless one is in flight or
+    /// the last attempt failed less than the backoff ago.
     fn start_reconnect(self: &Arc<Self>) {
         if self.elapsed_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
             return;
         }
-        if self.reconnecting.swap(true, Ordering::AcqRel) {
-            return;
+        let runtime = calling_runtime();
+        let id = runtime.id();
+        let mut ended = Vec::new();
+        {
+            let mut lanes = self.lanes();
+            let entry = lane_entry(&mut lanes, &runtime, &mut ended);
+            if std::mem::replace(&mut entry.reconnecting, true) {
+                return;
+            }
         }
+        // Outside the lock: detaching takes the pool's lock.
+        drop(ended);
         let tier = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(e) = tier.connect_lane().await {
+        runtime.spawn(async move {
+            let outcome = tier.connect_lane().await;
+            if let Err(e) = &outcome {
                 tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) connect failed");
                 let backoff =
                     u64::try_from(tier.settings.reconnect_backoff.as_millis()).unwrap_or(u64::MAX);
                 tier.retry_after_ms
                     .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
             }
-            tier.reconnecting.store(false, Ordering::Release);
+            let lane = outcome.ok();
+            let replaced = {
+                let mut lanes = tier.lanes();
+                match lanes.iter_mut().find(|lane| lane.runtime == id) {
+                    Some(entry) => {
+                        entry.reconnecting = false;
+                        match lane {
+                            Some(lane) => entry.lane.replace(lane),
+                            None => None,
+                        }
+                    }
+                    None => lane,
+                }
+            };
+            drop(replaced);
             tier.attempts.send_modify(|n| *n += 1);
         });
     }
 
-    /// Checks a connection out of the pool and makes it the lane.
-    async fn connect_lane(&self) -> Result<RedisConnection, Error> {
+    /// A lane for the calling runtime: a connection checked out of the pool,
+    /// or one of its own when every pooled connection is another runtime's
+    /// lane.
+    async fn connect_lane(&self) -> Result<Arc<Lane>, Error> {
         // redis-rs times each request out itself (one timer per request):
         // giving the lane the soft timeout spares a second timer per
         // operation, which halved L2 throughput under 64 concurrent callers
         // (measured).
-        let (checked_out, handle) = self.checkout(self.settings.soft_timeout).await?;
-        let lane = Arc::new(Lane {
-            _checked_out: checked_out,
-            handle: handle.clone(),
-        });
-        *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
-        Ok(handle)
+        let status = self.pools.status();
+        let (checked_out, handle) = if status.size >= status.max_size && status.available == 0 {
+            let handle = tokio::time::timeout(
+                self.settings.connect_timeout,
+                self.pools.dedicated(self.settings.soft_timeout),
+            )
+            .await
+            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
+            (None, handle)
+        } else {
+            let (checked_out, handle) = self.checkout(self.settings.soft_timeout).await?;
+            (Some(checked_out), handle)
+        };
+        Ok(Arc::new(Lane {
+            checked_out,
+            handle,
+        }))
     }
 
     /// A connection from the pool within the connect timeout; a refusal of
@@ -293,21 +468,32 @@ impl L2Tier {
     fn start_probe(self: &Arc<Self>) {
         let tier = Arc::downgrade(self);
         let interval = self.settings.probe_interval;
-        tokio::spawn(async move {
+        // On the cache's runtime: the probe must go on after the runtime of
+        // the call that opened the circuit has ended.
+        crate::background::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(tier) = tier.upgrade() else { return };
                 let probe = async {
-                    // The lane that stopped answering is tried first (a
-                    // frozen server that comes back keeps it; a pool of one
-                    // connection has no other to give); a broken one is
-                    // replaced. Closes when any node answers: on a cluster
-                    // with a dead master, the others still serve their slots.
-                    let mut conn = match tier.current_lane() {
-                        Some(lane) => lane.handle.clone(),
-                        None => tier.connect_lane().await?,
+                    // The background runtime's lane, if it has one (a frozen
+                    // server that comes back keeps it); a broken one is
+                    // dropped so that the next probe connects afresh. Closes
+                    // when any node answers: on a cluster with a dead
+                    // master, the others still serve their slots.
+                    let (mut conn, fresh) = match tier.current_lane() {
+                        Some(lane) => (lane.handle.clone(), None),
+                        None => {
+                            let lane = tier.connect_lane().await?;
+                            (lane.handle.clone(), Some(lane))
+                        }
                     };
-                    conn.ping_nodes().await.map(drop)
+                    let answered = conn.ping_nodes().await.map(drop);
+                    match (&answered, fresh) {
+                        (Err(Error::Redis(e)), _) => tier.drop_lane_if_broken(&conn, e),
+                        (Ok(()), Some(lane)) => tier.adopt_lane(lane),
+                        _ => {}
+                    }
+                    answered
                 };
                 if let Ok(Ok(())) = tokio::time::timeout(tier.settings.connect_timeout, probe).await
                 {
@@ -349,9 +535,15 @@ impl L2Tier {
         self.settings.connect_timeout
     }
 
-    /// A connection of its own (for blocking reads), outside the pool.
-    pub(crate) async fn dedicated_connection(&self) -> Result<RedisConnection, Error> {
-        self.bulk_connection(self.settings.other_timeout()).await
+    /// A connection of its own (for blocking reads), outside the pool, made
+    /// on the cache's runtime so that it lasts as long as the cache, whichever
+    /// runtime asked for it.
+    pub(crate) async fn dedicated_connection(self: &Arc<Self>) -> Result<RedisConnection, Error> {
+        let tier = Arc::clone(self);
+        crate::background::run(
+            async move { tier.bulk_connection(tier.settings.other_timeout()).await },
+        )
+        .await
     }
 
     /// A connection of its own for bulk writes, whose requests may take
@@ -373,7 +565,7 @@ impl L2Tier {
     /// The connection confirmed invalidations go through, made on first use
     /// and replaced after a failure.
     pub(crate) async fn confirm_connection(
-        &self,
+        self: &Arc<Self>,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, RedisConnection>, Error> {
         let mut lane = self.confirm_lane.lock().await;
         if lane.is_none() {
@@ -447,22 +639,8 @@ impl L2Tier {
                 Ok(value) => Ok(value),
                 Err(e) if e.is_timeout() => Err(Error::Timeout(self.settings.soft_timeout)),
                 Err(e) => {
-                    // READONLY: the server was demoted to a replica by a
-                    // failover; a new connection asks the Sentinels again.
-                    // A cluster connection reconnects its nodes itself: one
-                    // dead shard must not cost the others their connection.
-                    let broken = if conn.is_cluster() {
-                        e.is_unrecoverable_error()
-                    } else {
-                        e.is_unrecoverable_error()
-                            || e.is_connection_dropped()
-                            || e.is_io_error()
-                            || e.code() == Some("READONLY")
-                    };
-                    if broken {
-                        // Hand the broken connection back; the next call checks out a new one.
-                        self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    }
+                    // The next call checks out a new connection.
+                    self.drop_lane_if_broken(&conn, &e);
                     Err(e.into())
                 }
             },
@@ -589,7 +767,7 @@ impl L2Tier {
     }
 
     /// The connection large values are read on, made on first use.
-    async fn large_value_connection(&self) -> Result<RedisConnection, Error> {
+    async fn large_value_connection(self: &Arc<Self>) -> Result<RedisConnection, Error> {
         let mut lane = self.large_lane.lock().await;
         if let Some(conn) = lane.as_ref() {
             return Ok(conn.clone());

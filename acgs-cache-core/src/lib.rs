@@ -8,6 +8,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod background;
 #[cfg(feature = "redis")]
 mod breaker;
 mod cache;
@@ -17,6 +18,7 @@ mod codec;
 mod coherence;
 #[cfg(feature = "redis")]
 mod connection;
+mod current;
 mod envelope;
 mod error;
 #[cfg(feature = "redis")]
@@ -38,6 +40,7 @@ mod log_position;
 mod metrics;
 #[cfg(feature = "redis")]
 mod operator;
+mod outcome;
 mod policy;
 pub mod rate_limit;
 mod recovery;
@@ -60,6 +63,7 @@ pub use cache::ConfirmInvalidations;
 pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
 pub use codec::Codec;
 pub use coherence::Consistency;
+pub use current::RuntimeDefaultGuard;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error};
 #[cfg(feature = "redis")]
@@ -74,6 +78,7 @@ pub use log_position::LogPosition;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use operator::StoredEntry;
+pub use outcome::{with_outcome, Outcome};
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
 pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};
@@ -115,6 +120,7 @@ pub mod __private {
     pub use core::time::Duration;
     pub use std::format;
 
+    pub use crate::invalidation::{publish_after, Written, WrittenAny, WrittenResult};
     pub use crate::key::KeyBuilder;
     pub use crate::warm::warm_entry;
 

@@ -84,11 +84,8 @@ impl L2Tier {
     /// Releases `key` if it still holds `token`, retrying until Redis
     /// answers or the lease is over (when the lock frees itself).
     fn release_later(self: &Arc<Self>, key: String, token: String, lease: Duration) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let l2 = Arc::downgrade(self);
-        runtime.spawn(async move {
+        crate::background::spawn(async move {
             let give_up = tokio::time::Instant::now() + lease;
             let script = redis::Script::new(RELEASE);
             let mut pause = Duration::from_millis(20);
@@ -131,7 +128,7 @@ impl L2Tier {
     /// A guard for a lock just taken: renews its lease every third of it.
     fn hold(self: &Arc<Self>, key: &str, token: String, lease: Duration) -> LockGuard {
         let lease_ms = lease_ms(lease);
-        let renewal = tokio::spawn({
+        let renewal = crate::background::spawn({
             let (l2, key, token) = (Arc::downgrade(self), key.to_owned(), token.clone());
             async move {
                 let script = redis::Script::new(RENEW);
@@ -194,14 +191,12 @@ impl Drop for LockGuard {
             );
             // The holder was cancelled or panicked: free the lock now rather
             // than at the end of its lease.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let script = redis::Script::new(RELEASE);
-                    let mut invocation = script.key(&key);
-                    invocation.arg(&token);
-                    let _ = l2.run_script::<i64>(&invocation).await;
-                });
-            }
+            crate::background::spawn(async move {
+                let script = redis::Script::new(RELEASE);
+                let mut invocation = script.key(&key);
+                invocation.arg(&token);
+                let _ = l2.run_script::<i64>(&invocation).await;
+            });
         }
     }
 }

@@ -456,7 +456,9 @@ pub(crate) fn ensure_tailer(inner: &Arc<Inner>) {
         && !inner.tailer_started.load(Ordering::Acquire)
         && !inner.tailer_started.swap(true, Ordering::AcqRel)
     {
-        tokio::spawn(tail(Arc::downgrade(inner)));
+        // On the cache's runtime: the log must stay heard after the runtime
+        // of the first call has ended.
+        crate::background::spawn(tail(Arc::downgrade(inner)));
         // The instance's other background work starts with its first use of L2 too.
         crate::fleet::spawn_publisher(inner);
     }

@@ -28,17 +28,12 @@ pub(crate) fn ensure_publisher(inner: &Arc<Inner>) {
         return;
     };
     let mut task = inner.metrics_task.lock().unwrap_or_else(|p| p.into_inner());
-    // A task whose runtime shut down is finished: start one on this runtime.
-    if task.as_ref().is_some_and(|t| !t.is_finished()) {
+    if task.is_some() {
         return;
     }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
+    // On the cache's runtime, which no caller's runtime outlives.
     *task = Some(
-        runtime
-            .spawn(publish_every(Arc::downgrade(inner), interval))
-            .abort_handle(),
+        crate::background::spawn(publish_every(Arc::downgrade(inner), interval)).abort_handle(),
     );
 }
 

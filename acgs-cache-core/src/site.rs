@@ -29,6 +29,9 @@ pub struct CallSite {
     pub(crate) instance: Option<fn() -> &'static Cache>,
     pub(crate) consistency: Consistency,
     pub(crate) lock: bool,
+    /// Whether this site stores data (sessions, tokens) rather than caches
+    /// it: a cache built with `disable_caching` still serves it.
+    pub(crate) storage: bool,
     /// The state of the first instance that called through this descriptor,
     /// in the first cache that served it: lets the common case (one cache,
     /// a non-generic function) skip the registry on every call.
@@ -86,6 +89,7 @@ impl CallSite {
             instance: None,
             consistency: Consistency::Bounded,
             lock: false,
+            storage: false,
             first: OnceLock::new(),
         }
     }
@@ -137,6 +141,13 @@ impl CallSite {
     #[must_use]
     pub const fn lock(mut self, lock: bool) -> Self {
         self.lock = lock;
+        self
+    }
+
+    /// Marks a site that stores data (sessions, tokens) rather than caches it.
+    #[must_use]
+    pub(crate) const fn storage(mut self) -> Self {
+        self.storage = true;
         self
     }
 

@@ -48,7 +48,8 @@ impl SiteSpec {
         let site: &'static CallSite = Box::leak(Box::new(
             CallSite::with_fingerprint(name, self.module, fingerprint, policy)
                 .codec(self.codec)
-                .consistency(self.consistency),
+                .consistency(self.consistency)
+                .storage(),
         ));
         sites.push((self, site));
         site

@@ -114,6 +114,10 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     pub(crate) fn into_result(self) -> Result<(), syn::Error> {
         self.0.map_or(Ok(()), Err)
     }
@@ -284,7 +288,7 @@ impl Args {
             input.parse::<Token![=]>()?;
             let mut templates = Vec::new();
             for lit in parse_str_or_list(input)? {
-                match Template::parse(lit) {
+                match Template::parse(lit, "tag") {
                     Ok(t) => templates.push(t),
                     Err(e) => errors.push(e),
                 }

@@ -29,7 +29,7 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(parsed) => parsed,
         Err(e) => return with_errors(item, e),
     };
-    let function = match Function::from_item(item_fn) {
+    let function = match Function::from_item(item_fn, false) {
         Ok(function) => function,
         Err(e) => {
             errors.push(e);
@@ -123,7 +123,7 @@ impl Plan {
             }
         }
         if let Some(templates) = &args.tags {
-            check_arguments(templates, &names, f.receiver.is_some(), errors);
+            check_arguments(templates, &names, f.receiver.is_some(), "tag", errors);
         }
         for s in args.skip.iter().flatten() {
             if !names.contains(&s.to_string()) {
@@ -142,7 +142,12 @@ impl Plan {
                 false
             }
             (Some(wanted), _) => wanted,
-            (None, in_trait_impl) => !in_trait_impl,
+            (None, true) => false,
+            // A method without `pub` may sit in a trait impl, which holds
+            // only the trait's items: it gets companions when asked
+            // (`companions = true`). Free functions, associated functions
+            // and `pub` methods get them by default.
+            (None, false) => f.receiver.is_none() || !matches!(f.vis, syn::Visibility::Inherited),
         };
         let key_text = args.key.as_ref().map(normalized).unwrap_or_default();
         let signature = format!(

@@ -5,8 +5,8 @@
 //! async body.
 
 use syn::{
-    Attribute, Block, Expr, ExprAsync, FnArg, GenericArgument, ItemFn, Pat, PathArguments,
-    ReturnType, Signature, Stmt, Type, TypeParamBound, Visibility,
+    Attribute, Block, Expr, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType,
+    Signature, Stmt, Type, TypeParamBound, Visibility,
 };
 
 /// The async body of the function.
@@ -17,7 +17,10 @@ pub(crate) enum Body {
     /// `Box::pin(…)` and the async block inside it.
     AsyncTrait {
         before: Vec<Stmt>,
-        inner: Box<ExprAsync>,
+        /// The future: an async block, or one another attribute wrapped
+        /// (`#[tracing::instrument]` makes it `Instrument::instrument(async
+        /// move { … }, span)`).
+        inner: Box<Expr>,
     },
 }
 
@@ -37,8 +40,15 @@ pub(crate) struct Function {
 }
 
 impl Function {
-    /// Recognises the function, or says why it cannot be cached.
-    pub(crate) fn from_item(item: ItemFn) -> Result<Function, syn::Error> {
+    /// Recognises the function, or says why the attribute cannot apply to
+    /// it. `#[invalidates]` (`writes`) accepts functions that return `()`;
+    /// `#[cached]` has nothing to cache in them.
+    pub(crate) fn from_item(item: ItemFn, writes: bool) -> Result<Function, syn::Error> {
+        let attribute = if writes {
+            "#[invalidates]"
+        } else {
+            "#[cached]"
+        };
         let ItemFn {
             attrs,
             vis,
@@ -48,6 +58,7 @@ impl Function {
         let (body, output) = if sig.asyncness.is_some() {
             let output = match &sig.output {
                 ReturnType::Type(_, ty) => (**ty).clone(),
+                ReturnType::Default if writes => syn::parse_quote!(()),
                 ReturnType::Default => {
                     return Err(syn::Error::new(
                         sig.ident.span(),
@@ -61,7 +72,7 @@ impl Function {
         } else {
             return Err(syn::Error::new(
                 sig.fn_token.span,
-                "`#[cached]` works on `async fn` only: add `async` (in a trait impl, `#[async_trait]` methods work too)",
+                format!("`{attribute}` works on `async fn` only: add `async` (in a trait impl, `#[async_trait]` methods work too)"),
             ));
         };
         let receiver = sig.receiver().cloned();
@@ -97,7 +108,7 @@ impl Function {
 /// `(statements before, the async block, R)` when `block` is
 /// `…; Box::pin(async move { … })` and the signature returns
 /// `Pin<Box<dyn Future<Output = R> …>>`.
-fn async_trait_parts(sig: &Signature, block: &Block) -> Option<(Vec<Stmt>, Box<ExprAsync>, Type)> {
+fn async_trait_parts(sig: &Signature, block: &Block) -> Option<(Vec<Stmt>, Box<Expr>, Type)> {
     let ReturnType::Type(_, ty) = &sig.output else {
         return None;
     };
@@ -118,9 +129,7 @@ fn async_trait_parts(sig: &Signature, block: &Block) -> Option<(Vec<Stmt>, Box<E
     if !segments.ends_with(&["Box".to_owned(), "pin".to_owned()]) || call.args.len() != 1 {
         return None;
     }
-    let Some(Expr::Async(inner)) = call.args.first() else {
-        return None;
-    };
+    let inner = call.args.first()?;
     Some((before.to_vec(), Box::new(inner.clone()), output))
 }
 

@@ -13,6 +13,7 @@ use proc_macro::TokenStream;
 mod attr;
 mod expand;
 mod func;
+mod invalidates;
 mod template;
 
 /// Caches an `async fn` in two tiers. See the `acgs-cache` crate
@@ -20,4 +21,11 @@ mod template;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
+}
+
+/// Publishes events after a write function succeeds. See the `acgs-cache`
+/// crate documentation.
+#[proc_macro_attribute]
+pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    invalidates::invalidates(args.into(), item.into()).into()
 }

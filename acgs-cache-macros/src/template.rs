@@ -17,14 +17,15 @@ pub(crate) struct Template {
 }
 
 impl Template {
-    /// Parses `lit`, checking that every tag it formats is an event name
-    /// `invalidate` accepts (a name and a dot before the first placeholder).
-    pub(crate) fn parse(lit: LitStr) -> syn::Result<Template> {
+    /// Parses `lit` (a `what`: "tag" or "event"), checking that every name
+    /// it formats is an event name `invalidate` accepts (a name and a dot
+    /// before the first placeholder).
+    pub(crate) fn parse(lit: LitStr, what: &str) -> syn::Result<Template> {
         let text = lit.value();
         let fail = |message: String| {
             Err(syn::Error::new(
                 lit.span(),
-                format!("invalid tag template {text:?}: {message}"),
+                format!("invalid {what} template {text:?}: {message}"),
             ))
         };
         let mut format = String::new();
@@ -73,7 +74,7 @@ impl Template {
         if let Err(e) = grammar::check_tag_head(&head, whole) {
             let hint = suggestion(&text);
             return fail(format!(
-                "every tag is an event name for `invalidate`, and this one {e}{hint}"
+                "every {what} is an event name for `invalidate`, and this one {e}{hint}"
             ));
         }
         Ok(Template {
@@ -142,6 +143,7 @@ pub(crate) fn check_arguments(
     templates: &[Template],
     names: &[String],
     has_receiver: bool,
+    what: &str,
     errors: &mut crate::attr::Errors,
 ) {
     for template in templates {
@@ -155,7 +157,7 @@ pub(crate) fn check_arguments(
                 errors.at(
                     template.lit.span(),
                     format!(
-                        "tag template {:?}: the function has no argument `{name}`",
+                        "{what} template {:?}: the function has no argument `{name}`",
                         template.lit.value()
                     ),
                 );

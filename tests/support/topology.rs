@@ -375,6 +375,24 @@ impl RedisServer {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Makes the server stop when this process ends, for a server held in a
+    /// `static` (which is never dropped): a watcher process kills it and
+    /// removes its directory once this process is gone.
+    pub fn stop_with_this_process(&self) {
+        let Some(pid) = self.pid() else { return };
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null; rm -rf '{dir}'",
+            me = std::process::id(),
+            dir = self.dir.display()
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+
     /// Kills the server (as a crash would: SIGKILL) and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

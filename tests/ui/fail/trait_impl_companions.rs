@@ -1,14 +1,16 @@
 use acgs_cache::cached;
 
 pub trait Rules {
-    fn count(&self, tenant: u32) -> impl std::future::Future<Output = usize> + Send;
+    fn count(tenant: u32) -> impl std::future::Future<Output = usize> + Send;
 }
 
 pub struct RuleStore;
 
+// An associated function without a receiver gets companions by default; a
+// trait impl cannot hold them, and the first error names the way out.
 impl Rules for RuleStore {
-    #[cached(ttl = "governance_rules", skip(self))]
-    async fn count(&self, tenant: u32) -> usize {
+    #[cached(ttl = "governance_rules")]
+    async fn count(tenant: u32) -> usize {
         tenant as usize
     }
 }

@@ -1,0 +1,189 @@
+//! Which cache a `#[cached]` call uses: the instance its attribute names
+//! (`cache = PATH`), else the cache of the task's scope ([`Cache::scope`]),
+//! else the default of the runtime it runs on
+//! ([`Cache::set_runtime_default`]), else the process default
+//! ([`Cache::global`]).
+//!
+//! A scope is task-local: it follows one future, not the tasks that future
+//! spawns. A runtime default reaches every task of the runtime, which is
+//! what a test needs when the code under test spawns (an axum server, a
+//! worker): each `#[tokio::test]` runs on a runtime of its own.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock};
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::site::CallSite;
+
+static DEFAULT: OnceLock<Cache> = OnceLock::new();
+
+tokio::task_local! {
+    static SCOPED: Cache;
+}
+
+/// The runtime defaults in force: (runtime, guard, cache), newest last.
+static RUNTIME_DEFAULTS: RwLock<Vec<(tokio::runtime::Id, u64, Cache)>> = RwLock::new(Vec::new());
+/// How many runtime defaults are in force: a process that sets none pays
+/// one atomic load per call, not a lock.
+static RUNTIME_DEFAULTS_SET: AtomicUsize = AtomicUsize::new(0);
+static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
+
+impl Cache {
+    /// Makes this cache the process default used by `#[cached]` functions.
+    ///
+    /// # Errors
+    ///
+    /// Returns the cache back if a default was already installed (or created
+    /// by a first cached call).
+    pub fn install_default(self) -> Result<(), Cache> {
+        DEFAULT.set(self)
+    }
+
+    /// The process default: the installed one, or one built from the
+    /// environment on first use (L1-only if nothing is configured; an invalid
+    /// environment is reported with `tracing::error!` and falls back to L1-only).
+    pub fn global() -> &'static Cache {
+        DEFAULT.get_or_init(|| {
+            Cache::from_env().unwrap_or_else(|e| {
+                tracing::error!(target: "acgs_cache", error = %e, "invalid cache environment; using an L1-only cache");
+                Cache::builder().build().expect("the embedded defaults are valid")
+            })
+        })
+    }
+
+    /// Runs `future` with this cache as the one `#[cached]` functions use
+    /// (unless their attribute names an instance). The scope follows
+    /// `future` only: tasks it spawns use the runtime's default (see
+    /// [`Cache::set_runtime_default`]) or the process default. Meant for
+    /// multi-tenant services that keep one cache per tenant, and for tests
+    /// that spawn nothing.
+    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
+        SCOPED.scope(self.clone(), future).await
+    }
+
+    /// Makes this cache the one `#[cached]` functions use on the current
+    /// tokio runtime, in every task it runs (spawned ones included), until
+    /// the guard is dropped. A test's own cache, reaching the server the test
+    /// starts:
+    ///
+    /// ```
+    /// use acgs_cache_core::Cache;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), acgs_cache_core::Error> {
+    ///     let cache = Cache::builder().service("test").build()?;
+    ///     let _default = cache.set_runtime_default()?;
+    ///     let seen = tokio::spawn(async { Cache::current().service().to_owned() })
+    ///         .await
+    ///         .unwrap();
+    ///     assert_eq!(seen, "test");
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// A [`Cache::scope`] inside the runtime still wins over it, and an
+    /// attribute's `cache = PATH` over both. Guards nest: the newest one in
+    /// force is used.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when called outside a tokio runtime.
+    pub fn set_runtime_default(&self) -> Result<RuntimeDefaultGuard, Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| {
+                Error::Config(
+                    "set_runtime_default needs a tokio runtime: call it inside the runtime (e.g. in a #[tokio::test])".to_owned(),
+                )
+            })?
+            .id();
+        let guard = NEXT_GUARD.fetch_add(1, Ordering::Relaxed);
+        RUNTIME_DEFAULTS
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((runtime, guard, self.clone()));
+        RUNTIME_DEFAULTS_SET.fetch_add(1, Ordering::Release);
+        Ok(RuntimeDefaultGuard { guard })
+    }
+
+    /// The cache a `#[cached]` function without `cache = PATH` uses when
+    /// called here: the scope's, else the runtime's default, else the process
+    /// default.
+    #[must_use]
+    pub fn current() -> Cache {
+        Cache::clone(&Cache::resolve(None))
+    }
+
+    /// The cache a `#[cached]` call uses (see the module's comment).
+    pub(crate) fn for_site(site: &'static CallSite) -> CacheRef {
+        Cache::resolve(site.instance)
+    }
+
+    /// The cache for a pinned instance, else the scoped one, else the
+    /// runtime's default, else the process default.
+    pub(crate) fn resolve(instance: Option<fn() -> &'static Cache>) -> CacheRef {
+        if let Some(instance) = instance {
+            return CacheRef::Static(instance());
+        }
+        if let Ok(scoped) = SCOPED.try_with(Cache::clone) {
+            return CacheRef::Owned(scoped);
+        }
+        if let Some(cache) = runtime_default() {
+            return CacheRef::Owned(cache);
+        }
+        CacheRef::Static(Cache::global())
+    }
+}
+
+fn runtime_default() -> Option<Cache> {
+    if RUNTIME_DEFAULTS_SET.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+    RUNTIME_DEFAULTS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .rev()
+        .find(|(id, _, _)| *id == runtime)
+        .map(|(_, _, cache)| cache.clone())
+}
+
+/// Keeps a cache the default of a runtime (see
+/// [`Cache::set_runtime_default`]); dropping it ends that.
+#[derive(Debug)]
+#[must_use = "the runtime default ends when the guard is dropped"]
+pub struct RuntimeDefaultGuard {
+    guard: u64,
+}
+
+impl Drop for RuntimeDefaultGuard {
+    fn drop(&mut self) {
+        let removed = {
+            let mut defaults = RUNTIME_DEFAULTS.write().unwrap_or_else(|p| p.into_inner());
+            let at = defaults
+                .iter()
+                .position(|(_, guard, _)| *guard == self.guard);
+            at.map(|at| defaults.remove(at))
+        };
+        if removed.is_some() {
+            RUNTIME_DEFAULTS_SET.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// A cache reached either through a `'static` reference or an owned handle.
+pub(crate) enum CacheRef {
+    Static(&'static Cache),
+    Owned(Cache),
+}
+
+impl std::ops::Deref for CacheRef {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        match self {
+            CacheRef::Static(c) => c,
+            CacheRef::Owned(c) => c,
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `#[cached]` on methods, associated functions and trait impls (native
+//! `async fn` in traits and `#[async_trait]`, `Send` and `?Send`, with
+//! `#[tracing::instrument]` above or below), their companions, and
+//! `#[invalidates]` on writes; `with_outcome` tells how a call was answered.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use acgs_cache::{cached, invalidates, with_outcome, Cache, Outcome};
+use async_trait::async_trait;
+
+/// A service struct holding what cannot be part of a key.
+struct PolicyService {
+    computed: AtomicU64,
+}
+
+impl PolicyService {
+    fn new() -> Self {
+        PolicyService {
+            computed: AtomicU64::new(0),
+        }
+    }
+
+    fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// A `pub` method: companions on `self`.
+    #[cached(ttl = "5m", skip(self))]
+    pub async fn decide(&self, policy: u64, subject: String) -> String {
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        format!("{policy}:{subject}")
+    }
+
+    /// An associated function: companions are associated functions.
+    #[cached(ttl = "5m")]
+    async fn default_for(tenant: String) -> String {
+        format!("default:{tenant}")
+    }
+
+    /// A private method gets companions when asked.
+    #[cached(ttl = "5m", skip(self), companions = true)]
+    async fn private_rule(&self, id: u64) -> u64 {
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        id * 2
+    }
+}
+
+#[tokio::test]
+async fn methods_and_associated_functions_have_companions() {
+    let cache = Cache::builder().service("methods").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+    let service = PolicyService::new();
+
+    assert_eq!(service.decide(1, "alice".into()).await, "1:alice");
+    assert_eq!(service.decide(1, "alice".into()).await, "1:alice");
+    assert_eq!(service.computed(), 1);
+
+    // `<fn>_uncached` runs the body without the cache.
+    assert_eq!(service.decide_uncached(1, "alice".into()).await, "1:alice");
+    assert_eq!(service.computed(), 2);
+
+    // One entry, through the method's own companion.
+    service.invalidate_decide(1, "alice".into()).await.unwrap();
+    service.decide(1, "alice".into()).await;
+    assert_eq!(service.computed(), 3, "recomputed after invalidate_decide");
+
+    // Every entry of the method.
+    service.invalidate_all_decide().await.unwrap();
+    service.decide(1, "alice".into()).await;
+    assert_eq!(service.computed(), 4);
+
+    // Warming through the method's companion: the next call hits.
+    let report = cache
+        .warmer()
+        .await
+        .load([service.warm_entry_decide(2, "bob".into(), "warmed".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(report.written, 1, "{report:?}");
+    assert_eq!(service.decide(2, "bob".into()).await, "warmed");
+    assert_eq!(service.computed(), 4);
+
+    // Associated functions: companions are associated functions.
+    assert_eq!(
+        PolicyService::default_for("acme".into()).await,
+        "default:acme"
+    );
+    PolicyService::invalidate_default_for("acme".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        PolicyService::default_for_uncached("acme".into()).await,
+        "default:acme"
+    );
+
+    assert_eq!(service.private_rule(4).await, 8);
+    service.invalidate_private_rule(4).await.unwrap();
+    assert_eq!(service.private_rule(4).await, 8);
+    assert_eq!(service.computed(), 6);
+}
+
+/// A native `async fn` in a trait.
+trait Directory {
+    async fn member(&self, group: u64) -> bool;
+}
+
+struct Ldap {
+    looked_up: AtomicU64,
+}
+
+impl Directory for Ldap {
+    #[cached(ttl = "5m", skip(self))]
+    async fn member(&self, group: u64) -> bool {
+        self.looked_up.fetch_add(1, Ordering::Relaxed);
+        group.is_multiple_of(2)
+    }
+}
+
+/// The same trait shape through `#[async_trait]`, `Send` and `?Send`.
+#[async_trait]
+trait Rules: Send + Sync {
+    async fn count(&self, tenant: String) -> u64;
+    async fn traced(&self, tenant: String) -> u64;
+    async fn traced_inside(&self, tenant: String) -> u64;
+    async fn update(&self, tenant: String, fail: bool) -> Result<(), String>;
+}
+
+#[async_trait(?Send)]
+trait LocalRules {
+    async fn local_count(&self, tenant: String) -> u64;
+}
+
+struct Db {
+    queries: AtomicU64,
+}
+
+impl Db {
+    fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Rules for Db {
+    #[cached(ttl = "5m", skip(self), tags = ["tenant.{tenant}"])]
+    async fn count(&self, tenant: String) -> u64 {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tenant.len() as u64
+    }
+
+    // `#[tracing::instrument]` above `#[cached]`…
+    #[tracing::instrument(skip(self))]
+    #[cached(ttl = "5m", skip(self))]
+    async fn traced(&self, tenant: String) -> u64 {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tenant.len() as u64 + 100
+    }
+
+    // …and below it.
+    #[cached(ttl = "5m", skip(self))]
+    #[tracing::instrument(skip(self))]
+    async fn traced_inside(&self, tenant: String) -> u64 {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tenant.len() as u64 + 200
+    }
+
+    #[invalidates("tenant.{tenant}")]
+    async fn update(&self, tenant: String, fail: bool) -> Result<(), String> {
+        if fail {
+            return Err(format!("{tenant}: refused"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl LocalRules for Db {
+    #[cached(ttl = "5m", skip(self))]
+    async fn local_count(&self, tenant: String) -> u64 {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tenant.len() as u64 + 300
+    }
+}
+
+#[tokio::test]
+async fn trait_impls_native_and_async_trait() {
+    let cache = Cache::builder().service("traits").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+
+    let ldap = Ldap {
+        looked_up: AtomicU64::new(0),
+    };
+    assert!(ldap.member(2).await);
+    assert!(ldap.member(2).await);
+    assert_eq!(ldap.looked_up.load(Ordering::Relaxed), 1);
+
+    let db = Db {
+        queries: AtomicU64::new(0),
+    };
+    // Through `dyn Rules`, as services hold them.
+    let rules: &dyn Rules = &db;
+    for _ in 0..2 {
+        assert_eq!(rules.count("acme".into()).await, 4);
+        assert_eq!(rules.traced("acme".into()).await, 104);
+        assert_eq!(rules.traced_inside("acme".into()).await, 204);
+        assert_eq!(db.local_count("acme".into()).await, 304);
+    }
+    assert_eq!(db.queries(), 4, "each method computed once");
+
+    // A write that fails publishes nothing; one that succeeds drops the
+    // tenant's entries.
+    assert!(rules.update("acme".into(), true).await.is_err());
+    rules.count("acme".into()).await;
+    assert_eq!(db.queries(), 4);
+    rules.update("acme".into(), false).await.unwrap();
+    rules.count("acme".into()).await;
+    assert_eq!(db.queries(), 5, "recomputed after the write's invalidation");
+    // Other entries are untouched.
+    rules.traced("acme".into()).await;
+    assert_eq!(db.queries(), 5);
+
+    let names: Vec<String> = cache
+        .stats()
+        .await
+        .functions
+        .iter()
+        .map(|f| f.function.to_string())
+        .collect();
+    for expected in ["<Ldap as Directory>::member", "<Db as Rules>::count"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(expected)),
+            "{expected} in {names:?}"
+        );
+    }
+}
+
+#[cached(ttl = "5m", tags = ["tenant.{tenant}"])]
+async fn plan(tenant: String) -> String {
+    format!("plan:{tenant}")
+}
+
+#[cached(ttl = "5m")]
+async fn may_fail(id: u64) -> Result<u64, String> {
+    if id == 0 {
+        Err("zero".to_owned())
+    } else {
+        Ok(id)
+    }
+}
+
+#[tokio::test]
+async fn with_outcome_tells_how_a_call_was_answered() {
+    let cache = Cache::builder().service("outcomes").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+
+    assert_eq!(
+        with_outcome(plan("acme".into())).await,
+        ("plan:acme".to_owned(), Some(Outcome::Computed))
+    );
+    assert_eq!(
+        with_outcome(plan("acme".into())).await.1,
+        Some(Outcome::L1Hit)
+    );
+    assert_eq!(with_outcome(may_fail(0)).await.1, Some(Outcome::Computed));
+    assert_eq!(
+        with_outcome(may_fail(0)).await.1,
+        Some(Outcome::Computed),
+        "errors are not cached"
+    );
+    assert_eq!(with_outcome(async { 1 }).await, (1, None));
+
+    let disabled = Cache::disabled();
+    assert_eq!(
+        with_outcome(disabled.scope(plan("acme".into()))).await.1,
+        Some(Outcome::Bypassed)
+    );
+}
