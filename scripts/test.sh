@@ -39,6 +39,15 @@ cargo test --workspace --all-features 2>&1 | tee "$test_log"
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$test_log")
 rm -f "$test_log"
 
+step "runtimes: the process-default cache with Redis from many #[tokio::test] runtimes, 5 runs side by side and 5 one at a time"
+for mode in "" "--test-threads=1"; do
+  for run in 1 2 3 4 5; do
+    # shellcheck disable=SC2086 # $mode is empty or one argument
+    cargo test --quiet --workspace --all-features --test runtimes -- $mode 2>&1 | grep "^test result" \
+      || { echo "tests/runtimes.rs failed (run $run ${mode:-side by side})"; exit 1; }
+  done
+done
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 

@@ -73,9 +73,12 @@ impl Template {
         let head = head.unwrap_or_else(|| unescape(&text));
         if let Err(e) = grammar::check_tag_head(&head, whole) {
             let hint = suggestion(&text);
-            return fail(format!(
-                "every {what} is an event name for `invalidate`, and this one {e}{hint}"
-            ));
+            let lead = if what == "tag" {
+                "every tag is an event name for `invalidate`"
+            } else {
+                "`invalidate` takes event names"
+            };
+            return fail(format!("{lead}, and this one {e}{hint}"));
         }
         Ok(Template {
             lit,
