@@ -45,8 +45,8 @@ pub use acgs_cache_core::{
     FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest,
     L1Health, L2Health, LogPosition, Outcome, PolicyOverride, PoolStats, RateLimiter, RedisConfig,
     Reject, RuntimeDefaultGuard, Session, SessionStore, StatsSnapshot, TokenCache, TtlPolicy,
-    WarmEntry, WarmReport, Warmer, DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION,
-    MAGIC,
+    Unavailable, WarmEntry, WarmReport, Warmer, DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED,
+    FORMAT_VERSION, MAGIC,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).

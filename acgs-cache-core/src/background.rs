@@ -88,6 +88,6 @@ where
     T: Send + 'static,
 {
     spawn(work).await.unwrap_or(Err(crate::Error::Unavailable(
-        "the cache's background runtime stopped",
+        crate::error::Unavailable::ShuttingDown,
     )))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::coherence::{scope_hash, Coherence, Consistency};
 use crate::envelope::EncodeLimits;
-use crate::error::{Error, RedactedUrl};
+use crate::error::{Error, RedactedUrl, Unavailable};
 use crate::flight::Flights;
 use crate::identity::Caller;
 use crate::l1::L1Tier;
@@ -312,7 +312,7 @@ impl Cache {
         if let Some(l2) = &self.inner.l2 {
             return l2.ping().await.map(|(rtt, _, _)| rtt);
         }
-        Err(Error::Unavailable("no L2 configured"))
+        Err(Error::Unavailable(Unavailable::NotConfigured))
     }
 
     /// Connects to L2 and reads the invalidation log up to now, waiting at
@@ -344,9 +344,7 @@ impl Cache {
             crate::log::ensure_tailer(&self.inner);
             let patience = l2.connect_timeout() + l2.soft_timeout();
             if !self.inner.coherence.wait_listening(patience).await {
-                return Err(Error::Unavailable(
-                    "the invalidation log could not be read in time",
-                ));
+                return Err(Error::Unavailable(Unavailable::LogNotRead));
             }
         }
         Ok(())

@@ -21,7 +21,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::topology::{Kind, RedisConfig};
 
 /// One pool of the configured topology.
@@ -146,19 +146,19 @@ impl Pools {
     ) -> Result<(Checkout, RedisConnection), Error> {
         Ok(match self {
             Pools::Node(pool) => {
-                let checkout = pool.get().await?;
+                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
                 let mut handle = MultiplexedConnection::clone(&checkout);
                 handle.set_response_timeout(response_timeout);
                 (Checkout::Node(checkout), RedisConnection::Node(handle))
             }
             Pools::Sentinel(pool) => {
-                let checkout = pool.get().await?;
+                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
                 let mut handle = MultiplexedConnection::clone(&checkout);
                 handle.set_response_timeout(response_timeout);
                 (Checkout::Sentinel(checkout), RedisConnection::Node(handle))
             }
             Pools::Cluster(pool) => {
-                let checkout = pool.get().await?;
+                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
                 let handle = ClusterConnection::clone(&checkout);
                 (
                     Checkout::Cluster(checkout),
@@ -317,7 +317,7 @@ impl RedisConnection {
             return Ok(Vec::new());
         }
         // Asked of a random node, which may be a dead one: try a few.
-        let mut slots: Result<Vec<Value>, _> = Err(Error::Unavailable("no cluster node answers"));
+        let mut slots: Result<Vec<Value>, _> = Err(Error::Unavailable(Unavailable::Unreachable));
         for _ in 0..3 {
             slots = redis::cmd("CLUSTER")
                 .arg("SLOTS")

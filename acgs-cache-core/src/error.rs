@@ -19,11 +19,6 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No connection could be taken from the pool.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     /// An L2 operation did not finish within the soft timeout.
     #[error("L2 operation exceeded its {0:?} soft timeout")]
     Timeout(std::time::Duration),
@@ -43,9 +38,10 @@ pub enum Error {
     /// disabled ACL user). The message names the user, never the password.
     #[error("{0}")]
     Auth(String),
-    /// L2 is not configured or is currently unavailable.
+    /// L2 is not configured or is currently unavailable; the reason says
+    /// which.
     #[error("L2 is unavailable: {0}")]
-    Unavailable(&'static str),
+    Unavailable(Unavailable),
     /// An invalidation reached the master's log at `position`, but fewer
     /// replicas than asked acknowledged it in time: a failover now could
     /// lose it (every instance then still rejects entries stamped before
@@ -61,6 +57,33 @@ pub enum Error {
         /// Replicas asked for.
         wanted: u32,
     },
+}
+
+/// Why L2 could not be used ([`Error::Unavailable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The cache has no L2 (no Redis URL configured), and the operation
+    /// needs one (locks, the fleet view, the operator API).
+    #[error("no L2 configured: configure a Redis URL")]
+    NotConfigured,
+    /// The circuit is open: Redis stopped answering, and a probe checks in
+    /// the background when it answers again.
+    #[error("circuit open")]
+    CircuitOpen,
+    /// No connection could be made yet; one is being made in the background.
+    #[error("redis is not reachable; reconnecting in the background")]
+    Unreachable,
+    /// The invalidation log could not be read in time after connecting.
+    #[error("the invalidation log could not be read in time")]
+    LogNotRead,
+    /// Redis answered something the cache cannot read (a stream id, the
+    /// log's state).
+    #[error("redis returned a reply the cache cannot read")]
+    UnexpectedReply,
+    /// The cache (or its background runtime) is shutting down.
+    #[error("the cache is shutting down")]
+    ShuttingDown,
 }
 
 /// Why bytes could not be turned into a value, or a value into bytes.
@@ -83,14 +106,25 @@ pub enum CodecError {
     },
 }
 
+/// A pool's error as ours, keeping deadpool's types out of the public API:
+/// the server's error as is, a closed pool as shutting down, anything else
+/// (no runtime, a wait that timed out) as unreachable.
+#[cfg(feature = "redis")]
+pub(crate) fn from_pool(error: deadpool::managed::PoolError<redis::RedisError>) -> Error {
+    use deadpool::managed::{HookError, PoolError};
+    match error {
+        PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => Error::Redis(e),
+        PoolError::Closed => Error::Unavailable(Unavailable::ShuttingDown),
+        _ => Error::Unavailable(Unavailable::Unreachable),
+    }
+}
+
 /// Why Redis refused the credentials, if that is what `error` says (a
 /// wrong password or an unknown user; Redis's reply names neither).
 #[cfg(feature = "redis")]
 pub(crate) fn credentials_refused(error: &Error) -> Option<String> {
-    let redis = match error {
-        Error::Redis(e) => e,
-        Error::Pool(deadpool_redis::PoolError::Backend(e)) => e,
-        _ => return None,
+    let Error::Redis(redis) = error else {
+        return None;
     };
     let refused = redis.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(redis.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));

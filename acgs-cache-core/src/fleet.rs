@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Inner};
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::stats::{FunctionStats, StatsSnapshot};
 
 /// The most keys one [`Cache::fleet_stats`] reads (and so the largest fleet
@@ -168,9 +168,11 @@ impl Cache {
     /// [`Error::Unavailable`] without L2; otherwise the Redis error of the
     /// scan or the reads.
     pub async fn fleet_stats(&self) -> Result<FleetStats, Error> {
-        let l2 = self.inner.l2.as_ref().ok_or(Error::Unavailable(
-            "the fleet view needs L2: configure a Redis URL",
-        ))?;
+        let l2 = self
+            .inner
+            .l2
+            .as_ref()
+            .ok_or(Error::Unavailable(Unavailable::NotConfigured))?;
         let pattern = key_pattern(&self.inner.config.prefix);
         let mut keys = l2.scan(&pattern, MAX_FLEET_MEMBERS).await?;
         keys.sort();

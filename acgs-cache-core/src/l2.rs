@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connection::{Checkout, PoolSettings, Pools, RedisConnection};
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::topology::RedisConfig;
 
 /// Settings of the L2 tier.
@@ -326,12 +326,10 @@ impl L2Tier {
                     if let Some(refusal) = self.refusal() {
                         return Err(Error::Auth(refusal));
                     }
-                    return Err(Error::Unavailable(
-                        "redis is not reachable; reconnecting in the background",
-                    ));
+                    return Err(Error::Unavailable(Unavailable::Unreachable));
                 }
                 if attempts.changed().await.is_err() {
-                    return Err(Error::Unavailable("cache is shutting down"));
+                    return Err(Error::Unavailable(Unavailable::ShuttingDown));
                 }
             }
         };
@@ -555,7 +553,7 @@ impl L2Tier {
         timeout: Duration,
     ) -> Result<RedisConnection, Error> {
         if self.breaker.is_open() {
-            return Err(Error::Unavailable("circuit open"));
+            return Err(Error::Unavailable(Unavailable::CircuitOpen));
         }
         tokio::time::timeout(self.settings.connect_timeout, self.pools.dedicated(timeout))
             .await
@@ -629,7 +627,7 @@ impl L2Tier {
         op: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         if self.breaker.is_open() {
-            return Err(Error::Unavailable("circuit open"));
+            return Err(Error::Unavailable(Unavailable::CircuitOpen));
         }
         // Two clock reads are nothing next to a round trip.
         let start = Instant::now();
@@ -853,7 +851,7 @@ impl L2Tier {
     /// many nodes answered of how many. An error only when none did.
     pub(crate) async fn ping(self: &Arc<Self>) -> Result<(Duration, u32, u32), Error> {
         if self.breaker.is_open() {
-            return Err(Error::Unavailable("circuit open"));
+            return Err(Error::Unavailable(Unavailable::CircuitOpen));
         }
         let start = Instant::now();
         let outcome = match self.handle().await {

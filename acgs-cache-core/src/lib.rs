@@ -65,7 +65,7 @@ pub use codec::Codec;
 pub use coherence::Consistency;
 pub use current::RuntimeDefaultGuard;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
-pub use error::{CodecError, Error};
+pub use error::{CodecError, Error, Unavailable};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};

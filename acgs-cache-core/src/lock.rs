@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::l2::L2Tier;
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
@@ -260,9 +260,11 @@ impl crate::Cache {
                 "lock name {name:?} must be non-empty, without braces"
             )));
         }
-        let l2 = self.inner.l2.clone().ok_or(Error::Unavailable(
-            "distributed locks need L2: configure a Redis URL",
-        ))?;
+        let l2 = self
+            .inner
+            .l2
+            .clone()
+            .ok_or(Error::Unavailable(Unavailable::NotConfigured))?;
         // Braces make the lock and its fencing counter one hash slot (Cluster).
         let key = format!("{}:lock:{{{name}}}", self.inner.config.prefix);
         let fence = format!("{key}:fence");

@@ -38,7 +38,7 @@ use crate::cache::Inner;
 use crate::call::unix_ms;
 use crate::coherence::Record;
 use crate::connection::RedisConnection;
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::key::KeyDigest;
 use crate::l2::L2Tier;
 use crate::log_position::LogPosition;
@@ -299,7 +299,7 @@ impl L2Tier {
                 reply
             }
         };
-        position(reply.first()).ok_or(Error::Unavailable("redis returned an unparsable stream id"))
+        position(reply.first()).ok_or(Error::Unavailable(Unavailable::UnexpectedReply))
     }
 
     /// Runs `invocation`, then `WAIT replicas timeout`, on the connection
@@ -327,7 +327,7 @@ impl L2Tier {
             Err(e) => {
                 self.drop_confirm_connection().await;
                 let e = Error::from(e);
-                self.note_outcome::<()>(&Err(Error::Unavailable("confirmed invalidation failed")));
+                self.note_outcome::<()>(&Err(Error::Unavailable(Unavailable::Unreachable)));
                 return Err(e);
             }
         };
@@ -357,7 +357,7 @@ impl L2Tier {
             .arg(head.ms)
             .arg(if state { "1" } else { "0" });
         let reply: Vec<Value> = invocation.invoke_async(conn).await?;
-        let unparsable = || Error::Unavailable("redis returned an unparsable log state");
+        let unparsable = || Error::Unavailable(Unavailable::UnexpectedReply);
         let epoch = reply.first().and_then(text).ok_or_else(unparsable)?;
         let start = position(reply.get(1)).ok_or_else(unparsable)?;
         let last = position(reply.get(2)).ok_or_else(unparsable)?;

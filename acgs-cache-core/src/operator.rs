@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 
 /// One entry as Redis holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +131,6 @@ impl Cache {
         self.inner
             .l2
             .as_ref()
-            .ok_or(Error::Unavailable("no L2 configured"))
+            .ok_or(Error::Unavailable(Unavailable::NotConfigured))
     }
 }
