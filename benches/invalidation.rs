@@ -2,8 +2,7 @@
 //! `XADD`, no `KEYS`, no `SCAN`. Measured with 10 and with 1,000,000 entries
 //! in a `redis-server` this benchmark starts (so 6379 is left alone).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! * `l2_hit`: hits in Redis, ours with L1 off vs `#[concurrent_cached(redis
 //!   = true)]`, against a `redis-server` this bench starts.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::hint::black_box;
 use std::sync::LazyLock;

@@ -5,8 +5,7 @@
 //! so every check runs the script's write path. Prints ours / raw at the
 //! end. Uses a `redis-server` it starts.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

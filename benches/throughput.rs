@@ -10,8 +10,7 @@
 //! time per operation at that concurrency (lower is better: throughput is
 //! its inverse). Uses a `redis-server` it starts.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

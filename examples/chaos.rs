@@ -12,8 +12,7 @@
 //! own start) until the cache uses Redis again. Last line:
 //! `chaos: calls=N failed=N p99_ms_normal=N p99_ms_outage=N p99_ms_hung=N recovered_ms=N`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

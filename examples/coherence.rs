@@ -27,8 +27,7 @@
 //! The last line is
 //! `coherence: reads=N stale=N writer_reads=N writer_stale=N invalidations=N propagation_p50_us=N propagation_p99_us=N`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -21,8 +21,7 @@
 //! would not notice the failover at all. Needs `redis-server` on the PATH
 //! (no existing Redis is used).
 
-#[path = "../tests/support/topology.rs"]
-mod topology;
+use acgs_cache_harness as topology;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -12,8 +12,7 @@
 //! Last line: `ledger_lock: processes=N acquisitions=N overlaps=N
 //! fenced_rejections=N tokens_increasing=BOOL`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -17,8 +17,7 @@
 //! The last line is
 //! `log_scale: records=N connect_ms=F read_back=N live_rss_mib=F remembered=N overflows=N`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::time::{Duration, Instant};
 

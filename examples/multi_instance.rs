@@ -21,8 +21,7 @@
 //! `--redis-url`/`ACGS_CACHE_REDIS_URL` is given and `redis-server` is not
 //! installed, it says so and shows the same steps inside one process.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,8 +18,7 @@
 //! `l2_tput_vs_raw` and `warm_vs_raw`, which are ours / baseline throughput
 //! (higher is better). Each figure is the median over the rounds.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 #[path = "../benches/common/mod.rs"]
 mod common;

@@ -9,8 +9,7 @@
 //! 200 ms and counts itself (in process, and in Redis for the fleet). Last
 //! line: `stampede: callers=1000 executions_local=N executions_fleet=N`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -51,6 +51,12 @@ done
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
+step "packaging: cargo package of every published crate, each verified by building it from its package"
+if ! packaged=$(cargo package --allow-dirty -p acgs-cache-grammar -p acgs-cache-macros -p acgs-cache-core -p acgs-cache 2>&1); then
+  echo "$packaged"; echo "cargo package failed"; exit 1
+fi
+echo "$packaged" | grep -E "^ *(Packaged|Verifying) "
+
 step "expansion snapshot (cargo expand)"
 scripts/expansion.sh --check
 

@@ -2,7 +2,7 @@
 //! command, its JSON, and its errors on bad input or an unreachable Redis.
 #![cfg(feature = "cli")]
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

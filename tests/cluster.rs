@@ -3,7 +3,7 @@
 //! entries on all), warming, locks and the fleet view work; with one master
 //! killed, calls keep answering.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! caller's computation — and the log's discontinuities (a re-created
 //! stream, a Redis restart) are noticed.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;

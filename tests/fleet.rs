@@ -1,7 +1,7 @@
 //! The fleet view: instances publish their stats to Redis; one call sees
 //! them all, summed per service and function; a stopped instance drops out.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::time::{Duration, Instant};
 

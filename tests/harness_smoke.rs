@@ -1,7 +1,7 @@
 //! The test harness itself: every topology comes up, does what the tests rely
 //! on, and leaves no process behind. Uses `redis-cli` only.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

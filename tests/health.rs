@@ -1,6 +1,6 @@
 //! `Cache::health()` against a real redis-server: healthy, Redis gone, no Redis.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! instances of a generic impl, instantiations of a generic function, the
 //! same name in two modules — in L1, in L2, and across processes.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};

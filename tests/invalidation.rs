@@ -1,7 +1,7 @@
 //! Invalidation: events and patterns, tags, single entries, whole functions,
 //! the race with in-flight computations, other instances, catch-up.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The distributed lock: exclusion between tasks and instances, fencing,
 //! renewal, expiry of a crashed holder's lease, token-checked release.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

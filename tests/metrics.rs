@@ -2,7 +2,7 @@
 //! debugging recorder installed globally in this test binary (the publisher
 //! is a background task, so a thread-local recorder would not see it).
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! The processes are the `coherence` example (built by `cargo test` with the
 //! other examples), which checks every read against the truth.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Redis unreachable at start and lost mid-run: cached calls keep answering,
 //! errors are counted, and L2 comes back by itself.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! under concurrency from two instances, remaining / retry-after, refill,
 //! failing open and closed, and the in-process mode.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Stampede protection (in process and across instances), stale-if-error,
 //! and the circuit breaker.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

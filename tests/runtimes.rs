@@ -5,7 +5,7 @@
 //! with no error counted. The test command runs this binary five times in
 //! each mode.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};

@@ -3,7 +3,7 @@
 //! error; TLS against a server with a certificate the test generates; and
 //! credentials that never show in `Debug`, `Display`, logs or errors.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

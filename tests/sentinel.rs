@@ -4,7 +4,7 @@
 //! call keeps answering (from the function while L2 is away) and L2 writes
 //! resume on the new master.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! in L1, revoking a user's sessions; tokens verified once, stored only by
 //! digest, revoked across instances, errors not cached.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

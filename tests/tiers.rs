@@ -1,6 +1,6 @@
 //! L1 and L2 behaviour against a real redis-server.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

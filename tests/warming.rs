@@ -2,7 +2,7 @@
 //! function then finds, computed warming is bounded, invalidations reject
 //! entries warmed from older data, and bad entries are counted, not written.
 
-mod support;
+use acgs_cache_harness as support;
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

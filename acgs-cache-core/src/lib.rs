@@ -37,6 +37,7 @@ mod lock;
 #[cfg(feature = "redis")]
 mod log;
 mod log_position;
+mod map;
 mod metrics;
 #[cfg(feature = "redis")]
 mod operator;
@@ -75,6 +76,7 @@ pub use key::{fingerprint, KeyDigest};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use lock::DistributedLock;
 pub use log_position::LogPosition;
+pub use map::{CacheMap, CacheMapBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use operator::StoredEntry;

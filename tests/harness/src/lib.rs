@@ -1,7 +1,9 @@
-//! Test harness: real Redis topologies (standalone, Sentinel, Cluster, TLS) on
-//! free ports, stopped on drop — see `topology.rs`, which depends on `std` only
-//! so that example programs can include it too. What needs crates lives here.
-#![allow(dead_code)] // each test file uses a different part of the harness
+//! The test harness of acgs-cache: real Redis topologies (standalone,
+//! replicas, Sentinel, Cluster, TLS) made of `redis-server` / `redis-cli` /
+//! `openssl` processes on free ports and stopped on drop (`topology.rs`),
+//! and the helpers the integration tests, the example programs and the
+//! benches share. Not published.
+#![forbid(unsafe_code)]
 
 mod topology;
 

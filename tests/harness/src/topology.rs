@@ -2,13 +2,8 @@
 //! made of `redis-server` / `redis-cli` / `openssl` processes and stopped on drop
 //! (also while a panicking test unwinds).
 //!
-//! Depends on `std` only: the integration tests reach it through
-//! `tests/support/mod.rs`, and example programs include it directly with
-//! `#[path = "../tests/support/topology.rs"] mod support;`.
-//!
 //! Nothing here ever uses port 6379 (a shared Redis may run there): every
 //! `redis-cli` call names its port explicitly.
-#![allow(dead_code)] // each user uses a different part of the harness
 
 use std::fs::{self, OpenOptions};
 use std::net::{TcpListener, TcpStream};

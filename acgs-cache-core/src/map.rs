@@ -1,0 +1,302 @@
+//! A typed cache used without the attribute, as moka's and FusionCache's
+//! users expect: [`CacheMap`] gets, inserts, computes and removes values of
+//! one type under keys of one type, through the same engine as a `#[cached]`
+//! function — L1 and L2, the flight that shares one computation per key,
+//! the fleet lock, stale-if-error, the invalidation check, counters and a
+//! stats row of its own.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::call::call_tagged;
+use crate::codec::Codec;
+use crate::coherence::Consistency;
+use crate::error::Error;
+use crate::key::KeyDigest;
+use crate::policy::TtlPolicy;
+use crate::shape::Cacheable;
+use crate::site::CallSite;
+use crate::store::{self, SiteSpec};
+use crate::LogPosition;
+
+/// Values of `V` under keys of `K`, named: a `#[cached]` function without
+/// the function. Cheap to clone.
+///
+/// ```
+/// use acgs_cache_core::{policies, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules = cache
+///     .map::<u64, String>("rules")
+///     .ttl(policies::GOVERNANCE_RULES)
+///     .build()?;
+///
+/// let rule = rules
+///     .get_or_compute(&7, async { "deny after 18:00".to_owned() })
+///     .await;
+/// assert_eq!(rules.get(&7).await.as_deref(), Some(rule.as_str()));
+///
+/// rules.remove(&7).await?; // on every instance
+/// assert_eq!(rules.get(&7).await, None);
+/// # Ok(()) }
+/// ```
+pub struct CacheMap<K: ?Sized, V> {
+    cache: Cache,
+    site: &'static CallSite,
+    _types: PhantomData<fn(&K) -> V>,
+}
+
+impl<K: ?Sized, V> Clone for CacheMap<K, V> {
+    fn clone(&self) -> Self {
+        CacheMap {
+            cache: self.cache.clone(),
+            site: self.site,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: ?Sized, V> std::fmt::Debug for CacheMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheMap")
+            .field("name", &self.site.fn_name)
+            .field("policy", self.site.policy())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`CacheMap`] ([`Cache::map`]).
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct CacheMapBuilder<K: ?Sized, V> {
+    cache: Cache,
+    name: String,
+    policy: TtlPolicy,
+    version: u32,
+    codec: Codec,
+    consistency: Consistency,
+    lock: bool,
+    _types: PhantomData<fn(&K) -> V>,
+}
+
+impl Cache {
+    /// A builder for the map `name` (1–64 letters, digits, `_`, `-`) of this
+    /// cache. Its entries are
+    /// `{prefix}:{service}:map-{name}:{identity}:{digest of the key}`, shared
+    /// by the instances of one service; maps of one name holding different
+    /// key or value types never share entries.
+    pub fn map<K: Serialize + ?Sized, V: Cacheable>(
+        &self,
+        name: impl Into<String>,
+    ) -> CacheMapBuilder<K, V> {
+        CacheMapBuilder {
+            cache: self.clone(),
+            name: name.into(),
+            policy: TtlPolicy::new("map", Duration::from_secs(300)),
+            version: 0,
+            codec: Codec::Postcard,
+            consistency: Consistency::Bounded,
+            lock: false,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
+    /// The TTL policy (default: 5 minutes, no stale window). Run-time
+    /// overrides of the cache apply to it by its name.
+    pub fn ttl(mut self, policy: TtlPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Bump when `V`'s layout changes: entries of another version are
+    /// never decoded.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Postcard (default) or JSON.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// What L1 serves while invalidations cannot be heard (as `#[cached]`'s
+    /// `consistency`).
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// One instance of the fleet computes a missing key (as `#[cached]`'s
+    /// `lock = true`).
+    pub fn lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// The map.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
+    pub fn build(self) -> Result<CacheMap<K, V>, Error> {
+        store::check_store_name("map", &self.name)?;
+        let name = format!("map-{}", self.name);
+        let site = SiteSpec {
+            signature: format!(
+                "{name}({})->{}",
+                std::any::type_name::<K>(),
+                std::any::type_name::<V>()
+            ),
+            name,
+            module: module_path!(),
+            version: self.version,
+            policy: self.policy.with_lock(self.lock),
+            codec: self.codec,
+            consistency: self.consistency,
+        }
+        .intern();
+        Ok(CacheMap {
+            cache: self.cache,
+            site,
+            _types: PhantomData,
+        })
+    }
+}
+
+/// What a lookup computes: nothing, so nothing is stored.
+struct Absent;
+
+impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
+    /// The value under `key`, from L1 or L2, if one is stored and was not
+    /// invalidated. A key that does not serialize finds nothing.
+    pub async fn get(&self, key: &K) -> Option<V> {
+        let digest = KeyDigest::of(key).ok()?;
+        let read = call_tagged(
+            self.site,
+            "",
+            crate::__acgs_shape!(Result<V, Absent>),
+            Ok(digest),
+            async { (Vec::new(), Err(Absent)) },
+        );
+        self.cache.scope(read).await.ok()
+    }
+
+    /// The value under `key`, or what `compute` yields, stored with the
+    /// policy's TTL (`compute` is polled only on a miss, as moka's
+    /// `get_with`):
+    /// the path of a `#[cached]` call (one computation per key for
+    /// concurrent callers, the fleet lock if set, a stale value if the
+    /// computation panics within the policy's stale window, the invalidation
+    /// check on every value, a shared one included).
+    pub async fn get_or_compute(&self, key: &K, compute: impl Future<Output = V>) -> V {
+        let read = call_tagged(
+            self.site,
+            "",
+            crate::__acgs_shape!(V),
+            KeyDigest::of(key),
+            async { (Vec::new(), compute.await) },
+        );
+        self.cache.scope(read).await
+    }
+
+    /// [`get_or_compute`](Self::get_or_compute) for a computation that can
+    /// fail: only `Ok` is stored, and with a stale value in the policy's
+    /// window an `Err` gives way to it.
+    ///
+    /// # Errors
+    ///
+    /// `compute`'s error, uncached: the next call computes again.
+    pub async fn get_or_try_compute<E>(
+        &self,
+        key: &K,
+        compute: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, E> {
+        let read = call_tagged(
+            self.site,
+            "",
+            crate::__acgs_shape!(Result<V, E>),
+            KeyDigest::of(key),
+            async { (Vec::new(), compute.await) },
+        );
+        self.cache.scope(read).await
+    }
+
+    /// Stores `value` under `key` with the policy's TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] for a key or value that does not encode (or is
+    /// larger than the limit); the Redis error if L2 did not take it (L1
+    /// then does not keep it either).
+    pub async fn insert(&self, key: &K, value: V) -> Result<(), Error> {
+        let ttl = store::ttl(&self.cache, self.site);
+        self.insert_with(key, value, ttl, &[]).await
+    }
+
+    /// Stores `value` under `key` for `ttl`, tagged with `tags` (each an
+    /// event name: [`Cache::invalidate`]`(tag)` drops it).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert); [`Error::InvalidName`] for a tag that is
+    /// not an event name.
+    pub async fn insert_with(
+        &self,
+        key: &K,
+        value: V,
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<(), Error> {
+        let digest = KeyDigest::of(key)?;
+        for tag in tags {
+            crate::grammar::check_event_name(tag)
+                .map_err(|e| Error::InvalidName(format!("tag {tag:?}: {e}")))?;
+        }
+        let position = store::position_now(&self.cache).await;
+        let tags = tags.iter().map(|t| (*t).to_owned()).collect();
+        self.cache
+            .put(self.site, digest, &value, ttl, tags, position)
+            .await
+            .map(drop)
+    }
+
+    /// Invalidates the entry under `key` on every instance: once this
+    /// returns `Ok`, no value stored before it is served here, and other
+    /// instances stop within the propagation delay.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] for a key that does not serialize; as
+    /// [`Cache::invalidate`] otherwise.
+    pub async fn remove(&self, key: &K) -> Result<LogPosition, Error> {
+        let digest = KeyDigest::of(key)?;
+        let function = self.cache.function(self.site, "");
+        self.cache.invalidate_entry(&function, digest).await
+    }
+
+    /// Invalidates every entry of the map on every instance.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::invalidate`].
+    pub async fn invalidate_all(&self) -> Result<LogPosition, Error> {
+        let function = self.cache.function(self.site, "");
+        self.cache.invalidate_function(&function.name).await
+    }
+
+    /// The map's name in stats, metrics and keys (`map-{name}`).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.site.fn_name
+    }
+}
