@@ -572,6 +572,36 @@ impl SentinelSetup {
                     .is_ok_and(|info| info_field(&info, "master_link_status") == Some("up"))
             },
         );
+        // After a diskless sync the master streams writes to the replica
+        // only once the replica has acknowledged the sync (its next
+        // `REPLCONF ACK`, up to a second later): until then a `WAIT`, as a
+        // confirmed invalidation sends, counts no replica. Wait until a
+        // write has reached the replica.
+        master.cli(&["set", "harness:replication-check", "1"]);
+        let written = master
+            .try_cli(&["info", "replication"])
+            .ok()
+            .and_then(|info| info_field(&info, "master_repl_offset")?.parse::<u64>().ok())
+            .unwrap_or(0);
+        wait_until(
+            START_TIMEOUT,
+            || {
+                format!(
+                    "replica {} never received a write of master {}; its log:\n{}",
+                    replica.port(),
+                    master.port(),
+                    replica.log_tail(20)
+                )
+            },
+            || {
+                replica.try_cli(&["info", "replication"]).is_ok_and(|info| {
+                    info_field(&info, "slave_repl_offset")
+                        .and_then(|o| o.parse::<u64>().ok())
+                        .is_some_and(|offset| offset >= written)
+                })
+            },
+        );
+        master.cli(&["del", "harness:replication-check"]);
         let sentinel = RedisServer::launch(free_port, |port, dir| {
             let conf = dir.join("sentinel.conf");
             fs::write(
