@@ -12,11 +12,15 @@ use std::path::PathBuf;
 pub use topology::*;
 
 impl RedisServer {
-    /// A raw redis-rs connection, to look at or tamper with what the cache stored.
+    /// A raw redis-rs connection, to look at or tamper with what the cache
+    /// stored. Its requests may take 30 s (redis-rs's default is 500 ms, which
+    /// planting a 100 MB value on a loaded machine can exceed).
     pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(30)));
         redis::Client::open(self.url())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to the test redis-server")
     }
