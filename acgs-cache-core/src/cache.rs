@@ -233,7 +233,7 @@ impl Cache {
 
     /// A snapshot of every function's counters and of L1's size.
     pub async fn stats(&self) -> StatsSnapshot {
-        let (l1_entries, l1_bytes) = self.inner.l1.usage().await;
+        let (l1_entries, l1_bytes) = self.inner.l1.usage();
         let coherence = &self.inner.coherence;
         let functions = coherence
             .functions()

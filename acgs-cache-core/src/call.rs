@@ -47,11 +47,17 @@ where
     let Some(digest) = usable_key(&cache, site, &function, key) else {
         return compute.await;
     };
-    cache
-        .call_with(site, &function, &shape, digest, async move {
-            (Vec::new(), compute.await)
-        })
-        .await
+    // The L1 probe runs before any other future is made: a hit is a plain
+    // function call.
+    let call = Call::new(site, &function, digest);
+    let probe = cache.probe_l1(&call, &shape);
+    match probe {
+        Probe::Hit(out) => out,
+        Probe::Miss { stale, start } => {
+            let compute = async move { (Vec::new(), compute.await) };
+            cache.past_l1(call, &shape, stale, start, compute).await
+        }
+    }
 }
 
 /// Runs one cached call whose computation also yields the entry's tags
@@ -73,9 +79,23 @@ where
     let Some(digest) = usable_key(&cache, site, &function, key) else {
         return compute.await.1;
     };
-    cache
-        .call_with(site, &function, &shape, digest, compute)
-        .await
+    let call = Call::new(site, &function, digest);
+    let probe = cache.probe_l1(&call, &shape);
+    match probe {
+        Probe::Hit(out) => out,
+        Probe::Miss { stale, start } => cache.past_l1(call, &shape, stale, start, compute).await,
+    }
+}
+
+/// What the synchronous L1 probe found.
+enum Probe<Out, V> {
+    Hit(Out),
+    /// Not a fresh hit: a stale value to fall back on, if any, and when the
+    /// call started.
+    Miss {
+        stale: Option<(V, Stamp)>,
+        start: Instant,
+    },
 }
 
 /// The key's digest, or `None` (counted as bypassed) when the call goes
@@ -229,7 +249,7 @@ where
             .await;
     }
     let call = Call::new(site, &function, digest);
-    match cache.read_l1::<S::Value>(&call).await {
+    match cache.read_l1::<S::Value>(&call) {
         Found::Fresh(value) => shape.rebuild(value),
         Found::Due(value) => {
             let out = shape.rebuild(value);
@@ -250,6 +270,7 @@ where
 }
 
 impl Cache {
+    /// A whole call: the L1 probe, then the rest.
     async fn call_with<S, F>(
         &self,
         site: &'static CallSite,
@@ -264,9 +285,23 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let call = Call::new(site, function, digest);
+        match self.probe_l1(&call, shape) {
+            Probe::Hit(out) => out,
+            Probe::Miss { stale, start } => self.past_l1(call, shape, stale, start, compute).await,
+        }
+    }
+
+    /// The L1 lookup, synchronous: a hash, a lookup, the invalidation and
+    /// deadline checks, the clone.
+    fn probe_l1<S>(&self, call: &Call<'_>, shape: &S) -> Probe<S::Out, S::Value>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+    {
+        let function = call.function;
         // One hit in `L1_SAMPLE` is timed (see `latency`).
         let sampled = latency::sample_l1().then(Instant::now);
-        let stale = match self.read_l1::<S::Value>(&call).await {
+        let stale = match self.read_l1::<S::Value>(call) {
             Found::Fresh(value) | Found::Due(value) => {
                 if let Some(start) = sampled {
                     function
@@ -276,12 +311,32 @@ impl Cache {
                 }
                 // Per-call events name the function, never the arguments.
                 tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
-                return shape.rebuild(value);
+                return Probe::Hit(shape.rebuild(value));
             }
             Found::Stale(value, stamp) => Some((value, stamp)),
             Found::Nothing => None,
         };
-        let start = sampled.unwrap_or_else(Instant::now);
+        Probe::Miss {
+            stale,
+            start: sampled.unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// Everything after an L1 probe that did not hit, timed from `start`.
+    async fn past_l1<S, F>(
+        &self,
+        call: Call<'_>,
+        shape: &S,
+        stale: Option<(S::Value, Stamp)>,
+        start: Instant,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let function = call.function;
         // The miss path's state is large; boxed, it does not weigh on (and
         // is not copied around with) every hit's future.
         let out = Box::pin(self.miss(call, shape, stale, compute)).await;
@@ -313,7 +368,7 @@ impl Cache {
         let mut look_again = false;
         let leader = loop {
             if look_again {
-                match Box::pin(self.read_l1::<S::Value>(&call)).await {
+                match self.read_l1::<S::Value>(&call) {
                     Found::Fresh(value) | Found::Due(value) => return shape.rebuild(value),
                     Found::Stale(value, stamp) => stale = Some((value, stamp)),
                     Found::Nothing => {}
@@ -529,14 +584,14 @@ impl Cache {
 
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
     /// only for stale-if-error).
-    async fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
+    fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
         let coherence = &self.inner.coherence;
         let usable = self.inner.config.l1_enabled
             && (call.function.consistency == Consistency::Bounded || coherence.is_listening());
         if !usable {
             return Found::Nothing;
         }
-        match self.inner.l1.get(&call.l1_key).await {
+        match self.inner.l1.get(&call.l1_key) {
             Some(entry) => self.judge_l1(call, &entry),
             None => Found::Nothing,
         }
@@ -629,12 +684,12 @@ impl Cache {
         }
         #[cfg(not(feature = "redis"))]
         let _ = (write, bytes);
-        self.fill_l1(call, value, stamp, ttl, plain_bytes).await;
+        self.fill_l1(call, value, stamp, ttl, plain_bytes);
     }
 
     /// Puts a value in L1: fresh for the policy's L1 TTL (never past
     /// `remaining`, the entry's own life), then kept for the stale window.
-    async fn fill_l1<V: Cacheable>(
+    fn fill_l1<V: Cacheable>(
         &self,
         call: &Call<'_>,
         value: &V,
@@ -652,8 +707,7 @@ impl Cache {
         };
         let life = EntryLife::of(&function.policy, remaining);
         let l1 = &self.inner.l1;
-        l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position)
-            .await;
+        l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position);
         // Checked after the insert: an invalidation heard meanwhile either
         // is seen here, or removes the entry when it is applied.
         if !self
@@ -661,7 +715,7 @@ impl Cache {
             .coherence
             .accepts(function, stamp.position, &stamp.tags, call.l1_key.digest)
         {
-            l1.remove(&call.l1_key).await;
+            l1.remove(&call.l1_key);
         }
     }
 
@@ -735,10 +789,8 @@ impl Cache {
         crate::outcome::note(crate::outcome::Outcome::L2Hit);
         let remaining = Duration::from_millis(header.expires_at_ms - now);
         if self.inner.config.l1_enabled {
-            // Boxed: moka's insert future is large, and every L2 hit's
-            // future would carry it.
             let plain_bytes = envelope::plain_size(&bytes);
-            Box::pin(self.fill_l1(call, &value, &stamp, remaining, plain_bytes)).await;
+            self.fill_l1(call, &value, &stamp, remaining, plain_bytes);
         }
         L2Found::Fresh(value, stamp)
     }
@@ -892,8 +944,7 @@ impl Cache {
                 }
             }
         }
-        self.fill_l1(&call, value, &stamp, ttl, envelope::plain_size(&bytes))
-            .await;
+        self.fill_l1(&call, value, &stamp, ttl, envelope::plain_size(&bytes));
         Ok(true)
     }
 }

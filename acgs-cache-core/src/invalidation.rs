@@ -142,7 +142,7 @@ pub(crate) async fn apply_heard(inner: &Arc<Inner>, position: u64, record: &Reco
             function: function.identity,
             digest: targets.digest,
         };
-        inner.l1.remove(&key).await;
+        inner.l1.remove(&key);
         #[cfg(feature = "redis")]
         if function.identity != targets.identity {
             if let Some(l2) = &inner.l2 {

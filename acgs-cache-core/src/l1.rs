@@ -107,13 +107,19 @@ pub(crate) struct L1Tier {
     /// Keys are already uniformly distributed hashes (fingerprint + XXH3
     /// digest), so the fast Fx hasher is enough; moka's default SipHash was
     /// 5% of a hit.
-    entries: moka::future::Cache<L1Key, L1Entry, rustc_hash::FxBuildHasher>,
+    ///
+    /// moka's synchronous cache: a hit is a plain function call (its
+    /// future cache has no synchronous lookup, and a hit's future moved
+    /// through three async layers cost more than the lookup itself).
+    /// Inserts and removals do bounded work inline (moka's housekeeping),
+    /// never I/O.
+    entries: moka::sync::Cache<L1Key, L1Entry, rustc_hash::FxBuildHasher>,
 }
 
 impl L1Tier {
     pub(crate) fn new(max_bytes: u64) -> Self {
         clock::start();
-        let entries = moka::future::Cache::builder()
+        let entries = moka::sync::Cache::builder()
             .name("acgs-cache-l1")
             .max_capacity(max_bytes)
             .weigher(|_: &L1Key, entry: &L1Entry| entry.weight)
@@ -122,11 +128,11 @@ impl L1Tier {
         L1Tier { entries }
     }
 
-    pub(crate) async fn get(&self, key: &L1Key) -> Option<L1Entry> {
-        self.entries.get(key).await
+    pub(crate) fn get(&self, key: &L1Key) -> Option<L1Entry> {
+        self.entries.get(key)
     }
 
-    pub(crate) async fn insert<V: Send + Sync + 'static>(
+    pub(crate) fn insert<V: Send + Sync + 'static>(
         &self,
         key: L1Key,
         stored: Stored<V>,
@@ -135,18 +141,18 @@ impl L1Tier {
         position: u64,
     ) {
         if let Some(entry) = entry(stored, life, plain_bytes, position) {
-            self.entries.insert(key, entry).await;
+            self.entries.insert(key, entry);
         }
     }
 
     /// Inserts an entry made by [`entry`].
-    pub(crate) async fn insert_entry(&self, key: L1Key, entry: L1Entry) {
-        self.entries.insert(key, entry).await;
+    pub(crate) fn insert_entry(&self, key: L1Key, entry: L1Entry) {
+        self.entries.insert(key, entry);
     }
 
     /// Drops one entry.
-    pub(crate) async fn remove(&self, key: &L1Key) {
-        self.entries.invalidate(key).await;
+    pub(crate) fn remove(&self, key: &L1Key) {
+        self.entries.invalidate(key);
     }
 
     pub(crate) fn clear(&self) {
@@ -154,8 +160,8 @@ impl L1Tier {
     }
 
     /// Entries and weighted bytes, after pending maintenance has run.
-    pub(crate) async fn usage(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks().await;
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
         (self.entries.entry_count(), self.entries.weighted_size())
     }
 }

@@ -507,7 +507,7 @@ impl Job<'_> {
                 };
                 let l1 = &self.cache.inner.l1;
                 let stamp = l1_entry.position;
-                l1.insert_entry(key, l1_entry).await;
+                l1.insert_entry(key, l1_entry);
                 // As every L1 fill: checked after the insert.
                 if !self
                     .cache
@@ -515,7 +515,7 @@ impl Job<'_> {
                     .coherence
                     .accepts(&function, stamp, &tag_hashes_after, digest)
                 {
-                    l1.remove(&key).await;
+                    l1.remove(&key);
                 }
             }
         }
