@@ -52,6 +52,10 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
 step "packaging: cargo package of every published crate, each verified by building it from its package"
+# Verification unpacks our crates from a temporary local registry into
+# cargo's source cache, keyed by version only: a copy from an earlier run
+# of the same version would be built instead of this one. Drop such copies.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/acgs-cache* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/acgs-cache*
 if ! packaged=$(cargo package --allow-dirty -p acgs-cache-grammar -p acgs-cache-macros -p acgs-cache-core -p acgs-cache 2>&1); then
   echo "$packaged"; echo "cargo package failed"; exit 1
 fi
