@@ -19,6 +19,7 @@ mod coherence;
 #[cfg(feature = "redis")]
 mod connection;
 mod current;
+mod dispatch;
 mod envelope;
 mod error;
 #[cfg(feature = "redis")]
@@ -122,6 +123,10 @@ pub mod __private {
     pub use core::time::Duration;
     pub use std::format;
 
+    pub use crate::dispatch::{
+        dispatch, CacheableValue, ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine,
+        Report, Silent,
+    };
     pub use crate::invalidation::{publish_after, Written, WrittenAny, WrittenResult};
     pub use crate::key::KeyBuilder;
     pub use crate::warm::warm_entry;

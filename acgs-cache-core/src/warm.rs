@@ -50,6 +50,27 @@ pub struct WarmEntry {
     ttl: Option<Duration>,
 }
 
+impl WarmEntry {
+    /// An entry holding nothing to store (see `dispatch.rs`).
+    pub(crate) fn unstorable(
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
+        key: Result<KeyDigest, CodecError>,
+        tags: Vec<String>,
+    ) -> WarmEntry {
+        WarmEntry {
+            site,
+            probe,
+            caller,
+            key,
+            tags,
+            value: None,
+            ttl: None,
+        }
+    }
+}
+
 impl fmt::Debug for WarmEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WarmEntry")

@@ -419,11 +419,22 @@ impl Parts<'_> {
         };
         // Spanned on the return type: a value that cannot be cached is
         // reported at the type the user wrote.
+        // The path is chosen by autoref (see `dispatch.rs` in the core): a
+        // value that cannot be cached gets one error, at the return type.
+        let shape_ref = Ident::new("__acgs_shape", Span::mixed_site());
         let call = quote_spanned! {ret_span=>
-            ::acgs_cache::__private::#call_fn(
+            let #shape_ref = #shape;
+            ({
+                // One of the two is used, depending on the value.
+                #[allow(unused_imports)]
+                use #private::{ChooseEngine as _, ChooseReport as _};
+                (&&&#private::dispatch(&#shape_ref)).path()
+            })
+            .checked(&#shape_ref)
+            .#call_fn(
                 #site_ref,
                 #private::instance(&|| ()),
-                #shape,
+                #shape_ref,
                 #key,
                 #compute,
             )
@@ -536,12 +547,19 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
     let warm_into = quote_spanned!(ret_span=> impl #private::WarmInto<#output>);
     let uncached_fn = uncached_item(f, &uncached);
     let site_ref = site_ident();
+    let shape_ref = Ident::new("__acgs_shape", Span::mixed_site());
     let warm_call = quote_spanned! {ret_span=>
-        ::acgs_cache::__private::warm_entry(
+        let #shape_ref = #shape;
+        ({
+            #[allow(unused_imports)]
+            use #private::{ChooseEngine as _, ChooseSilent as _};
+            (&&&#private::dispatch(&#shape_ref)).warm_path()
+        })
+        .warm_entry(
             #site_ref,
             #private::instance(&|| ()),
             #warm_name,
-            #shape,
+            #shape_ref,
             #key,
             #private::WarmInto::into_return(#value),
             #tags,

@@ -15,16 +15,21 @@ pub async fn evaluate_policy(
             .invalidate_on(&["governance.*"]);
         &__ACGS_SITE
     };
-    ::acgs_cache::__private::call(
+    let __acgs_shape = {
+        use ::acgs_cache_core::__private::ShapeOf as _;
+        (&&&::acgs_cache_core::__private::ShapeProbe::<Result<Decision, DbError>>::NEW)
+            .shape()
+    };
+    ({
+        #[allow(unused_imports)]
+        use ::acgs_cache::__private::{ChooseEngine as _, ChooseReport as _};
+        (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).path()
+    })
+        .checked(&__acgs_shape)
+        .call(
             __acgs_site,
             ::acgs_cache::__private::instance(&|| ()),
-            {
-                use ::acgs_cache_core::__private::ShapeOf as _;
-                (&&&::acgs_cache_core::__private::ShapeProbe::<
-                    Result<Decision, DbError>,
-                >::NEW)
-                    .shape()
-            },
+            __acgs_shape,
             ::acgs_cache::__private::KeyBuilder::new()
                 .arg(&policy_id)
                 .arg(&subject)
@@ -103,24 +108,28 @@ pub fn warm_entry_evaluate_policy(
             .invalidate_on(&["governance.*"]);
         &__ACGS_SITE
     };
-    ::acgs_cache::__private::warm_entry(
-        __acgs_site,
-        ::acgs_cache::__private::instance(&|| ()),
-        "warm_entry_evaluate_policy",
-        {
-            use ::acgs_cache_core::__private::ShapeOf as _;
-            (&&&::acgs_cache_core::__private::ShapeProbe::<
-                Result<Decision, DbError>,
-            >::NEW)
-                .shape()
-        },
-        ::acgs_cache::__private::KeyBuilder::new()
-            .arg(&policy_id)
-            .arg(&subject)
-            .finish(),
-        ::acgs_cache::__private::WarmInto::into_return(value),
-        ::std::vec::Vec::new(),
-    )
+    let __acgs_shape = {
+        use ::acgs_cache_core::__private::ShapeOf as _;
+        (&&&::acgs_cache_core::__private::ShapeProbe::<Result<Decision, DbError>>::NEW)
+            .shape()
+    };
+    ({
+        #[allow(unused_imports)]
+        use ::acgs_cache::__private::{ChooseEngine as _, ChooseSilent as _};
+        (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).warm_path()
+    })
+        .warm_entry(
+            __acgs_site,
+            ::acgs_cache::__private::instance(&|| ()),
+            "warm_entry_evaluate_policy",
+            __acgs_shape,
+            ::acgs_cache::__private::KeyBuilder::new()
+                .arg(&policy_id)
+                .arg(&subject)
+                .finish(),
+            ::acgs_cache::__private::WarmInto::into_return(value),
+            ::std::vec::Vec::new(),
+        )
 }
 ///Runs `evaluate_policy`'s body without the cache.
 #[allow(dead_code, unused_variables, clippy::needless_lifetimes)]
