@@ -51,7 +51,8 @@ pub struct WarmEntry {
 }
 
 impl WarmEntry {
-    /// An entry holding nothing to store (see `dispatch.rs`).
+    /// An entry holding nothing to store (see `dispatch.rs`); `warm_entry`
+    /// fills in the value.
     pub(crate) fn unstorable(
         site: &'static CallSite,
         probe: &'static str,
@@ -144,13 +145,9 @@ where
         Verdict::Skip => (None, None),
     };
     WarmEntry {
-        site,
-        probe,
-        caller,
-        key,
-        tags,
         value,
         ttl,
+        ..WarmEntry::unstorable(site, probe, caller, key, tags)
     }
 }
 
