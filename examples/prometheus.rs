@@ -26,10 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use acgs_cache::{cached, Cache};
+use acgs_cache::{cached, Cache, LatencyHistogram};
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,7 +134,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // The recorder first: everything the cache publishes from now on reaches it.
-    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    // Histogram buckets exactly the cache's, so that `histogram_quantile`
+    // over the fleet's call durations loses no precision.
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DURATIONS.into()),
+            &LatencyHistogram::bounds_seconds(),
+        )?
+        .install_recorder()?;
     let upkeep = prometheus.clone();
     tokio::spawn(async move {
         loop {
@@ -240,12 +247,16 @@ struct Found {
     series: usize,
 }
 
+/// The histogram of call durations.
+const DURATIONS: &str = "acgs_cache_call_duration_seconds";
+
 /// Checks `text` line by line against the Prometheus text format (0.0.4).
 fn check_exposition(text: &str) -> Result<Found, String> {
     let mut types: BTreeMap<&str, &str> = BTreeMap::new();
     let mut sampled: BTreeSet<&str> = BTreeSet::new();
     let mut series = 0;
     let mut hits = 0.0;
+    let mut durations = 0.0;
     for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
         let bad = |why: &str| format!("line {number} {line:?}: {why}");
         if line.trim().is_empty() {
@@ -270,11 +281,25 @@ fn check_exposition(text: &str) -> Result<Found, String> {
         if name == "acgs_cache_hits_total" {
             hits += value;
         }
+        if name.strip_suffix("_count") == Some(DURATIONS) {
+            durations += value;
+        }
     }
     for name in sampled.iter().filter(|n| n.starts_with("acgs_cache_")) {
-        if !types.contains_key(name) {
+        // A histogram's samples are its name with a suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                matches!(types.get(base), Some(&"histogram" | &"summary")).then_some(base)
+            })
+            .unwrap_or(name);
+        if !types.contains_key(family) {
             return Err(format!("{name} has samples but no # TYPE line"));
         }
+    }
+    if types.get(DURATIONS) != Some(&"histogram") || durations <= 0.0 {
+        return Err(format!("{DURATIONS} is not a histogram with calls counted"));
     }
     if types.get("acgs_cache_hits_total") != Some(&"counter") {
         return Err("acgs_cache_hits_total is not a counter".into());
@@ -369,9 +394,14 @@ mod tests {
     fn the_checker_accepts_the_format_and_rejects_broken_lines() {
         let good = "# HELP acgs_cache_hits_total Hits.\n# TYPE acgs_cache_hits_total counter\n\
                     acgs_cache_hits_total{service=\"s\",tier=\"l1\"} 3\n\
-                    acgs_cache_hits_total{service=\"a\\\"b\",tier=\"l2\"} 0 1700000000000\n";
+                    acgs_cache_hits_total{service=\"a\\\"b\",tier=\"l2\"} 0 1700000000000\n\
+                    # TYPE acgs_cache_call_duration_seconds histogram\n\
+                    acgs_cache_call_duration_seconds_bucket{le=\"0.000001\"} 2\n\
+                    acgs_cache_call_duration_seconds_bucket{le=\"+Inf\"} 3\n\
+                    acgs_cache_call_duration_seconds_sum 0.5\n\
+                    acgs_cache_call_duration_seconds_count 3\n";
         let found = check_exposition(good).unwrap();
-        assert_eq!((found.metrics, found.series), (1, 2));
+        assert_eq!((found.metrics, found.series), (2, 6));
         for bad in [
             "acgs_cache_hits_total 3\n", // no TYPE
             "# TYPE acgs_cache_hits_total counter\nacgs_cache_hits_total{tier=l1} 3\n", // unquoted

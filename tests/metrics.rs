@@ -18,6 +18,8 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// One series: kind, name, labels, value.
 #[derive(Debug, Clone)]
 struct Series {
+    /// The recorder's key, printed.
+    id: String,
     kind: MetricKind,
     name: String,
     labels: BTreeMap<String, String>,
@@ -43,6 +45,17 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
+/// Samples of every histogram seen so far, by series: a snapshot drains a
+/// histogram, and `wait_for` takes many.
+fn histogram_samples(series: String, new: Vec<f64>) -> Vec<f64> {
+    static SEEN: std::sync::Mutex<BTreeMap<String, Vec<f64>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut seen = SEEN.lock().unwrap();
+    let samples = seen.entry(series).or_default();
+    samples.extend(new);
+    samples.clone()
+}
+
 fn series() -> Vec<Series> {
     snapshotter()
         .snapshot()
@@ -50,7 +63,9 @@ fn series() -> Vec<Series> {
         .into_iter()
         .map(|(key, _, _, value)| {
             let (kind, key) = key.into_parts();
+            let id = format!("{key:?}");
             Series {
+                id: id.clone(),
                 kind,
                 name: key.name().to_owned(),
                 labels: key
@@ -60,7 +75,11 @@ fn series() -> Vec<Series> {
                 value: match value {
                     DebugValue::Counter(v) => v as f64,
                     DebugValue::Gauge(v) => v.into_inner(),
-                    DebugValue::Histogram(_) => f64::NAN,
+                    // A histogram's value here: how many samples it has had.
+                    DebugValue::Histogram(v) => {
+                        histogram_samples(id, v.into_iter().map(|x| x.into_inner()).collect()).len()
+                            as f64
+                    }
                 },
             }
         })
@@ -169,6 +188,27 @@ async fn counters_and_gauges_follow_the_calls_with_l2() {
         &[service, f, ("quantile", "0.99")],
     );
     assert!(p99 > 0.0 && p99 < 5.0, "p99 {p99}");
+    // The histogram of call durations: the three calls that left L1 at
+    // least (two misses, one L2 hit; L1 hits are sampled one in 64), each
+    // at a power-of-two bound.
+    let timed = value("acgs_cache_call_duration_seconds", &[service, f]);
+    assert!(timed >= 3.0, "{timed} durations recorded");
+    let bounds = acgs_cache::LatencyHistogram::bounds_seconds();
+    let durations = all
+        .iter()
+        .find(|s| {
+            s.name == "acgs_cache_call_duration_seconds"
+                && s.labels.get("function").map(String::as_str) == Some("decide")
+        })
+        .expect("the durations histogram");
+    assert_eq!(durations.kind, MetricKind::Histogram);
+    let recorded = histogram_samples(durations.id.clone(), Vec::new());
+    assert!(
+        recorded
+            .iter()
+            .all(|x| bounds.contains(x) || *x == 2.0 * bounds[bounds.len() - 1]),
+        "{recorded:?}"
+    );
     assert!(value("acgs_cache_l2_pool_size", &[service]) >= 1.0);
     let l2 = value(
         "acgs_cache_l2_latency_seconds",

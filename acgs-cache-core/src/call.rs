@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 
@@ -21,12 +21,6 @@ use crate::latency;
 use crate::shape::{Cacheable, Shape, Verdict};
 use crate::site::CallSite;
 use crate::stats::ErrorReason;
-
-pub(crate) fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// Runs one cached call of the function described by `site`, in the
 /// instance `probe` names (see `identity.rs`), returning `shape`'s output.
@@ -781,7 +775,7 @@ impl Cache {
             function.counters.reject(Reject::Invalidated);
             return L2Found::Nothing;
         }
-        let now = unix_ms(SystemTime::now());
+        let now = clock::unix_ms(SystemTime::now());
         if header.expires_at_ms <= now {
             return L2Found::Stale(value, stamp); // kept past its TTL for stale-if-error only
         }
@@ -861,8 +855,8 @@ pub(crate) fn header(
         codec: site.codec.id(),
         flags: 0,
         fingerprint: function.identity,
-        created_at_ms: unix_ms(now),
-        expires_at_ms: unix_ms(now + ttl),
+        created_at_ms: clock::unix_ms(now),
+        expires_at_ms: clock::unix_ms(now + ttl),
         log_position: unpack(position),
         tags,
         checksum: 0, // set by encode

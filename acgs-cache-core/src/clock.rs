@@ -9,7 +9,7 @@
 //! a stale recent time can never keep an entry alive.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) use quanta::Instant;
 
@@ -38,4 +38,11 @@ pub(crate) fn now() -> Instant {
         Some(Some(_)) => Instant::recent(),
         _ => Instant::now(),
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it): the wall-clock time
+/// written into entries and fleet records, compared across machines.
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

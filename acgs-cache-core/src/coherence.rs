@@ -20,7 +20,7 @@
 //!   ([`MAX_REMEMBERED_ENTRIES`]): past it, the function as a whole is
 //!   invalidated instead (more recomputation, never a stale value).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -30,11 +30,9 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::cache::FunctionState;
 use crate::grammar::pattern_matches;
 use crate::key::KeyDigest;
+use crate::latency::Latency;
 use crate::log_position::LogPosition;
 use crate::stats::Counter;
-
-/// How many recent propagation delays are kept for percentiles.
-const LAG_SAMPLES: usize = 4096;
 
 /// The most single-entry invalidations an instance remembers at once (about
 /// 80 bytes each: 8 MB at most); past it, a new one invalidates its whole
@@ -146,7 +144,8 @@ pub(crate) struct Coherence {
     /// only so that a coherence report can show what the check prevents.
     checks_disabled: bool,
     last_prune_ms: AtomicU64,
-    lags_us: Mutex<VecDeque<u64>>,
+    /// Propagation delays of the invalidations heard.
+    lags: Latency,
 }
 
 impl Coherence {
@@ -165,7 +164,7 @@ impl Coherence {
             entry_window,
             checks_disabled,
             last_prune_ms: AtomicU64::new(0),
-            lags_us: Mutex::new(VecDeque::with_capacity(LAG_SAMPLES)),
+            lags: Latency::default(),
         }
     }
 
@@ -308,7 +307,7 @@ impl Coherence {
                 } else {
                     let slot = heard.entries.entry((scope, *digest)).or_insert((0, 0));
                     raise(&mut slot.0, position);
-                    slot.1 = crate::call::unix_ms(std::time::SystemTime::now());
+                    slot.1 = crate::clock::unix_ms(std::time::SystemTime::now());
                     for f in &reached {
                         f.has_entry_invalidations.store(true, Ordering::Release);
                     }
@@ -481,28 +480,15 @@ impl Coherence {
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn record_lag(&self, lag: Duration) {
-        let mut lags = self.lags_us.lock().unwrap_or_else(|p| p.into_inner());
-        if lags.len() == LAG_SAMPLES {
-            lags.pop_front();
-        }
-        lags.push_back(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
+        self.lags.record(lag, 1);
     }
 
     /// (p50, p99) of recent propagation delays in µs, if any were measured.
     pub(crate) fn lag_percentiles(&self) -> Option<(u64, u64)> {
-        let mut lags: Vec<u64> = self
-            .lags_us
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if lags.is_empty() {
-            return None;
-        }
-        lags.sort_unstable();
-        let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.50), at(0.99)))
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.lags
+            .percentiles()
+            .map(|[p50, _, p99]| (micros(p50), micros(p99)))
     }
 }
 

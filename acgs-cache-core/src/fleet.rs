@@ -95,12 +95,6 @@ fn key_pattern(prefix: &str) -> String {
     format!("{}:fleet:*", crate::operator::glob_escape(prefix))
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Starts publishing `inner`'s stats (once, with the log tailer).
 pub(crate) fn spawn_publisher(inner: &Arc<Inner>) {
     let interval = inner.config.fleet_interval;
@@ -130,7 +124,7 @@ async fn publish(weak: Weak<Inner>, key: String, instance: String, interval: Dur
         let member = FleetMember {
             service: cache.inner.config.service.clone(),
             instance: instance.clone(),
-            published_at_ms: unix_ms(),
+            published_at_ms: crate::clock::unix_ms(SystemTime::now()),
             stats: cache.stats().await,
         };
         if let (Some(l2), Ok(json)) = (&cache.inner.l2, serde_json::to_string(&member)) {

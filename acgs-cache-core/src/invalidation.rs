@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cache::{Cache, FunctionState, Inner};
-use crate::call::unix_ms;
+use crate::clock::unix_ms;
 use crate::coherence::{unpack, Record};
 use crate::error::Error;
 use crate::grammar::check_event_name;

@@ -73,6 +73,7 @@ pub use error::{CodecError, Error, Unavailable};
 pub use fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
 pub use health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
 pub use key::{fingerprint, KeyDigest};
+pub use latency::LatencyHistogram;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use lock::DistributedLock;

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use redis::{Script, Value};
 
 use crate::cache::Inner;
-use crate::call::unix_ms;
+use crate::clock::unix_ms;
 use crate::coherence::Record;
 use crate::connection::RedisConnection;
 use crate::error::{Error, Unavailable};

@@ -14,9 +14,14 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use std::collections::HashMap;
+
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 use crate::cache::{Cache, Inner};
+use crate::latency::LatencyHistogram;
 use crate::stats::StatsSnapshot;
 
 /// Starts the publisher of `inner` unless it runs already, metrics are off,
@@ -41,13 +46,68 @@ pub(crate) fn ensure_publisher(inner: &Arc<Inner>) {
 async fn publish_every(cache: Weak<Inner>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut histograms = Published::default();
     loop {
         ticks.tick().await;
         let Some(inner) = cache.upgrade() else { return };
         let cache = Cache { inner };
         let snapshot = cache.stats().await;
         publish(cache.service(), &snapshot);
+        histograms.publish(cache.service(), &snapshot);
     }
+}
+
+/// Call durations reach the recorder as a histogram without touching the
+/// hot path: each interval, the calls a bucket gained since the last one
+/// are recorded at once (`record_many`) at the bucket's bound.
+#[derive(Default)]
+struct Published {
+    /// Each function's histogram as last published.
+    seen: HashMap<String, LatencyHistogram>,
+}
+
+impl Published {
+    fn publish(&mut self, service: &str, snapshot: &StatsSnapshot) {
+        for f in &snapshot.functions {
+            let now = &f.latency_histogram;
+            let before = self.seen.entry(f.function.to_string()).or_default();
+            let handle = histogram!("acgs_cache_call_duration_seconds", "service" => service.to_owned(), "function" => f.function.to_string());
+            for (bound_ns, gained) in gained_per_bucket(before, now) {
+                handle.record_many(
+                    bound_ns as f64 / 1e9,
+                    usize::try_from(gained).unwrap_or(usize::MAX),
+                );
+            }
+            before.clone_from(now);
+        }
+    }
+}
+
+/// Calls each bucket gained from `before` to `now` (buckets not cumulative;
+/// calls past the last bound are given twice that bound).
+fn gained_per_bucket(before: &LatencyHistogram, now: &LatencyHistogram) -> Vec<(u64, u64)> {
+    let per_bucket = |h: &LatencyHistogram| {
+        let mut below = 0;
+        let mut counts: Vec<(u64, u64)> = h
+            .buckets
+            .iter()
+            .map(|&(bound, cumulative)| {
+                let n = cumulative.saturating_sub(below);
+                below = cumulative;
+                (bound, n)
+            })
+            .collect();
+        let last = counts.last().map_or(1 << 36, |b| b.0.saturating_mul(2));
+        counts.push((last, h.count.saturating_sub(below)));
+        counts
+    };
+    let before = per_bucket(before);
+    per_bucket(now)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (bound, n))| (bound, n.saturating_sub(before.get(i).map_or(0, |b| b.1))))
+        .filter(|(_, gained)| *gained > 0)
+        .collect()
 }
 
 /// Sets every series from `snapshot` (descriptions included, so a recorder
@@ -214,15 +274,20 @@ fn describe() {
         "acgs_cache_l2_circuit_open",
         "1 while the L2 circuit is open (calls skip Redis until a probe succeeds)."
     );
+    describe_histogram!(
+        "acgs_cache_call_duration_seconds",
+        Unit::Seconds,
+        "Call durations per function, each at the upper bound of its power-of-two bucket (LatencyHistogram::bounds_seconds); calls past L1 all timed, one L1 hit in 64 standing for 64. Adds up across instances."
+    );
     describe_gauge!(
         "acgs_cache_call_latency_seconds",
         Unit::Seconds,
-        "Call latency percentiles per function (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64."
+        "Call latency percentiles per function over the last 30 to 60 s (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64. Percentiles do not add up across instances: use acgs_cache_call_duration_seconds_bucket."
     );
     describe_gauge!(
         "acgs_cache_l2_latency_seconds",
         Unit::Seconds,
-        "Latency percentiles of single L2 operations (label quantile: 0.5, 0.95, 0.99)."
+        "Latency percentiles of single L2 operations over the last 30 to 60 s (label quantile: 0.5, 0.95, 0.99)."
     );
     describe_gauge!(
         "acgs_cache_l2_pool_size",
@@ -246,11 +311,37 @@ fn describe() {
     describe_gauge!(
         "acgs_cache_invalidation_lag_p50_seconds",
         Unit::Seconds,
-        "Median delay from sending an invalidation to hearing it, over recent events."
+        "Median delay from sending an invalidation to hearing it, over the last 30 to 60 s."
     );
     describe_gauge!(
         "acgs_cache_invalidation_lag_p99_seconds",
         Unit::Seconds,
-        "99th percentile of the invalidation propagation delay, over recent events."
+        "99th percentile of the invalidation propagation delay, over the last 30 to 60 s."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_interval_records_what_each_bucket_gained() {
+        let h = |buckets: &[(u64, u64)], count| {
+            let mut h = LatencyHistogram::default();
+            h.buckets = buckets.to_vec();
+            h.count = count;
+            h
+        };
+        let before = h(&[(256, 1), (512, 3), (1024, 3)], 4);
+        let now = h(&[(256, 1), (512, 5), (1024, 9)], 12);
+        assert_eq!(
+            gained_per_bucket(&before, &now),
+            [(512, 2), (1024, 4), (2048, 2)]
+        );
+        assert_eq!(
+            gained_per_bucket(&LatencyHistogram::default(), &before),
+            [(256, 1), (512, 2), (2048, 1)]
+        );
+        assert!(gained_per_bucket(&now, &now).is_empty());
+    }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::cache::Cache;
-use crate::call::unix_ms;
+use crate::clock::unix_ms;
 use crate::codec::Codec;
 use crate::coherence::Consistency;
 use crate::error::Error;

@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Reject;
-use crate::latency::Latency;
+use crate::latency::{Latency, LatencyHistogram};
 
 /// Stripes per counter: threads increment different cache lines, so a hot
 /// counter does not bounce one line between cores on every cache hit.
@@ -118,6 +118,7 @@ impl FunctionCounters {
             latency_p50_ns: p50,
             latency_p95_ns: p95,
             latency_p99_ns: p99,
+            latency_histogram: self.latency.histogram(),
         }
     }
 }
@@ -207,8 +208,9 @@ pub struct FunctionStats {
     /// `errors` by reason (see [`ErrorReason`]).
     #[serde(default)]
     pub errors_by_reason: BTreeMap<Cow<'static, str>, u64>,
-    /// Median call latency (ns), from a histogram with 19% wide buckets;
-    /// L1 hits are sampled (one in 64). In a fleet sum: the worst instance.
+    /// Median call latency (ns) of the last 30 to 60 seconds, from a
+    /// histogram with 19% wide buckets; L1 hits are sampled (one in 64). In
+    /// a fleet sum: the worst instance (use `latency_histogram` to add up).
     #[serde(default)]
     pub latency_p50_ns: Option<u64>,
     /// 95th percentile call latency (ns).
@@ -217,6 +219,11 @@ pub struct FunctionStats {
     /// 99th percentile call latency (ns).
     #[serde(default)]
     pub latency_p99_ns: Option<u64>,
+    /// Every timed call since the instance started, in cumulative buckets
+    /// (exported as the Prometheus histogram
+    /// `acgs_cache_call_duration_seconds`); a fleet sum adds them up.
+    #[serde(default)]
+    pub latency_histogram: LatencyHistogram,
 }
 
 impl FunctionStats {
@@ -283,7 +290,8 @@ pub struct InvalidationStats {
     pub remembered: u64,
     /// Whether it currently hears the log.
     pub listening: bool,
-    /// Median delay from send to hearing, over recent events (µs).
+    /// Median delay from send to hearing (µs) over the last 30 to 60
+    /// seconds, from a histogram with 19% wide buckets.
     pub propagation_p50_us: Option<u64>,
     /// 99th percentile of that delay (µs).
     pub propagation_p99_us: Option<u64>,
@@ -348,6 +356,7 @@ impl FunctionStats {
             latency_p50_ns: None,
             latency_p95_ns: None,
             latency_p99_ns: None,
+            latency_histogram: LatencyHistogram::default(),
         }
     }
 
@@ -374,6 +383,7 @@ impl FunctionStats {
         self.latency_p50_ns = self.latency_p50_ns.max(other.latency_p50_ns);
         self.latency_p95_ns = self.latency_p95_ns.max(other.latency_p95_ns);
         self.latency_p99_ns = self.latency_p99_ns.max(other.latency_p99_ns);
+        self.latency_histogram.add(&other.latency_histogram);
     }
 }
 
