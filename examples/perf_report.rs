@@ -11,12 +11,14 @@
 //! Markdown table (the README's benchmark table is this output) and ends with
 //!
 //! ```text
-//! perf: l1_vs_moka=R l1_vs_cached_2t=R l2_vs_raw=R l2_vs_cached=R l2_tput_vs_raw=R warm_per_s=N warm_vs_raw=R l1_vs_moka_sync=R
+//! perf: l1_vs_moka=R l1_vs_cached_2t=R l2_vs_raw=R l2_vs_cached=R l2_tput_vs_raw=R warm_per_s=N warm_vs_raw=R l1_vs_moka_sync=R l1_vs_cached=R l2_tput_vs_cached=R miss_vs_raw=R
 //! ```
 //!
 //! R is ours / baseline time per operation (lower is better), except for
-//! `l2_tput_vs_raw` and `warm_vs_raw`, which are ours / baseline throughput
-//! (higher is better). Each figure is the median over the rounds.
+//! `l2_tput_vs_raw`, `l2_tput_vs_cached` and `warm_vs_raw`, which are ours /
+//! baseline throughput (higher is better). Between the table and that line,
+//! the lanes curve: L2 hit throughput with 1, 2, 4 and 8 lanes at 64 and
+//! 256 tasks. Each figure is the median over the rounds.
 
 use acgs_cache_harness as support;
 
@@ -114,6 +116,13 @@ async fn ours_blob(id: u64) -> String {
 #[cached(ttl = "policy_decision", cache = L1_NO_METRICS)]
 async fn ours_l1_no_metrics(policy_id: u64, subject: &str) -> Decision {
     decision(policy_id, subject)
+}
+
+/// [`ours_l2`] on whichever cache is the runtime's default: the lanes curve
+/// runs it on caches with 1, 2, 4 and 8 lanes.
+#[cached(ttl = "policy_decision")]
+async fn ours_l2_lanes(policy_id: u64) -> Result<Decision, PeerError> {
+    Ok(decision(policy_id, "alice"))
 }
 
 // The peer: the same functions with the `cached` crate.
@@ -338,6 +347,21 @@ fn main() {
         || spread(&two, n, 2, |_| ours_l1(7, "alice")),
         || spread(&two, n, 2, |_| peer_l1(7, "alice".to_owned())),
     );
+    // L1 hits, one caller, vs the `cached` crate.
+    let l1_peer = alternate(
+        rounds,
+        || sequential(&one, n, |_| ours_l1(black_box(7), black_box("alice"))),
+        || {
+            sequential(&one, n, |_| {
+                peer_l1(black_box(7), black_box("alice".to_owned()))
+            })
+        },
+    );
+    rows.push(time_row(
+        "L1 hit vs `cached` #[cached], one thread",
+        &l1_peer,
+        "≤ 1.0",
+    ));
     rows.push(time_row(
         "L1 hit, 2 threads, vs `cached` #[cached]",
         &l1_2t,
@@ -407,10 +431,21 @@ fn main() {
         || 1e9 / spread(&two, tn, 64, raw_get(raw.clone())),
     );
     rows.push(rate_row(
-        "L2 hits, 64 tasks: throughput vs raw",
+        "L2 hits, 64 tasks: throughput vs raw (one multiplexed connection)",
         &tput,
         "≥ 1.0",
     ));
+    let tput_peer = alternate(
+        rounds,
+        || 1e9 / spread(&two, tn, 64, |k| ours_l2((k * 7919) % KEYS)),
+        || 1e9 / spread(&two, tn, 64, |k| peer_l2((k * 7919) % KEYS)),
+    );
+    rows.push(rate_row(
+        "L2 hits, 64 tasks: throughput vs `cached` #[concurrent_cached(redis)]",
+        &tput_peer,
+        "≥ 1.3",
+    ));
+    let curve = lanes_curve(&two, &raw, rounds.min(3), tn);
 
     // The miss path: L1 miss, L2 `GET` miss, compute, encode, `SET PX`
     // (awaited), L1 insert — vs the issue's baseline, a raw encode + `SET PX`.
@@ -443,6 +478,39 @@ fn main() {
         "≤ 1.0 + one round trip",
     ));
     two.block_on(ours_miss_background(0));
+    // The fair baseline: both sides read first. Raw: GET (a miss), encode,
+    // SET PX, on one connection.
+    let raw_get_then_set = |id: u64| {
+        let mut conn = raw.clone();
+        async move {
+            let key = format!("perf:raw:miss:{id}");
+            let found: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("raw GET");
+            assert!(found.is_none(), "a fresh key");
+            let bytes = postcard::to_allocvec(&decision(id, "alice")).expect("encode");
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(bytes)
+                .arg("PX")
+                .arg(300_000)
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("raw SET")
+        }
+    };
+    let miss_fair = alternate(
+        rounds,
+        || sequential(&two, mn, |_| ours_miss(fresh())),
+        || sequential(&two, mn, |_| raw_get_then_set(fresh())),
+    );
+    rows.push(time_row(
+        "miss vs raw GET (miss) + encode + SET PX (the fair baseline: both read first)",
+        &miss_fair,
+        "≤ 1.1",
+    ));
     let miss_background = alternate(
         rounds,
         || sequential(&two, mn, |_| ours_miss_background(fresh())),
@@ -469,8 +537,23 @@ fn main() {
             r.what, r.ours, r.baseline, r.ratio, r.target
         );
     }
+    println!();
+    println!("L2 hits by lanes (connections per runtime, `CacheBuilder::l2_lanes`), vs raw GET + decode on one multiplexed connection:");
+    println!();
+    println!("| lanes | tasks | ours | raw, one connection | ours / raw |");
+    println!("|---:|---:|---:|---:|---:|");
+    for point in &curve {
+        println!(
+            "| {} | {} | {} | {} | {:.2} |",
+            point.lanes,
+            point.tasks,
+            per_s(point.rounds.ours()),
+            per_s(point.rounds.baseline()),
+            point.rounds.ours() / point.rounds.baseline()
+        );
+    }
     println!(
-        "perf: l1_vs_moka={:.2} l1_vs_cached_2t={:.2} l2_vs_raw={:.2} l2_vs_cached={:.2} l2_tput_vs_raw={:.2} warm_per_s={:.0} warm_vs_raw={:.2} l1_vs_moka_sync={:.2}",
+        "perf: l1_vs_moka={:.2} l1_vs_cached_2t={:.2} l2_vs_raw={:.2} l2_vs_cached={:.2} l2_tput_vs_raw={:.2} warm_per_s={:.0} warm_vs_raw={:.2} l1_vs_moka_sync={:.2} l1_vs_cached={:.2} l2_tput_vs_cached={:.2} miss_vs_raw={:.2}",
         l1.ours() / l1.baseline(),
         l1_2t.ours() / l1_2t.baseline(),
         l2.ours() / l2.baseline(),
@@ -478,8 +561,71 @@ fn main() {
         tput.ours() / tput.baseline(),
         warm.ours(),
         warm.ours() / warm.baseline(),
-        l1_sync.ours() / l1_sync.baseline()
+        l1_sync.ours() / l1_sync.baseline(),
+        l1_peer.ours() / l1_peer.baseline(),
+        tput_peer.ours() / tput_peer.baseline(),
+        miss_fair.ours() / miss_fair.baseline()
     );
+}
+
+/// One point of the lanes curve.
+struct LanePoint {
+    lanes: usize,
+    tasks: u64,
+    rounds: Rounds,
+}
+
+/// L2 hit throughput of caches with 1, 2, 4 and 8 lanes at 64 and 256
+/// tasks, each beside raw `GET`s on one multiplexed connection.
+fn lanes_curve(
+    rt: &tokio::runtime::Runtime,
+    raw: &redis::aio::MultiplexedConnection,
+    rounds: usize,
+    n: u64,
+) -> Vec<LanePoint> {
+    let mut curve = Vec::new();
+    for lanes in [1, 2, 4, 8] {
+        let cache = Cache::builder()
+            .service("perf-lanes")
+            .redis_url(redis_url())
+            .disable_l1()
+            .l2_soft_timeout(Duration::from_secs(2))
+            .pool_size(8)
+            .l2_lanes(lanes)
+            .build()
+            .expect("cache");
+        let _enter = rt.enter();
+        let _default = cache.set_runtime_default().expect("on a runtime");
+        // Every key stored once (the first cache), every lane connected.
+        spread(rt, KEYS, 64, ours_l2_lanes);
+        for tasks in [64, 256] {
+            let raw = raw.clone();
+            let rounds = alternate(
+                rounds,
+                || 1e9 / spread(rt, n, tasks, |k| ours_l2_lanes((k * 7919) % KEYS)),
+                || {
+                    let raw = raw.clone();
+                    1e9 / spread(rt, n, tasks, move |k| {
+                        let mut conn = raw.clone();
+                        async move {
+                            let bytes: Vec<u8> = redis::cmd("GET")
+                                .arg(format!("perf:raw:{}", (k * 7919) % KEYS))
+                                .query_async(&mut conn)
+                                .await
+                                .expect("raw GET");
+                            postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
+                        }
+                    })
+                },
+            );
+            curve.push(LanePoint {
+                lanes,
+                tasks,
+                rounds,
+            });
+        }
+    }
+    curve
 }
 
 /// A 100-byte value, as the warming target asks.

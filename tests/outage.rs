@@ -144,3 +144,75 @@ async fn a_pool_of_one_connection_works_and_recovers_after_a_freeze() {
         "L2 hits resume"
     );
 }
+
+/// `l2_lanes(4)`: calls of one runtime spread their requests over four
+/// connections checked out of the pool (the pool's figures count them), and
+/// when the server drops them the lanes are made again and L2 hits resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_several_pooled_lanes_and_get_them_back_after_a_kill() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .service("lanes")
+        .redis_url(server.url())
+        .pool_size(4)
+        .l2_lanes(4)
+        .disable_l1()
+        .reconnect_backoff(Duration::from_millis(50))
+        .fleet_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    cache.connect().await.unwrap();
+    let burst = || async {
+        let calls = (0..200u32).map(|s| cache.scope(check(1_000 + s)));
+        for (s, answer) in futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(answer, Ok((1_000 + s as u32).is_multiple_of(3)));
+        }
+    };
+    // Lanes are added one connect at a time while calls go on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        burst().await;
+        let pool = cache.stats().await.l2_pool.unwrap();
+        if pool.size == 4 && pool.available == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lanes never reached 4: {pool:?}"
+        );
+    }
+    // Four connections whose last command was a call's read.
+    let reading = || {
+        server
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains(" cmd=getrange "))
+            .count()
+    };
+    burst().await;
+    assert!(reading() >= 4, "{}", server.cli(&["CLIENT", "LIST"]));
+
+    // The server drops every connection: the calls still answer, the lanes
+    // are made again, and L2 hits come back.
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let hits = || async { cache.stats().await.function("check").unwrap().l2_hits };
+    let before = hits().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        burst().await;
+        let pool = cache.stats().await.l2_pool.unwrap();
+        if hits().await >= before + 200 && pool.size == 4 && pool.available == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lanes not back after the kill: {pool:?}, l2 hits {} (from {before})",
+            hits().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

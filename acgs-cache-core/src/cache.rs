@@ -499,6 +499,11 @@ impl std::ops::Deref for FunctionRef<'_> {
     }
 }
 
+/// Connections per calling runtime that L2 requests spread over, unless
+/// [`CacheBuilder::l2_lanes`] says otherwise (chosen from the lanes curve
+/// in the README's benchmarks).
+pub const DEFAULT_L2_LANES: usize = 1;
+
 /// Builds a [`Cache`].
 ///
 /// Defaults: prefix `acgs`, service from `ACGS_CACHE_SERVICE` or the
@@ -517,6 +522,7 @@ pub struct CacheBuilder {
     connect_timeout: Duration,
     reconnect_backoff: Duration,
     pool_size: usize,
+    l2_lanes: usize,
     compress_above: usize,
     max_value_bytes: usize,
     overrides: HashMap<String, PolicyOverride>,
@@ -561,6 +567,7 @@ impl Default for CacheBuilder {
             connect_timeout: Duration::from_millis(500),
             reconnect_backoff: Duration::from_secs(1),
             pool_size: 4,
+            l2_lanes: DEFAULT_L2_LANES,
             compress_above: 4096,
             max_value_bytes: 8 * 1024 * 1024,
             overrides: HashMap::new(),
@@ -678,9 +685,23 @@ impl CacheBuilder {
         self
     }
 
-    /// Maximum connections in the Redis pool (default 4).
+    /// Maximum connections in the Redis pool (default 4). Calls take their
+    /// connections from it (see [`l2_lanes`](Self::l2_lanes)); the log
+    /// tailer, bulk writes and large values use connections of their own.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// How many pooled connections the calls of one tokio runtime spread
+    /// their L2 requests over (default [`DEFAULT_L2_LANES`], at most
+    /// [`pool_size`](Self::pool_size)). Each is multiplexed: one connection
+    /// carries many concurrent requests, pipelined by one driver task;
+    /// more of them spread the requests of many concurrent callers over
+    /// more tasks and sockets. The pool's figures
+    /// ([`PoolStats`](crate::PoolStats)) count them.
+    pub fn l2_lanes(mut self, lanes: usize) -> Self {
+        self.l2_lanes = lanes;
         self
     }
 
@@ -933,6 +954,7 @@ impl CacheBuilder {
             connect_timeout: self.connect_timeout,
             reconnect_backoff: self.reconnect_backoff,
             pool_size: self.pool_size.max(1),
+            lanes: self.l2_lanes.clamp(1, self.pool_size.max(1)),
             breaker_threshold: self.breaker_threshold,
             probe_interval: self.probe_interval,
             confirm: self.confirm,

@@ -38,6 +38,9 @@ pub(crate) struct L2Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_backoff: Duration,
     pub(crate) pool_size: usize,
+    /// Connections per calling runtime that operations take in turn (at
+    /// most `pool_size`).
+    pub(crate) lanes: usize,
     /// Consecutive failures that open the breaker.
     pub(crate) breaker_threshold: u32,
     pub(crate) confirm: ConfirmInvalidations,
@@ -61,6 +64,7 @@ impl std::fmt::Debug for L2Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("pool_size", &self.pool_size)
+            .field("lanes", &self.lanes)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("confirm", &self.confirm)
             .field("probe_interval", &self.probe_interval)
@@ -83,13 +87,20 @@ impl Drop for Lane {
     }
 }
 
-/// The lane of one calling runtime.
+/// The lanes of one calling runtime.
 struct RuntimeLane {
     runtime: tokio::runtime::Id,
     /// A task that never ends, spawned on that runtime: finished once the
-    /// runtime has shut down (and with it the lane's connection driver).
+    /// runtime has shut down (and with it the lanes' connection drivers).
     alive: tokio::task::JoinHandle<()>,
-    lane: Option<Arc<Lane>>,
+    /// Multiplexed connections, taken in turn: one connection's driver is
+    /// one task, which caps the requests it pipelines; several spread them.
+    lanes: Vec<Arc<Lane>>,
+    /// How many lanes this runtime gets: the configured number, or fewer
+    /// once the pool had no connection left for another.
+    wanted: usize,
+    /// Which lane the next operation takes.
+    next: usize,
     /// Whether a connect for this runtime is in flight.
     reconnecting: bool,
 }
@@ -112,6 +123,7 @@ impl Drop for RuntimeLane {
 fn lane_entry<'a>(
     lanes: &'a mut Vec<RuntimeLane>,
     runtime: &tokio::runtime::Handle,
+    wanted: usize,
     ended: &mut Vec<RuntimeLane>,
 ) -> &'a mut RuntimeLane {
     let id = runtime.id();
@@ -129,7 +141,9 @@ fn lane_entry<'a>(
             lanes.push(RuntimeLane {
                 runtime: id,
                 alive: runtime.spawn(std::future::pending()),
-                lane: None,
+                lanes: Vec::new(),
+                wanted,
+                next: 0,
                 reconnecting: false,
             });
             lanes.last_mut().expect("pushed just above")
@@ -234,38 +248,56 @@ impl L2Tier {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The calling runtime's lane, if it has one.
-    fn current_lane(&self) -> Option<Arc<Lane>> {
+    /// The calling runtime's next lane, if it has one, and whether it
+    /// should get another.
+    fn pick_lane(&self) -> (Option<Arc<Lane>>, bool) {
         let runtime = match tokio::runtime::Handle::try_current() {
             Ok(handle) => handle.id(),
             Err(_) => crate::background::runtime_id(),
         };
-        self.lanes()
-            .iter()
-            .find(|lane| lane.runtime == runtime)
-            .and_then(|lane| lane.lane.clone())
+        let mut lanes = self.lanes();
+        let Some(entry) = lanes.iter_mut().find(|lane| lane.runtime == runtime) else {
+            return (None, false);
+        };
+        let grow = entry.lanes.len() < entry.wanted && !entry.reconnecting;
+        if entry.lanes.is_empty() {
+            return (None, grow);
+        }
+        entry.next = (entry.next + 1) % entry.lanes.len();
+        (Some(Arc::clone(&entry.lanes[entry.next])), grow)
     }
 
-    /// Makes `lane` the calling runtime's lane.
+    /// The calling runtime's next lane, if it has one.
+    fn current_lane(&self) -> Option<Arc<Lane>> {
+        self.pick_lane().0
+    }
+
+    /// Gives the calling runtime `lane` too.
     fn adopt_lane(&self, lane: Arc<Lane>) {
         let mut ended = Vec::new();
-        let replaced = lane_entry(&mut self.lanes(), &calling_runtime(), &mut ended)
-            .lane
-            .replace(lane);
+        lane_entry(
+            &mut self.lanes(),
+            &calling_runtime(),
+            self.settings.lanes,
+            &mut ended,
+        )
+        .lanes
+        .push(lane);
         // Outside the lock: detaching takes the pool's lock.
-        drop((replaced, ended));
+        drop(ended);
     }
 
-    /// Forgets the calling runtime's lane (its connection broke).
-    fn drop_current_lane(&self) {
-        let runtime = calling_runtime().id();
+    /// Forgets `lane` (its connection broke).
+    fn drop_lane(&self, lane: &Arc<Lane>) {
         // Dropped outside the lock: detaching takes the pool's lock.
-        let lane = self
-            .lanes()
-            .iter_mut()
-            .find(|lane| lane.runtime == runtime)
-            .and_then(|lane| lane.lane.take());
-        drop(lane);
+        let mut dropped = None;
+        for entry in self.lanes().iter_mut() {
+            if let Some(at) = entry.lanes.iter().position(|l| Arc::ptr_eq(l, lane)) {
+                dropped = Some(entry.lanes.swap_remove(at));
+                break;
+            }
+        }
+        drop(dropped);
     }
 
     /// Forgets the lane if `error` shows its connection is broken.
@@ -273,8 +305,8 @@ impl L2Tier {
     /// connection asks the Sentinels again. A cluster connection reconnects
     /// its nodes itself: one dead shard must not cost the others their
     /// connection.
-    fn drop_lane_if_broken(&self, conn: &RedisConnection, e: &redis::RedisError) {
-        let broken = if conn.is_cluster() {
+    fn drop_lane_if_broken(&self, lane: &Arc<Lane>, e: &redis::RedisError) {
+        let broken = if lane.handle.is_cluster() {
             e.is_unrecoverable_error()
         } else {
             e.is_unrecoverable_error()
@@ -283,7 +315,7 @@ impl L2Tier {
                 || e.code() == Some("READONLY")
         };
         if broken {
-            self.drop_current_lane();
+            self.drop_lane(lane);
         }
     }
 
@@ -295,9 +327,13 @@ impl L2Tier {
     /// (one at a time, spaced by the backoff after a failure) and the caller
     /// waits for it at most the soft timeout: callers never pay a connect
     /// timeout while Redis is unreachable.
-    async fn handle(self: &Arc<Self>) -> Result<RedisConnection, Error> {
-        if let Some(lane) = self.current_lane() {
-            return Ok(lane.handle.clone());
+    async fn handle(self: &Arc<Self>) -> Result<Arc<Lane>, Error> {
+        let (lane, grow) = self.pick_lane();
+        if grow {
+            self.start_reconnect();
+        }
+        if let Some(lane) = lane {
+            return Ok(lane);
         }
         // Boxed: every operation's future would otherwise carry the
         // waiting machinery of this rare path.
@@ -314,13 +350,13 @@ impl L2Tier {
         Ok(())
     }
 
-    async fn wait_for_lane(self: &Arc<Self>, patience: Duration) -> Result<RedisConnection, Error> {
+    async fn wait_for_lane(self: &Arc<Self>, patience: Duration) -> Result<Arc<Lane>, Error> {
         let mut attempts = self.attempts.subscribe();
         self.start_reconnect();
         let wait = async {
             loop {
                 if let Some(lane) = self.current_lane() {
-                    return Ok(lane.handle.clone());
+                    return Ok(lane);
                 }
                 if !self.reconnecting() {
                     if let Some(refusal) = self.refusal() {
@@ -347,8 +383,9 @@ impl L2Tier {
     }
 
     /// Starts connecting a lane for the calling runtime, on that runtime
-    /// (the connection's driver must run there), unless one is in flight or
-    /// the last attempt failed less than the backoff ago.
+    /// (the connection's driver must run there), unless one is in flight,
+    /// the runtime has the lanes it wants, or the last attempt failed less
+    /// than the backoff ago.
     fn start_reconnect(self: &Arc<Self>) {
         if self.elapsed_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
             return;
@@ -356,18 +393,21 @@ impl L2Tier {
         let runtime = calling_runtime();
         let id = runtime.id();
         let mut ended = Vec::new();
-        {
+        let first = {
             let mut lanes = self.lanes();
-            let entry = lane_entry(&mut lanes, &runtime, &mut ended);
-            if std::mem::replace(&mut entry.reconnecting, true) {
+            let entry = lane_entry(&mut lanes, &runtime, self.settings.lanes, &mut ended);
+            if entry.lanes.len() >= entry.wanted.max(1)
+                || std::mem::replace(&mut entry.reconnecting, true)
+            {
                 return;
             }
-        }
+            entry.lanes.is_empty()
+        };
         // Outside the lock: detaching takes the pool's lock.
         drop(ended);
         let tier = Arc::clone(self);
         runtime.spawn(async move {
-            let outcome = tier.connect_lane().await;
+            let outcome = tier.connect_lane(first).await;
             if let Err(e) = &outcome {
                 tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) connect failed");
                 let backoff =
@@ -376,34 +416,49 @@ impl L2Tier {
                     .store(tier.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
             }
             let lane = outcome.ok();
-            let replaced = {
+            let unused = {
                 let mut lanes = tier.lanes();
                 match lanes.iter_mut().find(|lane| lane.runtime == id) {
                     Some(entry) => {
                         entry.reconnecting = false;
                         match lane {
-                            Some(lane) => entry.lane.replace(lane),
+                            Some(Some(lane)) if entry.lanes.len() < entry.wanted.max(1) => {
+                                entry.lanes.push(lane);
+                                None
+                            }
+                            Some(Some(lane)) => Some(lane),
+                            // The pool had no connection left for another lane.
+                            Some(None) => {
+                                entry.wanted = entry.lanes.len();
+                                None
+                            }
                             None => None,
                         }
                     }
-                    None => lane,
+                    None => lane.flatten(),
                 }
             };
-            drop(replaced);
+            // Outside the lock: detaching takes the pool's lock.
+            drop(unused);
             tier.attempts.send_modify(|n| *n += 1);
         });
     }
 
     /// A lane for the calling runtime: a connection checked out of the pool,
-    /// or one of its own when every pooled connection is another runtime's
-    /// lane.
-    async fn connect_lane(&self) -> Result<Arc<Lane>, Error> {
+    /// or, for a runtime's `first` lane, one of its own when every pooled
+    /// connection is another lane; `None` when another lane finds the pool
+    /// used up.
+    async fn connect_lane(&self, first: bool) -> Result<Option<Arc<Lane>>, Error> {
         // redis-rs times each request out itself (one timer per request):
         // giving the lane the soft timeout spares a second timer per
         // operation, which halved L2 throughput under 64 concurrent callers
         // (measured).
         let status = self.pools.status();
-        let (checked_out, handle) = if status.size >= status.max_size && status.available == 0 {
+        let used_up = status.size >= status.max_size && status.available == 0;
+        if used_up && !first {
+            return Ok(None);
+        }
+        let (checked_out, handle) = if used_up {
             let handle = tokio::time::timeout(
                 self.settings.connect_timeout,
                 self.pools.dedicated(self.settings.soft_timeout),
@@ -415,10 +470,10 @@ impl L2Tier {
             let (checked_out, handle) = self.checkout(self.settings.soft_timeout).await?;
             (Some(checked_out), handle)
         };
-        Ok(Arc::new(Lane {
+        Ok(Some(Arc::new(Lane {
             checked_out,
             handle,
-        }))
+        })))
     }
 
     /// A connection from the pool within the connect timeout; a refusal of
@@ -478,17 +533,17 @@ impl L2Tier {
                     // dropped so that the next probe connects afresh. Closes
                     // when any node answers: on a cluster with a dead
                     // master, the others still serve their slots.
-                    let (mut conn, fresh) = match tier.current_lane() {
-                        Some(lane) => (lane.handle.clone(), None),
-                        None => {
-                            let lane = tier.connect_lane().await?;
-                            (lane.handle.clone(), Some(lane))
-                        }
+                    let (lane, fresh) = match tier.current_lane() {
+                        Some(lane) => (lane, false),
+                        None => match tier.connect_lane(true).await? {
+                            Some(lane) => (lane, true),
+                            None => return Err(Error::Unavailable(Unavailable::Unreachable)),
+                        },
                     };
-                    let answered = conn.ping_nodes().await.map(drop);
-                    match (&answered, fresh) {
-                        (Err(Error::Redis(e)), _) => tier.drop_lane_if_broken(&conn, e),
-                        (Ok(()), Some(lane)) => tier.adopt_lane(lane),
+                    let answered = lane.handle.clone().ping_nodes().await.map(drop);
+                    match &answered {
+                        Err(Error::Redis(e)) => tier.drop_lane_if_broken(&lane, e),
+                        Ok(()) if fresh => tier.adopt_lane(lane),
                         _ => {}
                     }
                     answered
@@ -633,12 +688,12 @@ impl L2Tier {
         let start = Instant::now();
         let outcome = match self.handle().await {
             // The lane's handle carries the soft timeout (see `connect_lane`).
-            Ok(mut conn) => match op(&mut conn).await {
+            Ok(lane) => match op(&mut lane.handle.clone()).await {
                 Ok(value) => Ok(value),
                 Err(e) if e.is_timeout() => Err(Error::Timeout(self.settings.soft_timeout)),
                 Err(e) => {
                     // The next call checks out a new connection.
-                    self.drop_lane_if_broken(&conn, &e);
+                    self.drop_lane_if_broken(&lane, &e);
                     Err(e.into())
                 }
             },
@@ -782,7 +837,7 @@ impl L2Tier {
         pattern: &str,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        let mut conn = self.handle().await?;
+        let mut conn = self.handle().await?.handle.clone();
         let masters = conn.masters().await?;
         let nodes: Vec<Option<&(String, u16)>> = if masters.is_empty() {
             vec![None]
@@ -855,7 +910,7 @@ impl L2Tier {
         }
         let start = Instant::now();
         let outcome = match self.handle().await {
-            Ok(mut conn) => conn.ping_nodes().await,
+            Ok(lane) => lane.handle.clone().ping_nodes().await,
             Err(e) => Err(e),
         };
         self.note_outcome(&outcome);

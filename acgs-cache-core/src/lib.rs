@@ -62,7 +62,7 @@ pub use acgs_cache_grammar as grammar;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache::ConfirmInvalidations;
-pub use cache::{Cache, CacheBuilder, ENV_REDIS_URL};
+pub use cache::{Cache, CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
 pub use codec::Codec;
 pub use coherence::Consistency;
 pub use current::RuntimeDefaultGuard;

@@ -326,11 +326,9 @@ mod tests {
 
     #[test]
     fn each_interval_records_what_each_bucket_gained() {
-        let h = |buckets: &[(u64, u64)], count| {
-            let mut h = LatencyHistogram::default();
-            h.buckets = buckets.to_vec();
-            h.count = count;
-            h
+        let h = |buckets: &[(u64, u64)], count| LatencyHistogram {
+            buckets: buckets.to_vec(),
+            count,
         };
         let before = h(&[(256, 1), (512, 3), (1024, 3)], 4);
         let now = h(&[(256, 1), (512, 5), (1024, 9)], 12);
