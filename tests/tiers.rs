@@ -167,8 +167,9 @@ async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritt
     let good: Vec<u8> = server.raw().await.get(&key).await.unwrap();
 
     let mut wrong_fingerprint = good.clone();
-    // Bytes 4.. hold the varint fingerprint (after magic, version, codec,
-    // flags); flipping its lowest bit keeps the header parseable.
+    // Bytes 4..12 hold the fingerprint (after magic, version, codec,
+    // flags), little-endian: flipping its lowest bit keeps the header
+    // parseable.
     wrong_fingerprint[4] ^= 0x01;
     let mut future_version = good.clone();
     future_version[1] = acgs_cache::FORMAT_VERSION + 1;
@@ -220,6 +221,33 @@ async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritt
             "case {i}: overwritten with a valid entry"
         );
     }
+}
+
+/// Entries an earlier build wrote (envelope format 1: a postcard header)
+/// are still read, as L2 hits, until they expire.
+#[tokio::test]
+async fn format_1_entries_written_by_an_earlier_build_are_hits() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "tiers-format-1");
+    let value = writer.scope(decide(6, "trent")).await;
+    let key = keys(&server, "acgs:tiers-format-1:decide:*")
+        .await
+        .remove(0);
+    let v2: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+    assert_eq!(v2[..2], [acgs_cache::MAGIC, 2]);
+    // The same entry as format 1 wrote it: magic, 1, the header as postcard,
+    // the payload (the checksum covers the payload only: unchanged).
+    let (header, payload) = acgs_cache::decode_header(&v2).unwrap();
+    let mut v1 = postcard::to_extend(&header, vec![acgs_cache::MAGIC, 1]).unwrap();
+    v1.extend_from_slice(payload);
+    let _: () = server.raw().await.set(&key, &v1).await.unwrap();
+
+    let reader = cache(&server, "tiers-format-1");
+    assert_eq!(reader.scope(decide(6, "trent")).await, value);
+    let stats = reader.stats().await;
+    let f = stats.function("decide").unwrap();
+    assert_eq!((f.l2_hits, f.misses), (1, 0), "{f:?}");
+    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
 }
 
 /// The rewritten entry differs from the first one only in its timestamps:

@@ -331,20 +331,50 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = call.function;
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let (mut call, mut stale) = (call, stale);
+        // L2 is read without a flight when nobody in this process computes
+        // the key: a flight (its allocation, map entry, landing and
+        // notification) protects computations, not reads.
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut l2_read = false;
+        #[cfg(feature = "redis")]
+        {
+            call.with_l2(self);
+            if let Some((l2, key)) = &call.l2 {
+                if !self.inner.flights.is_flying(call.l1_key) {
+                    match self.read_l2::<S::Value>(&call, l2, key).await {
+                        L2Found::Fresh(value, _) => {
+                            let elapsed = start.elapsed();
+                            function.counters.latency.record(elapsed, 1);
+                            tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered from L2");
+                            return shape.rebuild(value);
+                        }
+                        L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                        L2Found::Nothing => {}
+                    }
+                    l2_read = true;
+                }
+            }
+        }
         // The miss path's state is large; boxed, it does not weigh on (and
         // is not copied around with) every hit's future.
-        let out = Box::pin(self.miss(call, shape, stale, compute)).await;
+        let out = Box::pin(self.miss(call, shape, stale, l2_read, compute)).await;
         let elapsed = start.elapsed();
         function.counters.latency.record(elapsed, 1);
         tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered past L1 (L2, shared or computed)");
         out
     }
 
+    /// The rest of a call that neither L1 nor a flight-free L2 read
+    /// answered (`l2_read`: L2 was read just before, found nothing usable).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables, unused_assignments))]
     async fn miss<S, F>(
         &self,
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))] mut call: Call<'_>,
+        call: Call<'_>,
         shape: &S,
         mut stale: Option<(S::Value, Stamp)>,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] l2_read: bool,
         compute: F,
     ) -> S::Out
     where
@@ -360,6 +390,9 @@ impl Cache {
         // tier: a computation that started before an event this caller knows
         // of is not good for it, even if it is still running.
         let mut look_again = false;
+        // Whether this caller waited on another's flight: then L2 may hold
+        // what that flight stored, and is read again.
+        let mut waited = false;
         let leader = loop {
             if look_again {
                 match self.read_l1::<S::Value>(&call) {
@@ -369,7 +402,9 @@ impl Cache {
                 }
             }
             look_again = true;
-            match self.inner.flights.board(call.l1_key) {
+            let boarding = self.inner.flights.board(call.l1_key);
+            waited |= matches!(boarding, Boarding::Wait(_));
+            match boarding {
                 Boarding::Lead(leader) => break Some(leader),
                 Boarding::Wait(flight) => match landing(flight).await {
                     Landing::Value {
@@ -402,15 +437,15 @@ impl Cache {
         };
 
         #[cfg(feature = "redis")]
-        call.with_l2(self);
-        #[cfg(feature = "redis")]
         let mut _fleet_lock = None;
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
-            match self.read_l2::<S::Value>(&call, l2, key).await {
-                L2Found::Fresh(value, stamp) => return land(shape, leader, value, stamp),
-                L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
-                L2Found::Nothing => {}
+            if waited || !l2_read {
+                match self.read_l2::<S::Value>(&call, l2, key).await {
+                    L2Found::Fresh(value, stamp) => return land(shape, leader, value, stamp),
+                    L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                    L2Found::Nothing => {}
+                }
             }
             if site.lock || function.policy.lock() {
                 // Boxed, like the computation and the store below: the
@@ -769,7 +804,7 @@ impl Cache {
         };
         let stamp = Stamp {
             position: header.log_position.packed(),
-            tags: tag_hashes(&header.tags),
+            tags: header.tags.iter().map(|t| tag_hash(t)).collect(),
         };
         if !coherence.accepts(function, stamp.position, &stamp.tags, l1_key.digest) {
             function.counters.reject(Reject::Invalidated);
@@ -783,8 +818,7 @@ impl Cache {
         crate::outcome::note(crate::outcome::Outcome::L2Hit);
         let remaining = Duration::from_millis(header.expires_at_ms - now);
         if self.inner.config.l1_enabled {
-            let plain_bytes = envelope::plain_size(&bytes);
-            self.fill_l1(call, &value, &stamp, remaining, plain_bytes);
+            self.fill_l1(call, &value, &stamp, remaining, header.plain_size());
         }
         L2Found::Fresh(value, stamp)
     }

@@ -1,9 +1,31 @@
 //! The versioned envelope every L2 value travels in.
 //!
-//! Layout: a magic byte (`0xAC`), a format-version byte, then a postcard [`EnvelopeHeader`], then
-//! the payload (possibly lz4-compressed). Decoding never trusts the bytes:
-//! anything unexpected is a [`Reject`] — a counted miss, never a panic and
-//! never a value of the wrong shape.
+//! Layout (format 2, all integers little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | magic `0xAC` |
+//! | 1 | format version (2) |
+//! | 2 | codec id |
+//! | 3 | flags |
+//! | 4..12 | schema fingerprint |
+//! | 12..20 | created at (Unix ms) |
+//! | 20..28 | expires at (Unix ms) |
+//! | 28..36, 36..44 | log position (ms, sequence) |
+//! | 44..52 | XXH3-64 of the payload as stored |
+//! | 52..54 | number of tags, then each tag: length (u16) and UTF-8 bytes |
+//! | rest | the payload (possibly lz4-compressed, its size prepended) |
+//!
+//! Fixed-width fields are read in place: a hit reads its header without
+//! varint decoding or allocation (format 1 was a postcard header with
+//! varints and owned tag strings). Format 1 entries are still read, until
+//! they expire; builds that know only format 1 count format 2 entries as
+//! `unknown_version` misses (and overwrite them) during a rolling upgrade.
+//!
+//! Decoding never trusts the bytes: anything unexpected is a [`Reject`] — a
+//! counted miss, never a panic and never a value of the wrong shape.
+
+use std::borrow::Cow;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -12,8 +34,14 @@ use crate::codec::Codec;
 use crate::error::CodecError;
 use crate::log_position::LogPosition;
 
-/// The envelope format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The envelope format this build writes (it also reads format 1).
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The previous format, a postcard header: still read.
+const FORMAT_1: u8 = 1;
+
+/// Bytes before the tags in format 2.
+const FIXED: usize = 54;
 
 /// First byte of every envelope: tells our entries from bytes other programs
 /// wrote under the prefix.
@@ -107,74 +135,178 @@ pub(crate) struct EncodeLimits {
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     codec: Codec,
-    mut header: EnvelopeHeader,
+    header: EnvelopeHeader,
     limits: EncodeLimits,
 ) -> Result<Vec<u8>, CodecError> {
     let mut payload = codec.encode(value)?;
-    header.codec = codec.id();
-    header.flags &= !FLAG_COMPRESSED;
+    let mut flags = header.flags & !FLAG_COMPRESSED;
     if payload.len() > limits.compress_above {
         let compressed = lz4_flex::compress_prepend_size(&payload);
         if compressed.len() < payload.len() {
             payload = compressed;
-            header.flags |= FLAG_COMPRESSED;
+            flags |= FLAG_COMPRESSED;
         }
     }
-    header.checksum = xxh3_64(&payload);
-    let mut out = Vec::with_capacity(
-        payload.len() + 48 + header.tags.iter().map(|t| t.len() + 1).sum::<usize>(),
-    );
-    out.extend_from_slice(&[MAGIC, FORMAT_VERSION]);
-    let mut out =
-        postcard::to_extend(&header, out).map_err(|e| CodecError::Encode(e.to_string()))?;
-    out.extend_from_slice(&payload);
-    if out.len() > limits.max_value_bytes {
+    let tag_count = u16::try_from(header.tags.len())
+        .map_err(|_| CodecError::Encode(format!("{} tags: at most 65,535", header.tags.len())))?;
+    let tag_bytes: usize = header.tags.iter().map(|t| 2 + t.len()).sum();
+    let size = FIXED + tag_bytes + payload.len();
+    if size > limits.max_value_bytes {
         return Err(CodecError::TooLarge {
-            size: out.len(),
+            size,
             limit: limits.max_value_bytes,
         });
     }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&[MAGIC, FORMAT_VERSION, codec.id(), flags]);
+    for field in [
+        header.fingerprint,
+        header.created_at_ms,
+        header.expires_at_ms,
+        header.log_position.ms,
+        header.log_position.seq,
+        xxh3_64(&payload),
+    ] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(&tag_count.to_le_bytes());
+    for tag in &header.tags {
+        let len = u16::try_from(tag.len()).map_err(|_| {
+            CodecError::Encode(format!("a tag of {} bytes: at most 65,535", tag.len()))
+        })?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(tag.as_bytes());
+    }
+    out.extend_from_slice(&payload);
     Ok(out)
 }
 
-/// Reads only the header (for inspection tools and for checks that need no payload).
+/// An envelope's header read in place, and its payload.
+#[derive(Debug)]
+pub(crate) struct Opened<'a> {
+    pub(crate) codec: u8,
+    pub(crate) flags: u8,
+    pub(crate) fingerprint: u64,
+    pub(crate) created_at_ms: u64,
+    pub(crate) expires_at_ms: u64,
+    pub(crate) log_position: LogPosition,
+    pub(crate) checksum: u64,
+    /// Borrowed from the bytes (format 2) or decoded (format 1).
+    pub(crate) tags: Vec<Cow<'a, str>>,
+    pub(crate) payload: &'a [u8],
+}
+
+impl Opened<'_> {
+    /// How many bytes the value takes once decoded, as far as its encoding
+    /// tells: the payload's size before compression (an lz4 payload carries
+    /// it) — what L1 weighs an entry by, since it holds the value decoded.
+    pub(crate) fn plain_size(&self) -> usize {
+        if self.flags & FLAG_COMPRESSED != 0 {
+            self.declared_size().unwrap_or(self.payload.len())
+        } else {
+            self.payload.len()
+        }
+    }
+
+    /// The size an lz4 payload declares (attacker-controlled).
+    fn declared_size(&self) -> Option<usize> {
+        let prefix: [u8; 4] = self.payload.get(..4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(prefix)).ok()
+    }
+
+    fn into_header(self) -> EnvelopeHeader {
+        EnvelopeHeader {
+            codec: self.codec,
+            flags: self.flags,
+            fingerprint: self.fingerprint,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            log_position: self.log_position,
+            tags: self.tags.into_iter().map(Cow::into_owned).collect(),
+            checksum: self.checksum,
+        }
+    }
+}
+
+/// [`Opened::plain_size`] of `bytes`, or their length when they are not an
+/// envelope.
+pub(crate) fn plain_size(bytes: &[u8]) -> usize {
+    open(bytes).map_or(bytes.len(), |opened| opened.plain_size())
+}
+
+/// Reads the header of an envelope of either format.
+pub(crate) fn open(bytes: &[u8]) -> Result<Opened<'_>, Reject> {
+    let opened = match bytes {
+        [MAGIC, FORMAT_VERSION, ..] => open_v2(bytes).ok_or(Reject::Corrupt)?,
+        [MAGIC, FORMAT_1, rest @ ..] => {
+            let (header, payload): (EnvelopeHeader, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
+            Opened {
+                codec: header.codec,
+                flags: header.flags,
+                fingerprint: header.fingerprint,
+                created_at_ms: header.created_at_ms,
+                expires_at_ms: header.expires_at_ms,
+                log_position: header.log_position,
+                checksum: header.checksum,
+                tags: header.tags.into_iter().map(Cow::Owned).collect(),
+                payload,
+            }
+        }
+        [MAGIC, version, ..] if *version > FORMAT_VERSION => return Err(Reject::UnknownVersion),
+        _ => return Err(Reject::Corrupt),
+    };
+    if opened.flags & !FLAG_COMPRESSED != 0 {
+        return Err(Reject::Corrupt);
+    }
+    Ok(opened)
+}
+
+fn open_v2(bytes: &[u8]) -> Option<Opened<'_>> {
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let u16_at = |at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_le_bytes(
+            bytes.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let count = u16_at(FIXED - 2)?;
+    let mut tags = Vec::new();
+    let mut at = FIXED;
+    for _ in 0..count {
+        let len = u16_at(at)?;
+        let tag = bytes.get(at + 2..at + 2 + len)?;
+        tags.push(Cow::Borrowed(std::str::from_utf8(tag).ok()?));
+        at += 2 + len;
+    }
+    Some(Opened {
+        codec: bytes[2],
+        flags: bytes[3],
+        fingerprint: u64_at(4)?,
+        created_at_ms: u64_at(12)?,
+        expires_at_ms: u64_at(20)?,
+        log_position: LogPosition {
+            ms: u64_at(28)?,
+            seq: u64_at(36)?,
+        },
+        checksum: u64_at(44)?,
+        tags,
+        payload: bytes.get(at..)?,
+    })
+}
+
+/// Reads only the header (for inspection tools and for checks that need
+/// no payload), of either format.
 ///
 /// # Errors
 ///
-/// The [`Reject`] reason when the bytes are not an envelope of this format.
+/// The [`Reject`] reason when the bytes are not an envelope of a format
+/// this build reads.
 pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
-    let [MAGIC, version, rest @ ..] = bytes else {
-        return Err(Reject::Corrupt);
-    };
-    if *version != FORMAT_VERSION {
-        return Err(if *version > FORMAT_VERSION {
-            Reject::UnknownVersion
-        } else {
-            Reject::Corrupt
-        });
-    }
-    let (header, payload): (EnvelopeHeader, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
-    if header.flags & !FLAG_COMPRESSED != 0 {
-        return Err(Reject::Corrupt);
-    }
-    Ok((header, payload))
-}
-
-/// How many bytes the value in `bytes` takes once decoded, as far as its
-/// encoding tells: the payload's size before compression (an lz4 payload
-/// carries it) — what L1 weighs an entry by, since it holds the value
-/// decoded, not the bytes.
-pub(crate) fn plain_size(bytes: &[u8]) -> usize {
-    match decode_header(bytes) {
-        Ok((header, payload)) if header.flags & FLAG_COMPRESSED != 0 => {
-            payload.get(..4).map_or(payload.len(), |p| {
-                u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize
-            })
-        }
-        Ok((_, payload)) => payload.len(),
-        Err(_) => bytes.len(),
-    }
+    let opened = open(bytes)?;
+    let payload = opened.payload;
+    Ok((opened.into_header(), payload))
 }
 
 /// Decodes an envelope written for the function with `fingerprint`.
@@ -183,35 +315,33 @@ pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     fingerprint: u64,
     max_value_bytes: usize,
-) -> Result<(EnvelopeHeader, T), Reject> {
+) -> Result<(Opened<'_>, T), Reject> {
     if bytes.len() > max_value_bytes {
         return Err(Reject::TooLarge);
     }
-    let (header, payload) = decode_header(bytes)?;
-    if header.fingerprint != fingerprint {
+    let opened = open(bytes)?;
+    if opened.fingerprint != fingerprint {
         return Err(Reject::FingerprintMismatch);
     }
-    if xxh3_64(payload) != header.checksum {
+    if xxh3_64(opened.payload) != opened.checksum {
         return Err(Reject::Corrupt);
     }
-    let codec = Codec::from_id(header.codec).ok_or(Reject::UnknownCodec)?;
-    let value = if header.flags & FLAG_COMPRESSED != 0 {
+    let codec = Codec::from_id(opened.codec).ok_or(Reject::UnknownCodec)?;
+    let value = if opened.flags & FLAG_COMPRESSED != 0 {
         // The size prefix is attacker-controlled: check it before lz4
         // allocates that many bytes.
-        let declared = payload
-            .get(..4)
-            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize)
-            .ok_or(Reject::Corrupt)?;
+        let declared = opened.declared_size().ok_or(Reject::Corrupt)?;
         if declared > max_value_bytes {
             return Err(Reject::TooLarge);
         }
-        let plain = lz4_flex::decompress_size_prepended(payload).map_err(|_| Reject::Corrupt)?;
+        let plain =
+            lz4_flex::decompress_size_prepended(opened.payload).map_err(|_| Reject::Corrupt)?;
         codec.decode(&plain)
     } else {
-        codec.decode(payload)
+        codec.decode(opened.payload)
     }
     .map_err(|_| Reject::Payload)?;
-    Ok((header, value))
+    Ok((opened, value))
 }
 
 #[cfg(test)]
@@ -312,17 +442,60 @@ mod tests {
         let mut hostile = u32::MAX.to_le_bytes().to_vec();
         hostile.extend_from_slice(&[0; 8]);
         h.checksum = xxh3_64(&hostile);
-        let mut bytes = vec![MAGIC, FORMAT_VERSION];
-        let mut bytes = {
-            bytes = postcard::to_extend(&h, bytes).unwrap();
-            bytes
-        };
-        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-        bytes.extend_from_slice(&[0; 8]);
+        // Both formats: the header is fine, the payload declares 4 GiB.
+        let mut v1 = postcard::to_extend(&h, vec![MAGIC, FORMAT_1]).unwrap();
+        v1.extend_from_slice(&hostile);
+        // Postcard writes `()` as no bytes: this is the header alone.
+        let mut v2 = encode(&(), Codec::Postcard, h.clone(), LIMITS).unwrap();
+        v2[3] = FLAG_COMPRESSED;
+        v2[44..52].copy_from_slice(&xxh3_64(&hostile).to_le_bytes());
+        v2.extend_from_slice(&hostile);
+        for bytes in [v1, v2] {
+            assert_eq!(
+                decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(),
+                Reject::TooLarge
+            );
+        }
+    }
+
+    /// What format 1 wrote: a postcard header after magic and version.
+    pub(super) fn encode_v1(value: &str, mut header: EnvelopeHeader) -> Vec<u8> {
+        let payload = postcard::to_allocvec(value).unwrap();
+        header.checksum = xxh3_64(&payload);
+        let mut bytes = postcard::to_extend(&header, vec![MAGIC, FORMAT_1]).unwrap();
+        bytes.extend_from_slice(&payload);
+        bytes
+    }
+
+    #[test]
+    fn format_1_entries_are_still_read() {
+        let v1 = encode_v1("from an earlier build", header());
+        let (opened, value): (_, String) = decode(&v1, 0xfeed, 1 << 20).unwrap();
+        assert_eq!(value, "from an earlier build");
+        assert_eq!(opened.tags, ["tenant.7"]);
+        assert_eq!(opened.log_position, LogPosition { ms: 3, seq: 4 });
+        assert_eq!(decode_header(&v1).unwrap().0.expires_at_ms, 2);
+        let v2 = encode(&"now".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
+        assert_eq!(v2[1], 2);
+        let (h1, _) = decode_header(&v1).unwrap();
+        let (h2, _) = decode_header(&v2).unwrap();
         assert_eq!(
-            decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(),
-            Reject::TooLarge
+            (h1.fingerprint, h1.expires_at_ms, h1.log_position, h1.tags),
+            (h2.fingerprint, h2.expires_at_ms, h2.log_position, h2.tags)
         );
+    }
+
+    #[test]
+    fn format_2_fields_sit_at_fixed_offsets() {
+        let bytes = encode(&"v".to_string(), Codec::Json, header(), LIMITS).unwrap();
+        assert_eq!(&bytes[..4], &[MAGIC, 2, Codec::Json.id(), 0]);
+        assert_eq!(bytes[4..12], 0xfeed_u64.to_le_bytes());
+        assert_eq!(bytes[20..28], 2u64.to_le_bytes()); // expires
+        assert_eq!(bytes[28..36], 3u64.to_le_bytes()); // log ms
+        assert_eq!(bytes[52..54], 1u16.to_le_bytes()); // one tag
+        assert_eq!(&bytes[54..56], &8u16.to_le_bytes());
+        assert_eq!(&bytes[56..64], b"tenant.7");
+        assert_eq!(&bytes[64..], b"\"v\"");
     }
 }
 
