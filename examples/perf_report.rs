@@ -282,6 +282,10 @@ fn main() {
     let mut rows = Vec::new();
     let one = runtime(1);
     let two = runtime(2);
+    if let Some(what) = arg("--profile") {
+        profile(&what, &one, &two);
+        return;
+    }
 
     // L1 hit, one caller: ours vs a raw moka get of the same value.
     let raw_moka: moka::future::Cache<(u64, String), Decision> =
@@ -566,6 +570,56 @@ fn main() {
         tput_peer.ours() / tput_peer.baseline(),
         miss_fair.ours() / miss_fair.baseline()
     );
+}
+
+/// Runs one side of one comparison alone for ten seconds, for a profiler
+/// (`perf record -F 999 -- target/release/examples/perf_report --profile
+/// l2`): `l1` (L1 hits, one task), `l2` (L2 hits, 64 tasks, L1 off) or
+/// `l2raw` (the raw `GET`s of the same keys on one connection; missing keys
+/// read as nil, as the raw side of the table sets them up first).
+fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runtime) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut done = 0u64;
+    match what {
+        "l1" => {
+            one.block_on(ours_l1(7, "alice"));
+            while Instant::now() < deadline {
+                sequential(one, 100_000, |_| ours_l1(black_box(7), black_box("alice")));
+                done += 100_000;
+            }
+        }
+        "l2" => {
+            two.block_on(async {
+                for k in 0..KEYS {
+                    ours_l2(k).await.expect("ours");
+                }
+            });
+            while Instant::now() < deadline {
+                spread(two, 64_000, 64, |k| ours_l2((k * 7919) % KEYS));
+                done += 64_000;
+            }
+        }
+        "l2raw" => {
+            let raw = two.block_on(raw_connection(redis_url()));
+            while Instant::now() < deadline {
+                let raw = raw.clone();
+                spread(two, 64_000, 64, move |k| {
+                    let mut conn = raw.clone();
+                    async move {
+                        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(format!("perf:raw:{}", (k * 7919) % KEYS))
+                            .query_async(&mut conn)
+                            .await
+                            .expect("raw GET");
+                        bytes.map(|b| postcard::from_bytes::<Decision>(&b).ok())
+                    }
+                });
+                done += 64_000;
+            }
+        }
+        other => panic!("--profile l1, l2 or l2raw, not {other}"),
+    }
+    println!("profile {what}: {:.0}/s", done as f64 / 10.0);
 }
 
 /// One point of the lanes curve.

@@ -500,9 +500,11 @@ impl std::ops::Deref for FunctionRef<'_> {
 }
 
 /// Connections per calling runtime that L2 requests spread over, unless
-/// [`CacheBuilder::l2_lanes`] says otherwise (chosen from the lanes curve
-/// in the README's benchmarks).
-pub const DEFAULT_L2_LANES: usize = 1;
+/// [`CacheBuilder::l2_lanes`] says otherwise. Chosen from the lanes curve
+/// of `perf_report` (README, Benchmarks): on two cores, two lanes gave
+/// 1.2–1.4× the L2 hit throughput of one at 64 and 256 tasks; four and
+/// eight gave no more.
+pub const DEFAULT_L2_LANES: usize = 2;
 
 /// Builds a [`Cache`].
 ///
