@@ -187,6 +187,10 @@ impl Cache {
     /// it runs its body. Give it to the code under test with
     /// [`Cache::set_runtime_default`] or [`Cache::scope`].
     #[must_use]
+    #[allow(
+        clippy::expect_used,
+        reason = "the builder's defaults are valid (tests/testing.rs builds them)"
+    )]
     pub fn disabled() -> Cache {
         Cache::builder()
             .disable_caching()

@@ -492,6 +492,10 @@ impl Cache {
                 tracing::error!(target: "acgs_cache", function = %function.name, "computation {why}; serving the stale value");
                 function.counters.stale_served.inc();
                 crate::outcome::note(crate::outcome::Outcome::StaleServed);
+                #[allow(
+                    clippy::expect_used,
+                    reason = "a timeout is set, and a panic caught, only with a fallback"
+                )]
                 let (value, stamp) = fallback.expect("a fallback exists on this path");
                 return land(shape, leader, value, stamp);
             }

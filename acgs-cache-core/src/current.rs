@@ -47,6 +47,7 @@ impl Cache {
         DEFAULT.get_or_init(|| {
             Cache::from_env().unwrap_or_else(|e| {
                 tracing::error!(target: "acgs_cache", error = %e, "invalid cache environment; using an L1-only cache");
+                #[allow(clippy::expect_used, reason = "the builder's defaults are valid (a unit test builds them)")]
                 Cache::builder().build().expect("the embedded defaults are valid")
             })
         })

@@ -41,8 +41,19 @@ impl KeyDigest {
 
     /// 64 well-mixed bits of the digest, for jitter and sharding.
     #[must_use]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the low half of the digest, on purpose"
+    )]
     pub fn low64(self) -> u64 {
         self.0 as u64
+    }
+
+    /// The digest of a byte array's bytes: what [`KeyDigest::of`] gives for
+    /// a `[u8; N]` (postcard writes an array's bytes as they are), without
+    /// its error case.
+    pub(crate) fn of_array<const N: usize>(bytes: &[u8; N]) -> Self {
+        KeyDigest(xxh3::xxh3_128(bytes))
     }
 }
 
@@ -207,6 +218,13 @@ pub(crate) fn redis_key(key_prefix: &str, digest: KeyDigest) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_array_digest_is_the_digest_of_the_array() {
+        let bytes = [7u8; 32];
+        assert_eq!(KeyDigest::of_array(&bytes), KeyDigest::of(&bytes).unwrap());
+    }
+
     use super::*;
 
     #[test]

@@ -135,8 +135,8 @@ fn lane_entry<'a>(
             at += 1;
         }
     }
-    match lanes.iter().position(|lane| lane.runtime == id) {
-        Some(at) => &mut lanes[at],
+    let at = match lanes.iter().position(|lane| lane.runtime == id) {
+        Some(at) => at,
         None => {
             lanes.push(RuntimeLane {
                 runtime: id,
@@ -146,9 +146,10 @@ fn lane_entry<'a>(
                 next: 0,
                 reconnecting: false,
             });
-            lanes.last_mut().expect("pushed just above")
+            lanes.len() - 1
         }
-    }
+    };
+    &mut lanes[at]
 }
 
 /// The runtime the caller is on (the cache's own when it is on none).
@@ -624,9 +625,8 @@ impl L2Tier {
         if lane.is_none() {
             *lane = Some(self.dedicated_connection().await?);
         }
-        Ok(tokio::sync::MutexGuard::map(lane, |lane| {
-            lane.as_mut().expect("made just above")
-        }))
+        tokio::sync::MutexGuard::try_map(lane, Option::as_mut)
+            .map_err(|_| Error::Unavailable(Unavailable::Unreachable))
     }
 
     /// Forgets the confirmation connection (after it failed).

@@ -63,7 +63,7 @@ fn upper_bound_nanos(index: usize) -> u64 {
     if index == 0 {
         return (1 << FIRST_OCTAVE) - 1;
     }
-    let i = index as u32 - 1;
+    let i = u32::try_from(index - 1).unwrap_or(OCTAVES * PER_OCTAVE);
     let octave = FIRST_OCTAVE + i / PER_OCTAVE;
     let fraction = u64::from(i % PER_OCTAVE);
     ((4 + fraction + 1) << (octave - 2)) - 1
@@ -241,8 +241,9 @@ impl Latency {
         if total == 0 {
             return None;
         }
-        let at = |fraction: f64| {
-            let rank = ((total as f64) * fraction).ceil().max(1.0) as u64;
+        // The rank of the percentile, in thousandths: integer arithmetic.
+        let at = |per_mille: u64| {
+            let rank = total.saturating_mul(per_mille).div_ceil(1000).max(1);
             let mut seen = 0;
             for (index, count) in merged.iter().enumerate() {
                 seen += count;
@@ -252,7 +253,7 @@ impl Latency {
             }
             Duration::from_nanos(upper_bound_nanos(BUCKETS - 1))
         };
-        Some([at(0.50), at(0.95), at(0.99)])
+        Some([at(500), at(950), at(990)])
     }
 
     /// Every call timed since the instance started, as exported buckets.

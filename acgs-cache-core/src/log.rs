@@ -507,7 +507,10 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
-        let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
+        // Started only with L2: without it there is no log to tail.
+        let Some(l2) = inner.l2.as_ref() else {
+            return Ok(());
+        };
         let keys = LogKeys::new(&inner.config.prefix);
         let mut conn = l2.dedicated_connection().await?;
         catch_up(&inner, l2, &mut conn, &keys, state).await?;
@@ -524,7 +527,9 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let read = read_batch(&inner, &mut conn, &keys, &mut state.cursor, Some(BLOCK_MS)).await?;
         if read == 0 {
             // Quiet: is this still the log we were reading?
-            let l2 = inner.l2.as_ref().expect("tailer runs only with L2");
+            let Some(l2) = inner.l2.as_ref() else {
+                return Ok(());
+            };
             let head = LogPosition::from_packed(inner.coherence.head());
             let synced = l2.sync(&mut conn, &keys, head, false).await?;
             if state.epoch.as_deref() != Some(synced.epoch.as_str()) {

@@ -165,7 +165,7 @@ impl TtlPolicy {
         if self.jitter_percent == 0 {
             return self.ttl;
         }
-        let ttl_ms = self.ttl.as_millis().min(u128::from(u64::MAX)) as u64;
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
         let span = ttl_ms / 100 * u64::from(self.jitter_percent);
         if span == 0 {
             return self.ttl;

@@ -99,7 +99,10 @@ pub(crate) async fn send(
     record: &Record,
     entry_key: Option<&str>,
 ) -> Result<LogPosition, Error> {
-    let l2 = inner.l2.as_ref().expect("sending needs L2");
+    let l2 = inner
+        .l2
+        .as_ref()
+        .ok_or(Error::Unavailable(crate::error::Unavailable::NotConfigured))?;
     let keys = crate::log::LogKeys::new(&inner.config.prefix);
     let head = LogPosition::from_packed(inner.coherence.head());
     let settings = crate::log::AppendSettings {

@@ -101,7 +101,7 @@ impl<C> fmt::Debug for TokenCache<C> {
 /// the cache's own digest is not cryptographic, so it never sees the token.
 fn entry_digest(token: &str) -> KeyDigest {
     let sha: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    KeyDigest::of(&sha).expect("a byte array always serializes")
+    KeyDigest::of_array(&sha)
 }
 
 impl<C: Cacheable> TokenCache<C> {

@@ -121,12 +121,25 @@ impl Errors {
     pub(crate) fn into_result(self) -> Result<(), syn::Error> {
         self.0.map_or(Ok(()), Err)
     }
+
+    /// These errors and `last`, as one (reported together).
+    pub(crate) fn ending_with(mut self, last: syn::Error) -> syn::Error {
+        match self.0.take() {
+            Some(mut all) => {
+                all.combine(last);
+                all
+            }
+            None => last,
+        }
+    }
 }
 
 fn expected_keys() -> String {
     let quoted: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    let (last, rest) = quoted.split_last().expect("KEYS is not empty");
-    format!("{} or {last}", rest.join(", "))
+    match quoted.split_last() {
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// "did you mean `tags`?" for a misspelled argument, when one is close.

@@ -31,11 +31,8 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let function = match Function::from_item(item_fn, false) {
         Ok(function) => function,
-        Err(e) => {
-            errors.push(e);
-            // Report the argument errors too, all at once.
-            return with_errors(item, errors.into_result().expect_err("an error was pushed"));
-        }
+        // Report the argument errors too, all at once.
+        Err(e) => return with_errors(item, errors.ending_with(e)),
     };
     let plan = Plan::check(&function, &args, &mut errors);
     match errors.into_result() {
@@ -283,16 +280,18 @@ impl Parts<'_> {
         let fn_name = f.sig.ident.to_string();
         let signature = &self.plan.signature;
         let version = args.version.unwrap_or(0);
-        let policy = match args.ttl.as_ref().expect("checked: ttl is present") {
-            TtlSpec::Builtin(lit) => {
+        let policy = match &args.ttl {
+            // Reported by `Plan::check`: expanded only for the other errors.
+            None => quote!(::core::compile_error!("`ttl` is required")),
+            Some(TtlSpec::Builtin(lit)) => {
                 let konst = format_ident!("{}", lit.value().to_uppercase(), span = lit.span());
                 quote!(&#private::policies::#konst)
             }
-            TtlSpec::Literal(lit, d) => {
+            Some(TtlSpec::Literal(lit, d)) => {
                 let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
                 quote_spanned!(lit.span()=> &#private::literal_policy(#lit, #secs, #nanos))
             }
-            TtlSpec::Path(path) => quote_spanned!(path.span()=> &#path),
+            Some(TtlSpec::Path(path)) => quote_spanned!(path.span()=> &#path),
         };
         let mut options = TokenStream::new();
         if let Some(name) = &args.name {
@@ -478,8 +477,13 @@ fn generate(f: Function, args: &Args, plan: &Plan) -> TokenStream {
     };
     // The body's braces carry the return type's span: a value that cannot be
     // cached is reported at the type the user wrote, not at the attribute.
-    let mut body: proc_macro2::Group = syn::parse2(body).expect("a braced block");
-    body.set_span(f.output.span());
+    let body = match syn::parse2::<proc_macro2::Group>(body) {
+        Ok(mut body) => {
+            body.set_span(f.output.span());
+            body.into_token_stream()
+        }
+        Err(e) => e.to_compile_error(),
+    };
     let companions = plan.companions.then(|| companions(&parts));
     quote! {
         #(#attrs)*

@@ -94,10 +94,7 @@ pub(crate) fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     let function = match Function::from_item(item_fn, true) {
         Ok(function) => function,
-        Err(e) => {
-            errors.push(e);
-            return with_errors(errors.into_result().expect_err("an error was pushed"));
-        }
+        Err(e) => return with_errors(errors.ending_with(e)),
     };
     let names: Vec<String> = function
         .params

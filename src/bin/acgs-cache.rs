@@ -9,6 +9,14 @@
 //! `acgs`). Every command prints a table, or JSON with `--json`; errors go to
 //! stderr with exit status 1 (bad input) or 2 (Redis unreachable).
 #![forbid(unsafe_code)]
+// The lints of the workspace's library crates (see the root Cargo.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -492,6 +500,11 @@ mod monitor {
                         if view.history.len() == HISTORY {
                             view.history.pop_front();
                         }
+                        #[allow(
+                            clippy::cast_possible_truncation,
+                            clippy::cast_sign_loss,
+                            reason = "a rate: finite, non-negative, far below 2^64 (`as` saturates anyway)"
+                        )]
                         view.history.push_back(total.round() as u64);
                         view.members = fleet.members.len();
                         view.status =
