@@ -122,6 +122,8 @@ struct Call<'a> {
     site: &'static CallSite,
     function: &'a FunctionRef<'static>,
     l1_key: L1Key,
+    /// The key arguments' digest (in `l1_key`, mixed with the function's).
+    digest: KeyDigest,
     /// The tier and the entry's Redis key, when there is L2.
     #[cfg(feature = "redis")]
     l2: Option<(&'a Arc<L2Tier>, String)>,
@@ -132,10 +134,8 @@ impl<'a> Call<'a> {
         Call {
             site,
             function,
-            l1_key: L1Key {
-                function: function.identity,
-                digest,
-            },
+            l1_key: L1Key::new(function.identity, digest),
+            digest,
             // Filled after L1 (`with_l2`): a hit never builds the Redis key.
             #[cfg(feature = "redis")]
             l2: None,
@@ -150,7 +150,7 @@ impl<'a> Call<'a> {
             crate::log::ensure_tailer(&cache.inner);
             (
                 l2,
-                crate::key::redis_key(&self.function.key_prefix, self.l1_key.digest),
+                crate::key::redis_key(&self.function.key_prefix, self.digest),
             )
         });
     }
@@ -382,7 +382,7 @@ impl Cache {
         S::Value: Cacheable,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let (site, function, digest) = (call.site, call.function, call.l1_key.digest);
+        let (site, function, digest) = (call.site, call.function, call.digest);
         // Lead the computation of this key, or wait for the caller that
         // leads it (local stampede protection); L1 is read again after a
         // flight that ended without a value for us. A value handed over by
@@ -634,14 +634,14 @@ impl Cache {
     /// removed here: the miss that follows overwrites it, and moka's bounds
     /// free it otherwise; a hit's future then has no second await.
     fn judge_l1<V: Cacheable>(&self, call: &Call<'_>, entry: &L1Entry) -> Found<V> {
-        let (function, key) = (call.function, call.l1_key);
+        let function = call.function;
         let Some(stored) = entry.stored::<V>() else {
             return Found::Nothing;
         };
         if !self
             .inner
             .coherence
-            .accepts(function, entry.position, &stored.tags, key.digest)
+            .accepts(function, entry.position, stored.tags(), call.digest)
         {
             function.counters.reject(Reject::Invalidated);
             return Found::Nothing;
@@ -650,14 +650,15 @@ impl Cache {
         if now < entry.fresh_until {
             function.counters.l1_hits.inc();
             crate::outcome::note(crate::outcome::Outcome::L1Hit);
-            match entry.refresh_at {
-                Some(at) if now >= at => Found::Due(stored.value.clone()),
-                _ => Found::Fresh(stored.value.clone()),
+            if now >= entry.refresh_at {
+                Found::Due(stored.value.clone())
+            } else {
+                Found::Fresh(stored.value.clone())
             }
         } else if now < entry.dies_at {
             let stamp = Stamp {
                 position: entry.position,
-                tags: Arc::clone(&stored.tags),
+                tags: shared_tags(stored.tags()),
             };
             Found::Stale(stored.value.clone(), stamp)
         } else {
@@ -734,10 +735,7 @@ impl Cache {
         if !self.inner.config.l1_enabled {
             return;
         }
-        let stored = Stored {
-            value: value.clone(),
-            tags: Arc::clone(&stamp.tags),
-        };
+        let stored = Stored::new(value.clone(), &stamp.tags);
         let life = EntryLife::of(&function.policy, remaining);
         let l1 = &self.inner.l1;
         l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position);
@@ -746,7 +744,7 @@ impl Cache {
         if !self
             .inner
             .coherence
-            .accepts(function, stamp.position, &stamp.tags, call.l1_key.digest)
+            .accepts(function, stamp.position, &stamp.tags, call.digest)
         {
             l1.remove(&call.l1_key);
         }
@@ -760,7 +758,7 @@ impl Cache {
         l2: &Arc<L2Tier>,
         redis_key: &str,
     ) -> L2Found<V> {
-        let (function, l1_key) = (call.function, call.l1_key);
+        let function = call.function;
         let config = &self.inner.config;
         let coherence = &self.inner.coherence;
         // An entry can only be judged against the log once the log has been
@@ -808,9 +806,13 @@ impl Cache {
         };
         let stamp = Stamp {
             position: header.log_position.packed(),
-            tags: header.tags.iter().map(|t| tag_hash(t)).collect(),
+            tags: if header.tags.is_empty() {
+                shared_tags(&[])
+            } else {
+                header.tags.iter().map(|t| tag_hash(t)).collect()
+            },
         };
-        if !coherence.accepts(function, stamp.position, &stamp.tags, l1_key.digest) {
+        if !coherence.accepts(function, stamp.position, &stamp.tags, call.digest) {
             function.counters.reject(Reject::Invalidated);
             return L2Found::Nothing;
         }
@@ -928,7 +930,21 @@ fn share<V: Cacheable>(value: &V, stamp: &Stamp) -> Landing {
 }
 
 fn tag_hashes(tags: &[String]) -> Arc<[u64]> {
+    if tags.is_empty() {
+        return shared_tags(&[]);
+    }
     tags.iter().map(|t| tag_hash(t)).collect()
+}
+
+/// `hashes` as a stamp's tags: the empty set, by far the most common, is
+/// one shared allocation rather than one per call.
+fn shared_tags(hashes: &[u64]) -> Arc<[u64]> {
+    static NONE: std::sync::LazyLock<Arc<[u64]>> = std::sync::LazyLock::new(|| Arc::from([]));
+    if hashes.is_empty() {
+        Arc::clone(&NONE)
+    } else {
+        Arc::from(hashes)
+    }
 }
 
 fn finish(leader: Option<Leader<'_>>, landing: Landing) {

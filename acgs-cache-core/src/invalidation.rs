@@ -138,10 +138,7 @@ pub(crate) async fn apply_heard(inner: &Arc<Inner>, position: u64, record: &Reco
         return;
     };
     for function in &targets.functions {
-        let key = L1Key {
-            function: function.identity,
-            digest: targets.digest,
-        };
+        let key = L1Key::new(function.identity, targets.digest);
         inner.l1.remove(&key);
         #[cfg(feature = "redis")]
         if function.identity != targets.identity {

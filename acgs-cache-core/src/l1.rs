@@ -23,17 +23,31 @@ use crate::key::KeyDigest;
 /// the figures).
 pub(crate) const ENTRY_OVERHEAD_BYTES: u32 = 512;
 
-/// Identifies one entry: the function (by fingerprint) and its arguments.
+/// Identifies one entry: the function (by fingerprint) and its arguments,
+/// mixed into one 128-bit value — moka holds every key more than once, and
+/// 16 bytes instead of 32 (a `u64` beside a `u128`, padded) is a tenth of a
+/// small entry's cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct L1Key {
-    pub(crate) function: u64,
-    pub(crate) digest: KeyDigest,
+pub(crate) struct L1Key(u128);
+
+impl L1Key {
+    pub(crate) fn new(function: u64, digest: KeyDigest) -> Self {
+        // Multiplying by an odd constant is a bijection of `u128`: distinct
+        // functions move the same digest to distinct keys, and two entries
+        // of different functions share a key only if their digests differ
+        // by exactly that (as likely as a 128-bit digest collision).
+        const SPREAD: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835;
+        L1Key(digest.0 ^ u128::from(function).wrapping_mul(SPREAD))
+    }
 }
 
-/// The longest an entry stays in L1, whatever its policy asks: moka's
-/// cache-wide time to live. Entries die earlier by their own deadline
-/// (checked on read, see [`L1Entry::dies_at`]); this bound only frees the
-/// memory of entries nobody reads again before byte pressure would.
+/// The longest an entry is served from L1, whatever its policy asks.
+/// Entries die by their own deadline, checked on read (see
+/// [`Entry::dies_at`]); a dead entry is overwritten by the next store or
+/// evicted under byte pressure (it is never read again, so moka's
+/// frequency sketch lets it go first). moka's own time to live is not
+/// used: it keeps a write-order queue node per entry, a tenth of a small
+/// entry's memory, to free what the byte bound frees anyway.
 pub(crate) const L1_MAX_LIFE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// One L1 entry: a single shared allocation holding the bookkeeping and the
@@ -52,8 +66,11 @@ pub(crate) struct Entry<S: ?Sized> {
     /// Deadlines are checked on read against the coarse clock; moka's
     /// per-entry expiry (`Expiry`) cost a quarter of a hit (profiled).
     pub(crate) dies_at: Instant,
-    /// Past this, a hit refreshes the value in the background (refresh-ahead).
-    pub(crate) refresh_at: Option<Instant>,
+    /// Past this, a hit refreshes the value in the background
+    /// (refresh-ahead); `dies_at` when the policy does not refresh (a fresh
+    /// entry is never past it). Not an `Option`: the 8 bytes of its tag
+    /// would take a small entry's allocation into the next size class.
+    pub(crate) refresh_at: Instant,
     stored: S,
 }
 
@@ -91,7 +108,27 @@ impl EntryLife {
 /// A value with the tags (hashed) it answers to.
 pub(crate) struct Stored<V> {
     pub(crate) value: V,
-    pub(crate) tags: Arc<[u64]>,
+    /// `None` for most entries. A thin pointer (one word, where a boxed
+    /// slice takes two): small entries stay in a smaller allocation class.
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin pointer; the second allocation is only for tagged entries"
+    )]
+    tags: Option<Box<Vec<u64>>>,
+}
+
+impl<V> Stored<V> {
+    pub(crate) fn new(value: V, tags: &[u64]) -> Self {
+        Stored {
+            value,
+            tags: (!tags.is_empty()).then(|| Box::new(tags.to_vec())),
+        }
+    }
+
+    /// The tags' hashes.
+    pub(crate) fn tags(&self) -> &[u64] {
+        self.tags.as_deref().map_or(&[], Vec::as_slice)
+    }
 }
 
 impl Entry<dyn Any + Send + Sync> {
@@ -123,7 +160,6 @@ impl L1Tier {
             .name("acgs-cache-l1")
             .max_capacity(max_bytes)
             .weigher(|_: &L1Key, entry: &L1Entry| entry.weight)
-            .time_to_live(L1_MAX_LIFE)
             .build_with_hasher(rustc_hash::FxBuildHasher);
         L1Tier { entries }
     }
@@ -186,12 +222,45 @@ pub(crate) fn entry<V: Send + Sync + 'static>(
     let weight = u32::try_from(plain_bytes)
         .unwrap_or(u32::MAX)
         .saturating_add(ENTRY_OVERHEAD_BYTES);
+    let dies_at = now + life;
     Some(Arc::new(Entry {
         weight,
         position,
         fresh_until: now + fresh_for,
-        dies_at: now + life,
-        refresh_at,
+        dies_at,
+        refresh_at: refresh_at.unwrap_or(dies_at),
         stored,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_digest_under_two_functions_is_two_keys() {
+        let digest = KeyDigest::of(&(7u64, "alice")).unwrap();
+        assert_ne!(L1Key::new(1, digest), L1Key::new(2, digest));
+        assert_eq!(L1Key::new(1, digest), L1Key::new(1, digest));
+        assert_eq!(std::mem::size_of::<L1Key>(), 16);
+    }
+
+    /// A small entry (a `String` value, no tags) fits the allocator's 96-byte
+    /// class: 88 bytes of `Arc` and entry (glibc adds 8). One more field
+    /// moves every small entry up a class (`l1_memory` shows it per entry).
+    #[test]
+    fn a_small_entry_stays_in_its_allocation_class() {
+        let arc_counts = 2 * std::mem::size_of::<usize>();
+        let size = arc_counts + std::mem::size_of::<Entry<Stored<String>>>();
+        assert!(size <= 88, "{size} bytes");
+    }
+
+    #[test]
+    fn tags_cost_nothing_when_there_are_none() {
+        let none = Stored::new(1u8, &[]);
+        assert!(none.tags.is_none());
+        assert_eq!(none.tags(), &[] as &[u64]);
+        let some = Stored::new(1u8, &[3, 4]);
+        assert_eq!(some.tags(), &[3, 4]);
+    }
 }

@@ -92,7 +92,7 @@ trait WarmValue: Send + Sync {
 
     fn l1_entry(
         self: Box<Self>,
-        tags: Arc<[u64]>,
+        tags: &[u64],
         life: EntryLife,
         encoded_bytes: usize,
         position: u64,
@@ -111,12 +111,12 @@ impl<V: Cacheable> WarmValue for V {
 
     fn l1_entry(
         self: Box<Self>,
-        tags: Arc<[u64]>,
+        tags: &[u64],
         life: EntryLife,
         encoded_bytes: usize,
         position: u64,
     ) -> Option<L1Entry> {
-        let stored = Stored { value: *self, tags };
+        let stored = Stored::new(*self, tags);
         crate::l1::entry(stored, life, encoded_bytes, position)
     }
 }
@@ -504,7 +504,7 @@ impl Job<'_> {
             return Err(()); // the function would not have stored it either
         };
         let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
-        let tag_hashes: Arc<[u64]> = tags.iter().map(|t| tag_hash(t)).collect();
+        let tag_hashes: Vec<u64> = tags.iter().map(|t| tag_hash(t)).collect();
         let header = header(site, &function, ttl, tags, self.position);
         let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
             Ok(bytes) => bytes,
@@ -516,13 +516,10 @@ impl Job<'_> {
         };
         if self.fill_l1 && self.cache.inner.config.l1_enabled {
             let life = EntryLife::of(&function.policy, ttl);
-            let tag_hashes_after = Arc::clone(&tag_hashes);
+
             let plain = envelope::plain_size(&bytes);
-            if let Some(l1_entry) = value.l1_entry(tag_hashes, life, plain, self.position) {
-                let key = L1Key {
-                    function: function.identity,
-                    digest,
-                };
+            if let Some(l1_entry) = value.l1_entry(&tag_hashes, life, plain, self.position) {
+                let key = L1Key::new(function.identity, digest);
                 let l1 = &self.cache.inner.l1;
                 let stamp = l1_entry.position;
                 l1.insert_entry(key, l1_entry);
@@ -531,7 +528,7 @@ impl Job<'_> {
                     .cache
                     .inner
                     .coherence
-                    .accepts(&function, stamp, &tag_hashes_after, digest)
+                    .accepts(&function, stamp, &tag_hashes, digest)
                 {
                     l1.remove(&key);
                 }
