@@ -1,166 +1,26 @@
-//! The cache instance: configuration, tiers, registered functions, and the
-//! process default that `#[cached]` functions use.
+//! The public face of a cache: building one ([`CacheBuilder`], the
+//! environment), and its handle's general methods (figures, L1, L2
+//! reachability). The handle and the instance it points to are in
+//! `engine.rs`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::coherence::{scope_hash, Coherence, Consistency};
+use crate::engine::{Cache, CacheConfig, Inner};
 use crate::envelope::EncodeLimits;
 use crate::error::{Error, RedactedUrl, Unavailable};
-use crate::flight::Flights;
-use crate::identity::Caller;
-use crate::l1::L1Tier;
 #[cfg(feature = "redis")]
 pub use crate::l2::ConfirmInvalidations;
 #[cfg(feature = "redis")]
 use crate::l2::{L2Settings, L2Tier};
 use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
-use crate::site::CallSite;
-use crate::stats::{FunctionCounters, InvalidationStats, StatsSnapshot};
+use crate::stats::StatsSnapshot;
 use crate::topology::RedisConfig;
 
 /// The environment variable that enables L2.
 pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
-
-static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
-/// A two-tier cache: L1 in process (moka), L2 shared (Redis), used by
-/// `#[cached]` functions.
-///
-/// Cheap to clone (an `Arc`). Build one with [`Cache::builder`] or
-/// [`Cache::from_env`]; `#[cached]` functions use the process default
-/// ([`Cache::install_default`], or an L1-only cache configured from the
-/// environment on first use), unless the attribute names an instance
-/// (`cache = path`) or the call runs inside [`Cache::scope`].
-///
-/// ```
-/// use acgs_cache_core::Cache;
-///
-/// # fn main() -> Result<(), acgs_cache_core::Error> {
-/// let cache = Cache::builder()
-///     .service("policy-governance")
-///     .l1_max_bytes(32 * 1024 * 1024)
-///     .build()?;
-/// assert!(!cache.has_l2());
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Cache {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) id: u64,
-    pub(crate) config: CacheConfig,
-    pub(crate) l1: L1Tier,
-    #[cfg(feature = "redis")]
-    pub(crate) l2: Option<Arc<L2Tier>>,
-    /// Function instances served so far.
-    functions: RwLock<Registry>,
-    pub(crate) coherence: Coherence,
-    /// Computations in progress, for local stampede protection.
-    pub(crate) flights: Flights,
-    /// Invalidations waiting for Redis to answer again.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) recovery: crate::recovery::Recovery,
-    /// Whether the log tailer has been started (it needs a runtime, so it
-    /// starts on first use rather than in `build`).
-    #[cfg(feature = "redis")]
-    pub(crate) tailer_started: std::sync::atomic::AtomicBool,
-    /// The metrics publisher (see `metrics.rs`), once started.
-    pub(crate) metrics_task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// A function instance's state within one cache.
-#[derive(Debug)]
-pub(crate) struct FunctionState {
-    /// The instance's name (`orders::get`, `db::Service<db::Pg>::find`):
-    /// stats rows, metrics labels, keys, whole-function invalidations.
-    pub(crate) name: Arc<str>,
-    /// The instance's identity: L1 keys, L2 keys and the envelope's
-    /// fingerprint (see `identity.rs`).
-    pub(crate) identity: u64,
-    /// The compiled policy with this cache's overrides applied.
-    pub(crate) policy: TtlPolicy,
-    pub(crate) counters: FunctionCounters,
-    /// `invalidate_on` patterns.
-    pub(crate) patterns: &'static [&'static str],
-    /// Hash of `service:name`: the scope of whole-function and single-entry
-    /// invalidations.
-    pub(crate) scope: u64,
-    pub(crate) consistency: Consistency,
-    /// Entries that started before this position are rejected (the last
-    /// matching event or whole-function invalidation heard).
-    pub(crate) invalidated_at: AtomicU64,
-    /// Whether single entries of this function were invalidated (only then
-    /// does a hit look them up).
-    pub(crate) has_entry_invalidations: AtomicBool,
-    /// `{prefix}:{service}:{name}:{identity}:`, formatted once: an entry's
-    /// Redis key is this and its digest.
-    pub(crate) key_prefix: String,
-}
-
-/// The functions a cache has served, by descriptor and probe (the fast
-/// path of a call that missed its descriptor's first entry) and by identity
-/// (where copies of one function's descriptor, in its companions, meet).
-#[derive(Debug, Default)]
-struct Registry {
-    by_probe: HashMap<(usize, usize, usize), Arc<FunctionState>>,
-    by_identity: HashMap<u64, Arc<FunctionState>>,
-}
-
-impl CacheConfig {
-    pub(crate) fn has_l2(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            self.l2.is_some()
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            false
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct CacheConfig {
-    pub(crate) prefix: String,
-    pub(crate) service: String,
-    pub(crate) l1_enabled: bool,
-    pub(crate) l1_max_bytes: u64,
-    pub(crate) limits: EncodeLimits,
-    pub(crate) overrides: HashMap<String, PolicyOverride>,
-    /// How long name, tag and function invalidations are remembered: at
-    /// least the longest TTL plus stale window in use.
-    pub(crate) retention: Duration,
-    /// How long single-entry invalidations are remembered, tombstones hold,
-    /// and the longest computation that is still stored.
-    pub(crate) invalidation_window: Duration,
-    /// The most records the Redis log keeps.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) log_capacity: usize,
-    /// Lease of the fleet-wide miss lock; also the longest a miss waits for
-    /// another instance's value.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
-    pub(crate) lock_lease: Duration,
-    /// How often this instance publishes its stats for the fleet view
-    /// (zero: never).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fleet_interval: Duration,
-    /// Whether a miss returns before its L2 write is acknowledged.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) background_l2_writes: bool,
-    /// How often the counters are published through `metrics` (`None`: never).
-    pub(crate) metrics_interval: Option<Duration>,
-    /// Whether `#[cached]` calls use the cache at all (see
-    /// `CacheBuilder::disable_caching`).
-    pub(crate) caching: bool,
-    #[cfg(feature = "redis")]
-    pub(crate) l2: Option<L2Settings>,
-}
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,69 +89,12 @@ impl Cache {
     /// The policy `compiled` with this cache's run-time override applied.
     #[must_use]
     pub fn effective_policy(&self, compiled: &TtlPolicy) -> TtlPolicy {
-        match self.inner.config.overrides.get(compiled.name()) {
-            Some(o) => compiled.overridden(o),
-            None => *compiled,
-        }
+        self.inner.effective_policy(compiled)
     }
 
     /// A snapshot of every function's counters and of L1's size.
     pub async fn stats(&self) -> StatsSnapshot {
-        let (l1_entries, l1_bytes) = self.inner.l1.usage();
-        let coherence = &self.inner.coherence;
-        let functions = coherence
-            .functions()
-            .iter()
-            .map(|f| {
-                f.counters
-                    .snapshot(Cow::Owned(f.name.to_string()), f.policy.name())
-            })
-            .collect();
-        let lag = coherence.lag_percentiles();
-        #[cfg(feature = "redis")]
-        let (l2_circuit_open, l2_circuit_trips) = self.inner.l2.as_ref().map_or((false, 0), |l2| {
-            (
-                l2.breaker.is_open(),
-                l2.breaker.trips.load(Ordering::Relaxed),
-            )
-        });
-        #[cfg(not(feature = "redis"))]
-        let (l2_circuit_open, l2_circuit_trips) = (false, 0);
-        #[cfg(feature = "redis")]
-        let l2_pool = self.inner.l2.as_ref().map(|l2| l2.pool_stats());
-        #[cfg(not(feature = "redis"))]
-        let l2_pool = None;
-        #[cfg(feature = "redis")]
-        let l2_latency_ns = self
-            .inner
-            .l2
-            .as_ref()
-            .and_then(|l2| l2.latency.percentiles())
-            .map(|ps| ps.map(|p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX)));
-        #[cfg(not(feature = "redis"))]
-        let l2_latency_ns = None;
-        StatsSnapshot {
-            functions,
-            l1_entries,
-            l1_bytes,
-            l2_circuit_open,
-            l2_circuit_trips,
-            l2_pool,
-            l2_latency_ns,
-            invalidations: InvalidationStats {
-                sent: coherence.sent.get(),
-                received: coherence.received.get(),
-                remembered: coherence.remembered() as u64,
-                listening: coherence.is_listening(),
-                propagation_p50_us: lag.map(|l| l.0),
-                propagation_p99_us: lag.map(|l| l.1),
-                queued: self.inner.recovery.len() as u64,
-                replayed: self.inner.recovery.replayed.get(),
-                dropped: self.inner.recovery.dropped.get(),
-                state_loads: coherence.state_loads.get(),
-                entry_overflows: coherence.entry_overflows.get(),
-            },
-        }
+        self.inner.stats()
     }
 
     /// The last position of the invalidation log this instance has heard:
@@ -345,112 +148,12 @@ impl Cache {
         if let Some(l2) = &self.inner.l2 {
             l2.establish().await?;
             l2.ping().await?;
-            crate::log::ensure_tailer(&self.inner);
             let patience = l2.connect_timeout() + l2.soft_timeout();
             if !self.inner.coherence.wait_listening(patience).await {
                 return Err(Error::Unavailable(Unavailable::LogNotRead));
             }
         }
         Ok(())
-    }
-
-    /// `service:function`, the scope of a function's invalidations.
-    pub(crate) fn function_scope(&self, function: &str) -> String {
-        format!("{}:{function}", self.inner.config.service)
-    }
-
-    /// This cache's state of the instance of `site` that the cached
-    /// function itself resolved to (`probe`: see `identity.rs`).
-    pub(crate) fn function(
-        &self,
-        site: &'static CallSite,
-        probe: &'static str,
-    ) -> FunctionRef<'static> {
-        self.function_for(
-            site,
-            probe,
-            Caller {
-                name: site.fn_name,
-                extra_generics: 0,
-            },
-        )
-    }
-
-    /// This cache's state of the function instance that `caller` (the
-    /// function or one of its companions) resolved to, registered on first use.
-    pub(crate) fn function_for(
-        &self,
-        site: &'static CallSite,
-        probe: &'static str,
-        caller: Caller<'_>,
-    ) -> FunctionRef<'static> {
-        let probe_key = (probe.as_ptr() as usize, probe.len());
-        if let Some(first) = site.first.get() {
-            if first.cache == self.inner.id && first.probe == probe_key {
-                return FunctionRef::Borrowed(&first.state);
-            }
-        }
-        let address = (site as *const CallSite as usize, probe_key.0, probe_key.1);
-        if let Some(state) = self
-            .inner
-            .functions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_probe
-            .get(&address)
-        {
-            return FunctionRef::Shared(Arc::clone(state));
-        }
-        let identity = crate::identity::resolve(site.source(), probe, caller);
-        let mut functions = self
-            .inner
-            .functions
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        let state = match functions.by_identity.get(&identity.hash) {
-            Some(state) => Arc::clone(state),
-            None => {
-                let config = &self.inner.config;
-                let state = Arc::new(FunctionState {
-                    policy: self.effective_policy(site.policy),
-                    counters: FunctionCounters::default(),
-                    patterns: site.invalidate_on,
-                    scope: scope_hash(&self.function_scope(&identity.name)),
-                    consistency: site.consistency,
-                    invalidated_at: AtomicU64::new(0),
-                    has_entry_invalidations: AtomicBool::new(false),
-                    key_prefix: crate::key::redis_key_prefix(
-                        &config.prefix,
-                        &config.service,
-                        &identity.name,
-                        identity.hash,
-                    ),
-                    identity: identity.hash,
-                    name: identity.name,
-                });
-                self.inner.coherence.register(Arc::clone(&state));
-                functions
-                    .by_identity
-                    .insert(state.identity, Arc::clone(&state));
-                state
-            }
-        };
-        functions.by_probe.insert(address, Arc::clone(&state));
-        drop(functions);
-        // Registration is off the hot path and runs inside the caller's
-        // runtime: the place to start the publisher of a cache built outside one.
-        crate::metrics::ensure_publisher(&self.inner);
-        let _ = site.first.set(crate::site::Resolved {
-            cache: self.inner.id,
-            probe: probe_key,
-            state: Arc::clone(&state),
-        });
-        match site.first.get() {
-            Some(first) if first.cache == self.inner.id && first.probe == probe_key => {
-                FunctionRef::Borrowed(&first.state)
-            }
-            _ => FunctionRef::Shared(state),
-        }
     }
 }
 
@@ -474,32 +177,6 @@ impl AsStaticCache for Cache {
 impl<F: FnOnce() -> Cache> AsStaticCache for std::sync::LazyLock<Cache, F> {
     fn as_static_cache(&'static self) -> &'static Cache {
         std::sync::LazyLock::force(self)
-    }
-}
-
-/// A function's state, borrowed from its static call site when possible.
-#[derive(Debug)]
-pub(crate) enum FunctionRef<'a> {
-    Borrowed(&'a FunctionState),
-    Shared(Arc<FunctionState>),
-}
-
-impl Clone for FunctionRef<'_> {
-    fn clone(&self) -> Self {
-        match self {
-            FunctionRef::Borrowed(f) => FunctionRef::Borrowed(f),
-            FunctionRef::Shared(f) => FunctionRef::Shared(Arc::clone(f)),
-        }
-    }
-}
-
-impl std::ops::Deref for FunctionRef<'_> {
-    type Target = FunctionState;
-    fn deref(&self) -> &FunctionState {
-        match self {
-            FunctionRef::Borrowed(f) => f,
-            FunctionRef::Shared(f) => f,
-        }
     }
 }
 
@@ -999,27 +676,23 @@ impl CacheBuilder {
             l2: l2_settings,
         };
         let cache = Cache {
-            inner: Arc::new(Inner {
-                id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-                l1: L1Tier::new(config.l1_max_bytes),
+            inner: Arc::new(Inner::new(
+                config,
                 #[cfg(feature = "redis")]
                 l2,
-                // Without L2 the log is local: the instance always hears it.
-                coherence: Coherence::new(
-                    !config.has_l2(),
-                    config.invalidation_window,
-                    self.unprotected,
-                ),
-                flights: Flights::default(),
-                recovery: crate::recovery::Recovery::default(),
-                config,
-                functions: RwLock::new(Registry::default()),
-                #[cfg(feature = "redis")]
-                tailer_started: AtomicBool::new(false),
-                metrics_task: std::sync::Mutex::new(None),
-            }),
+                self.unprotected,
+            )),
         };
-        crate::metrics::ensure_publisher(&cache.inner);
+        // Every background task of the instance starts here, on the
+        // process's background runtime (`background.rs`), and ends once the
+        // last handle is dropped: the log tailer and the fleet publisher
+        // (with L2), the metrics publisher (when configured).
+        #[cfg(feature = "redis")]
+        if cache.inner.l2.is_some() {
+            crate::log::start_tailer(&cache.inner);
+            crate::fleet::start_publisher(&cache.inner);
+        }
+        crate::metrics::start_publisher(&cache.inner);
         #[cfg(feature = "redis")]
         if let Some(l2) = &cache.inner.config.l2 {
             let l1 = if cache.inner.config.l1_enabled {

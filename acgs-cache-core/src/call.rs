@@ -7,17 +7,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 
-use crate::cache::{Cache, FunctionRef, FunctionState};
 use crate::clock;
-use crate::coherence::{tag_hash, unpack, Consistency};
+use crate::coherence::{tag_hash, unpack};
+use crate::engine::Cache;
 use crate::envelope::{self, EnvelopeHeader, Reject};
 use crate::error::CodecError;
 use crate::flight::{landing, Boarding, Landing, Leader};
+use crate::function::{FunctionRef, FunctionState};
 use crate::key::KeyDigest;
 use crate::l1::{EntryLife, L1Entry, L1Key, Stored};
 #[cfg(feature = "redis")]
 use crate::l2::{Fetched, L2Tier};
 use crate::latency;
+use crate::policy::Consistency;
 use crate::shape::{Cacheable, Shape, Verdict};
 use crate::site::CallSite;
 use crate::stats::ErrorReason;
@@ -147,7 +149,6 @@ impl<'a> Call<'a> {
     #[cfg(feature = "redis")]
     fn with_l2(&mut self, cache: &'a Cache) {
         self.l2 = cache.inner.l2.as_ref().map(|l2| {
-            crate::log::ensure_tailer(&cache.inner);
             (
                 l2,
                 crate::key::redis_key(&self.function.key_prefix, self.digest),
@@ -788,7 +789,7 @@ impl Cache {
                 return L2Found::Nothing;
             }
         };
-        if bytes.first() == Some(&crate::log::TOMBSTONE_MAGIC) {
+        if bytes.first() == Some(&crate::log_position::TOMBSTONE_MAGIC) {
             function.counters.reject(Reject::Invalidated);
             return L2Found::Nothing;
         }

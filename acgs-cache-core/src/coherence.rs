@@ -27,31 +27,17 @@ use std::time::Duration;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::cache::FunctionState;
+use crate::counter::Counter;
+use crate::function::FunctionState;
 use crate::grammar::pattern_matches;
 use crate::key::KeyDigest;
 use crate::latency::Latency;
 use crate::log_position::LogPosition;
-use crate::stats::Counter;
 
 /// The most single-entry invalidations an instance remembers at once (about
 /// 80 bytes each: 8 MB at most); past it, a new one invalidates its whole
 /// function instead.
 pub(crate) const MAX_REMEMBERED_ENTRIES: usize = 100_000;
-
-/// What a `#[cached]` function serves from L1 while its instance cannot hear
-/// invalidations (Redis unreachable, or the log not yet read after start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Consistency {
-    /// Keep serving L1 entries, each for at most its L1 TTL (60 s by
-    /// default): bounded staleness, no extra load while Redis is away.
-    #[default]
-    Bounded,
-    /// Bypass L1 until the instance hears the log again: never stale, every
-    /// call computes meanwhile.
-    Strict,
-}
 
 /// One record of the invalidation log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -83,6 +83,18 @@ macro_rules! finish_pool {
     };
 }
 
+/// A checkout, `None` when the pool had no slot to give at once.
+fn slot<T>(
+    outcome: Result<T, deadpool::managed::PoolError<redis::RedisError>>,
+) -> Result<Option<T>, Error> {
+    use deadpool::managed::{PoolError, TimeoutType};
+    match outcome {
+        Ok(checkout) => Ok(Some(checkout)),
+        Err(PoolError::Timeout(TimeoutType::Wait)) => Ok(None),
+        Err(e) => Err(crate::error::from_pool(e)),
+    }
+}
+
 impl Pools {
     /// The pool of `config`'s topology. Nothing connects yet.
     pub(crate) fn new(config: &RedisConfig, settings: &PoolSettings) -> Result<Pools, Error> {
@@ -138,32 +150,46 @@ impl Pools {
         }
     }
 
-    /// Checks a connection out and returns it with a handle on it whose
-    /// requests time out after `response_timeout`.
-    pub(crate) async fn get(
+    /// Checks a connection out without waiting for one to be returned:
+    /// an idle pooled connection, or a new one while the pool is below its
+    /// size; `None` when every connection is checked out (lanes keep theirs
+    /// for good, so waiting would mean waiting for a runtime to end). The
+    /// handle's requests time out after `response_timeout`.
+    pub(crate) async fn get_now(
         &self,
         response_timeout: Duration,
-    ) -> Result<(Checkout, RedisConnection), Error> {
+    ) -> Result<Option<(Checkout, RedisConnection)>, Error> {
+        use deadpool::managed::Timeouts;
+        let now = |configured: Timeouts| Timeouts {
+            wait: Some(Duration::ZERO),
+            ..configured
+        };
         Ok(match self {
             Pools::Node(pool) => {
-                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
+                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                    return Ok(None);
+                };
                 let mut handle = MultiplexedConnection::clone(&checkout);
                 handle.set_response_timeout(response_timeout);
-                (Checkout::Node(checkout), RedisConnection::Node(handle))
+                Some((Checkout::Node(checkout), RedisConnection::Node(handle)))
             }
             Pools::Sentinel(pool) => {
-                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
+                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                    return Ok(None);
+                };
                 let mut handle = MultiplexedConnection::clone(&checkout);
                 handle.set_response_timeout(response_timeout);
-                (Checkout::Sentinel(checkout), RedisConnection::Node(handle))
+                Some((Checkout::Sentinel(checkout), RedisConnection::Node(handle)))
             }
             Pools::Cluster(pool) => {
-                let checkout = pool.get().await.map_err(crate::error::from_pool)?;
+                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                    return Ok(None);
+                };
                 let handle = ClusterConnection::clone(&checkout);
-                (
+                Some((
                     Checkout::Cluster(checkout),
                     RedisConnection::Cluster(handle, response_timeout),
-                )
+                ))
             }
         })
     }

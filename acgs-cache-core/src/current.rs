@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 
-use crate::cache::Cache;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::site::CallSite;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, Inner};
+use crate::engine::{Cache, Inner};
 use crate::error::{Error, Unavailable};
 use crate::stats::{FunctionStats, StatsSnapshot};
 
@@ -92,11 +92,12 @@ impl FleetStats {
 }
 
 fn key_pattern(prefix: &str) -> String {
-    format!("{}:fleet:*", crate::operator::glob_escape(prefix))
+    format!("{}:fleet:*", crate::key::glob_escape(prefix))
 }
 
-/// Starts publishing `inner`'s stats (once, with the log tailer).
-pub(crate) fn spawn_publisher(inner: &Arc<Inner>) {
+/// Starts publishing `inner`'s stats (which has L2), unless the interval
+/// is zero. Called once, when the cache is built.
+pub(crate) fn start_publisher(inner: &Arc<Inner>) {
     let interval = inner.config.fleet_interval;
     if interval.is_zero() {
         return;
@@ -120,14 +121,13 @@ async fn publish(weak: Weak<Inner>, key: String, instance: String, interval: Dur
         .max(1);
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let cache = Cache { inner };
         let member = FleetMember {
-            service: cache.inner.config.service.clone(),
+            service: inner.config.service.clone(),
             instance: instance.clone(),
             published_at_ms: crate::clock::unix_ms(SystemTime::now()),
-            stats: cache.stats().await,
+            stats: inner.stats(),
         };
-        if let (Some(l2), Ok(json)) = (&cache.inner.l2, serde_json::to_string(&member)) {
+        if let (Some(l2), Ok(json)) = (&inner.l2, serde_json::to_string(&member)) {
             let set = redis::cmd("SET")
                 .arg(&key)
                 .arg(json)
@@ -138,7 +138,7 @@ async fn publish(weak: Weak<Inner>, key: String, instance: String, interval: Dur
                 tracing::debug!(target: "acgs_cache", error = %e, "fleet stats not published");
             }
         }
-        drop(cache); // a dropped cache ends the loop at the next upgrade
+        drop(inner); // a dropped cache ends the loop at the next upgrade
         tokio::time::sleep(interval).await;
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cache::Cache;
+use crate::engine::Cache;
 
 /// The verdict of a [`HealthReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,7 +255,6 @@ impl Cache {
     async fn l2_health(&self) -> Option<L2Health> {
         let settings = self.inner.config.l2.as_ref()?;
         let tier = self.inner.l2.as_ref()?;
-        crate::log::ensure_tailer(&self.inner);
         let ping = tier.ping().await;
         let (nodes_answering, nodes) = ping.as_ref().map_or((0, 0), |&(_, a, n)| (a, n));
         let ping = ping.map(|(rtt, _, _)| rtt);

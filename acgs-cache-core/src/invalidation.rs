@@ -1,16 +1,15 @@
 //! The invalidation API: events, tags, whole functions and single entries,
 //! and what hearing a record does to this instance.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::{Cache, FunctionState, Inner};
 use crate::clock::unix_ms;
 use crate::coherence::{unpack, Record};
+use crate::engine::Cache;
 use crate::error::Error;
+use crate::function::FunctionState;
 use crate::grammar::check_event_name;
 use crate::key::KeyDigest;
-use crate::l1::L1Key;
 use crate::log_position::LogPosition;
 
 impl Cache {
@@ -66,7 +65,7 @@ impl Cache {
                 "a function name must not be empty".into(),
             ));
         }
-        self.publish(Record::Function(self.function_scope(function)), None)
+        self.publish(Record::Function(self.inner.function_scope(function)), None)
             .await
     }
 
@@ -78,7 +77,7 @@ impl Cache {
         digest: KeyDigest,
     ) -> Result<LogPosition, Error> {
         let record = Record::Entry {
-            scope: self.function_scope(&function.name),
+            scope: self.inner.function_scope(&function.name),
             identity: function.identity,
             digest,
         };
@@ -99,10 +98,9 @@ impl Cache {
         coherence.sent.inc();
         #[cfg(feature = "redis")]
         if inner.l2.is_some() {
-            crate::log::ensure_tailer(inner);
-            return match crate::recovery::send(inner, &record, entry_key.as_deref()).await {
+            return match crate::log::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {
-                    apply_heard(inner, position.packed(), &record).await;
+                    inner.apply_heard(position.packed(), &record).await;
                     Ok(position)
                 }
                 Err(e) => {
@@ -110,11 +108,13 @@ impl Cache {
                         // Nobody else hears it yet: this instance stops
                         // serving what it concerns at once, and it is sent
                         // when Redis answers again.
-                        apply_heard(inner, coherence.next_local_position(), &record).await;
+                        inner
+                            .apply_heard(coherence.next_local_position(), &record)
+                            .await;
                         inner.recovery.push(record, entry_key);
                         tracing::warn!(target: "acgs_cache", error = %e, "invalidation not sent to redis; applied to this instance, kept to send when redis answers");
                     } else {
-                        apply_heard(inner, coherence.head(), &record).await;
+                        inner.apply_heard(coherence.head(), &record).await;
                     }
                     Err(e)
                 }
@@ -123,36 +123,9 @@ impl Cache {
         let _ = entry_key;
         let now_ms = unix_ms(SystemTime::now());
         let position = coherence.next_clock_position(now_ms);
-        apply_heard(inner, position, &record).await;
+        inner.apply_heard(position, &record).await;
         coherence.maybe_prune(inner.config.retention, now_ms);
         Ok(unpack(position))
-    }
-}
-
-/// Applies a record heard at `position` (or sent from here): the coherence
-/// state, then the L1 copies of the entry it names, and the L2 key of an
-/// instance of this function with another identity (another build), which
-/// its writer's tombstone did not cover.
-pub(crate) async fn apply_heard(inner: &Arc<Inner>, position: u64, record: &Record) {
-    let Some(targets) = inner.coherence.apply(position, record) else {
-        return;
-    };
-    for function in &targets.functions {
-        let key = L1Key::new(function.identity, targets.digest);
-        inner.l1.remove(&key);
-        #[cfg(feature = "redis")]
-        if function.identity != targets.identity {
-            if let Some(l2) = &inner.l2 {
-                let key = crate::key::redis_key(&function.key_prefix, targets.digest);
-                let stone = crate::log::tombstone(unpack(position));
-                let (l2, hold) = (Arc::clone(l2), inner.config.invalidation_window);
-                crate::background::spawn(async move {
-                    if let Err(e) = l2.tombstone(&key, &stone, hold).await {
-                        tracing::debug!(target: "acgs_cache", error = %e, "tombstone for another build's entry not written");
-                    }
-                });
-            }
-        }
     }
 }
 

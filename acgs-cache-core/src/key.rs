@@ -216,6 +216,20 @@ pub(crate) fn redis_key(key_prefix: &str, digest: KeyDigest) -> String {
     key
 }
 
+/// `text` as a literal inside a `SCAN MATCH` pattern: Redis's glob
+/// characters escaped, so a prefix such as `acg?` matches only itself.
+#[cfg(feature = "redis")] // `SCAN` patterns are L2's
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -454,22 +454,18 @@ impl L2Tier {
         // giving the lane the soft timeout spares a second timer per
         // operation, which halved L2 throughput under 64 concurrent callers
         // (measured).
-        let status = self.pools.status();
-        let used_up = status.size >= status.max_size && status.available == 0;
-        if used_up && !first {
-            return Ok(None);
-        }
-        let (checked_out, handle) = if used_up {
-            let handle = tokio::time::timeout(
-                self.settings.connect_timeout,
-                self.pools.dedicated(self.settings.soft_timeout),
-            )
-            .await
-            .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
-            (None, handle)
-        } else {
-            let (checked_out, handle) = self.checkout(self.settings.soft_timeout).await?;
-            (Some(checked_out), handle)
+        let (checked_out, handle) = match self.checkout(self.settings.soft_timeout).await? {
+            Some((checked_out, handle)) => (Some(checked_out), handle),
+            None if first => {
+                let handle = tokio::time::timeout(
+                    self.settings.connect_timeout,
+                    self.pools.dedicated(self.settings.soft_timeout),
+                )
+                .await
+                .map_err(|_| Error::Timeout(self.settings.connect_timeout))??;
+                (None, handle)
+            }
+            None => return Ok(None),
         };
         Ok(Some(Arc::new(Lane {
             checked_out,
@@ -477,15 +473,17 @@ impl L2Tier {
         })))
     }
 
-    /// A connection from the pool within the connect timeout; a refusal of
-    /// the credentials is remembered for callers and reported clearly.
+    /// A pooled connection, made within the connect timeout if none is
+    /// idle, or `None` when the pool is used up (see `Pools::get_now`); a
+    /// refusal of the credentials is remembered for callers and reported
+    /// clearly.
     async fn checkout(
         &self,
         response_timeout: Duration,
-    ) -> Result<(Checkout, RedisConnection), Error> {
+    ) -> Result<Option<(Checkout, RedisConnection)>, Error> {
         let got = tokio::time::timeout(
             self.settings.connect_timeout,
-            self.pools.get(response_timeout),
+            self.pools.get_now(response_timeout),
         )
         .await
         .map_err(|_| Error::Timeout(self.settings.connect_timeout))

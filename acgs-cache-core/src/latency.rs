@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Instant};
-use crate::stats::stripe;
+use crate::counter::stripe;
 
 /// One L1 hit in this many is timed.
 pub(crate) const L1_SAMPLE: u32 = 64;

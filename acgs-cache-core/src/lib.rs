@@ -18,13 +18,16 @@ mod codec;
 mod coherence;
 #[cfg(feature = "redis")]
 mod connection;
+mod counter;
 mod current;
 mod dispatch;
+mod engine;
 mod envelope;
 mod error;
 #[cfg(feature = "redis")]
 mod fleet;
 mod flight;
+mod function;
 mod health;
 mod identity;
 mod invalidation;
@@ -62,10 +65,10 @@ pub use acgs_cache_grammar as grammar;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache::ConfirmInvalidations;
-pub use cache::{Cache, CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
+pub use cache::{CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
 pub use codec::Codec;
-pub use coherence::Consistency;
 pub use current::RuntimeDefaultGuard;
+pub use engine::Cache;
 pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
 pub use error::{CodecError, Error, Unavailable};
 #[cfg(feature = "redis")]
@@ -83,6 +86,7 @@ pub use map::{CacheMap, CacheMapBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use operator::StoredEntry;
 pub use outcome::{with_outcome, Outcome};
+pub use policy::Consistency;
 pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
 pub use rate_limit::RateLimiter;
 pub use session::{Session, SessionStore};
@@ -111,9 +115,9 @@ pub mod __private {
     pub use crate::cache::AsStaticCache;
     pub use crate::call::{call, call_refreshing, call_tagged, call_tagged_refreshing, Detachable};
     pub use crate::codec::Codec;
-    pub use crate::coherence::Consistency;
     pub use crate::key::ReceiverKey;
     pub use crate::key::{fingerprint, KeyArg, KeyDigest};
+    pub use crate::policy::Consistency;
     pub use crate::policy::{builtin as policies, TtlPolicy};
     pub use crate::shape::{
         cache_if, negative, ttl_from, Cacheable, IntoTtl, OkOnly, OptionShape, Plain, Shape,

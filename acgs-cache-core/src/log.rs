@@ -28,20 +28,20 @@
 //! computation's start.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use redis::{Script, Value};
 
-use crate::cache::Inner;
 use crate::clock::unix_ms;
 use crate::coherence::Record;
 use crate::connection::RedisConnection;
+use crate::engine::Inner;
 use crate::error::{Error, Unavailable};
 use crate::key::KeyDigest;
 use crate::l2::L2Tier;
-use crate::log_position::LogPosition;
+use crate::log_position::{position_arg, tombstone, tombstone_everything, LogPosition};
 
 /// Records read per `XREAD`.
 const BATCH: usize = 512;
@@ -50,11 +50,6 @@ const MAX_CATCH_UP_RECORDS: usize = 20 * BATCH;
 /// How long one `XREAD` waits for new records (below the connection's 1 s
 /// response timeout); each wait that ends empty also checks the generation.
 const BLOCK_MS: u64 = 500;
-
-/// First byte of a tombstone: the value an entry invalidation writes over
-/// the entry's L2 key (then its position, fixed-width, so scripts compare
-/// positions as strings).
-pub(crate) const TOMBSTONE_MAGIC: u8 = 0xAD;
 
 /// The log's keys. Both carry the hash tag `{invalidation}`: on a cluster
 /// they share a slot, so one script reaches both.
@@ -71,28 +66,6 @@ impl LogKeys {
             state: format!("{prefix}:{{invalidation}}:state"),
         }
     }
-}
-
-/// A position as scripts compare it: `{ms:020}-{seq:020}`.
-pub(crate) fn position_arg(position: LogPosition) -> String {
-    format!("{:020}-{:020}", position.ms, position.seq)
-}
-
-/// A tombstone for an entry invalidated at `position`.
-pub(crate) fn tombstone(position: LogPosition) -> Vec<u8> {
-    let mut bytes = vec![TOMBSTONE_MAGIC];
-    bytes.extend_from_slice(position_arg(position).as_bytes());
-    bytes
-}
-
-/// A tombstone no write passes: on a cluster, written before the
-/// invalidation record (whose position is not known yet) and replaced by
-/// the real one after it.
-pub(crate) fn tombstone_everything() -> Vec<u8> {
-    tombstone(LogPosition {
-        ms: 99_999_999_999_999_999,
-        seq: 99_999_999_999_999_999,
-    })
 }
 
 /// Makes sure the log's current generation is marked and belongs to the
@@ -448,20 +421,11 @@ fn parse_record(map: &HashMap<String, Value>) -> Option<(Record, Option<u64>)> {
     Some((record, field("t").and_then(|t| t.parse().ok())))
 }
 
-/// Starts the tailer of `inner` once.
-pub(crate) fn ensure_tailer(inner: &Arc<Inner>) {
-    // A plain load first: the swap's write would bounce the cache line
-    // between threads on every call.
-    if inner.l2.is_some()
-        && !inner.tailer_started.load(Ordering::Acquire)
-        && !inner.tailer_started.swap(true, Ordering::AcqRel)
-    {
-        // On the cache's runtime: the log must stay heard after the runtime
-        // of the first call has ended.
-        crate::background::spawn(tail(Arc::downgrade(inner)));
-        // The instance's other background work starts with its first use of L2 too.
-        crate::fleet::spawn_publisher(inner);
-    }
+/// Starts tailing the log of `inner` (which has L2), on the process's
+/// background runtime: the log must stay heard whichever runtime called
+/// first. Called once, when the cache is built.
+pub(crate) fn start_tailer(inner: &Arc<Inner>) {
+    crate::background::spawn(tail(Arc::downgrade(inner)));
 }
 
 /// Where this instance stands in the log.
@@ -516,7 +480,7 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         catch_up(&inner, l2, &mut conn, &keys, state).await?;
         inner.coherence.set_listening(true);
         tracing::debug!(target: "acgs_cache", cursor = %state.cursor, "invalidation log caught up");
-        crate::recovery::replay(&inner).await;
+        replay(&inner).await;
         (conn, keys)
     };
     loop {
@@ -534,12 +498,12 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
             let synced = l2.sync(&mut conn, &keys, head, false).await?;
             if state.epoch.as_deref() != Some(synced.epoch.as_str()) {
                 catch_up(&inner, l2, &mut conn, &keys, state).await?;
-                crate::recovery::replay(&inner).await;
+                replay(&inner).await;
             }
         }
         if inner.recovery.len() > 0 {
             // Redis answers again (this read did): send what was kept.
-            crate::recovery::replay(&inner).await;
+            replay(&inner).await;
         }
         let now_ms = unix_ms(SystemTime::now());
         inner.coherence.maybe_prune(inner.config.retention, now_ms);
@@ -638,7 +602,7 @@ async fn read_batch(
         *cursor = position;
         match parse_record(&entry.map) {
             Some((record, sent_us)) => {
-                crate::invalidation::apply_heard(inner, position.packed(), &record).await;
+                inner.apply_heard(position.packed(), &record).await;
                 inner.coherence.received.inc();
                 // Only records heard live measure propagation; catch-up
                 // after a start or a disconnection would count the downtime.
@@ -657,4 +621,58 @@ async fn read_batch(
         }
     }
     Ok(count)
+}
+
+/// Appends `record` to the log (tombstoning `entry_key` for an entry
+/// record): in one script where the key lives on the log's node; on a
+/// cluster, a tombstone that refuses every write first, the record, then
+/// the record's own tombstone.
+pub(crate) async fn send(
+    inner: &Arc<Inner>,
+    record: &Record,
+    entry_key: Option<&str>,
+) -> Result<LogPosition, Error> {
+    let l2 = inner
+        .l2
+        .as_ref()
+        .ok_or(Error::Unavailable(crate::error::Unavailable::NotConfigured))?;
+    let keys = LogKeys::new(&inner.config.prefix);
+    let head = LogPosition::from_packed(inner.coherence.head());
+    let settings = AppendSettings {
+        max_len: inner.config.log_capacity,
+        tombstone_for: inner.config.invalidation_window,
+        confirm: l2.confirmation(),
+    };
+    let hold = inner.config.invalidation_window;
+    match entry_key {
+        Some(key) if l2.is_cluster() => {
+            l2.tombstone(key, &tombstone_everything(), hold).await?;
+            let position = l2.append(&keys, record, head, &[], settings).await?;
+            l2.tombstone(key, &tombstone(position), hold).await?;
+            Ok(position)
+        }
+        Some(key) => {
+            l2.append(&keys, record, head, &[key.to_owned()], settings)
+                .await
+        }
+        None => l2.append(&keys, record, head, &[], settings).await,
+    }
+}
+
+/// Sends what was kept while Redis could not be reached, oldest first,
+/// until the queue is empty or a send fails.
+pub(crate) async fn replay(inner: &Arc<Inner>) {
+    while let Some(pending) = inner.recovery.front() {
+        match send(inner, &pending.record, pending.entry_key.as_deref()).await {
+            Ok(position) | Err(Error::Unconfirmed { position, .. }) => {
+                inner.apply_heard(position.packed(), &pending.record).await;
+                inner.recovery.pop(&pending);
+                inner.recovery.replayed.inc();
+            }
+            Err(e) => {
+                tracing::debug!(target: "acgs_cache", error = %e, queued = inner.recovery.len(), "kept invalidations not sent yet");
+                return;
+            }
+        }
+    }
 }

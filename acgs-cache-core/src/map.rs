@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::Cache;
 use crate::call::call_tagged;
 use crate::codec::Codec;
-use crate::coherence::Consistency;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::key::KeyDigest;
+use crate::policy::Consistency;
 use crate::policy::TtlPolicy;
 use crate::shape::Cacheable;
 use crate::site::CallSite;

@@ -20,26 +20,17 @@ use ::metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 
-use crate::cache::{Cache, Inner};
+use crate::engine::Inner;
 use crate::latency::LatencyHistogram;
 use crate::stats::StatsSnapshot;
 
-/// Starts the publisher of `inner` unless it runs already, metrics are off,
-/// or no tokio runtime is current (then the next call of a function not yet
-/// registered tries again). Never called on the hot path: only at build and
-/// when a function registers with the cache.
-pub(crate) fn ensure_publisher(inner: &Arc<Inner>) {
-    let Some(interval) = inner.config.metrics_interval else {
-        return;
-    };
-    let mut task = inner.metrics_task.lock().unwrap_or_else(|p| p.into_inner());
-    if task.is_some() {
-        return;
+/// Starts the publisher of `inner` unless metrics are off, on the process's
+/// background runtime (which no caller's runtime outlives). Called once,
+/// when the cache is built.
+pub(crate) fn start_publisher(inner: &Arc<Inner>) {
+    if let Some(interval) = inner.config.metrics_interval {
+        crate::background::spawn(publish_every(Arc::downgrade(inner), interval));
     }
-    // On the cache's runtime, which no caller's runtime outlives.
-    *task = Some(
-        crate::background::spawn(publish_every(Arc::downgrade(inner), interval)).abort_handle(),
-    );
 }
 
 /// Publishes every `interval` until the cache is dropped.
@@ -50,10 +41,9 @@ async fn publish_every(cache: Weak<Inner>, interval: Duration) {
     loop {
         ticks.tick().await;
         let Some(inner) = cache.upgrade() else { return };
-        let cache = Cache { inner };
-        let snapshot = cache.stats().await;
-        publish(cache.service(), &snapshot);
-        histograms.publish(cache.service(), &snapshot);
+        let snapshot = inner.stats();
+        publish(&inner.config.service, &snapshot);
+        histograms.publish(&inner.config.service, &snapshot);
     }
 }
 

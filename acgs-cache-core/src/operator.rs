@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::cache::Cache;
+use crate::engine::Cache;
 use crate::error::{Error, Unavailable};
 
 /// One entry as Redis holds it.
@@ -15,19 +15,6 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
     /// Time left before Redis drops it (`None`: no expiry).
     pub ttl: Option<Duration>,
-}
-
-/// `text` as a literal inside a `SCAN MATCH` pattern: Redis's glob
-/// characters escaped, so a prefix such as `acg?` matches only itself.
-pub(crate) fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl Cache {
@@ -55,9 +42,9 @@ impl Cache {
         // fingerprint's shape keeps `users::get` from matching `users::get::x`.
         let pattern = format!(
             "{}:{}:{}:{}:*",
-            glob_escape(self.prefix()),
-            glob_escape(service),
-            glob_escape(function),
+            crate::key::glob_escape(self.prefix()),
+            crate::key::glob_escape(service),
+            crate::key::glob_escape(function),
             "[0-9a-f]".repeat(16)
         );
         let mut keys = self.l2_tier()?.scan(&pattern, limit).await?;

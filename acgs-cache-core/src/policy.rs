@@ -258,6 +258,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     }
 }
 
+/// What a `#[cached]` function serves from L1 while its instance cannot hear
+/// invalidations (Redis unreachable, or the log not yet read after start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Keep serving L1 entries, each for at most its L1 TTL (60 s by
+    /// default): bounded staleness, no extra load while Redis is away.
+    #[default]
+    Bounded,
+    /// Bypass L1 until the instance hears the log again: never stale, every
+    /// call computes meanwhile.
+    Strict,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::Cache;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::grammar::check_dotted_name;
 

@@ -10,18 +10,10 @@
 //! lost invalidation.
 
 use std::collections::VecDeque;
-#[cfg(feature = "redis")]
-use std::sync::Arc;
 use std::sync::Mutex;
 
-#[cfg(feature = "redis")]
-use crate::cache::Inner;
 use crate::coherence::Record;
-#[cfg(feature = "redis")]
-use crate::error::Error;
-#[cfg(feature = "redis")]
-use crate::log_position::LogPosition;
-use crate::stats::Counter;
+use crate::counter::Counter;
 
 /// The most invalidations kept while Redis cannot be reached.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -30,9 +22,9 @@ pub(crate) const MAX_QUEUED: usize = 10_000;
 /// One record waiting to be sent, with the L2 key its tombstone covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-struct Pending {
-    record: Record,
-    entry_key: Option<String>,
+pub(crate) struct Pending {
+    pub(crate) record: Record,
+    pub(crate) entry_key: Option<String>,
 }
 
 /// The queue and its counters.
@@ -73,7 +65,7 @@ impl Recovery {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    fn front(&self) -> Option<Pending> {
+    pub(crate) fn front(&self) -> Option<Pending> {
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -81,68 +73,10 @@ impl Recovery {
             .cloned()
     }
 
-    fn pop(&self, sent: &Pending) {
+    pub(crate) fn pop(&self, sent: &Pending) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if queue.front() == Some(sent) {
             queue.pop_front();
-        }
-    }
-}
-
-/// Appends `record` to the log (tombstoning `entry_key` for an entry
-/// record): in one script where the key lives on the log's node; on a
-/// cluster, a tombstone that refuses every write first, the record, then
-/// the record's own tombstone.
-#[cfg(feature = "redis")]
-pub(crate) async fn send(
-    inner: &Arc<Inner>,
-    record: &Record,
-    entry_key: Option<&str>,
-) -> Result<LogPosition, Error> {
-    let l2 = inner
-        .l2
-        .as_ref()
-        .ok_or(Error::Unavailable(crate::error::Unavailable::NotConfigured))?;
-    let keys = crate::log::LogKeys::new(&inner.config.prefix);
-    let head = LogPosition::from_packed(inner.coherence.head());
-    let settings = crate::log::AppendSettings {
-        max_len: inner.config.log_capacity,
-        tombstone_for: inner.config.invalidation_window,
-        confirm: l2.confirmation(),
-    };
-    let hold = inner.config.invalidation_window;
-    match entry_key {
-        Some(key) if l2.is_cluster() => {
-            l2.tombstone(key, &crate::log::tombstone_everything(), hold)
-                .await?;
-            let position = l2.append(&keys, record, head, &[], settings).await?;
-            l2.tombstone(key, &crate::log::tombstone(position), hold)
-                .await?;
-            Ok(position)
-        }
-        Some(key) => {
-            l2.append(&keys, record, head, &[key.to_owned()], settings)
-                .await
-        }
-        None => l2.append(&keys, record, head, &[], settings).await,
-    }
-}
-
-/// Sends what was kept while Redis could not be reached, oldest first,
-/// until the queue is empty or a send fails.
-#[cfg(feature = "redis")]
-pub(crate) async fn replay(inner: &Arc<Inner>) {
-    while let Some(pending) = inner.recovery.front() {
-        match send(inner, &pending.record, pending.entry_key.as_deref()).await {
-            Ok(position) | Err(Error::Unconfirmed { position, .. }) => {
-                crate::invalidation::apply_heard(inner, position.packed(), &pending.record).await;
-                inner.recovery.pop(&pending);
-                inner.recovery.replayed.inc();
-            }
-            Err(e) => {
-                tracing::debug!(target: "acgs_cache", error = %e, queued = inner.recovery.len(), "kept invalidations not sent yet");
-                return;
-            }
         }
     }
 }

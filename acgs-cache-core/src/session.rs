@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::cache::Cache;
 use crate::clock::unix_ms;
 use crate::codec::Codec;
-use crate::coherence::Consistency;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::key::KeyDigest;
+use crate::policy::Consistency;
 use crate::policy::{builtin, TtlPolicy};
 use crate::shape::Cacheable;
 use crate::site::CallSite;

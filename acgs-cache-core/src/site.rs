@@ -1,13 +1,16 @@
 //! The static descriptor `#[cached]` emits for each cached function.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::cache::{Cache, FunctionState};
 use crate::codec::Codec;
-use crate::coherence::Consistency;
-use crate::identity::Source;
-use crate::policy::TtlPolicy;
+use crate::coherence::scope_hash;
+use crate::engine::Cache;
+use crate::function::{FunctionRef, FunctionState};
+use crate::identity::{Caller, Source};
+use crate::policy::{Consistency, TtlPolicy};
+use crate::stats::FunctionCounters;
 
 /// Everything the runtime needs to know about one cached function, built in a
 /// `static` by the attribute. Construction is `const` and additive (setters),
@@ -191,6 +194,77 @@ impl CallSite {
             rename: self.rename,
             module: self.module,
             fingerprint: self.fingerprint,
+        }
+    }
+}
+
+impl Cache {
+    /// This cache's state of the instance of `site` that the cached
+    /// function itself resolved to (`probe`: see `identity.rs`).
+    pub(crate) fn function(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+    ) -> FunctionRef<'static> {
+        self.function_for(
+            site,
+            probe,
+            Caller {
+                name: site.fn_name,
+                extra_generics: 0,
+            },
+        )
+    }
+
+    /// This cache's state of the function instance that `caller` (the
+    /// function or one of its companions) resolved to, registered on first
+    /// use. The first cache a site resolves in keeps the state in the site
+    /// itself: found without a lock after that.
+    pub(crate) fn function_for(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: Caller<'_>,
+    ) -> FunctionRef<'static> {
+        let probe_key = (probe.as_ptr() as usize, probe.len());
+        if let Some(first) = site.first.get() {
+            if first.cache == self.inner.id && first.probe == probe_key {
+                return FunctionRef::Borrowed(&first.state);
+            }
+        }
+        let address = (site as *const CallSite as usize, probe_key.0, probe_key.1);
+        if let Some(state) = self.inner.function_at(address) {
+            return FunctionRef::Shared(state);
+        }
+        let identity = crate::identity::resolve(site.source(), probe, caller);
+        let inner = &self.inner;
+        let state = inner.register_function(address, identity.hash, || FunctionState {
+            policy: inner.effective_policy(site.policy),
+            counters: FunctionCounters::default(),
+            patterns: site.invalidate_on,
+            scope: scope_hash(&inner.function_scope(&identity.name)),
+            consistency: site.consistency,
+            invalidated_at: AtomicU64::new(0),
+            has_entry_invalidations: AtomicBool::new(false),
+            key_prefix: crate::key::redis_key_prefix(
+                &inner.config.prefix,
+                &inner.config.service,
+                &identity.name,
+                identity.hash,
+            ),
+            identity: identity.hash,
+            name: identity.name,
+        });
+        let _ = site.first.set(Resolved {
+            cache: inner.id,
+            probe: probe_key,
+            state: Arc::clone(&state),
+        });
+        match site.first.get() {
+            Some(first) if first.cache == inner.id && first.probe == probe_key => {
+                FunctionRef::Borrowed(&first.state)
+            }
+            _ => FunctionRef::Shared(state),
         }
     }
 }

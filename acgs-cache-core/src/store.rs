@@ -6,12 +6,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::cache::Cache;
 use crate::call::call_tagged;
 use crate::codec::Codec;
-use crate::coherence::Consistency;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::key::KeyDigest;
+use crate::policy::Consistency;
 use crate::policy::TtlPolicy;
 use crate::shape::Cacheable;
 use crate::site::CallSite;
@@ -121,7 +121,6 @@ pub(crate) async fn put<V: Cacheable>(
 pub(crate) async fn position_now(cache: &Cache) -> u64 {
     #[cfg(feature = "redis")]
     if let Some(l2) = &cache.inner.l2 {
-        crate::log::ensure_tailer(&cache.inner);
         let coherence = &cache.inner.coherence;
         if !coherence.has_listened() {
             coherence.wait_listening(l2.soft_timeout()).await;

@@ -17,11 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::coherence::Consistency;
+use crate::engine::Cache;
 use crate::error::Error;
 use crate::key::KeyDigest;
+use crate::policy::Consistency;
 use crate::policy::TtlPolicy;
 use crate::shape::Cacheable;
 use crate::site::CallSite;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::cache::Cache;
 use crate::call::header;
 use crate::coherence::tag_hash;
+use crate::engine::Cache;
 use crate::envelope::{self, EncodeLimits};
 use crate::error::{CodecError, Error};
 use crate::key::KeyDigest;
@@ -419,7 +419,8 @@ impl<'a> Warmer<'a> {
         for watched in seen.into_iter().filter(|w| w.position > self.position) {
             for function in inner.coherence.functions_of_scope(watched.scope) {
                 let key = crate::key::redis_key(&function.key_prefix, watched.digest);
-                let stone = crate::log::tombstone(LogPosition::from_packed(watched.position));
+                let stone =
+                    crate::log_position::tombstone(LogPosition::from_packed(watched.position));
                 if let Err(e) = l2
                     .tombstone(&key, &stone, inner.config.invalidation_window)
                     .await

@@ -12,6 +12,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{bracketed, parenthesized, Expr, Ident, LitInt, LitStr, Path, Token};
 
+use crate::errors::Errors;
 use crate::template::Template;
 
 mod kw {
@@ -96,42 +97,6 @@ pub(crate) struct Args {
     pub(crate) span: Option<Span>,
     /// A `ttl` argument was written (even if it did not parse).
     pub(crate) ttl_written: bool,
-}
-
-/// Collects errors instead of stopping at the first.
-#[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub(crate) fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    pub(crate) fn into_result(self) -> Result<(), syn::Error> {
-        self.0.map_or(Ok(()), Err)
-    }
-
-    /// These errors and `last`, as one (reported together).
-    pub(crate) fn ending_with(mut self, last: syn::Error) -> syn::Error {
-        match self.0.take() {
-            Some(mut all) => {
-                all.combine(last);
-                all
-            }
-            None => last,
-        }
-    }
 }
 
 fn expected_keys() -> String {

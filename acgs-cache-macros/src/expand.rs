@@ -8,7 +8,8 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, Type};
 
-use crate::attr::{Args, CodecSpec, ConsistencySpec, Errors, Parsed, TtlSpec};
+use crate::attr::{Args, CodecSpec, ConsistencySpec, Parsed, TtlSpec};
+use crate::errors::Errors;
 use crate::func::{Body, Function};
 use crate::template::check_arguments;
 

@@ -10,7 +10,7 @@ use quote::{quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, ItemFn, LitStr, Path, Token};
 
-use crate::attr::Errors;
+use crate::errors::Errors;
 use crate::func::{Body, Function};
 use crate::template::{check_arguments, Template};
 

@@ -11,6 +11,7 @@
 use proc_macro::TokenStream;
 
 mod attr;
+mod errors;
 mod expand;
 mod func;
 mod invalidates;

@@ -147,7 +147,7 @@ pub(crate) fn check_arguments(
     names: &[String],
     has_receiver: bool,
     what: &str,
-    errors: &mut crate::attr::Errors,
+    errors: &mut crate::errors::Errors,
 ) {
     for template in templates {
         for name in template.arguments() {
