@@ -689,7 +689,7 @@ impl CacheBuilder {
         // (with L2), the metrics publisher (when configured).
         #[cfg(feature = "redis")]
         if cache.inner.l2.is_some() {
-            crate::log::start_tailer(&cache.inner);
+            crate::tailer::start_tailer(&cache.inner);
             crate::fleet::start_publisher(&cache.inner);
         }
         crate::metrics::start_publisher(&cache.inner);

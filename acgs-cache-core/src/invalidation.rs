@@ -98,7 +98,7 @@ impl Cache {
         coherence.sent.inc();
         #[cfg(feature = "redis")]
         if inner.l2.is_some() {
-            return match crate::log::send(inner, &record, entry_key.as_deref()).await {
+            return match crate::tailer::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {
                     inner.apply_heard(position.packed(), &record).await;
                     Ok(position)

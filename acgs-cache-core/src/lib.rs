@@ -54,6 +54,8 @@ mod shape;
 mod site;
 mod stats;
 mod store;
+#[cfg(feature = "redis")]
+mod tailer;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod token;
