@@ -82,12 +82,14 @@ pub(crate) fn runtime_id() -> tokio::runtime::Id {
 /// `Error::Unavailable` if the task was cancelled (never in practice: the
 /// runtime runs for the life of the process).
 #[cfg(feature = "redis")]
-pub(crate) async fn run<F, T>(work: F) -> Result<T, crate::Error>
+pub(crate) async fn run<F, T>(work: F) -> Result<T, crate::error::Error>
 where
-    F: Future<Output = Result<T, crate::Error>> + Send + 'static,
+    F: Future<Output = Result<T, crate::error::Error>> + Send + 'static,
     T: Send + 'static,
 {
-    spawn(work).await.unwrap_or(Err(crate::Error::Unavailable(
-        crate::error::Unavailable::ShuttingDown,
-    )))
+    spawn(work)
+        .await
+        .unwrap_or(Err(crate::error::Error::Unavailable(
+            crate::error::Unavailable::ShuttingDown,
+        )))
 }

@@ -8,16 +8,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Cache, CacheConfig, Inner};
-use crate::envelope::EncodeLimits;
+use crate::engine::instance::{Cache, CacheConfig, Inner};
 use crate::error::{Error, RedactedUrl, Unavailable};
+use crate::format::envelope::EncodeLimits;
+use crate::format::policy::{parse_duration, PolicyOverride, TtlPolicy};
+use crate::measure::stats::StatsSnapshot;
 #[cfg(feature = "redis")]
-pub use crate::l2::ConfirmInvalidations;
+pub use crate::tiers::l2::ConfirmInvalidations;
 #[cfg(feature = "redis")]
-use crate::l2::{L2Settings, L2Tier};
-use crate::policy::{parse_duration, PolicyOverride, TtlPolicy};
-use crate::stats::StatsSnapshot;
-use crate::topology::RedisConfig;
+use crate::tiers::l2::{L2Settings, L2Tier};
+use crate::tiers::topology::RedisConfig;
 
 /// The environment variable that enables L2.
 pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
@@ -100,8 +100,8 @@ impl Cache {
     /// The last position of the invalidation log this instance has heard:
     /// what a computation starting now records in its entry.
     #[must_use]
-    pub fn log_position(&self) -> crate::LogPosition {
-        crate::coherence::unpack(self.inner.coherence.head())
+    pub fn log_position(&self) -> crate::format::log_position::LogPosition {
+        crate::coherence::state::unpack(self.inner.coherence.head())
     }
 
     /// Drops every L1 entry of this instance (L2 is untouched).
@@ -382,14 +382,14 @@ impl CacheBuilder {
     /// carries many concurrent requests, pipelined by one driver task;
     /// more of them spread the requests of many concurrent callers over
     /// more tasks and sockets. The pool's figures
-    /// ([`PoolStats`](crate::PoolStats)) count them.
+    /// ([`PoolStats`](crate::measure::stats::PoolStats)) count them.
     pub fn l2_lanes(mut self, lanes: usize) -> Self {
         self.l2_lanes = lanes;
         self
     }
 
     /// How often this instance publishes its stats to Redis for the fleet
-    /// view ([`Cache::fleet_stats`](crate::Cache::fleet_stats), the operator
+    /// view ([`Cache::fleet_stats`](crate::engine::instance::Cache::fleet_stats), the operator
     /// tools): default every 5 s, into a key that expires after three
     /// intervals; `Duration::ZERO` turns it off.
     pub fn fleet_interval(mut self, interval: Duration) -> Self {
@@ -689,10 +689,10 @@ impl CacheBuilder {
         // (with L2), the metrics publisher (when configured).
         #[cfg(feature = "redis")]
         if cache.inner.l2.is_some() {
-            crate::tailer::start_tailer(&cache.inner);
-            crate::fleet::start_publisher(&cache.inner);
+            crate::engine::tailer::start_tailer(&cache.inner);
+            crate::observe::fleet::start_publisher(&cache.inner);
         }
-        crate::metrics::start_publisher(&cache.inner);
+        crate::observe::metrics::start_publisher(&cache.inner);
         #[cfg(feature = "redis")]
         if let Some(l2) = &cache.inner.config.l2 {
             let l1 = if cache.inner.config.l1_enabled {
@@ -775,12 +775,12 @@ mod tests {
             ]))
             .unwrap();
         let cache = b.build().unwrap();
-        let p = cache.effective_policy(&crate::policy::builtin::POLICY_DECISION);
+        let p = cache.effective_policy(&crate::format::policy::builtin::POLICY_DECISION);
         assert_eq!(p.ttl(), Duration::from_secs(600));
         assert_eq!(p.l1_ttl(), Duration::from_secs(5));
         assert_eq!(cache.service(), "auth");
-        let untouched = cache.effective_policy(&crate::policy::builtin::USER_SESSIONS);
-        assert_eq!(untouched, crate::policy::builtin::USER_SESSIONS);
+        let untouched = cache.effective_policy(&crate::format::policy::builtin::USER_SESSIONS);
+        assert_eq!(untouched, crate::format::policy::builtin::USER_SESSIONS);
     }
 
     #[test]

@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 
-use crate::engine::Cache;
+use crate::engine::instance::Cache;
+use crate::engine::site::CallSite;
 use crate::error::Error;
-use crate::site::CallSite;
 
 static DEFAULT: OnceLock<Cache> = OnceLock::new();
 

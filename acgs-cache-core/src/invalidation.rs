@@ -4,13 +4,13 @@
 use std::time::SystemTime;
 
 use crate::clock::unix_ms;
-use crate::coherence::{unpack, Record};
-use crate::engine::Cache;
+use crate::coherence::function::FunctionState;
+use crate::coherence::state::{unpack, Record};
+use crate::engine::instance::Cache;
 use crate::error::Error;
-use crate::function::FunctionState;
-use crate::grammar::check_event_name;
-use crate::key::KeyDigest;
-use crate::log_position::LogPosition;
+use crate::format::key::KeyDigest;
+use crate::format::log_position::LogPosition;
+use acgs_cache_grammar::check_event_name;
 
 impl Cache {
     /// Invalidates everything `event` concerns, on every instance: entries of
@@ -81,7 +81,7 @@ impl Cache {
             identity: function.identity,
             digest,
         };
-        let key = crate::key::redis_key(&function.key_prefix, digest);
+        let key = crate::format::key::redis_key(&function.key_prefix, digest);
         self.publish(record, Some(key)).await
     }
 
@@ -98,7 +98,7 @@ impl Cache {
         coherence.sent.inc();
         #[cfg(feature = "redis")]
         if inner.l2.is_some() {
-            return match crate::tailer::send(inner, &record, entry_key.as_deref()).await {
+            return match crate::engine::tailer::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {
                     inner.apply_heard(position.packed(), &record).await;
                     Ok(position)

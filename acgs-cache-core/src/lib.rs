@@ -9,58 +9,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod background;
-#[cfg(feature = "redis")]
-mod breaker;
 mod cache;
-mod call;
 mod clock;
-mod codec;
 mod coherence;
-#[cfg(feature = "redis")]
-mod connection;
-mod counter;
 mod current;
-mod dispatch;
 mod engine;
-mod envelope;
 mod error;
-#[cfg(feature = "redis")]
-mod fleet;
-mod flight;
-mod function;
-mod health;
-mod identity;
+mod format;
 mod invalidation;
-mod key;
-mod l1;
-#[cfg(feature = "redis")]
-mod l2;
-mod latency;
-#[cfg(feature = "redis")]
-mod lock;
-#[cfg(feature = "redis")]
-mod log;
-mod log_position;
 mod map;
-mod metrics;
-#[cfg(feature = "redis")]
-mod operator;
-mod outcome;
-mod policy;
-pub mod rate_limit;
-mod recovery;
-pub mod session;
-mod shape;
-mod site;
-mod stats;
-mod store;
-#[cfg(feature = "redis")]
-mod tailer;
-#[cfg(feature = "tls")]
-mod tls;
-pub mod token;
-mod topology;
-mod warm;
+mod measure;
+mod observe;
+mod tiers;
+mod toolkit;
 
 /// Event names, patterns and tag templates (shared with the attribute).
 pub use acgs_cache_grammar as grammar;
@@ -68,34 +29,39 @@ pub use acgs_cache_grammar as grammar;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache::ConfirmInvalidations;
 pub use cache::{CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
-pub use codec::Codec;
 pub use current::RuntimeDefaultGuard;
-pub use engine::Cache;
-pub use envelope::{decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC};
+pub use engine::instance::Cache;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use engine::lock::DistributedLock;
+pub use engine::outcome::{with_outcome, Outcome};
+pub use engine::warm::{WarmEntry, WarmReport, Warmer};
 pub use error::{CodecError, Error, Unavailable};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
-pub use health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
-pub use key::{fingerprint, KeyDigest};
-pub use latency::LatencyHistogram;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use lock::DistributedLock;
-pub use log_position::LogPosition;
+pub use format::codec::Codec;
+pub use format::envelope::{
+    decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+};
+pub use format::key::{fingerprint, KeyDigest};
+pub use format::log_position::LogPosition;
+pub use format::policy::Consistency;
+pub use format::policy::{
+    builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
+};
 pub use map::{CacheMap, CacheMapBuilder};
+pub use measure::latency::LatencyHistogram;
+pub use measure::stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use operator::StoredEntry;
-pub use outcome::{with_outcome, Outcome};
-pub use policy::Consistency;
-pub use policy::{builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP};
-pub use rate_limit::RateLimiter;
-pub use session::{Session, SessionStore};
-pub use stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
-pub use token::TokenCache;
-pub use topology::RedisConfig;
-pub use warm::{WarmEntry, WarmReport, Warmer};
+pub use observe::fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
+pub use observe::health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use observe::operator::StoredEntry;
+pub use tiers::topology::RedisConfig;
+pub use toolkit::rate_limit::RateLimiter;
+pub use toolkit::session::{Session, SessionStore};
+pub use toolkit::token::TokenCache;
+pub use toolkit::{rate_limit, session, token};
 
 /// Invalidates `event` through the cache `#[cached]` functions use here (the
 /// scoped one inside [`Cache::scope`], else the process default); see
@@ -115,28 +81,30 @@ pub mod __private {
     /// The shape of a return type (see `shape.rs`).
     pub use crate::__acgs_shape as shape;
     pub use crate::cache::AsStaticCache;
-    pub use crate::call::{call, call_refreshing, call_tagged, call_tagged_refreshing, Detachable};
-    pub use crate::codec::Codec;
-    pub use crate::key::ReceiverKey;
-    pub use crate::key::{fingerprint, KeyArg, KeyDigest};
-    pub use crate::policy::Consistency;
-    pub use crate::policy::{builtin as policies, TtlPolicy};
-    pub use crate::shape::{
+    pub use crate::engine::call::{
+        call, call_refreshing, call_tagged, call_tagged_refreshing, Detachable,
+    };
+    pub use crate::engine::site::CallSite;
+    pub use crate::format::codec::Codec;
+    pub use crate::format::key::ReceiverKey;
+    pub use crate::format::key::{fingerprint, KeyArg, KeyDigest};
+    pub use crate::format::policy::Consistency;
+    pub use crate::format::policy::{builtin as policies, TtlPolicy};
+    pub use crate::format::shape::{
         cache_if, negative, ttl_from, Cacheable, IntoTtl, OkOnly, OptionShape, Plain, Shape,
         ShapeOf, ShapeProbe, SomeOnly, Verdict, WarmInto,
     };
-    pub use crate::site::CallSite;
     pub use crate::Cache;
     pub use core::time::Duration;
     pub use std::format;
 
-    pub use crate::dispatch::{
+    pub use crate::engine::dispatch::{
         dispatch, CacheableValue, ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine,
         Report, Silent,
     };
+    pub use crate::engine::warm::warm_entry;
+    pub use crate::format::key::KeyBuilder;
     pub use crate::invalidation::{publish_after, Written, WrittenAny, WrittenResult};
-    pub use crate::key::KeyBuilder;
-    pub use crate::warm::warm_entry;
 
     pub use crate::{Error, LogPosition};
 
@@ -150,8 +118,8 @@ pub mod __private {
         std::any::type_name::<F>()
     }
 
-    fn companion(name: &str) -> crate::identity::Caller<'_> {
-        crate::identity::Caller {
+    fn companion(name: &str) -> crate::format::identity::Caller<'_> {
+        crate::format::identity::Caller {
             name,
             extra_generics: 0,
         }
@@ -205,7 +173,7 @@ pub mod __private {
         codec: Codec,
         compress_above: usize,
     ) -> Result<Vec<u8>, crate::CodecError> {
-        let header = crate::envelope::EnvelopeHeader {
+        let header = crate::format::envelope::EnvelopeHeader {
             codec: codec.id(),
             flags: 0,
             fingerprint: 0,
@@ -215,17 +183,17 @@ pub mod __private {
             tags: Vec::new(),
             checksum: 0,
         };
-        let limits = crate::envelope::EncodeLimits {
+        let limits = crate::format::envelope::EncodeLimits {
             compress_above,
             max_value_bytes: usize::MAX,
         };
-        crate::envelope::encode(value, codec, header, limits)
+        crate::format::envelope::encode(value, codec, header, limits)
     }
 
     /// Decodes what [`encode_envelope`] made (every check a read makes).
     #[must_use]
     pub fn decode_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        crate::envelope::decode(bytes, 0, usize::MAX)
+        crate::format::envelope::decode(bytes, 0, usize::MAX)
             .ok()
             .map(|(_, v)| v)
     }

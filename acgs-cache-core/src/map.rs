@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::call::call_tagged;
-use crate::codec::Codec;
-use crate::engine::Cache;
+use crate::engine::call::call_tagged;
+use crate::engine::instance::Cache;
+use crate::engine::site::CallSite;
+use crate::engine::store::{self, SiteSpec};
 use crate::error::Error;
-use crate::key::KeyDigest;
-use crate::policy::Consistency;
-use crate::policy::TtlPolicy;
-use crate::shape::Cacheable;
-use crate::site::CallSite;
-use crate::store::{self, SiteSpec};
-use crate::LogPosition;
+use crate::format::codec::Codec;
+use crate::format::key::KeyDigest;
+use crate::format::log_position::LogPosition;
+use crate::format::policy::Consistency;
+use crate::format::policy::TtlPolicy;
+use crate::format::shape::Cacheable;
 
 /// Values of `V` under keys of `K`, named: a `#[cached]` function without
 /// the function. Cheap to clone.
@@ -259,7 +259,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     ) -> Result<(), Error> {
         let digest = KeyDigest::of(key)?;
         for tag in tags {
-            crate::grammar::check_event_name(tag)
+            acgs_cache_grammar::check_event_name(tag)
                 .map_err(|e| Error::InvalidName(format!("tag {tag:?}: {e}")))?;
         }
         let position = store::position_now(&self.cache).await;

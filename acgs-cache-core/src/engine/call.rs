@@ -1,0 +1,1001 @@
+//! The path of one `#[cached]` call: L1, then L2, then the function.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+
+use crate::clock;
+use crate::coherence::function::{FunctionRef, FunctionState};
+use crate::coherence::state::{tag_hash, unpack};
+use crate::engine::flight::{landing, Boarding, Landing, Leader};
+use crate::engine::instance::Cache;
+use crate::engine::site::CallSite;
+use crate::error::CodecError;
+use crate::format::envelope::{self, EnvelopeHeader, Reject};
+use crate::format::key::KeyDigest;
+use crate::format::policy::Consistency;
+use crate::format::shape::{Cacheable, Shape, Verdict};
+use crate::measure::latency;
+use crate::measure::stats::ErrorReason;
+use crate::tiers::l1::{EntryLife, L1Entry, L1Key, Stored};
+#[cfg(feature = "redis")]
+use crate::tiers::l2::{Fetched, L2Tier};
+
+/// Runs one cached call of the function described by `site`, in the
+/// instance `probe` names (see `identity.rs`), returning `shape`'s output.
+pub async fn call<S, F>(
+    site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    S::Value: Cacheable,
+    F: Future<Output = S::Out>,
+{
+    let cache = Cache::for_site(site);
+    let function = cache.function(site, probe);
+    let Some(digest) = usable_key(&cache, site, &function, key) else {
+        return compute.await;
+    };
+    // The L1 probe runs before any other future is made: a hit is a plain
+    // function call.
+    let call = Call::new(site, &function, digest);
+    let probe = cache.probe_l1(&call, &shape);
+    match probe {
+        Probe::Hit(out) => out,
+        Probe::Miss { stale, start } => {
+            let compute = async move { (Vec::new(), compute.await) };
+            cache.past_l1(call, &shape, stale, start, compute).await
+        }
+    }
+}
+
+/// Runs one cached call whose computation also yields the entry's tags
+/// (formatted from the arguments before the body runs, and only on a miss).
+pub async fn call_tagged<S, F>(
+    site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    S::Value: Cacheable,
+    F: Future<Output = (Vec<String>, S::Out)>,
+{
+    let cache = Cache::for_site(site);
+    let function = cache.function(site, probe);
+    let Some(digest) = usable_key(&cache, site, &function, key) else {
+        return compute.await.1;
+    };
+    let call = Call::new(site, &function, digest);
+    let probe = cache.probe_l1(&call, &shape);
+    match probe {
+        Probe::Hit(out) => out,
+        Probe::Miss { stale, start } => cache.past_l1(call, &shape, stale, start, compute).await,
+    }
+}
+
+/// What the synchronous L1 probe found.
+enum Probe<Out, V> {
+    Hit(Out),
+    /// Not a fresh hit: a stale value to fall back on, if any, and when the
+    /// call started.
+    Miss {
+        stale: Option<(V, Stamp)>,
+        start: Instant,
+    },
+}
+
+/// The key's digest, or `None` (counted as bypassed) when the call goes
+/// around the cache: the key arguments did not serialize (traced), or the
+/// cache was built with caching disabled.
+fn usable_key(
+    cache: &Cache,
+    site: &CallSite,
+    function: &FunctionState,
+    key: Result<KeyDigest, CodecError>,
+) -> Option<KeyDigest> {
+    if !cache.inner.config.caching && !site.storage {
+        function.counters.bypassed.inc();
+        crate::engine::outcome::note(crate::engine::outcome::Outcome::Bypassed);
+        return None;
+    }
+    match key {
+        Ok(digest) => Some(digest),
+        Err(e) => {
+            function.counters.bypassed.inc();
+            crate::engine::outcome::note(crate::engine::outcome::Outcome::Bypassed);
+            tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "key arguments did not serialize; calling without the cache");
+            None
+        }
+    }
+}
+
+/// One call's identity, shared by the steps of its path.
+struct Call<'a> {
+    site: &'static CallSite,
+    function: &'a FunctionRef<'static>,
+    l1_key: L1Key,
+    /// The key arguments' digest (in `l1_key`, mixed with the function's).
+    digest: KeyDigest,
+    /// The tier and the entry's Redis key, when there is L2.
+    #[cfg(feature = "redis")]
+    l2: Option<(&'a Arc<L2Tier>, String)>,
+}
+
+impl<'a> Call<'a> {
+    fn new(site: &'static CallSite, function: &'a FunctionRef<'static>, digest: KeyDigest) -> Self {
+        Call {
+            site,
+            function,
+            l1_key: L1Key::new(function.identity, digest),
+            digest,
+            // Filled after L1 (`with_l2`): a hit never builds the Redis key.
+            #[cfg(feature = "redis")]
+            l2: None,
+        }
+    }
+
+    /// Adds the L2 tier and this entry's Redis key (and starts the log
+    /// tailer on first use).
+    #[cfg(feature = "redis")]
+    fn with_l2(&mut self, cache: &'a Cache) {
+        self.l2 = cache.inner.l2.as_ref().map(|l2| {
+            (
+                l2,
+                crate::format::key::redis_key(&self.function.key_prefix, self.digest),
+            )
+        });
+    }
+}
+
+/// When a value's computation started (packed log position) and the tags it
+/// answers to: what the invalidation check compares, for values read from a
+/// tier and for values handed from one caller to another.
+#[derive(Clone)]
+struct Stamp {
+    position: u64,
+    tags: Arc<[u64]>,
+}
+
+/// What L1 had for a key.
+enum Found<V> {
+    Fresh(V),
+    /// Fresh, and past the policy's refresh-ahead point.
+    Due(V),
+    /// Past its freshness but within the stale-if-error window.
+    Stale(V, Stamp),
+    Nothing,
+}
+
+/// What L2 had for a key.
+#[cfg(feature = "redis")]
+enum L2Found<V> {
+    Fresh(V, Stamp),
+    Stale(V, Stamp),
+    Nothing,
+}
+
+/// A computation that can run in the background, detached from its caller:
+/// what refresh-ahead needs.
+#[diagnostic::on_unimplemented(
+    message = "this cached function's future cannot be refreshed in the background: it is not `Send + 'static`",
+    note = "refresh-ahead runs the computation on its own task; add `refresh_ahead = false` to the attribute to opt out"
+)]
+pub trait Detachable: Future + Send + 'static {}
+
+impl<F: Future + Send + 'static> Detachable for F {}
+
+/// [`call`] for functions whose computation owns its arguments: a hit past
+/// the policy's refresh-ahead point refreshes the entry on a task of its own
+/// (once: a refresh already in flight is not started again) and answers at
+/// once from the cache.
+pub async fn call_refreshing<S, F>(
+    site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape + Send + Sync + 'static,
+    S::Value: Cacheable,
+    S::Out: Send + 'static,
+    F: Detachable<Output = S::Out>,
+{
+    call_tagged_refreshing(site, probe, shape, key, async move {
+        (Vec::new(), compute.await)
+    })
+    .await
+}
+
+/// [`call_tagged`] with refresh-ahead (see [`call_refreshing`]).
+pub async fn call_tagged_refreshing<S, F>(
+    site: &'static CallSite,
+    probe: &'static str,
+    shape: S,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape + Send + Sync + 'static,
+    S::Value: Cacheable,
+    S::Out: Send + 'static,
+    F: Detachable<Output = (Vec<String>, S::Out)>,
+{
+    let cache = Cache::for_site(site);
+    let function = cache.function(site, probe);
+    let digest = match key {
+        Ok(digest) if cache.inner.config.caching => digest,
+        // `call_tagged` counts and traces why the cache is bypassed.
+        _ => return call_tagged(site, probe, shape, key, compute).await,
+    };
+    if function.policy.refresh_ahead_percent() == 0 {
+        return cache
+            .call_with(site, &function, &shape, digest, compute)
+            .await;
+    }
+    let call = Call::new(site, &function, digest);
+    match cache.read_l1::<S::Value>(&call) {
+        Found::Fresh(value) => shape.rebuild(value),
+        Found::Due(value) => {
+            let out = shape.rebuild(value);
+            if !cache.inner.flights.is_flying(call.l1_key) {
+                let cache = Cache::clone(&cache);
+                tokio::spawn(
+                    async move { cache.refresh(site, probe, &shape, digest, compute).await },
+                );
+            }
+            out
+        }
+        Found::Stale(..) | Found::Nothing => {
+            cache
+                .call_with(site, &function, &shape, digest, compute)
+                .await
+        }
+    }
+}
+
+impl Cache {
+    /// A whole call: the L1 probe, then the rest.
+    async fn call_with<S, F>(
+        &self,
+        site: &'static CallSite,
+        function: &FunctionRef<'static>,
+        shape: &S,
+        digest: KeyDigest,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let call = Call::new(site, function, digest);
+        match self.probe_l1(&call, shape) {
+            Probe::Hit(out) => out,
+            Probe::Miss { stale, start } => self.past_l1(call, shape, stale, start, compute).await,
+        }
+    }
+
+    /// The L1 lookup, synchronous: a hash, a lookup, the invalidation and
+    /// deadline checks, the clone.
+    fn probe_l1<S>(&self, call: &Call<'_>, shape: &S) -> Probe<S::Out, S::Value>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+    {
+        let function = call.function;
+        // One hit in `L1_SAMPLE` is timed (see `latency`).
+        let sampled = latency::sample_l1().then(Instant::now);
+        let stale = match self.read_l1::<S::Value>(call) {
+            Found::Fresh(value) | Found::Due(value) => {
+                if let Some(start) = sampled {
+                    function
+                        .counters
+                        .latency
+                        .record(start.elapsed(), latency::L1_SAMPLE);
+                }
+                // Per-call events name the function, never the arguments.
+                tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
+                return Probe::Hit(shape.rebuild(value));
+            }
+            Found::Stale(value, stamp) => Some((value, stamp)),
+            Found::Nothing => None,
+        };
+        Probe::Miss {
+            stale,
+            start: sampled.unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// Everything after an L1 probe that did not hit, timed from `start`.
+    async fn past_l1<S, F>(
+        &self,
+        call: Call<'_>,
+        shape: &S,
+        stale: Option<(S::Value, Stamp)>,
+        start: Instant,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let function = call.function;
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let (mut call, mut stale) = (call, stale);
+        // L2 is read without a flight when nobody in this process computes
+        // the key: a flight (its allocation, map entry, landing and
+        // notification) protects computations, not reads.
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut l2_read = false;
+        #[cfg(feature = "redis")]
+        {
+            call.with_l2(self);
+            if let Some((l2, key)) = &call.l2 {
+                if !self.inner.flights.is_flying(call.l1_key) {
+                    match self.read_l2::<S::Value>(&call, l2, key).await {
+                        L2Found::Fresh(value, _) => {
+                            let elapsed = start.elapsed();
+                            function.counters.latency.record(elapsed, 1);
+                            tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered from L2");
+                            return shape.rebuild(value);
+                        }
+                        L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                        L2Found::Nothing => {}
+                    }
+                    l2_read = true;
+                }
+            }
+        }
+        // The miss path's state is large; boxed, it does not weigh on (and
+        // is not copied around with) every hit's future.
+        let out = Box::pin(self.miss(call, shape, stale, l2_read, compute)).await;
+        let elapsed = start.elapsed();
+        function.counters.latency.record(elapsed, 1);
+        tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered past L1 (L2, shared or computed)");
+        out
+    }
+
+    /// The rest of a call that neither L1 nor a flight-free L2 read
+    /// answered (`l2_read`: L2 was read just before, found nothing usable).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables, unused_assignments))]
+    async fn miss<S, F>(
+        &self,
+        call: Call<'_>,
+        shape: &S,
+        mut stale: Option<(S::Value, Stamp)>,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] l2_read: bool,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let (site, function, digest) = (call.site, call.function, call.digest);
+        // Lead the computation of this key, or wait for the caller that
+        // leads it (local stampede protection); L1 is read again after a
+        // flight that ended without a value for us. A value handed over by
+        // the leader passes the same invalidation check as one read from a
+        // tier: a computation that started before an event this caller knows
+        // of is not good for it, even if it is still running.
+        let mut look_again = false;
+        // Whether this caller waited on another's flight: then L2 may hold
+        // what that flight stored, and is read again.
+        let mut waited = false;
+        let leader = loop {
+            if look_again {
+                match self.read_l1::<S::Value>(&call) {
+                    Found::Fresh(value) | Found::Due(value) => return shape.rebuild(value),
+                    Found::Stale(value, stamp) => stale = Some((value, stamp)),
+                    Found::Nothing => {}
+                }
+            }
+            look_again = true;
+            let boarding = self.inner.flights.board(call.l1_key);
+            waited |= matches!(boarding, Boarding::Wait(_));
+            match boarding {
+                Boarding::Lead(leader) => break Some(leader),
+                Boarding::Wait(flight) => match landing(flight).await {
+                    Landing::Value {
+                        value,
+                        position,
+                        tags,
+                    } => match value.downcast_ref::<S::Value>() {
+                        Some(value)
+                            if self
+                                .inner
+                                .coherence
+                                .accepts(function, position, &tags, digest) =>
+                        {
+                            function.counters.coalesced.inc();
+                            crate::engine::outcome::note(
+                                crate::engine::outcome::Outcome::Coalesced,
+                            );
+                            return shape.rebuild(value.clone());
+                        }
+                        Some(_) => {
+                            // Started before an invalidation this caller
+                            // heard: lead (or join) a newer computation.
+                            function.counters.reject(Reject::Invalidated);
+                            continue;
+                        }
+                        None => break None, // another type under this key: compute alone
+                    },
+                    Landing::Failed => break None, // errors are not shared
+                    Landing::Retry => continue,
+                },
+            }
+        };
+
+        #[cfg(feature = "redis")]
+        let mut _fleet_lock = None;
+        #[cfg(feature = "redis")]
+        if let Some((l2, key)) = &call.l2 {
+            if waited || !l2_read {
+                match self.read_l2::<S::Value>(&call, l2, key).await {
+                    L2Found::Fresh(value, stamp) => return land(shape, leader, value, stamp),
+                    L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                    L2Found::Nothing => {}
+                }
+            }
+            if site.lock || function.policy.lock() {
+                // Boxed, like the computation and the store below: the
+                // state of what follows the L2 read would otherwise weigh on
+                // every L2 hit's future (the allocation for a large one
+                // cost more than the rest of our part of an L2 hit).
+                match Box::pin(self.lock_or_wait::<S::Value>(&call, l2, key)).await {
+                    Ok(lock) => _fleet_lock = lock,
+                    Err((value, stamp)) => return land(shape, leader, value, stamp),
+                }
+            }
+        }
+
+        function.counters.misses.inc();
+        let position = self.inner.coherence.head();
+        let started = Instant::now();
+        // With a stale value to fall back on, a computation that panics or
+        // outlasts the policy's timeout gives way to it.
+        let fallback = stale
+            .take()
+            .filter(|_| !function.policy.stale_if_error().is_zero());
+        let timeout = function
+            .policy
+            .stale_timeout()
+            .filter(|_| fallback.is_some());
+        let computed = AssertUnwindSafe(compute).catch_unwind();
+        let outcome = Box::pin(async move {
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, computed)
+                    .await
+                    .map_err(|_| "took longer than its stale timeout"),
+                None => Ok(computed.await),
+            }
+        })
+        .await;
+        let (tags, out) = match outcome {
+            Ok(Ok(computed)) => {
+                crate::engine::outcome::note(crate::engine::outcome::Outcome::Computed);
+                computed
+            }
+            Ok(Err(panic)) if fallback.is_none() => std::panic::resume_unwind(panic), // waiters retry
+            failed => {
+                let why = failed.err().unwrap_or("panicked");
+                tracing::error!(target: "acgs_cache", function = %function.name, "computation {why}; serving the stale value");
+                function.counters.stale_served.inc();
+                crate::engine::outcome::note(crate::engine::outcome::Outcome::StaleServed);
+                #[allow(
+                    clippy::expect_used,
+                    reason = "a timeout is set, and a panic caught, only with a fallback"
+                )]
+                let (value, stamp) = fallback.expect("a fallback exists on this path");
+                return land(shape, leader, value, stamp);
+            }
+        };
+        let mut stale = fallback;
+        let (value, ttl) = match shape.verdict(&out) {
+            Verdict::Store(value, ttl) => (
+                value,
+                ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64())),
+            ),
+            Verdict::Negative(value) => match site.negative_ttl {
+                Some(ttl) => (value, ttl),
+                None => {
+                    function.counters.not_stored.inc();
+                    let stamp = Stamp {
+                        position,
+                        tags: tag_hashes(&tags),
+                    };
+                    finish(leader, share(value, &stamp));
+                    return out;
+                }
+            },
+            Verdict::Skip => {
+                if let Some((value, stamp)) = stale.take() {
+                    tracing::warn!(target: "acgs_cache", function = %function.name, "computation failed; serving the stale value");
+                    function.counters.stale_served.inc();
+                    crate::engine::outcome::note(crate::engine::outcome::Outcome::StaleServed);
+                    return land(shape, leader, value, stamp);
+                }
+                function.counters.not_stored.inc();
+                finish(leader, Landing::Failed);
+                return out;
+            }
+        };
+        #[cfg(feature = "redis")]
+        let write = if self.inner.config.background_l2_writes && _fleet_lock.is_none() {
+            L2Write::Background
+        } else {
+            L2Write::Awaited
+        };
+        #[cfg(not(feature = "redis"))]
+        let write = L2Write::Awaited;
+        let stamp = Stamp {
+            position,
+            tags: tag_hashes(&tags),
+        };
+        if started.elapsed() < self.inner.config.invalidation_window {
+            Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
+        } else {
+            // An invalidation of this entry may have been forgotten (and its
+            // tombstone expired) while it was computed: not stored.
+            function.counters.not_stored.inc();
+        }
+        #[cfg(feature = "redis")]
+        if let Some(lock) = _fleet_lock {
+            let _ = lock.release().await;
+        }
+        if let Some(leader) = leader {
+            let landing = if leader.has_waiters() {
+                share(value, &stamp)
+            } else {
+                Landing::Retry
+            };
+            leader.land(landing);
+        }
+        out
+    }
+
+    /// Recomputes an entry ahead of its expiry and stores it, unless a
+    /// computation of it is already in flight.
+    async fn refresh<S, F>(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: &S,
+        digest: KeyDigest,
+        compute: F,
+    ) where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let function = self.function(site, probe);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut call = Call::new(site, &function, digest);
+        let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
+            return;
+        };
+        #[cfg(feature = "redis")]
+        call.with_l2(self);
+        function.counters.refreshes.inc();
+        let position = self.inner.coherence.head();
+        let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
+            tracing::warn!(target: "acgs_cache", function = %function.name, "background refresh panicked; the cached value stays");
+            return; // the leader's guard lets the next caller retry
+        };
+        match shape.verdict(&out) {
+            Verdict::Store(value, ttl) => {
+                let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
+                let stamp = Stamp {
+                    position,
+                    tags: tag_hashes(&tags),
+                };
+                self.store(&call, value, ttl, tags, &stamp, L2Write::Awaited)
+                    .await;
+                let landing = if leader.has_waiters() {
+                    share(value, &stamp)
+                } else {
+                    Landing::Retry
+                };
+                leader.land(landing);
+            }
+            Verdict::Negative(_) | Verdict::Skip => {
+                tracing::debug!(target: "acgs_cache", function = %function.name, "background refresh returned nothing to store; the cached value stays");
+                leader.land(Landing::Retry);
+            }
+        }
+    }
+
+    /// An L1 entry that passes the invalidation check: fresh, or stale (kept
+    /// only for stale-if-error).
+    fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
+        let coherence = &self.inner.coherence;
+        let usable = self.inner.config.l1_enabled
+            && (call.function.consistency == Consistency::Bounded || coherence.is_listening());
+        if !usable {
+            return Found::Nothing;
+        }
+        match self.inner.l1.get(&call.l1_key) {
+            Some(entry) => self.judge_l1(call, &entry),
+            None => Found::Nothing,
+        }
+    }
+
+    /// What an L1 entry is worth now. An invalidated or dead entry is not
+    /// removed here: the miss that follows overwrites it, and moka's bounds
+    /// free it otherwise; a hit's future then has no second await.
+    fn judge_l1<V: Cacheable>(&self, call: &Call<'_>, entry: &L1Entry) -> Found<V> {
+        let function = call.function;
+        let Some(stored) = entry.stored::<V>() else {
+            return Found::Nothing;
+        };
+        if !self
+            .inner
+            .coherence
+            .accepts(function, entry.position, stored.tags(), call.digest)
+        {
+            function.counters.reject(Reject::Invalidated);
+            return Found::Nothing;
+        }
+        let now = clock::now();
+        if now < entry.fresh_until {
+            function.counters.l1_hits.inc();
+            crate::engine::outcome::note(crate::engine::outcome::Outcome::L1Hit);
+            if now >= entry.refresh_at {
+                Found::Due(stored.value.clone())
+            } else {
+                Found::Fresh(stored.value.clone())
+            }
+        } else if now < entry.dies_at {
+            let stamp = Stamp {
+                position: entry.position,
+                tags: shared_tags(stored.tags()),
+            };
+            Found::Stale(stored.value.clone(), stamp)
+        } else {
+            Found::Nothing
+        }
+    }
+
+    /// Encodes a computed value and writes it to L2 and L1.
+    async fn store<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        value: &V,
+        ttl: Duration,
+        tags: Vec<String>,
+        stamp: &Stamp,
+        write: L2Write,
+    ) {
+        let (site, function) = (call.site, call.function);
+        let config = &self.inner.config;
+        let header = header(site, function, ttl, tags, stamp.position);
+        let bytes = match envelope::encode(value, site.codec, header, config.limits) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                function.counters.error(ErrorReason::Encode);
+                tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "result not cached");
+                return;
+            }
+        };
+        let plain_bytes = envelope::plain_size(&bytes);
+        #[cfg(feature = "redis")]
+        if let Some((l2, key)) = &call.l2 {
+            // Kept past its TTL for stale-if-error readers.
+            let px = ttl + function.policy.stale_if_error();
+            let started = unpack(stamp.position);
+            match write {
+                L2Write::Awaited => match l2.put_entry(key, started, &bytes, px).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // A newer tombstone: the entry was invalidated after
+                        // this computation started; L1 must not keep it either.
+                        function.counters.not_stored.inc();
+                        return;
+                    }
+                    Err(e) => function.counters.error(ErrorReason::of(&e)),
+                },
+                L2Write::Background => {
+                    let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
+                    crate::background::spawn(async move {
+                        match l2.put_entry(&key, started, &bytes, px).await {
+                            Ok(true) => {}
+                            Ok(false) => function.counters.not_stored.inc(),
+                            Err(e) => function.counters.error(ErrorReason::of(&e)),
+                        }
+                    });
+                }
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (write, bytes);
+        self.fill_l1(call, value, stamp, ttl, plain_bytes);
+    }
+
+    /// Puts a value in L1: fresh for the policy's L1 TTL (never past
+    /// `remaining`, the entry's own life), then kept for the stale window.
+    fn fill_l1<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        value: &V,
+        stamp: &Stamp,
+        remaining: Duration,
+        plain_bytes: usize,
+    ) {
+        let function = call.function;
+        if !self.inner.config.l1_enabled {
+            return;
+        }
+        let stored = Stored::new(value.clone(), &stamp.tags);
+        let life = EntryLife::of(&function.policy, remaining);
+        let l1 = &self.inner.l1;
+        l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position);
+        // Checked after the insert: an invalidation heard meanwhile either
+        // is seen here, or removes the entry when it is applied.
+        if !self
+            .inner
+            .coherence
+            .accepts(function, stamp.position, &stamp.tags, call.digest)
+        {
+            l1.remove(&call.l1_key);
+        }
+    }
+
+    /// An L2 entry that passes every check (a fresh one also fills L1).
+    #[cfg(feature = "redis")]
+    async fn read_l2<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        l2: &Arc<L2Tier>,
+        redis_key: &str,
+    ) -> L2Found<V> {
+        let function = call.function;
+        let config = &self.inner.config;
+        let coherence = &self.inner.coherence;
+        // An entry can only be judged against the log once the log has been
+        // read. Right after start, wait for that (at most the soft timeout);
+        // after a disconnection, or while the circuit is open, go on without L2.
+        if !coherence.is_listening()
+            && (!l2.is_available()
+                || coherence.has_listened()
+                || !Box::pin(coherence.wait_listening(l2.soft_timeout())).await)
+        {
+            function.counters.error(if l2.is_available() {
+                ErrorReason::LogUnheard
+            } else {
+                ErrorReason::Unavailable
+            });
+            return L2Found::Nothing;
+        }
+        let bytes = match l2.get_entry(redis_key, config.limits.max_value_bytes).await {
+            Ok(Fetched::Bytes(bytes)) => bytes,
+            Ok(Fetched::Missing) => return L2Found::Nothing,
+            Ok(Fetched::TooLarge) => {
+                function.counters.reject(Reject::TooLarge);
+                return L2Found::Nothing;
+            }
+            Err(e) => {
+                function.counters.error(ErrorReason::of(&e));
+                return L2Found::Nothing;
+            }
+        };
+        if bytes.first() == Some(&crate::format::log_position::TOMBSTONE_MAGIC) {
+            function.counters.reject(Reject::Invalidated);
+            return L2Found::Nothing;
+        }
+        let (header, value) = match envelope::decode::<V>(
+            &bytes,
+            function.identity,
+            config.limits.max_value_bytes,
+        ) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                function.counters.reject(reason);
+                tracing::debug!(target: "acgs_cache", function = %function.name, reason = reason.as_str(), "L2 entry rejected; recomputing");
+                return L2Found::Nothing;
+            }
+        };
+        let stamp = Stamp {
+            position: header.log_position.packed(),
+            tags: if header.tags.is_empty() {
+                shared_tags(&[])
+            } else {
+                header.tags.iter().map(|t| tag_hash(t)).collect()
+            },
+        };
+        if !coherence.accepts(function, stamp.position, &stamp.tags, call.digest) {
+            function.counters.reject(Reject::Invalidated);
+            return L2Found::Nothing;
+        }
+        let now = clock::unix_ms(SystemTime::now());
+        if header.expires_at_ms <= now {
+            return L2Found::Stale(value, stamp); // kept past its TTL for stale-if-error only
+        }
+        function.counters.l2_hits.inc();
+        crate::engine::outcome::note(crate::engine::outcome::Outcome::L2Hit);
+        let remaining = Duration::from_millis(header.expires_at_ms - now);
+        if self.inner.config.l1_enabled {
+            self.fill_l1(call, &value, &stamp, remaining, header.plain_size());
+        }
+        L2Found::Fresh(value, stamp)
+    }
+
+    /// Fleet-wide stampede protection: take the key's lock and compute
+    /// (`Ok(guard)`), or wait for the holder's value (`Err(value)`). After
+    /// the lease without a value, or when the lock cannot be used, compute
+    /// without it (`Ok(None)`).
+    #[cfg(feature = "redis")]
+    async fn lock_or_wait<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        l2: &Arc<L2Tier>,
+        redis_key: &str,
+    ) -> Result<Option<crate::engine::lock::LockGuard>, (V, Stamp)> {
+        const POLL: Duration = Duration::from_millis(10);
+        let lock_key = format!("{redis_key}:lock");
+        let lease = self.inner.config.lock_lease;
+        // The lock itself lives only a short hold, renewed while its holder
+        // computes: a holder that died (or an attempt that timed out but ran)
+        // frees it within the hold, and a waiter takes it, instead of waiting
+        // out the whole lease for a value nobody computes.
+        let hold = (lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let deadline = Instant::now() + lease;
+        let mut waited = false;
+        loop {
+            match l2.try_lock(&lock_key, hold.min(lease)).await {
+                Ok(Some(guard)) => return Ok(Some(guard)),
+                Ok(None) => {}
+                Err(_) => return Ok(None), // Redis trouble: the lock only saves work
+            }
+            if !waited {
+                waited = true;
+                call.function.counters.lock_waits.inc();
+            }
+            tokio::time::sleep(POLL).await;
+            if let L2Found::Fresh(value, stamp) = self.read_l2::<V>(call, l2, redis_key).await {
+                return Err((value, stamp));
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(target: "acgs_cache", function = %call.function.name, "no value from the lock holder within the lease; computing");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Whether a store waits for Redis to acknowledge its write.
+#[derive(Debug, Clone, Copy)]
+enum L2Write {
+    Awaited,
+    /// See `CacheBuilder::background_l2_writes`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Background,
+}
+
+/// The envelope header of a value of `function` (described by `site`)
+/// whose computation started at `position` (packed), fresh for `ttl` from now.
+pub(crate) fn header(
+    site: &CallSite,
+    function: &FunctionState,
+    ttl: Duration,
+    tags: Vec<String>,
+    position: u64,
+) -> EnvelopeHeader {
+    let now = SystemTime::now();
+    EnvelopeHeader {
+        codec: site.codec.id(),
+        flags: 0,
+        fingerprint: function.identity,
+        created_at_ms: clock::unix_ms(now),
+        expires_at_ms: clock::unix_ms(now + ttl),
+        log_position: unpack(position),
+        tags,
+        checksum: 0, // set by encode
+    }
+}
+
+/// Ends the flight with `value` and returns it to the caller.
+fn land<S>(shape: &S, leader: Option<Leader<'_>>, value: S::Value, stamp: Stamp) -> S::Out
+where
+    S: Shape,
+    S::Value: Cacheable,
+{
+    if let Some(leader) = leader {
+        let landing = if leader.has_waiters() {
+            share(&value, &stamp)
+        } else {
+            Landing::Retry
+        };
+        leader.land(landing);
+    }
+    shape.rebuild(value)
+}
+
+/// A value for the callers waiting on a flight.
+fn share<V: Cacheable>(value: &V, stamp: &Stamp) -> Landing {
+    Landing::Value {
+        value: Arc::new(value.clone()),
+        position: stamp.position,
+        tags: Arc::clone(&stamp.tags),
+    }
+}
+
+fn tag_hashes(tags: &[String]) -> Arc<[u64]> {
+    if tags.is_empty() {
+        return shared_tags(&[]);
+    }
+    tags.iter().map(|t| tag_hash(t)).collect()
+}
+
+/// `hashes` as a stamp's tags: the empty set, by far the most common, is
+/// one shared allocation rather than one per call.
+fn shared_tags(hashes: &[u64]) -> Arc<[u64]> {
+    static NONE: std::sync::LazyLock<Arc<[u64]>> = std::sync::LazyLock::new(|| Arc::from([]));
+    if hashes.is_empty() {
+        Arc::clone(&NONE)
+    } else {
+        Arc::from(hashes)
+    }
+}
+
+fn finish(leader: Option<Leader<'_>>, landing: Landing) {
+    if let Some(leader) = leader {
+        leader.land(landing);
+    }
+}
+
+impl Cache {
+    /// Stores `value` as `site`'s entry for `digest` — in L2, then L1 — as a
+    /// computation that started at log position `position` would, but with
+    /// its own `ttl`, and returning the L2 write's failure instead of only
+    /// counting it: for values that are put rather than computed (sessions,
+    /// token verifications). Reads go through [`call_tagged`] as usual.
+    /// `Ok(false)`: not stored, the entry was invalidated after `position`.
+    pub(crate) async fn put<V: Cacheable>(
+        &self,
+        site: &'static CallSite,
+        digest: KeyDigest,
+        value: &V,
+        ttl: Duration,
+        tags: Vec<String>,
+        position: u64,
+    ) -> Result<bool, crate::error::Error> {
+        let function = self.function(site, "");
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut call = Call::new(site, &function, digest);
+        let stamp = Stamp {
+            position,
+            tags: tag_hashes(&tags),
+        };
+        let header = header(site, &function, ttl, tags, position);
+        let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
+        #[cfg(feature = "redis")]
+        {
+            call.with_l2(self);
+            if let Some((l2, key)) = &call.l2 {
+                match l2.put_entry(key, unpack(position), &bytes, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(false),
+                    Err(e) => {
+                        function.counters.error(ErrorReason::of(&e));
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.fill_l1(&call, value, &stamp, ttl, envelope::plain_size(&bytes));
+        Ok(true)
+    }
+}

@@ -1,0 +1,287 @@
+//! One compile error for a value that cannot be cached.
+//!
+//! A `#[cached]` function whose value is not `Serialize + DeserializeOwned +
+//! Clone + Send + Sync + 'static` used to get an error for every bound of
+//! every generated call that stores it (six for a non-`Serialize` value).
+//! The generated code now picks its path by autoref: [`Engine`] when the
+//! value is `Cacheable`, else [`Report`] for the function itself — whose
+//! single bound has no implementations, so it fails exactly once, with the
+//! message — and [`Silent`] for the warming companion, which compiles
+//! without a word (the function's error already says it all).
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use crate::engine::site::CallSite;
+use crate::engine::warm::WarmEntry;
+use crate::error::CodecError;
+use crate::format::key::KeyDigest;
+use crate::format::shape::{Cacheable, Shape};
+
+/// The choice for the shape `S` of one call.
+#[derive(Debug)]
+pub struct Dispatch<S>(PhantomData<S>);
+
+/// The choice for `shape`: call `(&&&dispatch(&shape)).path()`.
+#[must_use]
+pub fn dispatch<S>(_shape: &S) -> Dispatch<S> {
+    Dispatch(PhantomData)
+}
+
+/// The value is cacheable: the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Engine;
+
+/// The value is not cacheable: one error, and the body runs uncached so the
+/// rest of the crate still type-checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Report;
+
+/// The value is not cacheable and the function reports it: nothing here.
+#[derive(Debug, Clone, Copy)]
+pub struct Silent;
+
+/// Picked first (by autoref) when the value is cacheable.
+pub trait ChooseEngine {
+    /// The path of the function's calls.
+    fn path(&self) -> Engine {
+        Engine
+    }
+    /// The path of the warming companion.
+    fn warm_path(&self) -> Engine {
+        Engine
+    }
+}
+
+impl<S> ChooseEngine for &&Dispatch<S>
+where
+    S: Shape,
+    S::Value: Cacheable,
+{
+}
+
+/// Picked otherwise, for the function's calls.
+pub trait ChooseReport {
+    /// The path of the function's calls.
+    fn path(&self) -> Report {
+        Report
+    }
+}
+
+impl<S> ChooseReport for &Dispatch<S> {}
+
+/// Picked otherwise, for the warming companion.
+pub trait ChooseSilent {
+    /// The path of the warming companion.
+    fn warm_path(&self) -> Silent {
+        Silent
+    }
+}
+
+impl<S> ChooseSilent for &Dispatch<S> {}
+
+/// What a value must be to be cached. Deliberately implemented for no type:
+/// it is asked for only where the value is not `Cacheable`, so that the
+/// function gets this one message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    label = "this type is stored in L1 (cloned, shared between tasks) and L2 (serialized)",
+    note = "derive or implement what it lacks (`#[derive(Clone, serde::Serialize, serde::Deserialize)]`); for `Result<T, E>` and `Option<T>` only `T` is stored"
+)]
+pub trait CacheableValue {}
+
+type Key = Result<KeyDigest, CodecError>;
+
+impl Engine {
+    // The calls return the engine's own futures (no `async` layer of their
+    // own): an L1 hit stays one future deep.
+    /// Nothing to check.
+    #[must_use]
+    pub fn checked<S>(self, _shape: &S) -> Self {
+        self
+    }
+
+    /// [`crate::engine::call::call`].
+    pub fn call<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = S::Out>,
+    {
+        crate::engine::call::call(site, probe, shape, key, compute)
+    }
+
+    /// [`crate::engine::call::call_tagged`].
+    pub fn call_tagged<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        crate::engine::call::call_tagged(site, probe, shape, key, compute)
+    }
+
+    /// [`crate::engine::call::call_refreshing`].
+    pub fn call_refreshing<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape + Send + Sync + 'static,
+        S::Value: Cacheable,
+        S::Out: Send + 'static,
+        F: crate::engine::call::Detachable<Output = S::Out>,
+    {
+        crate::engine::call::call_refreshing(site, probe, shape, key, compute)
+    }
+
+    /// [`crate::engine::call::call_tagged_refreshing`].
+    pub fn call_tagged_refreshing<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape + Send + Sync + 'static,
+        S::Value: Cacheable,
+        S::Out: Send + 'static,
+        F: crate::engine::call::Detachable<Output = (Vec<String>, S::Out)>,
+    {
+        crate::engine::call::call_tagged_refreshing(site, probe, shape, key, compute)
+    }
+
+    /// [`crate::engine::warm::warm_entry`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn warm_entry<S>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
+        shape: S,
+        key: Key,
+        out: S::Out,
+        tags: Vec<String>,
+    ) -> WarmEntry
+    where
+        S: Shape,
+        S::Value: Cacheable,
+    {
+        crate::engine::warm::warm_entry(site, probe, caller, shape, key, out, tags)
+    }
+}
+
+impl Report {
+    /// The one error: the value is not cacheable. A plain function, so the
+    /// bound is checked once (on an `async fn` it would also be checked for
+    /// the future it returns).
+    #[must_use]
+    pub fn checked<S>(self, _shape: &S) -> Self
+    where
+        S: Shape,
+        S::Value: CacheableValue,
+    {
+        self
+    }
+
+    /// The body, uncached, after the one error.
+    pub async fn call<S, F>(
+        self,
+        _site: &'static CallSite,
+        _probe: &'static str,
+        _shape: S,
+        _key: Key,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = S::Out>,
+    {
+        compute.await
+    }
+
+    /// The body, uncached, after the one error.
+    pub async fn call_tagged<S, F>(
+        self,
+        _site: &'static CallSite,
+        _probe: &'static str,
+        _shape: S,
+        _key: Key,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        compute.await.1
+    }
+
+    /// As [`Report::call`].
+    pub async fn call_refreshing<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = S::Out>,
+    {
+        self.call(site, probe, shape, key, compute).await
+    }
+
+    /// As [`Report::call_tagged`].
+    pub async fn call_tagged_refreshing<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        self.call_tagged(site, probe, shape, key, compute).await
+    }
+}
+
+impl Silent {
+    /// An entry that stores nothing (never built: the crate does not compile).
+    #[allow(clippy::too_many_arguments)]
+    pub fn warm_entry<S: Shape>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
+        _shape: S,
+        key: Key,
+        _out: S::Out,
+        tags: Vec<String>,
+    ) -> WarmEntry {
+        WarmEntry::unstorable(site, probe, caller, key, tags)
+    }
+}

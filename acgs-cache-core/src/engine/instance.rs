@@ -1,0 +1,273 @@
+//! One cache instance: its configuration, tiers, coherence state, flights
+//! and registry of functions (`Inner`), behind [`Cache`], the cheap handle
+//! that calls, warming, the toolkit and the public API share.
+//!
+//! The handle is defined here, below everything that uses it; its public
+//! methods live with what they do (`cache.rs`: building and the figures;
+//! `current.rs`: which cache a call uses; `invalidation.rs`, `health.rs`,
+//! `operator.rs`, `warm.rs`, `map.rs`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::coherence::function::{FunctionState, Registry};
+use crate::coherence::state::{Coherence, Record};
+use crate::engine::flight::Flights;
+use crate::format::envelope::EncodeLimits;
+use crate::format::policy::{PolicyOverride, TtlPolicy};
+use crate::measure::stats::{InvalidationStats, StatsSnapshot};
+use crate::tiers::l1::{L1Key, L1Tier};
+#[cfg(feature = "redis")]
+use crate::tiers::l2::{L2Settings, L2Tier};
+
+/// A two-tier cache: L1 in process (moka), L2 shared (Redis), used by
+/// `#[cached]` functions.
+///
+/// Cheap to clone (an `Arc`). Build one with [`Cache::builder`] or
+/// [`Cache::from_env`]; `#[cached]` functions use the process default
+/// ([`Cache::install_default`], or an L1-only cache configured from the
+/// environment on first use), unless the attribute names an instance
+/// (`cache = path`) or the call runs inside [`Cache::scope`].
+///
+/// ```
+/// use acgs_cache_core::Cache;
+///
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder()
+///     .service("policy-governance")
+///     .l1_max_bytes(32 * 1024 * 1024)
+///     .build()?;
+/// assert!(!cache.has_l2());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) config: CacheConfig,
+    pub(crate) l1: L1Tier,
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<Arc<L2Tier>>,
+    /// Function instances served so far.
+    functions: RwLock<Registry>,
+    pub(crate) coherence: Coherence,
+    /// Computations in progress, for local stampede protection.
+    pub(crate) flights: Flights,
+    /// Invalidations waiting for Redis to answer again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) recovery: crate::coherence::recovery::Recovery,
+}
+
+impl CacheConfig {
+    pub(crate) fn has_l2(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.l2.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct CacheConfig {
+    pub(crate) prefix: String,
+    pub(crate) service: String,
+    pub(crate) l1_enabled: bool,
+    pub(crate) l1_max_bytes: u64,
+    pub(crate) limits: EncodeLimits,
+    pub(crate) overrides: HashMap<String, PolicyOverride>,
+    /// How long name, tag and function invalidations are remembered: at
+    /// least the longest TTL plus stale window in use.
+    pub(crate) retention: Duration,
+    /// How long single-entry invalidations are remembered, tombstones hold,
+    /// and the longest computation that is still stored.
+    pub(crate) invalidation_window: Duration,
+    /// The most records the Redis log keeps.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) log_capacity: usize,
+    /// Lease of the fleet-wide miss lock; also the longest a miss waits for
+    /// another instance's value.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
+    pub(crate) lock_lease: Duration,
+    /// How often this instance publishes its stats for the fleet view
+    /// (zero: never).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fleet_interval: Duration,
+    /// Whether a miss returns before its L2 write is acknowledged.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) background_l2_writes: bool,
+    /// How often the counters are published through `metrics` (`None`: never).
+    pub(crate) metrics_interval: Option<Duration>,
+    /// Whether `#[cached]` calls use the cache at all (see
+    /// `CacheBuilder::disable_caching`).
+    pub(crate) caching: bool,
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<L2Settings>,
+}
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Inner {
+    pub(crate) fn new(
+        config: CacheConfig,
+        #[cfg(feature = "redis")] l2: Option<Arc<L2Tier>>,
+        unprotected: bool,
+    ) -> Self {
+        Inner {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            l1: L1Tier::new(config.l1_max_bytes),
+            #[cfg(feature = "redis")]
+            l2,
+            // Without L2 the log is local: the instance always hears it.
+            coherence: Coherence::new(!config.has_l2(), config.invalidation_window, unprotected),
+            flights: Flights::default(),
+            recovery: crate::coherence::recovery::Recovery::default(),
+            config,
+            functions: RwLock::new(Registry::default()),
+        }
+    }
+
+    /// The policy `compiled` with this cache's run-time override applied.
+    pub(crate) fn effective_policy(&self, compiled: &TtlPolicy) -> TtlPolicy {
+        match self.config.overrides.get(compiled.name()) {
+            Some(o) => compiled.overridden(o),
+            None => *compiled,
+        }
+    }
+
+    /// A snapshot of every function's counters and of L1's size.
+    pub(crate) fn stats(&self) -> StatsSnapshot {
+        let (l1_entries, l1_bytes) = self.l1.usage();
+        let coherence = &self.coherence;
+        let functions = coherence
+            .functions()
+            .iter()
+            .map(|f| {
+                f.counters
+                    .snapshot(Cow::Owned(f.name.to_string()), f.policy.name())
+            })
+            .collect();
+        let lag = coherence.lag_percentiles();
+        #[cfg(feature = "redis")]
+        let (l2_circuit_open, l2_circuit_trips) = self.l2.as_ref().map_or((false, 0), |l2| {
+            (
+                l2.breaker.is_open(),
+                l2.breaker.trips.load(Ordering::Relaxed),
+            )
+        });
+        #[cfg(not(feature = "redis"))]
+        let (l2_circuit_open, l2_circuit_trips) = (false, 0);
+        #[cfg(feature = "redis")]
+        let l2_pool = self.l2.as_ref().map(|l2| l2.pool_stats());
+        #[cfg(not(feature = "redis"))]
+        let l2_pool = None;
+        #[cfg(feature = "redis")]
+        let l2_latency_ns = self
+            .l2
+            .as_ref()
+            .and_then(|l2| l2.latency.percentiles())
+            .map(|ps| ps.map(|p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX)));
+        #[cfg(not(feature = "redis"))]
+        let l2_latency_ns = None;
+        StatsSnapshot {
+            functions,
+            l1_entries,
+            l1_bytes,
+            l2_circuit_open,
+            l2_circuit_trips,
+            l2_pool,
+            l2_latency_ns,
+            invalidations: InvalidationStats {
+                sent: coherence.sent.get(),
+                received: coherence.received.get(),
+                remembered: coherence.remembered() as u64,
+                listening: coherence.is_listening(),
+                propagation_p50_us: lag.map(|l| l.0),
+                propagation_p99_us: lag.map(|l| l.1),
+                queued: self.recovery.len() as u64,
+                replayed: self.recovery.replayed.get(),
+                dropped: self.recovery.dropped.get(),
+                state_loads: coherence.state_loads.get(),
+                entry_overflows: coherence.entry_overflows.get(),
+            },
+        }
+    }
+
+    /// The function instance registered under `address` (a call site and
+    /// the probe of its instance), if any.
+    pub(crate) fn function_at(&self, address: (usize, usize, usize)) -> Option<Arc<FunctionState>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_probe
+            .get(&address)
+            .cloned()
+    }
+
+    /// The function instance `identity` names (made by `make` and registered
+    /// with coherence on first use), now also found under `address`.
+    pub(crate) fn register_function(
+        &self,
+        address: (usize, usize, usize),
+        identity: u64,
+        make: impl FnOnce() -> FunctionState,
+    ) -> Arc<FunctionState> {
+        let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
+        let state = match functions.by_identity.get(&identity) {
+            Some(state) => Arc::clone(state),
+            None => {
+                let state = Arc::new(make());
+                self.coherence.register(Arc::clone(&state));
+                functions.by_identity.insert(identity, Arc::clone(&state));
+                state
+            }
+        };
+        functions.by_probe.insert(address, Arc::clone(&state));
+        state
+    }
+
+    /// `service:function`, the scope of a function's invalidations.
+    pub(crate) fn function_scope(&self, function: &str) -> String {
+        format!("{}:{function}", self.config.service)
+    }
+}
+
+impl Inner {
+    /// Applies a record heard at `position` (or sent from here): the coherence
+    /// state, then the L1 copies of the entry it names, and the L2 key of an
+    /// instance of this function with another identity (another build), which
+    /// its writer's tombstone did not cover.
+    pub(crate) async fn apply_heard(&self, position: u64, record: &Record) {
+        let Some(targets) = self.coherence.apply(position, record) else {
+            return;
+        };
+        for function in &targets.functions {
+            let key = L1Key::new(function.identity, targets.digest);
+            self.l1.remove(&key);
+            #[cfg(feature = "redis")]
+            if function.identity != targets.identity {
+                if let Some(l2) = &self.l2 {
+                    let key = crate::format::key::redis_key(&function.key_prefix, targets.digest);
+                    let stone = crate::format::log_position::tombstone(
+                        crate::format::log_position::LogPosition::from_packed(position),
+                    );
+                    let (l2, hold) = (Arc::clone(l2), self.config.invalidation_window);
+                    crate::background::spawn(async move {
+                        if let Err(e) = l2.tombstone(&key, &stone, hold).await {
+                            tracing::debug!(target: "acgs_cache", error = %e, "tombstone for another build's entry not written");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The cache instance (`instance`: the `Cache` handle and its shared state)
+//! and everything a call does: call-site resolution, the read and write
+//! paths, flights, warming, values put by the toolkit, the fleet lock, the
+//! log tailer.
+
+pub(crate) mod call;
+pub(crate) mod dispatch;
+pub(crate) mod flight;
+pub(crate) mod instance;
+#[cfg(feature = "redis")]
+pub(crate) mod lock;
+pub(crate) mod outcome;
+pub(crate) mod site;
+pub(crate) mod store;
+#[cfg(feature = "redis")]
+pub(crate) mod tailer;
+pub(crate) mod warm;

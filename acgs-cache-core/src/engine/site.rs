@@ -1,0 +1,270 @@
+//! The static descriptor `#[cached]` emits for each cached function.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::coherence::function::{FunctionRef, FunctionState};
+use crate::coherence::state::scope_hash;
+use crate::engine::instance::Cache;
+use crate::format::codec::Codec;
+use crate::format::identity::{Caller, Source};
+use crate::format::policy::{Consistency, TtlPolicy};
+use crate::measure::stats::FunctionCounters;
+
+/// Everything the runtime needs to know about one cached function, built in a
+/// `static` by the attribute. Construction is `const` and additive (setters),
+/// so new attribute options do not change the shape of existing expansions.
+///
+/// A descriptor says what is written in the source; the function *instance*
+/// a call belongs to (the impl's type, generic arguments) is resolved at run
+/// time (see `identity.rs`), and every instance has its own entries.
+#[derive(Debug)]
+pub struct CallSite {
+    pub(crate) fn_name: &'static str,
+    pub(crate) rename: Option<&'static str>,
+    pub(crate) module: &'static str,
+    pub(crate) fingerprint: u64,
+    pub(crate) policy: &'static TtlPolicy,
+    pub(crate) invalidate_on: &'static [&'static str],
+    pub(crate) codec: Codec,
+    pub(crate) negative_ttl: Option<Duration>,
+    pub(crate) instance: Option<fn() -> &'static Cache>,
+    pub(crate) consistency: Consistency,
+    pub(crate) lock: bool,
+    /// Whether this site stores data (sessions, tokens) rather than caches
+    /// it: a cache built with `disable_caching` still serves it.
+    pub(crate) storage: bool,
+    /// The state of the first instance that called through this descriptor,
+    /// in the first cache that served it: lets the common case (one cache,
+    /// a non-generic function) skip the registry on every call.
+    pub(crate) first: OnceLock<Resolved>,
+}
+
+/// A descriptor's instance resolved in one cache.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) cache: u64,
+    /// The instance probe (`type_name` of a closure) it was resolved for,
+    /// compared by address: the same monomorphized code passes the same
+    /// string.
+    pub(crate) probe: (usize, usize),
+    pub(crate) state: Arc<FunctionState>,
+}
+
+impl CallSite {
+    /// A descriptor for the function `fn_name` in `module`, with its
+    /// signature as written (normalised) and its `version`: the three make
+    /// its source fingerprint, computed at compile time.
+    #[must_use]
+    pub const fn new(
+        fn_name: &'static str,
+        module: &'static str,
+        signature: &'static str,
+        version: u32,
+        policy: &'static TtlPolicy,
+    ) -> Self {
+        Self::with_fingerprint(
+            fn_name,
+            module,
+            crate::format::key::fingerprint(module, signature, version),
+            policy,
+        )
+    }
+
+    /// A descriptor whose source fingerprint is already computed.
+    #[must_use]
+    pub(crate) const fn with_fingerprint(
+        fn_name: &'static str,
+        module: &'static str,
+        fingerprint: u64,
+        policy: &'static TtlPolicy,
+    ) -> Self {
+        CallSite {
+            fn_name,
+            rename: None,
+            module,
+            fingerprint,
+            policy,
+            invalidate_on: &[],
+            codec: Codec::Postcard,
+            negative_ttl: None,
+            instance: None,
+            consistency: Consistency::Bounded,
+            lock: false,
+            storage: false,
+            first: OnceLock::new(),
+        }
+    }
+
+    /// `name = "…"`: the name shown in keys and stats instead of the
+    /// function's (its module path and type stay).
+    #[must_use]
+    pub const fn renamed(mut self, name: &'static str) -> Self {
+        self.rename = Some(name);
+        self
+    }
+
+    /// Event patterns that invalidate this function's entries.
+    #[must_use]
+    pub const fn invalidate_on(mut self, patterns: &'static [&'static str]) -> Self {
+        self.invalidate_on = patterns;
+        self
+    }
+
+    /// The payload codec.
+    #[must_use]
+    pub const fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Cache `None` results for `ttl` (negative caching).
+    #[must_use]
+    pub const fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Use this cache instance instead of the process default.
+    #[must_use]
+    pub const fn instance(mut self, cache: fn() -> &'static Cache) -> Self {
+        self.instance = Some(cache);
+        self
+    }
+
+    /// What to serve from L1 while the instance cannot hear invalidations.
+    #[must_use]
+    pub const fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// Take a fleet-wide lock on misses (one instance computes).
+    #[must_use]
+    pub const fn lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Marks a site that stores data (sessions, tokens) rather than caches it.
+    #[must_use]
+    pub(crate) const fn storage(mut self) -> Self {
+        self.storage = true;
+        self
+    }
+
+    /// The function's name as written (or as renamed).
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self.rename {
+            Some(name) => name,
+            None => self.fn_name,
+        }
+    }
+
+    /// The module the function is defined in.
+    #[must_use]
+    pub const fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// The source fingerprint (module, signature, version).
+    #[must_use]
+    pub const fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The compiled policy (before run-time overrides).
+    #[must_use]
+    pub const fn policy(&self) -> &'static TtlPolicy {
+        self.policy
+    }
+
+    /// The `invalidate_on` patterns, checked at compile time.
+    #[must_use]
+    pub const fn invalidation_patterns(&self) -> &'static [&'static str] {
+        self.invalidate_on
+    }
+
+    /// What the source says about the function's identity.
+    pub(crate) fn source(&self) -> Source<'static> {
+        Source {
+            fn_name: self.fn_name,
+            rename: self.rename,
+            module: self.module,
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+impl Cache {
+    /// This cache's state of the instance of `site` that the cached
+    /// function itself resolved to (`probe`: see `identity.rs`).
+    pub(crate) fn function(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+    ) -> FunctionRef<'static> {
+        self.function_for(
+            site,
+            probe,
+            Caller {
+                name: site.fn_name,
+                extra_generics: 0,
+            },
+        )
+    }
+
+    /// This cache's state of the function instance that `caller` (the
+    /// function or one of its companions) resolved to, registered on first
+    /// use. The first cache a site resolves in keeps the state in the site
+    /// itself: found without a lock after that.
+    pub(crate) fn function_for(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: Caller<'_>,
+    ) -> FunctionRef<'static> {
+        let probe_key = (probe.as_ptr() as usize, probe.len());
+        if let Some(first) = site.first.get() {
+            if first.cache == self.inner.id && first.probe == probe_key {
+                return FunctionRef::Borrowed(&first.state);
+            }
+        }
+        let address = (site as *const CallSite as usize, probe_key.0, probe_key.1);
+        if let Some(state) = self.inner.function_at(address) {
+            return FunctionRef::Shared(state);
+        }
+        let identity = crate::format::identity::resolve(site.source(), probe, caller);
+        let inner = &self.inner;
+        let state = inner.register_function(address, identity.hash, || FunctionState {
+            policy: inner.effective_policy(site.policy),
+            counters: FunctionCounters::default(),
+            patterns: site.invalidate_on,
+            scope: scope_hash(&inner.function_scope(&identity.name)),
+            consistency: site.consistency,
+            invalidated_at: AtomicU64::new(0),
+            has_entry_invalidations: AtomicBool::new(false),
+            key_prefix: crate::format::key::redis_key_prefix(
+                &inner.config.prefix,
+                &inner.config.service,
+                &identity.name,
+                identity.hash,
+            ),
+            identity: identity.hash,
+            name: identity.name,
+        });
+        let _ = site.first.set(Resolved {
+            cache: inner.id,
+            probe: probe_key,
+            state: Arc::clone(&state),
+        });
+        match site.first.get() {
+            Some(first) if first.cache == inner.id && first.probe == probe_key => {
+                FunctionRef::Borrowed(&first.state)
+            }
+            _ => FunctionRef::Shared(state),
+        }
+    }
+}

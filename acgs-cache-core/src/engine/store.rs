@@ -1,0 +1,156 @@
+//! What sessions and token verifications share: values that are *put*
+//! rather than computed, under a call site built at run time, read through
+//! the same path as a `#[cached]` call (L1, L2, the invalidation check,
+//! coalescing, counters) and revoked through the invalidation log.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::engine::call::call_tagged;
+use crate::engine::instance::Cache;
+use crate::engine::site::CallSite;
+use crate::error::Error;
+use crate::format::codec::Codec;
+use crate::format::key::KeyDigest;
+use crate::format::policy::Consistency;
+use crate::format::policy::TtlPolicy;
+use crate::format::shape::Cacheable;
+
+/// What distinguishes one run-time store from another.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SiteSpec {
+    /// Function name in keys, stats and function invalidations.
+    pub(crate) name: String,
+    pub(crate) module: &'static str,
+    /// Hashed into the schema fingerprint with `module` and `version`.
+    pub(crate) signature: String,
+    pub(crate) version: u32,
+    pub(crate) policy: TtlPolicy,
+    pub(crate) codec: Codec,
+    pub(crate) consistency: Consistency,
+}
+
+impl SiteSpec {
+    /// The call site for this description. `#[cached]` emits one `static`
+    /// per function; a run-time store gets one per distinct description,
+    /// kept for the life of the process like a static: building the same
+    /// store again reuses it, so memory is bounded by the number of distinct
+    /// stores, not of builds.
+    pub(crate) fn intern(self) -> &'static CallSite {
+        static SITES: Mutex<Vec<(SiteSpec, &'static CallSite)>> = Mutex::new(Vec::new());
+        let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, site)) = sites.iter().find(|(spec, _)| *spec == self) {
+            return site;
+        }
+        let fingerprint =
+            crate::format::key::fingerprint(self.module, &self.signature, self.version);
+        let name: &'static str = Box::leak(self.name.clone().into_boxed_str());
+        let policy: &'static TtlPolicy = Box::leak(Box::new(self.policy));
+        let site: &'static CallSite = Box::leak(Box::new(
+            CallSite::with_fingerprint(name, self.module, fingerprint, policy)
+                .codec(self.codec)
+                .consistency(self.consistency)
+                .storage(),
+        ));
+        sites.push((self, site));
+        site
+    }
+}
+
+/// Checks a store's name: one segment of letters, digits, `_` and `-` (it
+/// becomes part of keys, function names and event names).
+pub(crate) fn check_store_name(kind: &str, name: &str) -> Result<(), Error> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(format!(
+            "{kind} name {name:?} must be 1-64 letters, digits, `_` or `-`"
+        )))
+    }
+}
+
+/// The entry `digest` of `site` in `cache`, if one is stored and not
+/// invalidated: a cached call whose computation finds nothing (and so
+/// stores nothing).
+pub(crate) async fn lookup<V: Cacheable>(
+    cache: &Cache,
+    site: &'static CallSite,
+    digest: KeyDigest,
+) -> Option<V> {
+    let read = call_tagged(
+        site,
+        "",
+        crate::__acgs_shape!(Option<V>),
+        Ok(digest),
+        async { (Vec::new(), None) },
+    );
+    cache.scope(read).await
+}
+
+/// Puts `value` where [`lookup`] finds it: as `Some(value)`, the type a
+/// lookup reads (and the one its L1 type check expects). `Ok(None)`: not
+/// stored, the entry was invalidated (revoked) after `position`.
+pub(crate) async fn put<V: Cacheable>(
+    cache: &Cache,
+    site: &'static CallSite,
+    digest: KeyDigest,
+    value: V,
+    ttl: Duration,
+    tags: Vec<String>,
+    position: u64,
+) -> Result<Option<V>, Error> {
+    let stored = Some(value);
+    let kept = cache
+        .put(site, digest, &stored, ttl, tags, position)
+        .await?;
+    Ok(stored.filter(|_| kept))
+}
+
+/// The position a value obtained from now on records: read it *before*
+/// reading or producing the value, so a revocation that lands meanwhile
+/// rejects what is written.
+///
+/// With L2, the instance first hears the log (at most the soft timeout, as
+/// a cached call's first L2 read does): a position taken before that would
+/// be older than the log's current generation, and what is written with it
+/// rejected.
+pub(crate) async fn position_now(cache: &Cache) -> u64 {
+    #[cfg(feature = "redis")]
+    if let Some(l2) = &cache.inner.l2 {
+        let coherence = &cache.inner.coherence;
+        if !coherence.has_listened() {
+            coherence.wait_listening(l2.soft_timeout()).await;
+        }
+    }
+    cache.inner.coherence.head()
+}
+
+/// The store's TTL with the cache's run-time overrides applied.
+pub(crate) fn ttl(cache: &Cache, site: &'static CallSite) -> Duration {
+    cache.function(site, "").policy.ttl()
+}
+
+/// Revokes one entry on every instance: an entry invalidation in the log
+/// (applied here before this returns, heard by the others within the
+/// propagation delay), then a best-effort `DEL`, so that an instance which has
+/// not heard the log yet and has no local copy finds nothing either.
+pub(crate) async fn revoke_entry(
+    cache: &Cache,
+    site: &'static CallSite,
+    digest: KeyDigest,
+) -> Result<(), Error> {
+    let function = cache.function(site, "");
+    cache.invalidate_entry(&function, digest).await?;
+    #[cfg(feature = "redis")]
+    if let Some(l2) = &cache.inner.l2 {
+        let key = crate::format::key::redis_key(&function.key_prefix, digest);
+        // The log already guarantees the revocation; the DEL only frees memory sooner.
+        let _ = l2.query::<i64>(redis::cmd("DEL").arg(key)).await;
+    }
+    Ok(())
+}

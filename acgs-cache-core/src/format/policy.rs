@@ -1,0 +1,331 @@
+//! TTL policies: named, compile-time-checked lifetimes for cached values.
+//!
+//! A [`TtlPolicy`] is more than one number: it carries the L2 lifetime, a
+//! shorter L1 lifetime that bounds how stale an instance's local copy may be,
+//! jitter that spreads the expiry of entries written together, a
+//! stale-if-error window and a refresh-ahead fraction. Durations can be
+//! overridden at run time ([`PolicyOverride`]); names are fixed at compile
+//! time.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Upper bound of the default L1 lifetime: an instance's local copy is never
+/// older than this unless the policy says otherwise.
+pub const DEFAULT_L1_CAP: Duration = Duration::from_secs(60);
+
+/// A named caching policy.
+///
+/// Built with `const fn`s so that user policies are `const` items the
+/// `#[cached(ttl = path::TO_POLICY)]` attribute can name:
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::TtlPolicy;
+///
+/// pub const RISK_SCORES: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120))
+///     .with_l1_ttl(Duration::from_secs(10))
+///     .with_jitter_percent(5);
+/// assert_eq!(RISK_SCORES.l1_ttl(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlPolicy {
+    name: &'static str,
+    ttl: Duration,
+    l1_ttl: Option<Duration>,
+    jitter_percent: u8,
+    stale_if_error: Duration,
+    refresh_ahead_percent: u8,
+    lock: bool,
+    stale_timeout: Option<Duration>,
+}
+
+impl TtlPolicy {
+    /// A policy whose entries live `ttl` in L2. The L1 lifetime defaults to
+    /// `min(ttl, 60 s)`; no jitter, no stale window, no refresh-ahead.
+    #[must_use]
+    pub const fn new(name: &'static str, ttl: Duration) -> Self {
+        TtlPolicy {
+            name,
+            ttl,
+            l1_ttl: None,
+            jitter_percent: 0,
+            stale_if_error: Duration::ZERO,
+            refresh_ahead_percent: 0,
+            lock: false,
+            stale_timeout: None,
+        }
+    }
+
+    /// Sets the L1 lifetime. It is clamped to the L2 lifetime when used.
+    #[must_use]
+    pub const fn with_l1_ttl(mut self, l1_ttl: Duration) -> Self {
+        self.l1_ttl = Some(l1_ttl);
+        self
+    }
+
+    /// Spreads L2 expiry by up to `percent` of the TTL either way (capped at 50).
+    #[must_use]
+    pub const fn with_jitter_percent(mut self, percent: u8) -> Self {
+        self.jitter_percent = if percent > 50 { 50 } else { percent };
+        self
+    }
+
+    /// How long past its TTL a value may still answer when the function fails.
+    #[must_use]
+    pub const fn with_stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// With a stale value available, a computation running longer than
+    /// `timeout` is dropped and the stale value served (needs a stale window).
+    #[must_use]
+    pub const fn with_stale_timeout(mut self, timeout: Duration) -> Self {
+        self.stale_timeout = Some(timeout);
+        self
+    }
+
+    /// The stale timeout, if any.
+    #[must_use]
+    pub const fn stale_timeout(&self) -> Option<Duration> {
+        self.stale_timeout
+    }
+
+    /// Fraction of the TTL (in percent, 1–99) after which a hit refreshes in the background.
+    #[must_use]
+    pub const fn with_refresh_ahead_percent(mut self, percent: u8) -> Self {
+        self.refresh_ahead_percent = if percent > 99 { 99 } else { percent };
+        self
+    }
+
+    /// Misses take a Redis lock so one instance of the fleet computes while
+    /// the others wait for its value (as `#[cached(lock = true)]`).
+    #[must_use]
+    pub const fn with_lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Whether misses take the fleet-wide lock.
+    #[must_use]
+    pub const fn lock(&self) -> bool {
+        self.lock
+    }
+
+    /// The policy's name; run-time overrides address it by this name.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The L2 lifetime (logical expiry of an entry).
+    #[must_use]
+    pub const fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The L1 lifetime: the explicit one, or `min(ttl, 60 s)`, never above `ttl`.
+    #[must_use]
+    pub const fn l1_ttl(&self) -> Duration {
+        let wanted = match self.l1_ttl {
+            Some(l1) => l1,
+            None => DEFAULT_L1_CAP,
+        };
+        if wanted.as_nanos() < self.ttl.as_nanos() {
+            wanted
+        } else {
+            self.ttl
+        }
+    }
+
+    /// The jitter, in percent of the TTL.
+    #[must_use]
+    pub const fn jitter_percent(&self) -> u8 {
+        self.jitter_percent
+    }
+
+    /// The stale-if-error window.
+    #[must_use]
+    pub const fn stale_if_error(&self) -> Duration {
+        self.stale_if_error
+    }
+
+    /// The refresh-ahead fraction in percent (0 = off).
+    #[must_use]
+    pub const fn refresh_ahead_percent(&self) -> u8 {
+        self.refresh_ahead_percent
+    }
+
+    /// The L2 lifetime for one entry, with this policy's jitter applied.
+    /// `spread` is any well-mixed number (the key digest), so entries written
+    /// together expire at different times while one entry's TTL is repeatable.
+    pub(crate) fn jittered_ttl(&self, spread: u64) -> Duration {
+        if self.jitter_percent == 0 {
+            return self.ttl;
+        }
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let span = ttl_ms / 100 * u64::from(self.jitter_percent);
+        if span == 0 {
+            return self.ttl;
+        }
+        let offset = spread % (2 * span + 1);
+        Duration::from_millis((ttl_ms - span + offset).max(1))
+    }
+
+    /// Applies a run-time override.
+    #[must_use]
+    pub(crate) fn overridden(mut self, with: &PolicyOverride) -> Self {
+        if let Some(ttl) = with.ttl {
+            self.ttl = ttl;
+        }
+        if let Some(l1) = with.l1_ttl {
+            self.l1_ttl = Some(l1);
+        }
+        if let Some(window) = with.stale_if_error {
+            self.stale_if_error = window;
+        }
+        self
+    }
+}
+
+/// The built-in policies of the origin platform.
+pub mod builtin {
+    use super::TtlPolicy;
+    use std::time::Duration;
+
+    const MINUTE: u64 = 60;
+
+    /// `policy_decision`: 5 min.
+    pub const POLICY_DECISION: TtlPolicy =
+        TtlPolicy::new("policy_decision", Duration::from_secs(5 * MINUTE));
+    /// `governance_rules`: 1 h.
+    pub const GOVERNANCE_RULES: TtlPolicy =
+        TtlPolicy::new("governance_rules", Duration::from_secs(60 * MINUTE));
+    /// `static_configuration`: 24 h.
+    pub const STATIC_CONFIGURATION: TtlPolicy = TtlPolicy::new(
+        "static_configuration",
+        Duration::from_secs(24 * 60 * MINUTE),
+    );
+    /// `user_sessions`: 30 min.
+    pub const USER_SESSIONS: TtlPolicy =
+        TtlPolicy::new("user_sessions", Duration::from_secs(30 * MINUTE));
+    /// `api_responses`: 10 min.
+    pub const API_RESPONSES: TtlPolicy =
+        TtlPolicy::new("api_responses", Duration::from_secs(10 * MINUTE));
+    /// `compliance_checks`: 15 min.
+    pub const COMPLIANCE_CHECKS: TtlPolicy =
+        TtlPolicy::new("compliance_checks", Duration::from_secs(15 * MINUTE));
+
+    /// All built-in policies, in the order of `grammar::BUILTIN_POLICY_NAMES`.
+    pub const ALL: [TtlPolicy; 6] = [
+        POLICY_DECISION,
+        GOVERNANCE_RULES,
+        STATIC_CONFIGURATION,
+        USER_SESSIONS,
+        API_RESPONSES,
+        COMPLIANCE_CHECKS,
+    ];
+}
+
+/// A run-time change to a named policy's durations (from the environment or
+/// the builder). Fields left `None` keep the compiled value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyOverride {
+    /// New L2 lifetime.
+    pub ttl: Option<Duration>,
+    /// New L1 lifetime.
+    pub l1_ttl: Option<Duration>,
+    /// New stale-if-error window.
+    pub stale_if_error: Option<Duration>,
+}
+
+/// Parses a duration such as `90s`, `5m`, `1h30m` or `250ms`.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the text is not a duration or is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err(Error::Config(format!(
+            "duration {text:?} is zero; a cached value needs a positive lifetime"
+        ))),
+        Ok(d) => Ok(d),
+        Err(e) => Err(Error::Config(format!(
+            "{text:?} is not a duration ({e}); write e.g. \"90s\", \"5m\" or \"1h30m\""
+        ))),
+    }
+}
+
+/// What a `#[cached]` function serves from L1 while its instance cannot hear
+/// invalidations (Redis unreachable, or the log not yet read after start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Keep serving L1 entries, each for at most its L1 TTL (60 s by
+    /// default): bounded staleness, no extra load while Redis is away.
+    #[default]
+    Bounded,
+    /// Bypass L1 until the instance hears the log again: never stale, every
+    /// call computes meanwhile.
+    Strict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acgs_cache_grammar::BUILTIN_POLICY_NAMES;
+
+    #[test]
+    fn builtin_table_matches_the_names_the_attribute_accepts() {
+        let names: Vec<_> = builtin::ALL.iter().map(TtlPolicy::name).collect();
+        assert_eq!(names, BUILTIN_POLICY_NAMES);
+        assert_eq!(builtin::POLICY_DECISION.ttl(), Duration::from_secs(300));
+        assert_eq!(
+            builtin::STATIC_CONFIGURATION.ttl(),
+            Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn l1_ttl_defaults_short_and_never_exceeds_ttl() {
+        assert_eq!(builtin::GOVERNANCE_RULES.l1_ttl(), DEFAULT_L1_CAP);
+        let short = TtlPolicy::new("s", Duration::from_secs(5));
+        assert_eq!(short.l1_ttl(), Duration::from_secs(5));
+        let inverted = short.with_l1_ttl(Duration::from_secs(50));
+        assert_eq!(inverted.l1_ttl(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_band_and_is_repeatable() {
+        let p = TtlPolicy::new("j", Duration::from_secs(100)).with_jitter_percent(10);
+        for spread in [0u64, 1, 7, 19_999, u64::MAX] {
+            let t = p.jittered_ttl(spread);
+            assert!(
+                t >= Duration::from_secs(90) && t <= Duration::from_secs(110),
+                "{t:?}"
+            );
+            assert_eq!(t, p.jittered_ttl(spread));
+        }
+    }
+
+    #[test]
+    fn durations_parse_like_the_attribute() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_name() {
+        let p = builtin::POLICY_DECISION.overridden(&PolicyOverride {
+            ttl: Some(Duration::from_secs(10)),
+            ..PolicyOverride::default()
+        });
+        assert_eq!(p.ttl(), Duration::from_secs(10));
+        assert_eq!(p.l1_ttl(), Duration::from_secs(10));
+        assert_eq!(p.name(), "policy_decision");
+    }
+}

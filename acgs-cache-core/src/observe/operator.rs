@@ -1,0 +1,123 @@
+//! Operator access to what L2 stores — one function's entry keys, one
+//! entry's bytes, deleting entries — on every topology (the CLI's `keys`,
+//! `inspect` and `purge`). Cached calls never use these.
+
+use std::time::Duration;
+
+use crate::engine::instance::Cache;
+use crate::error::{Error, Unavailable};
+
+/// One entry as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredEntry {
+    /// The envelope ([`decode_header`](crate::format::envelope::decode_header) reads it).
+    pub bytes: Vec<u8>,
+    /// Time left before Redis drops it (`None`: no expiry).
+    pub ttl: Option<Duration>,
+}
+
+impl Cache {
+    /// Up to `limit` L2 keys of `service`'s function instance `function`
+    /// (the name its stats row shows: `evaluate_policy`, `orders::get`,
+    /// `Service<Pg>::find`), by a bounded `SCAN` on every master of a
+    /// cluster; never `KEYS`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for an empty service or function;
+    /// [`Error::Unavailable`] without L2; the Redis error.
+    pub async fn stored_keys(
+        &self,
+        service: &str,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        if service.is_empty() || function.is_empty() {
+            return Err(Error::InvalidName(
+                "a service and a function name must not be empty".into(),
+            ));
+        }
+        // `{prefix}:{service}:{function}:{16 hex digits}:{digest}`: the
+        // fingerprint's shape keeps `users::get` from matching `users::get::x`.
+        let pattern = format!(
+            "{}:{}:{}:{}:*",
+            crate::format::key::glob_escape(self.prefix()),
+            crate::format::key::glob_escape(service),
+            crate::format::key::glob_escape(function),
+            "[0-9a-f]".repeat(16)
+        );
+        let mut keys = self.l2_tier()?.scan(&pattern, limit).await?;
+        keys.sort();
+        keys.dedup(); // SCAN may return a key twice
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    /// Refuses keys outside this cache's prefix: the operator API reads and
+    /// deletes only what the cache owns.
+    fn own_key(&self, key: &str) -> Result<(), Error> {
+        match key.strip_prefix(self.prefix()) {
+            Some(rest) if rest.starts_with(':') => Ok(()),
+            _ => Err(Error::InvalidName(format!(
+                "{key:?} is not a key of this cache (its keys start with {:?})",
+                format!("{}:", self.prefix())
+            ))),
+        }
+    }
+
+    /// The entry stored under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a key outside this cache's prefix;
+    /// [`Error::Unavailable`] without L2; the Redis error.
+    pub async fn stored_entry(&self, key: &str) -> Result<Option<StoredEntry>, Error> {
+        self.own_key(key)?;
+        let l2 = self.l2_tier()?;
+        let Some(bytes) = l2.get(key).await? else {
+            return Ok(None);
+        };
+        let pttl: i64 = l2.query(redis::cmd("PTTL").arg(key)).await?;
+        Ok(Some(StoredEntry {
+            bytes,
+            ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+        }))
+    }
+
+    /// Deletes `keys` from L2 (`UNLINK`: one command, or one per key on a
+    /// cluster, where keys live in different slots); returns how many
+    /// existed. Instances' L1 copies are not touched: invalidate first
+    /// ([`Cache::invalidate_function`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a key outside this cache's prefix (nothing
+    /// is deleted then); [`Error::Unavailable`] without L2; the Redis error.
+    pub async fn delete_stored(&self, keys: &[String]) -> Result<u64, Error> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        for key in keys {
+            self.own_key(key)?;
+        }
+        self.l2_tier()?.unlink(keys).await
+    }
+
+    /// Records in the invalidation log (`XLEN` of its stream).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] without L2; the Redis error.
+    pub async fn invalidation_log_length(&self) -> Result<u64, Error> {
+        let stream = crate::coherence::log::LogKeys::new(self.prefix()).stream;
+        self.l2_tier()?.query(redis::cmd("XLEN").arg(stream)).await
+    }
+
+    fn l2_tier(&self) -> Result<&std::sync::Arc<crate::tiers::l2::L2Tier>, Error> {
+        self.inner
+            .l2
+            .as_ref()
+            .ok_or(Error::Unavailable(Unavailable::NotConfigured))
+    }
+}

@@ -1,0 +1,377 @@
+//! Sessions: created, read, kept alive and revoked across the fleet.
+//!
+//! A session lives in L2 (Redis) with a copy in each instance's L1 that read
+//! it, under the `user_sessions` policy (30 min, sliding: [`SessionStore::touch`]
+//! restarts it). Revocation goes through the cache's invalidation log, the
+//! same one `#[cached]` functions obey: once [`SessionStore::revoke`] returns
+//! `Ok`, this instance never returns the session again, and every other
+//! instance stops within the propagation delay (its L1 copy included).
+//! Without Redis the store works in process (L1 only).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::clock::unix_ms;
+use crate::engine::instance::Cache;
+use crate::engine::site::CallSite;
+use crate::engine::store::{self, SiteSpec};
+use crate::error::Error;
+use crate::format::codec::Codec;
+use crate::format::key::KeyDigest;
+use crate::format::policy::Consistency;
+use crate::format::policy::{builtin, TtlPolicy};
+use crate::format::shape::Cacheable;
+
+/// Random bytes in a session id: 256 bits from the operating system's CSPRNG.
+const ID_BYTES: usize = 32;
+
+/// One user's session.
+///
+/// Its id is a bearer credential: `Debug` shows only its first 8 characters.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session<T> {
+    id: String,
+    user: String,
+    data: T,
+    created_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+impl<T> Session<T> {
+    /// The id (64 lowercase hex characters): what the client presents.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The user the session belongs to.
+    #[must_use]
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The application's data.
+    #[must_use]
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The application's data, by value.
+    #[must_use]
+    pub fn into_data(self) -> T {
+        self.data
+    }
+
+    /// When the session was created.
+    #[must_use]
+    pub fn created_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.created_at_ms)
+    }
+
+    /// When it ends unless touched again.
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.expires_at_ms)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            // Chars, not bytes: an id read from Redis may be anything.
+            .field(
+                "id",
+                &format_args!("{}…", self.id.chars().take(8).collect::<String>()),
+            )
+            .field("user", &self.user)
+            .field("data", &self.data)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// A named store of sessions whose application data is `T`.
+///
+/// Cheap to clone. Build one per kind of session at startup:
+///
+/// ```
+/// use acgs_cache_core::{Cache, SessionStore};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Profile { roles: Vec<String> }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?; // no Redis: in process
+/// let sessions: SessionStore<Profile> = SessionStore::builder("web").build(&cache)?;
+/// let session = sessions.create("alice", Profile { roles: vec!["admin".into()] }).await?;
+/// assert_eq!(sessions.get(session.id()).await.unwrap().user(), "alice");
+/// sessions.revoke(session.id()).await?;
+/// assert!(sessions.get(session.id()).await.is_none());
+/// # Ok(()) }
+/// ```
+///
+/// **Revocation.** `revoke` and `revoke_user` are one `XADD` to the
+/// invalidation log each. When Redis cannot be reached they return the error
+/// and still apply to this instance. A session created on one instance while
+/// another instance revokes all of the same user's sessions may be caught by
+/// that revocation (it is then simply gone).
+///
+/// **Redis trouble.** Reads never fail: while Redis cannot be heard, `get`
+/// answers `None` for sessions this instance cannot vouch for (by default L1
+/// is not trusted meanwhile: [`Consistency::Strict`]; choose
+/// [`Consistency::Bounded`] to keep serving local copies for up to their L1
+/// TTL). Writes (`create`, `touch`) return the error.
+pub struct SessionStore<T> {
+    cache: Cache,
+    site: &'static CallSite,
+    name: String,
+    _data: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for SessionStore<T> {
+    fn clone(&self) -> Self {
+        SessionStore {
+            cache: self.cache.clone(),
+            site: self.site,
+            name: self.name.clone(),
+            _data: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("name", &self.name)
+            .field("policy", self.site.policy())
+            .field("consistency", &self.site.consistency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Cacheable> SessionStore<T> {
+    /// A builder for the store `name` (1–64 letters, digits, `_`, `-`).
+    pub fn builder(name: impl Into<String>) -> SessionStoreBuilder<T> {
+        SessionStoreBuilder {
+            name: name.into(),
+            policy: builtin::USER_SESSIONS,
+            version: 0,
+            codec: Codec::Json,
+            consistency: Consistency::Strict,
+            _data: PhantomData,
+        }
+    }
+
+    /// Creates a session for `user` holding `data`, with a fresh id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an empty user; [`Error::Random`] if the
+    /// operating system's random source fails; [`Error::Codec`] if `data`
+    /// does not serialize or is too large; the Redis error if it could not be
+    /// stored (nothing is kept then).
+    pub async fn create(&self, user: &str, data: T) -> Result<Session<T>, Error> {
+        if user.is_empty() {
+            return Err(Error::InvalidInput("a session needs a user".into()));
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let position = store::position_now(&self.cache).await;
+        let ttl = store::ttl(&self.cache, self.site);
+        let now_ms = unix_ms(SystemTime::now());
+        let session = Session {
+            id,
+            user: user.to_owned(),
+            data,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + millis(ttl),
+        };
+        self.put(session, ttl, position)
+            .await?
+            .ok_or_else(|| Error::InvalidInput("the session was revoked as it was created".into()))
+    }
+
+    /// The session `id`, if it exists and was not revoked. A malformed id is
+    /// a miss (counted in the store's `misses`).
+    pub async fn get(&self, id: &str) -> Option<Session<T>> {
+        let digest = self.digest(id)?;
+        store::lookup(&self.cache, self.site, digest).await
+    }
+
+    /// Restarts the session's lifetime (sliding expiry) and returns it, or
+    /// `None` if it does not exist (expired, revoked, malformed id).
+    ///
+    /// # Errors
+    ///
+    /// The Redis error if the renewed session could not be stored (it then
+    /// keeps its previous expiry).
+    pub async fn touch(&self, id: &str) -> Result<Option<Session<T>>, Error> {
+        // Read before the session: a revocation that lands meanwhile rejects
+        // what is written back.
+        let position = store::position_now(&self.cache).await;
+        let Some(mut session) = self.get(id).await else {
+            return Ok(None);
+        };
+        let ttl = store::ttl(&self.cache, self.site);
+        session.expires_at_ms = unix_ms(SystemTime::now()) + millis(ttl);
+        // `None`: revoked since it was read.
+        self.put(session, ttl, position).await
+    }
+
+    /// Revokes the session `id` on every instance (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when `id` is not a session id; the Redis error
+    /// when the revocation could not be sent (it still applies here).
+    pub async fn revoke(&self, id: &str) -> Result<(), Error> {
+        let digest = self
+            .digest(id)
+            .ok_or_else(|| Error::InvalidInput("not a session id".into()))?;
+        store::revoke_entry(&self.cache, self.site, digest).await
+    }
+
+    /// Revokes every session of `user` on every instance, those created
+    /// before this call (one event, whatever their number).
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when the revocation could not be sent (it still
+    /// applies here).
+    pub async fn revoke_user(&self, user: &str) -> Result<(), Error> {
+        self.cache.invalidate(&self.user_tag(user)).await.map(drop)
+    }
+
+    /// The store's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The entry digest of a well-formed id; a malformed one is a counted miss.
+    fn digest(&self, id: &str) -> Option<KeyDigest> {
+        let well_formed =
+            id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            self.cache.function(self.site, "").counters.misses.inc();
+            return None;
+        }
+        KeyDigest::of(id).ok()
+    }
+
+    /// The event that revokes every session of `user`: a digest of the user,
+    /// since user names are free text and events follow the name grammar.
+    fn user_tag(&self, user: &str) -> String {
+        format!(
+            "session.{}.user-{:032x}",
+            self.name,
+            xxh3_128(user.as_bytes())
+        )
+    }
+
+    async fn put(
+        &self,
+        session: Session<T>,
+        ttl: Duration,
+        position: u64,
+    ) -> Result<Option<Session<T>>, Error> {
+        let digest = KeyDigest::of(session.id.as_str())?;
+        let tags = vec![self.user_tag(&session.user)];
+        store::put(&self.cache, self.site, digest, session, ttl, tags, position).await
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Builds a [`SessionStore`].
+#[must_use]
+pub struct SessionStoreBuilder<T> {
+    name: String,
+    policy: TtlPolicy,
+    version: u32,
+    codec: Codec,
+    consistency: Consistency,
+    _data: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for SessionStoreBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreBuilder")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .field("version", &self.version)
+            .field("codec", &self.codec)
+            .field("consistency", &self.consistency)
+            .finish()
+    }
+}
+
+impl<T: Cacheable> SessionStoreBuilder<T> {
+    /// The sessions' lifetime (default [`builtin::USER_SESSIONS`], 30 min;
+    /// run-time overrides of the policy's name apply).
+    pub fn policy(mut self, policy: TtlPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The layout version of `T`: bump it when `T` changes incompatibly, so
+    /// sessions written by the old layout are misses rather than misread
+    /// (default 0). With the default JSON codec, added fields carrying
+    /// `#[serde(default)]` need no bump.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The payload codec (default [`Codec::Json`]: sessions outlive deploys,
+    /// and JSON tolerates added optional fields where postcard would misread).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// What `get` serves from L1 while this instance cannot hear revocations
+    /// (default [`Consistency::Strict`]: nothing it cannot vouch for).
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// Builds the store on `cache`. Sessions are keyed
+    /// `{prefix}:{service}:session-{name}:{fingerprint}:{digest of the id}`;
+    /// instances of one service share them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
+    pub fn build(self, cache: &Cache) -> Result<SessionStore<T>, Error> {
+        store::check_store_name("session store", &self.name)?;
+        let function = format!("session-{}", self.name);
+        let site = SiteSpec {
+            // Stores of one name holding different types never share entries.
+            signature: format!("{function} -> {}", std::any::type_name::<T>()),
+            name: function,
+            module: module_path!(),
+            version: self.version,
+            policy: self.policy,
+            codec: self.codec,
+            consistency: self.consistency,
+        }
+        .intern();
+        Ok(SessionStore {
+            cache: cache.clone(),
+            site,
+            name: self.name,
+            _data: PhantomData,
+        })
+    }
+}
