@@ -669,7 +669,10 @@ impl Cache {
         }
     }
 
-    /// Encodes a computed value and writes it to L2 and L1.
+    /// Stores a computed value: its envelope in L2 (kept past its TTL for
+    /// stale-if-error readers), then L1. An L2 failure is counted and L1
+    /// still serves the value; a newer tombstone (an invalidation after the
+    /// computation started) keeps it out of both.
     async fn store<V: Cacheable>(
         &self,
         call: &Call<'_>,
@@ -679,10 +682,8 @@ impl Cache {
         stamp: &Stamp,
         write: L2Write,
     ) {
-        let (site, function) = (call.site, call.function);
-        let config = &self.inner.config;
-        let header = header(site, function, ttl, tags, stamp.position);
-        let bytes = match envelope::encode(value, site.codec, header, config.limits) {
+        let function = call.function;
+        let bytes = match self.encode_entry(call, value, ttl, tags, stamp.position) {
             Ok(bytes) => bytes,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
@@ -691,26 +692,59 @@ impl Cache {
             }
         };
         let plain_bytes = envelope::plain_size(&bytes);
+        let keep_for = ttl + function.policy.stale_if_error();
+        if let Ok(false) = self
+            .write_l2(call, bytes, stamp.position, keep_for, write)
+            .await
+        {
+            function.counters.not_stored.inc();
+            return;
+        }
+        self.fill_l1(call, value, stamp, ttl, plain_bytes);
+    }
+
+    /// The envelope of `value`, computed from `position` on, fresh for `ttl`.
+    fn encode_entry<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        value: &V,
+        ttl: Duration,
+        tags: Vec<String>,
+        position: u64,
+    ) -> Result<Vec<u8>, crate::error::CodecError> {
+        let header = header(call.site, call.function, ttl, tags, position);
+        envelope::encode(value, call.site.codec, header, self.inner.config.limits)
+    }
+
+    /// The one L2 write of an entry (calls, refreshes and values the toolkit
+    /// puts; warming pipelines its own batches): `SET` with `keep_for`,
+    /// refused by the script when a tombstone newer than `position` covers
+    /// the key (`Ok(false)`). A failure is counted and returned. In the
+    /// background, the outcome is counted when it comes and `Ok(true)`
+    /// returned at once; without L2, `Ok(true)`.
+    async fn write_l2(
+        &self,
+        call: &Call<'_>,
+        bytes: Vec<u8>,
+        position: u64,
+        keep_for: Duration,
+        write: L2Write,
+    ) -> Result<bool, crate::error::Error> {
         #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
-            // Kept past its TTL for stale-if-error readers.
-            let px = ttl + function.policy.stale_if_error();
-            let started = unpack(stamp.position);
+            let function = call.function;
+            let started = unpack(position);
             match write {
-                L2Write::Awaited => match l2.put_entry(key, started, &bytes, px).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // A newer tombstone: the entry was invalidated after
-                        // this computation started; L1 must not keep it either.
-                        function.counters.not_stored.inc();
-                        return;
-                    }
-                    Err(e) => function.counters.error(ErrorReason::of(&e)),
-                },
+                L2Write::Awaited => {
+                    return l2
+                        .put_entry(key, started, &bytes, keep_for)
+                        .await
+                        .inspect_err(|e| function.counters.error(ErrorReason::of(e)));
+                }
                 L2Write::Background => {
                     let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
                     crate::background::spawn(async move {
-                        match l2.put_entry(&key, started, &bytes, px).await {
+                        match l2.put_entry(&key, started, &bytes, keep_for).await {
                             Ok(true) => {}
                             Ok(false) => function.counters.not_stored.inc(),
                             Err(e) => function.counters.error(ErrorReason::of(&e)),
@@ -720,8 +754,8 @@ impl Cache {
             }
         }
         #[cfg(not(feature = "redis"))]
-        let _ = (write, bytes);
-        self.fill_l1(call, value, stamp, ttl, plain_bytes);
+        let _ = (call, bytes, position, keep_for, write);
+        Ok(true)
     }
 
     /// Puts a value in L1: fresh for the policy's L1 TTL (never past
@@ -975,27 +1009,21 @@ impl Cache {
         let function = self.function(site, "");
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
+        #[cfg(feature = "redis")]
+        call.with_l2(self);
         let stamp = Stamp {
             position,
             tags: tag_hashes(&tags),
         };
-        let header = header(site, &function, ttl, tags, position);
-        let bytes = envelope::encode(value, site.codec, header, self.inner.config.limits)?;
-        #[cfg(feature = "redis")]
+        let bytes = self.encode_entry(&call, value, ttl, tags, position)?;
+        let plain_bytes = envelope::plain_size(&bytes);
+        if !self
+            .write_l2(&call, bytes, position, ttl, L2Write::Awaited)
+            .await?
         {
-            call.with_l2(self);
-            if let Some((l2, key)) = &call.l2 {
-                match l2.put_entry(key, unpack(position), &bytes, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(false),
-                    Err(e) => {
-                        function.counters.error(ErrorReason::of(&e));
-                        return Err(e);
-                    }
-                }
-            }
+            return Ok(false);
         }
-        self.fill_l1(&call, value, &stamp, ttl, envelope::plain_size(&bytes));
+        self.fill_l1(&call, value, &stamp, ttl, plain_bytes);
         Ok(true)
     }
 }
