@@ -378,38 +378,17 @@ fn main() {
     let raw = two.block_on(raw_connection(&url));
     let l2n = 4_000 / scale;
     two.block_on(async {
-        let mut setup = raw.clone();
-        let mut pipe = redis::pipe();
-        for k in 0..KEYS {
-            let bytes = postcard::to_allocvec(&decision(k, "alice")).expect("encode");
-            pipe.cmd("SET")
-                .arg(format!("perf:raw:{k}"))
-                .arg(bytes)
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut setup).await.expect("raw setup");
+        set_raw_keys(&raw).await;
         for k in 0..KEYS {
             ours_l2(k).await.expect("ours");
             peer_l2(k).await.expect("peer");
         }
     });
-    let raw_get = |conn: redis::aio::MultiplexedConnection| {
-        move |k: u64| {
-            let mut conn = conn.clone();
-            async move {
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(format!("perf:raw:{}", k % KEYS))
-                    .query_async(&mut conn)
-                    .await
-                    .expect("raw GET");
-                postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
-            }
-        }
-    };
+    let raw_gets = |conn: redis::aio::MultiplexedConnection| move |k: u64| raw_get(conn.clone(), k);
     let l2 = alternate(
         rounds,
         || sequential(&two, l2n, |k| ours_l2(k % KEYS)),
-        || sequential(&two, l2n, raw_get(raw.clone())),
+        || sequential(&two, l2n, raw_gets(raw.clone())),
     );
     rows.push(time_row(
         "L2 hit (L1 off) vs raw GET + decode",
@@ -432,7 +411,7 @@ fn main() {
     let tput = alternate(
         rounds,
         || 1e9 / spread(&two, tn, 64, |k| ours_l2((k * 7919) % KEYS)),
-        || 1e9 / spread(&two, tn, 64, raw_get(raw.clone())),
+        || 1e9 / spread(&two, tn, 64, raw_gets(raw.clone())),
     );
     rows.push(rate_row(
         "L2 hits, 64 tasks: throughput vs raw (one multiplexed connection)",
@@ -575,8 +554,8 @@ fn main() {
 /// Runs one side of one comparison alone for ten seconds, for a profiler
 /// (`perf record -F 999 -- target/release/examples/perf_report --profile
 /// l2`): `l1` (L1 hits, one task), `l2` (L2 hits, 64 tasks, L1 off) or
-/// `l2raw` (the raw `GET`s of the same keys on one connection; missing keys
-/// read as nil, as the raw side of the table sets them up first).
+/// `l2raw` (the raw `GET`s and decodes of the table's raw side, 64 tasks on
+/// one connection).
 fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runtime) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut done = 0u64;
@@ -601,25 +580,42 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
         }
         "l2raw" => {
             let raw = two.block_on(raw_connection(redis_url()));
+            two.block_on(set_raw_keys(&raw));
             while Instant::now() < deadline {
                 let raw = raw.clone();
-                spread(two, 64_000, 64, move |k| {
-                    let mut conn = raw.clone();
-                    async move {
-                        let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                            .arg(format!("perf:raw:{}", (k * 7919) % KEYS))
-                            .query_async(&mut conn)
-                            .await
-                            .expect("raw GET");
-                        bytes.map(|b| postcard::from_bytes::<Decision>(&b).ok())
-                    }
-                });
+                spread(two, 64_000, 64, move |k| raw_get(raw.clone(), k * 7919));
                 done += 64_000;
             }
         }
         other => panic!("--profile l1, l2 or l2raw, not {other}"),
     }
     println!("profile {what}: {:.0}/s", done as f64 / 10.0);
+}
+
+/// Stores every key the raw side reads: `perf:raw:{k}`, postcard as is.
+async fn set_raw_keys(raw: &redis::aio::MultiplexedConnection) {
+    let mut pipe = redis::pipe();
+    for k in 0..KEYS {
+        let bytes = postcard::to_allocvec(&decision(k, "alice")).expect("encode");
+        pipe.cmd("SET")
+            .arg(format!("perf:raw:{k}"))
+            .arg(bytes)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut raw.clone())
+        .await
+        .expect("raw setup");
+}
+
+/// The raw side of the L2 rows: `GET` key `k` (modulo [`KEYS`]) on one
+/// multiplexed connection and decode it.
+async fn raw_get(mut conn: redis::aio::MultiplexedConnection, k: u64) -> Decision {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(format!("perf:raw:{}", k % KEYS))
+        .query_async(&mut conn)
+        .await
+        .expect("raw GET");
+    postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
 }
 
 /// One point of the lanes curve.
@@ -659,17 +655,7 @@ fn lanes_curve(
                 || 1e9 / spread(rt, n, tasks, |k| ours_l2_lanes((k * 7919) % KEYS)),
                 || {
                     let raw = raw.clone();
-                    1e9 / spread(rt, n, tasks, move |k| {
-                        let mut conn = raw.clone();
-                        async move {
-                            let bytes: Vec<u8> = redis::cmd("GET")
-                                .arg(format!("perf:raw:{}", (k * 7919) % KEYS))
-                                .query_async(&mut conn)
-                                .await
-                                .expect("raw GET");
-                            postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
-                        }
-                    })
+                    1e9 / spread(rt, n, tasks, move |k| raw_get(raw.clone(), k * 7919))
                 },
             );
             curve.push(LanePoint {

@@ -83,12 +83,19 @@ macro_rules! finish_pool {
     };
 }
 
-/// A checkout, `None` when the pool had no slot to give at once.
-fn slot<T>(
-    outcome: Result<T, deadpool::managed::PoolError<redis::RedisError>>,
-) -> Result<Option<T>, Error> {
-    use deadpool::managed::{PoolError, TimeoutType};
-    match outcome {
+/// A checkout of `pool` without waiting for a slot (its create and recycle
+/// timeouts still apply); `None` when every slot is checked out.
+async fn take_now<M, W>(pool: &deadpool::managed::Pool<M, W>) -> Result<Option<W>, Error>
+where
+    M: deadpool::managed::Manager<Error = redis::RedisError>,
+    W: From<deadpool::managed::Object<M>>,
+{
+    use deadpool::managed::{PoolError, TimeoutType, Timeouts};
+    let timeouts = Timeouts {
+        wait: Some(Duration::ZERO),
+        ..pool.timeouts()
+    };
+    match pool.timeout_get(&timeouts).await {
         Ok(checkout) => Ok(Some(checkout)),
         Err(PoolError::Timeout(TimeoutType::Wait)) => Ok(None),
         Err(e) => Err(crate::error::from_pool(e)),
@@ -159,14 +166,9 @@ impl Pools {
         &self,
         response_timeout: Duration,
     ) -> Result<Option<(Checkout, RedisConnection)>, Error> {
-        use deadpool::managed::Timeouts;
-        let now = |configured: Timeouts| Timeouts {
-            wait: Some(Duration::ZERO),
-            ..configured
-        };
         Ok(match self {
             Pools::Node(pool) => {
-                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                let Some(checkout) = take_now(pool).await? else {
                     return Ok(None);
                 };
                 let mut handle = MultiplexedConnection::clone(&checkout);
@@ -174,7 +176,7 @@ impl Pools {
                 Some((Checkout::Node(checkout), RedisConnection::Node(handle)))
             }
             Pools::Sentinel(pool) => {
-                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                let Some(checkout) = take_now(pool).await? else {
                     return Ok(None);
                 };
                 let mut handle = MultiplexedConnection::clone(&checkout);
@@ -182,7 +184,7 @@ impl Pools {
                 Some((Checkout::Sentinel(checkout), RedisConnection::Node(handle)))
             }
             Pools::Cluster(pool) => {
-                let Some(checkout) = slot(pool.timeout_get(&now(pool.timeouts())).await)? else {
+                let Some(checkout) = take_now(pool).await? else {
                     return Ok(None);
                 };
                 let handle = ClusterConnection::clone(&checkout);
