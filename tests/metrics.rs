@@ -18,8 +18,6 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// One series: kind, name, labels, value.
 #[derive(Debug, Clone)]
 struct Series {
-    /// The recorder's key, printed.
-    id: String,
     kind: MetricKind,
     name: String,
     labels: BTreeMap<String, String>,
@@ -45,17 +43,6 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// Samples of every histogram seen so far, by series: a snapshot drains a
-/// histogram, and `wait_for` takes many.
-fn histogram_samples(series: String, new: Vec<f64>) -> Vec<f64> {
-    static SEEN: std::sync::Mutex<BTreeMap<String, Vec<f64>>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    let mut seen = SEEN.lock().unwrap();
-    let samples = seen.entry(series).or_default();
-    samples.extend(new);
-    samples.clone()
-}
-
 fn series() -> Vec<Series> {
     snapshotter()
         .snapshot()
@@ -63,9 +50,7 @@ fn series() -> Vec<Series> {
         .into_iter()
         .map(|(key, _, _, value)| {
             let (kind, key) = key.into_parts();
-            let id = format!("{key:?}");
             Series {
-                id: id.clone(),
                 kind,
                 name: key.name().to_owned(),
                 labels: key
@@ -75,11 +60,7 @@ fn series() -> Vec<Series> {
                 value: match value {
                     DebugValue::Counter(v) => v as f64,
                     DebugValue::Gauge(v) => v.into_inner(),
-                    // A histogram's value here: how many samples it has had.
-                    DebugValue::Histogram(v) => {
-                        histogram_samples(id, v.into_iter().map(|x| x.into_inner()).collect()).len()
-                            as f64
-                    }
+                    DebugValue::Histogram(_) => f64::NAN,
                 },
             }
         })
@@ -188,27 +169,35 @@ async fn counters_and_gauges_follow_the_calls_with_l2() {
         &[service, f, ("quantile", "0.99")],
     );
     assert!(p99 > 0.0 && p99 < 5.0, "p99 {p99}");
-    // The histogram of call durations: the three calls that left L1 at
-    // least (two misses, one L2 hit; L1 hits are sampled one in 64), each
-    // at a power-of-two bound.
-    let timed = value("acgs_cache_call_duration_seconds", &[service, f]);
-    assert!(timed >= 3.0, "{timed} durations recorded");
-    let bounds = acgs_cache::LatencyHistogram::bounds_seconds();
-    let durations = all
-        .iter()
-        .find(|s| {
-            s.name == "acgs_cache_call_duration_seconds"
-                && s.labels.get("function").map(String::as_str) == Some("decide")
-        })
-        .expect("the durations histogram");
-    assert_eq!(durations.kind, MetricKind::Histogram);
-    let recorded = histogram_samples(durations.id.clone(), Vec::new());
-    assert!(
-        recorded
-            .iter()
-            .all(|x| bounds.contains(x) || *x == 2.0 * bounds[bounds.len() - 1]),
-        "{recorded:?}"
+    // Call durations as the buckets of a Prometheus histogram (counters
+    // with `le`): the three calls that left L1 at least (two misses, one L2
+    // hit; L1 hits are sampled one in 64), cumulative, up to +Inf.
+    let timed = value("acgs_cache_call_duration_seconds_count", &[service, f]);
+    assert!(timed >= 3.0, "{timed} durations");
+    assert_eq!(
+        value(
+            "acgs_cache_call_duration_seconds_bucket",
+            &[service, f, ("le", "+Inf")]
+        ),
+        timed
     );
+    let mut buckets: Vec<(f64, f64)> = all
+        .iter()
+        .filter(|s| {
+            s.name == "acgs_cache_call_duration_seconds_bucket"
+                && s.labels.get("service").map(String::as_str) == Some("metrics-l2")
+                && s.labels.get("function").map(String::as_str) == Some("decide")
+                && s.labels.get("le").map(String::as_str) != Some("+Inf")
+        })
+        .map(|s| (s.labels["le"].parse().unwrap(), s.value))
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(
+        buckets.len(),
+        acgs_cache::LatencyHistogram::bounds_seconds().len()
+    );
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    assert!(buckets.last().unwrap().1 <= timed);
     assert!(value("acgs_cache_l2_pool_size", &[service]) >= 1.0);
     let l2 = value(
         "acgs_cache_l2_latency_seconds",
@@ -219,9 +208,10 @@ async fn counters_and_gauges_follow_the_calls_with_l2() {
     // Every series carries the service label, and the kinds are right.
     for s in all.iter().filter(|s| s.name.starts_with("acgs_cache_")) {
         assert!(s.labels.contains_key("service"), "{s:?}");
+        let histogram_part = s.name.ends_with("_bucket") || s.name.ends_with("_count");
         assert_eq!(
             s.kind == MetricKind::Counter,
-            s.name.ends_with("_total"),
+            s.name.ends_with("_total") || histogram_part,
             "{s:?}"
         );
     }

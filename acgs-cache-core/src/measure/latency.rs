@@ -164,11 +164,8 @@ impl LatencyHistogram {
         EXPORTED_OCTAVES.map(|octave| 1u64 << octave)
     }
 
-    /// The bucket bounds in seconds. The metrics publisher records call
-    /// durations in the histogram `acgs_cache_call_duration_seconds` at these
-    /// values: give them to the exporter so that its buckets are exactly
-    /// the cache's (with metrics-exporter-prometheus,
-    /// `PrometheusBuilder::set_buckets_for_metric`).
+    /// The bucket bounds in seconds: the `le` labels of the metrics
+    /// publisher's `acgs_cache_call_duration_seconds_bucket` counters.
     ///
     /// ```
     /// let bounds = acgs_cache_core::LatencyHistogram::bounds_seconds();

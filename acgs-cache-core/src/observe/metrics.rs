@@ -14,14 +14,9 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use ::metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
-};
+use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
 use crate::engine::instance::Inner;
-use crate::measure::latency::LatencyHistogram;
 use crate::measure::stats::StatsSnapshot;
 
 /// Starts the publisher of `inner` unless metrics are off, on the process's
@@ -37,67 +32,12 @@ pub(crate) fn start_publisher(inner: &Arc<Inner>) {
 async fn publish_every(cache: Weak<Inner>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut histograms = Published::default();
     loop {
         ticks.tick().await;
         let Some(inner) = cache.upgrade() else { return };
         let snapshot = inner.stats();
         publish(&inner.config.service, &snapshot);
-        histograms.publish(&inner.config.service, &snapshot);
     }
-}
-
-/// Call durations reach the recorder as a histogram without touching the
-/// hot path: each interval, the calls a bucket gained since the last one
-/// are recorded at once (`record_many`) at the bucket's bound.
-#[derive(Default)]
-struct Published {
-    /// Each function's histogram as last published.
-    seen: HashMap<String, LatencyHistogram>,
-}
-
-impl Published {
-    fn publish(&mut self, service: &str, snapshot: &StatsSnapshot) {
-        for f in &snapshot.functions {
-            let now = &f.latency_histogram;
-            let before = self.seen.entry(f.function.to_string()).or_default();
-            let handle = histogram!("acgs_cache_call_duration_seconds", "service" => service.to_owned(), "function" => f.function.to_string());
-            for (bound_ns, gained) in gained_per_bucket(before, now) {
-                handle.record_many(
-                    bound_ns as f64 / 1e9,
-                    usize::try_from(gained).unwrap_or(usize::MAX),
-                );
-            }
-            before.clone_from(now);
-        }
-    }
-}
-
-/// Calls each bucket gained from `before` to `now` (buckets not cumulative;
-/// calls past the last bound are given twice that bound).
-fn gained_per_bucket(before: &LatencyHistogram, now: &LatencyHistogram) -> Vec<(u64, u64)> {
-    let per_bucket = |h: &LatencyHistogram| {
-        let mut below = 0;
-        let mut counts: Vec<(u64, u64)> = h
-            .buckets
-            .iter()
-            .map(|&(bound, cumulative)| {
-                let n = cumulative.saturating_sub(below);
-                below = cumulative;
-                (bound, n)
-            })
-            .collect();
-        let last = counts.last().map_or(1 << 36, |b| b.0.saturating_mul(2));
-        counts.push((last, h.count.saturating_sub(below)));
-        counts
-    };
-    let before = per_bucket(before);
-    per_bucket(now)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (bound, n))| (bound, n.saturating_sub(before.get(i).map_or(0, |b| b.1))))
-        .filter(|(_, gained)| *gained > 0)
-        .collect()
 }
 
 /// Sets every series from `snapshot` (descriptions included, so a recorder
@@ -136,6 +76,18 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
                     .set(nanos as f64 / 1e9);
             }
         }
+        // Cumulative bucket counts as counters with an `le` label: the
+        // series of a Prometheus histogram, published each interval from the
+        // histogram the calls already keep (a `metrics` histogram would take
+        // every call as a sample, O(calls) per interval).
+        for (bound_ns, calls) in &f.latency_histogram.buckets {
+            counter!("acgs_cache_call_duration_seconds_bucket", "service" => service.to_owned(), "function" => function.clone(), "le" => seconds_label(*bound_ns))
+                .absolute(*calls);
+        }
+        counter!("acgs_cache_call_duration_seconds_bucket", "service" => service.to_owned(), "function" => function.clone(), "le" => "+Inf")
+            .absolute(f.latency_histogram.count);
+        counter!("acgs_cache_call_duration_seconds_count", "service" => service.to_owned(), "function" => function.clone())
+            .absolute(f.latency_histogram.count);
         for (reason, n) in &f.errors_by_reason {
             counter!("acgs_cache_errors_by_reason_total", "service" => service.to_owned(), "function" => function.clone(), "reason" => reason.clone())
                 .absolute(*n);
@@ -190,9 +142,23 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
     }
 }
 
+/// A bucket bound as Prometheus writes `le`: seconds, exact (the bounds are
+/// powers of two nanoseconds, which `f64` holds exactly).
+fn seconds_label(bound_ns: u64) -> String {
+    format!("{}", bound_ns as f64 / 1e9)
+}
+
 /// Names, units and help texts (`# HELP` lines in Prometheus).
 fn describe() {
-    let counters: [(&'static str, &'static str); 15] = [
+    let counters: [(&'static str, &'static str); 17] = [
+        (
+            "acgs_cache_call_duration_seconds_bucket",
+            "Calls per function that took at most `le` seconds since the instance started (power-of-two bounds, 256 ns to 34 s, and +Inf): a classic Prometheus histogram's buckets, so histogram_quantile over their sum across instances works. Calls past L1 all timed; one L1 hit in 64 timed, standing for 64.",
+        ),
+        (
+            "acgs_cache_call_duration_seconds_count",
+            "Timed calls per function since the instance started (the +Inf bucket).",
+        ),
         (
             "acgs_cache_calls_total",
             "Cached calls answered (hits, misses, bypassed, coalesced).",
@@ -264,15 +230,10 @@ fn describe() {
         "acgs_cache_l2_circuit_open",
         "1 while the L2 circuit is open (calls skip Redis until a probe succeeds)."
     );
-    describe_histogram!(
-        "acgs_cache_call_duration_seconds",
-        Unit::Seconds,
-        "Call durations per function, each at the upper bound of its power-of-two bucket (LatencyHistogram::bounds_seconds); calls past L1 all timed, one L1 hit in 64 standing for 64. Adds up across instances."
-    );
     describe_gauge!(
         "acgs_cache_call_latency_seconds",
         Unit::Seconds,
-        "Call latency percentiles per function over the last 30 to 60 s (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64. Percentiles do not add up across instances: use acgs_cache_call_duration_seconds_bucket."
+        "Call latency percentiles per function over the last 30 to 60 s (label quantile: 0.5, 0.95, 0.99); L1 hits sampled one in 64. Percentiles do not add up across instances: acgs_cache_call_duration_seconds_bucket does."
     );
     describe_gauge!(
         "acgs_cache_l2_latency_seconds",
@@ -315,21 +276,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_interval_records_what_each_bucket_gained() {
-        let h = |buckets: &[(u64, u64)], count| LatencyHistogram {
-            buckets: buckets.to_vec(),
-            count,
-        };
-        let before = h(&[(256, 1), (512, 3), (1024, 3)], 4);
-        let now = h(&[(256, 1), (512, 5), (1024, 9)], 12);
-        assert_eq!(
-            gained_per_bucket(&before, &now),
-            [(512, 2), (1024, 4), (2048, 2)]
-        );
-        assert_eq!(
-            gained_per_bucket(&LatencyHistogram::default(), &before),
-            [(256, 1), (512, 2), (2048, 1)]
-        );
-        assert!(gained_per_bucket(&now, &now).is_empty());
+    fn le_labels_are_the_bounds_in_seconds() {
+        assert_eq!(seconds_label(256), "0.000000256");
+        assert_eq!(seconds_label(1 << 30), "1.073741824");
     }
 }
