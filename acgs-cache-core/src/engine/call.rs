@@ -51,7 +51,9 @@ where
         Probe::Hit(out) => out,
         Probe::Miss { stale, start } => {
             let compute = async move { (Vec::new(), compute.await) };
-            cache.past_l1(call, &shape, stale, start, compute).await
+            // Boxed: the rest of the call (L2, flights, the computation) is a
+            // large state that would otherwise be part of every hit's future.
+            Box::pin(cache.past_l1(call, &shape, stale, start, compute)).await
         }
     }
 }
@@ -79,7 +81,9 @@ where
     let probe = cache.probe_l1(&call, &shape);
     match probe {
         Probe::Hit(out) => out,
-        Probe::Miss { stale, start } => cache.past_l1(call, &shape, stale, start, compute).await,
+        Probe::Miss { stale, start } => {
+            Box::pin(cache.past_l1(call, &shape, stale, start, compute)).await
+        }
     }
 }
 
@@ -96,26 +100,33 @@ enum Probe<Out, V> {
 
 /// The key's digest, or `None` (counted as bypassed) when the call goes
 /// around the cache: the key arguments did not serialize (traced), or the
-/// cache was built with caching disabled.
+/// cache was built with caching disabled. Inlined into the hit path; the
+/// bypass is out of line.
+#[inline]
 fn usable_key(
     cache: &Cache,
     site: &CallSite,
     function: &FunctionState,
     key: Result<KeyDigest, CodecError>,
 ) -> Option<KeyDigest> {
-    if !cache.inner.config.caching && !site.storage {
-        function.counters.bypassed.inc();
-        crate::engine::outcome::note(crate::engine::outcome::Outcome::Bypassed);
-        return None;
-    }
     match key {
-        Ok(digest) => Some(digest),
-        Err(e) => {
-            function.counters.bypassed.inc();
-            crate::engine::outcome::note(crate::engine::outcome::Outcome::Bypassed);
-            tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "key arguments did not serialize; calling without the cache");
+        Ok(digest) if cache.inner.config.caching || site.storage => Some(digest),
+        key => {
+            bypass(function, key.err());
             None
         }
+    }
+}
+
+/// Counts (and, for a key that did not serialize, traces) a call that goes
+/// around the cache.
+#[cold]
+#[inline(never)]
+fn bypass(function: &FunctionState, key_error: Option<CodecError>) {
+    function.counters.bypassed.inc();
+    crate::engine::outcome::note(crate::engine::outcome::Outcome::Bypassed);
+    if let Some(e) = key_error {
+        tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "key arguments did not serialize; calling without the cache");
     }
 }
 
@@ -282,7 +293,9 @@ impl Cache {
         let call = Call::new(site, function, digest);
         match self.probe_l1(&call, shape) {
             Probe::Hit(out) => out,
-            Probe::Miss { stale, start } => self.past_l1(call, shape, stale, start, compute).await,
+            Probe::Miss { stale, start } => {
+                Box::pin(self.past_l1(call, shape, stale, start, compute)).await
+            }
         }
     }
 
