@@ -24,9 +24,9 @@ pub const ENV_REDIS_URL: &str = "ACGS_CACHE_REDIS_URL";
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.inner.config;
+        let c = &self.inner.config();
         let mut d = f.debug_struct("Cache");
-        d.field("id", &self.inner.id)
+        d.field("id", &self.inner.id())
             .field("prefix", &c.prefix)
             .field("service", &c.service)
             .field("l1_max_bytes", &c.l1_max_bytes);
@@ -71,19 +71,19 @@ impl Cache {
     /// Whether this cache has a shared tier.
     #[must_use]
     pub fn has_l2(&self) -> bool {
-        self.inner.config.has_l2()
+        self.inner.config().has_l2()
     }
 
     /// The key prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
-        &self.inner.config.prefix
+        &self.inner.config().prefix
     }
 
     /// The service name that scopes keys.
     #[must_use]
     pub fn service(&self) -> &str {
-        &self.inner.config.service
+        &self.inner.config().service
     }
 
     /// The policy `compiled` with this cache's run-time override applied.
@@ -101,12 +101,12 @@ impl Cache {
     /// what a computation starting now records in its entry.
     #[must_use]
     pub fn log_position(&self) -> crate::format::log_position::LogPosition {
-        crate::coherence::state::unpack(self.inner.coherence.head())
+        crate::coherence::state::unpack(self.inner.coherence().head())
     }
 
     /// Drops every L1 entry of this instance (L2 is untouched).
     pub fn clear_l1(&self) {
-        self.inner.l1.clear();
+        self.inner.l1().clear();
     }
 
     /// Round-trip time of a `PING` to L2.
@@ -116,7 +116,7 @@ impl Cache {
     /// [`Error::Unavailable`] without L2; otherwise the Redis, pool or timeout error.
     pub async fn ping_l2(&self) -> Result<Duration, Error> {
         #[cfg(feature = "redis")]
-        if let Some(l2) = &self.inner.l2 {
+        if let Some(l2) = self.inner.l2() {
             return l2.ping().await.map(|(rtt, _, _)| rtt);
         }
         Err(Error::Unavailable(Unavailable::NotConfigured))
@@ -145,11 +145,11 @@ impl Cache {
     /// calls work either way (they go on without L2 until it answers).
     pub async fn connect(&self) -> Result<(), Error> {
         #[cfg(feature = "redis")]
-        if let Some(l2) = &self.inner.l2 {
+        if let Some(l2) = self.inner.l2() {
             l2.establish().await?;
             l2.ping().await?;
             let patience = l2.connect_timeout() + l2.soft_timeout();
-            if !self.inner.coherence.wait_listening(patience).await {
+            if !self.inner.coherence().wait_listening(patience).await {
                 return Err(Error::Unavailable(Unavailable::LogNotRead));
             }
         }
@@ -688,14 +688,14 @@ impl CacheBuilder {
         // last handle is dropped: the log tailer and the fleet publisher
         // (with L2), the metrics publisher (when configured).
         #[cfg(feature = "redis")]
-        if cache.inner.l2.is_some() {
+        if cache.inner.l2().is_some() {
             crate::engine::tailer::start_tailer(&cache.inner);
             crate::observe::fleet::start_publisher(&cache.inner);
         }
         crate::observe::metrics::start_publisher(&cache.inner);
         #[cfg(feature = "redis")]
-        if let Some(l2) = &cache.inner.config.l2 {
-            let l1 = if cache.inner.config.l1_enabled {
+        if let Some(l2) = &cache.inner.config().l2 {
+            let l1 = if cache.inner.config().l1_enabled {
                 "L1 (in process) + "
             } else {
                 ""
@@ -793,10 +793,10 @@ mod tests {
             .unwrap();
         let cache = b.build().unwrap();
         assert_eq!(
-            cache.inner.config.fleet_interval,
+            cache.inner.config().fleet_interval,
             Duration::from_millis(250)
         );
-        assert_eq!(cache.inner.config.metrics_interval, Some(Duration::ZERO));
+        assert_eq!(cache.inner.config().metrics_interval, Some(Duration::ZERO));
     }
 
     #[test]

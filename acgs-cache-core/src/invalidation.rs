@@ -94,10 +94,10 @@ impl Cache {
         entry_key: Option<String>,
     ) -> Result<LogPosition, Error> {
         let inner = &self.inner;
-        let coherence = &inner.coherence;
+        let coherence = &inner.coherence();
         coherence.sent.inc();
         #[cfg(feature = "redis")]
-        if inner.l2.is_some() {
+        if inner.l2().is_some() {
             return match crate::engine::tailer::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {
                     inner.apply_heard(position.packed(), &record).await;
@@ -111,7 +111,7 @@ impl Cache {
                         inner
                             .apply_heard(coherence.next_local_position(), &record)
                             .await;
-                        inner.recovery.push(record, entry_key);
+                        inner.recovery().push(record, entry_key);
                         tracing::warn!(target: "acgs_cache", error = %e, "invalidation not sent to redis; applied to this instance, kept to send when redis answers");
                     } else {
                         inner.apply_heard(coherence.head(), &record).await;
@@ -124,7 +124,7 @@ impl Cache {
         let now_ms = unix_ms(SystemTime::now());
         let position = coherence.next_clock_position(now_ms);
         inner.apply_heard(position, &record).await;
-        coherence.maybe_prune(inner.config.retention, now_ms);
+        coherence.maybe_prune(inner.config().retention, now_ms);
         Ok(unpack(position))
     }
 }

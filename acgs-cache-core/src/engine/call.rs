@@ -110,7 +110,7 @@ fn usable_key(
     key: Result<KeyDigest, CodecError>,
 ) -> Option<KeyDigest> {
     match key {
-        Ok(digest) if cache.inner.config.caching || site.storage => Some(digest),
+        Ok(digest) if cache.inner.config().caching || site.storage => Some(digest),
         key => {
             bypass(function, key.err());
             None
@@ -159,7 +159,7 @@ impl<'a> Call<'a> {
     /// tailer on first use).
     #[cfg(feature = "redis")]
     fn with_l2(&mut self, cache: &'a Cache) {
-        self.l2 = cache.inner.l2.as_ref().map(|l2| {
+        self.l2 = cache.inner.l2().map(|l2| {
             (
                 l2,
                 crate::format::key::redis_key(&self.function.key_prefix, self.digest),
@@ -245,7 +245,7 @@ where
     let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
     let digest = match key {
-        Ok(digest) if cache.inner.config.caching => digest,
+        Ok(digest) if cache.inner.config().caching => digest,
         // `call_tagged` counts and traces why the cache is bypassed.
         _ => return call_tagged(site, probe, shape, key, compute).await,
     };
@@ -259,7 +259,7 @@ where
         Found::Fresh(value) => shape.rebuild(value),
         Found::Due(value) => {
             let out = shape.rebuild(value);
-            if !cache.inner.flights.is_flying(call.l1_key) {
+            if !cache.inner.flights().is_flying(call.l1_key) {
                 let cache = Cache::clone(&cache);
                 tokio::spawn(
                     async move { cache.refresh(site, probe, &shape, digest, compute).await },
@@ -356,7 +356,7 @@ impl Cache {
         {
             call.with_l2(self);
             if let Some((l2, key)) = &call.l2 {
-                if !self.inner.flights.is_flying(call.l1_key) {
+                if !self.inner.flights().is_flying(call.l1_key) {
                     match self.read_l2::<S::Value>(&call, l2, key).await {
                         L2Found::Fresh(value, _) => {
                             let elapsed = start.elapsed();
@@ -416,7 +416,7 @@ impl Cache {
                 }
             }
             look_again = true;
-            let boarding = self.inner.flights.board(call.l1_key);
+            let boarding = self.inner.flights().board(call.l1_key);
             waited |= matches!(boarding, Boarding::Wait(_));
             match boarding {
                 Boarding::Lead(leader) => break Some(leader),
@@ -429,7 +429,7 @@ impl Cache {
                         Some(value)
                             if self
                                 .inner
-                                .coherence
+                                .coherence()
                                 .accepts(function, position, &tags, digest) =>
                         {
                             function.counters.coalesced.inc();
@@ -476,7 +476,7 @@ impl Cache {
         }
 
         function.counters.misses.inc();
-        let position = self.inner.coherence.head();
+        let position = self.inner.coherence().head();
         let started = Instant::now();
         // With a stale value to fall back on, a computation that panics or
         // outlasts the policy's timeout gives way to it.
@@ -547,7 +547,7 @@ impl Cache {
             }
         };
         #[cfg(feature = "redis")]
-        let write = if self.inner.config.background_l2_writes && _fleet_lock.is_none() {
+        let write = if self.inner.config().background_l2_writes && _fleet_lock.is_none() {
             L2Write::Background
         } else {
             L2Write::Awaited
@@ -558,7 +558,7 @@ impl Cache {
             position,
             tags: tag_hashes(&tags),
         };
-        if started.elapsed() < self.inner.config.invalidation_window {
+        if started.elapsed() < self.inner.config().invalidation_window {
             Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
         } else {
             // An invalidation of this entry may have been forgotten (and its
@@ -597,13 +597,13 @@ impl Cache {
         let function = self.function(site, probe);
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
-        let Boarding::Lead(leader) = self.inner.flights.board(call.l1_key) else {
+        let Boarding::Lead(leader) = self.inner.flights().board(call.l1_key) else {
             return;
         };
         #[cfg(feature = "redis")]
         call.with_l2(self);
         function.counters.refreshes.inc();
-        let position = self.inner.coherence.head();
+        let position = self.inner.coherence().head();
         let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
             tracing::warn!(target: "acgs_cache", function = %function.name, "background refresh panicked; the cached value stays");
             return; // the leader's guard lets the next caller retry
@@ -634,13 +634,13 @@ impl Cache {
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
     /// only for stale-if-error).
     fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
-        let coherence = &self.inner.coherence;
-        let usable = self.inner.config.l1_enabled
+        let coherence = &self.inner.coherence();
+        let usable = self.inner.config().l1_enabled
             && (call.function.consistency == Consistency::Bounded || coherence.is_listening());
         if !usable {
             return Found::Nothing;
         }
-        match self.inner.l1.get(&call.l1_key) {
+        match self.inner.l1().get(&call.l1_key) {
             Some(entry) => self.judge_l1(call, &entry),
             None => Found::Nothing,
         }
@@ -656,7 +656,7 @@ impl Cache {
         };
         if !self
             .inner
-            .coherence
+            .coherence()
             .accepts(function, entry.position, stored.tags(), call.digest)
         {
             function.counters.reject(Reject::Invalidated);
@@ -726,7 +726,7 @@ impl Cache {
         position: u64,
     ) -> Result<Vec<u8>, crate::error::CodecError> {
         let header = header(call.site, call.function, ttl, tags, position);
-        envelope::encode(value, call.site.codec, header, self.inner.config.limits)
+        envelope::encode(value, call.site.codec, header, self.inner.config().limits)
     }
 
     /// The one L2 write of an entry (calls, refreshes and values the toolkit
@@ -782,18 +782,18 @@ impl Cache {
         plain_bytes: usize,
     ) {
         let function = call.function;
-        if !self.inner.config.l1_enabled {
+        if !self.inner.config().l1_enabled {
             return;
         }
         let stored = Stored::new(value.clone(), &stamp.tags);
         let life = EntryLife::of(&function.policy, remaining);
-        let l1 = &self.inner.l1;
+        let l1 = &self.inner.l1();
         l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position);
         // Checked after the insert: an invalidation heard meanwhile either
         // is seen here, or removes the entry when it is applied.
         if !self
             .inner
-            .coherence
+            .coherence()
             .accepts(function, stamp.position, &stamp.tags, call.digest)
         {
             l1.remove(&call.l1_key);
@@ -809,8 +809,8 @@ impl Cache {
         redis_key: &str,
     ) -> L2Found<V> {
         let function = call.function;
-        let config = &self.inner.config;
-        let coherence = &self.inner.coherence;
+        let config = &self.inner.config();
+        let coherence = &self.inner.coherence();
         // An entry can only be judged against the log once the log has been
         // read. Right after start, wait for that (at most the soft timeout);
         // after a disconnection, or while the circuit is open, go on without L2.
@@ -873,7 +873,7 @@ impl Cache {
         function.counters.l2_hits.inc();
         crate::engine::outcome::note(crate::engine::outcome::Outcome::L2Hit);
         let remaining = Duration::from_millis(header.expires_at_ms - now);
-        if self.inner.config.l1_enabled {
+        if self.inner.config().l1_enabled {
             self.fill_l1(call, &value, &stamp, remaining, header.plain_size());
         }
         L2Found::Fresh(value, stamp)
@@ -892,7 +892,7 @@ impl Cache {
     ) -> Result<Option<crate::engine::lock::LockGuard>, (V, Stamp)> {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
-        let lease = self.inner.config.lock_lease;
+        let lease = self.inner.config().lock_lease;
         // The lock itself lives only a short hold, renewed while its holder
         // computes: a holder that died (or an attempt that timed out but ran)
         // frees it within the hold, and a waiter takes it, instead of waiting

@@ -49,19 +49,19 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) id: u64,
-    pub(crate) config: CacheConfig,
-    pub(crate) l1: L1Tier,
+    id: u64,
+    config: CacheConfig,
+    l1: L1Tier,
     #[cfg(feature = "redis")]
-    pub(crate) l2: Option<Arc<L2Tier>>,
+    l2: Option<Arc<L2Tier>>,
     /// Function instances served so far.
     functions: RwLock<Registry>,
-    pub(crate) coherence: Coherence,
+    coherence: Coherence,
     /// Computations in progress, for local stampede protection.
-    pub(crate) flights: Flights,
+    flights: Flights,
     /// Invalidations waiting for Redis to answer again.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) recovery: crate::coherence::recovery::Recovery,
+    recovery: crate::coherence::recovery::Recovery,
 }
 
 impl CacheConfig {
@@ -200,6 +200,42 @@ impl Inner {
                 entry_overflows: coherence.entry_overflows.get(),
             },
         }
+    }
+
+    /// This instance's number in the process (call sites remember the
+    /// first cache they resolved in by it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    pub(crate) fn l1(&self) -> &L1Tier {
+        &self.l1
+    }
+
+    /// L2, when the cache has one.
+    #[cfg(feature = "redis")]
+    pub(crate) fn l2(&self) -> Option<&Arc<L2Tier>> {
+        self.l2.as_ref()
+    }
+
+    /// What this instance has heard of the invalidation log.
+    pub(crate) fn coherence(&self) -> &Coherence {
+        &self.coherence
+    }
+
+    /// Computations in progress (local stampede protection).
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.flights
+    }
+
+    /// Invalidations waiting for Redis to answer again.
+    #[cfg(feature = "redis")]
+    pub(crate) fn recovery(&self) -> &crate::coherence::recovery::Recovery {
+        &self.recovery
     }
 
     /// The function instance registered under `address` (a call site and

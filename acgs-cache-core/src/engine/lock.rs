@@ -262,11 +262,11 @@ impl crate::engine::instance::Cache {
         }
         let l2 = self
             .inner
-            .l2
-            .clone()
+            .l2()
+            .cloned()
             .ok_or(Error::Unavailable(Unavailable::NotConfigured))?;
         // Braces make the lock and its fencing counter one hash slot (Cluster).
-        let key = format!("{}:lock:{{{name}}}", self.inner.config.prefix);
+        let key = format!("{}:lock:{{{name}}}", self.inner.config().prefix);
         let fence = format!("{key}:fence");
         Ok((l2, key, fence))
     }

@@ -228,7 +228,7 @@ impl Cache {
     ) -> FunctionRef<'static> {
         let probe_key = (probe.as_ptr() as usize, probe.len());
         if let Some(first) = site.first.get() {
-            if first.cache == self.inner.id && first.probe == probe_key {
+            if first.cache == self.inner.id() && first.probe == probe_key {
                 return FunctionRef::Borrowed(&first.state);
             }
         }
@@ -247,8 +247,8 @@ impl Cache {
             invalidated_at: AtomicU64::new(0),
             has_entry_invalidations: AtomicBool::new(false),
             key_prefix: crate::format::key::redis_key_prefix(
-                &inner.config.prefix,
-                &inner.config.service,
+                &inner.config().prefix,
+                &inner.config().service,
                 &identity.name,
                 identity.hash,
             ),
@@ -256,12 +256,12 @@ impl Cache {
             name: identity.name,
         });
         let _ = site.first.set(Resolved {
-            cache: inner.id,
+            cache: inner.id(),
             probe: probe_key,
             state: Arc::clone(&state),
         });
         match site.first.get() {
-            Some(first) if first.cache == inner.id && first.probe == probe_key => {
+            Some(first) if first.cache == inner.id() && first.probe == probe_key => {
                 FunctionRef::Borrowed(&first.state)
             }
             _ => FunctionRef::Shared(state),

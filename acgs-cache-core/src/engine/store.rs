@@ -121,13 +121,13 @@ pub(crate) async fn put<V: Cacheable>(
 /// rejected.
 pub(crate) async fn position_now(cache: &Cache) -> u64 {
     #[cfg(feature = "redis")]
-    if let Some(l2) = &cache.inner.l2 {
-        let coherence = &cache.inner.coherence;
+    if let Some(l2) = cache.inner.l2() {
+        let coherence = &cache.inner.coherence();
         if !coherence.has_listened() {
             coherence.wait_listening(l2.soft_timeout()).await;
         }
     }
-    cache.inner.coherence.head()
+    cache.inner.coherence().head()
 }
 
 /// The store's TTL with the cache's run-time overrides applied.
@@ -147,7 +147,7 @@ pub(crate) async fn revoke_entry(
     let function = cache.function(site, "");
     cache.invalidate_entry(&function, digest).await?;
     #[cfg(feature = "redis")]
-    if let Some(l2) = &cache.inner.l2 {
+    if let Some(l2) = cache.inner.l2() {
         let key = crate::format::key::redis_key(&function.key_prefix, digest);
         // The log already guarantees the revocation; the DEL only frees memory sooner.
         let _ = l2.query::<i64>(redis::cmd("DEL").arg(key)).await;

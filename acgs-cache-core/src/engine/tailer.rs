@@ -50,12 +50,12 @@ async fn tail(weak: Weak<Inner>) {
             Ok(()) => return, // the cache was dropped
             Err(e) => {
                 let Some(inner) = weak.upgrade() else { return };
-                if inner.coherence.is_listening() {
+                if inner.coherence().is_listening() {
                     tracing::warn!(target: "acgs_cache", error = %e, "lost the invalidation log; catching up when redis answers");
                 } else {
                     tracing::debug!(target: "acgs_cache", error = %e, "invalidation log still unreachable");
                 }
-                inner.coherence.set_listening(false);
+                inner.coherence().set_listening(false);
             }
         }
         tokio::time::sleep(backoff).await;
@@ -74,13 +74,13 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
             return Ok(());
         };
         // Started only with L2: without it there is no log to tail.
-        let Some(l2) = inner.l2.as_ref() else {
+        let Some(l2) = inner.l2() else {
             return Ok(());
         };
-        let keys = LogKeys::new(&inner.config.prefix);
+        let keys = LogKeys::new(&inner.config().prefix);
         let mut conn = l2.dedicated_connection().await?;
         catch_up(&inner, l2, &mut conn, &keys, state).await?;
-        inner.coherence.set_listening(true);
+        inner.coherence().set_listening(true);
         tracing::debug!(target: "acgs_cache", cursor = %state.cursor, "invalidation log caught up");
         replay(&inner).await;
         (conn, keys)
@@ -93,22 +93,24 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let read = read_batch(&inner, &mut conn, &keys, &mut state.cursor, Some(BLOCK_MS)).await?;
         if read == 0 {
             // Quiet: is this still the log we were reading?
-            let Some(l2) = inner.l2.as_ref() else {
+            let Some(l2) = inner.l2() else {
                 return Ok(());
             };
-            let head = LogPosition::from_packed(inner.coherence.head());
+            let head = LogPosition::from_packed(inner.coherence().head());
             let synced = l2.sync(&mut conn, &keys, head, false).await?;
             if state.epoch.as_deref() != Some(synced.epoch.as_str()) {
                 catch_up(&inner, l2, &mut conn, &keys, state).await?;
                 replay(&inner).await;
             }
         }
-        if inner.recovery.len() > 0 {
+        if inner.recovery().len() > 0 {
             // Redis answers again (this read did): send what was kept.
             replay(&inner).await;
         }
         let now_ms = unix_ms(SystemTime::now());
-        inner.coherence.maybe_prune(inner.config.retention, now_ms);
+        inner
+            .coherence()
+            .maybe_prune(inner.config().retention, now_ms);
     }
 }
 
@@ -122,7 +124,7 @@ async fn catch_up(
     keys: &LogKeys,
     state: &mut TailState,
 ) -> Result<(), Error> {
-    let coherence = &inner.coherence;
+    let coherence = &inner.coherence();
     l2.decide_confirmation(conn).await;
     let head = LogPosition::from_packed(coherence.head());
     let synced = l2.sync(conn, keys, head, false).await?;
@@ -160,7 +162,7 @@ async fn catch_up(
     if state.epoch.is_some() {
         // Single-entry invalidations are not in the state: nothing in L1
         // can be vouched for.
-        inner.l1.clear();
+        inner.l1().clear();
     }
     for (field, at) in &synced.state {
         let record = match field.split_once(':') {
@@ -205,12 +207,12 @@ async fn read_batch(
         match parse_record(&entry.map) {
             Some((record, sent_us)) => {
                 inner.apply_heard(position.packed(), &record).await;
-                inner.coherence.received.inc();
+                inner.coherence().received.inc();
                 // Only records heard live measure propagation; catch-up
                 // after a start or a disconnection would count the downtime.
                 if let (Some(sent), Some(_)) = (sent_us, block_ms) {
                     inner
-                        .coherence
+                        .coherence()
                         .record_lag(Duration::from_micros(now.saturating_sub(sent)));
                 }
             }
@@ -218,7 +220,7 @@ async fn read_batch(
                 // An invalidation we cannot read (a newer format, or a foreign
                 // writer): assume it concerned everything.
                 tracing::warn!(target: "acgs_cache", id = %entry.id, "unreadable invalidation record; rejecting every older entry");
-                inner.coherence.raise_floor(position.packed());
+                inner.coherence().raise_floor(position.packed());
             }
         }
     }
@@ -235,17 +237,16 @@ pub(crate) async fn send(
     entry_key: Option<&str>,
 ) -> Result<LogPosition, Error> {
     let l2 = inner
-        .l2
-        .as_ref()
+        .l2()
         .ok_or(Error::Unavailable(crate::error::Unavailable::NotConfigured))?;
-    let keys = LogKeys::new(&inner.config.prefix);
-    let head = LogPosition::from_packed(inner.coherence.head());
+    let keys = LogKeys::new(&inner.config().prefix);
+    let head = LogPosition::from_packed(inner.coherence().head());
     let settings = AppendSettings {
-        max_len: inner.config.log_capacity,
-        tombstone_for: inner.config.invalidation_window,
+        max_len: inner.config().log_capacity,
+        tombstone_for: inner.config().invalidation_window,
         confirm: l2.confirmation(),
     };
-    let hold = inner.config.invalidation_window;
+    let hold = inner.config().invalidation_window;
     match entry_key {
         Some(key) if l2.is_cluster() => {
             l2.tombstone(key, &tombstone_everything(), hold).await?;
@@ -264,15 +265,15 @@ pub(crate) async fn send(
 /// Sends what was kept while Redis could not be reached, oldest first,
 /// until the queue is empty or a send fails.
 pub(crate) async fn replay(inner: &Arc<Inner>) {
-    while let Some(pending) = inner.recovery.front() {
+    while let Some(pending) = inner.recovery().front() {
         match send(inner, &pending.record, pending.entry_key.as_deref()).await {
             Ok(position) | Err(Error::Unconfirmed { position, .. }) => {
                 inner.apply_heard(position.packed(), &pending.record).await;
-                inner.recovery.pop(&pending);
-                inner.recovery.replayed.inc();
+                inner.recovery().pop(&pending);
+                inner.recovery().replayed.inc();
             }
             Err(e) => {
-                tracing::debug!(target: "acgs_cache", error = %e, queued = inner.recovery.len(), "kept invalidations not sent yet");
+                tracing::debug!(target: "acgs_cache", error = %e, queued = inner.recovery().len(), "kept invalidations not sent yet");
                 return;
             }
         }

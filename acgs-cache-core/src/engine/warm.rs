@@ -258,14 +258,14 @@ impl Cache {
         }
         Warmer {
             cache: self,
-            position: self.inner.coherence.head(),
+            position: self.inner.coherence().head(),
             batch_size: 512,
             pipelines: 4,
             concurrency: 16,
             fill_l1: !self.has_l2(),
             timeout: Duration::from_secs(10),
             progress: None,
-            watch: self.inner.coherence.watch_entries(),
+            watch: self.inner.coherence().watch_entries(),
         }
     }
 }
@@ -369,7 +369,7 @@ impl<'a> Warmer<'a> {
             position: self.position,
             fill_l1: self.fill_l1,
             #[cfg(feature = "redis")]
-            connection: match &self.cache.inner.l2 {
+            connection: match self.cache.inner.l2() {
                 Some(l2) => Some(l2.bulk_connection(self.timeout).await?),
                 None => None,
             },
@@ -406,10 +406,13 @@ impl<'a> Warmer<'a> {
     #[cfg(feature = "redis")]
     async fn repair(&self) {
         let inner = &self.cache.inner;
-        let Some(l2) = &inner.l2 else { return };
-        let keys = crate::coherence::log::LogKeys::new(&inner.config.prefix);
+        let Some(l2) = inner.l2() else { return };
+        let keys = crate::coherence::log::LogKeys::new(&inner.config().prefix);
         if let Ok(end) = l2.log_end(&keys).await {
-            let heard = inner.coherence.wait_heard(end.packed(), self.timeout).await;
+            let heard = inner
+                .coherence()
+                .wait_heard(end.packed(), self.timeout)
+                .await;
             if !heard {
                 tracing::warn!(target: "acgs_cache", "warming: the log was not heard to its end; entry invalidations after it may be undone until their entries expire");
             }
@@ -417,13 +420,13 @@ impl<'a> Warmer<'a> {
         let seen: Vec<_> =
             std::mem::take(&mut *self.watch.lock().unwrap_or_else(|p| p.into_inner()));
         for watched in seen.into_iter().filter(|w| w.position > self.position) {
-            for function in inner.coherence.functions_of_scope(watched.scope) {
+            for function in inner.coherence().functions_of_scope(watched.scope) {
                 let key = crate::format::key::redis_key(&function.key_prefix, watched.digest);
                 let stone = crate::format::log_position::tombstone(LogPosition::from_packed(
                     watched.position,
                 ));
                 if let Err(e) = l2
-                    .tombstone(&key, &stone, inner.config.invalidation_window)
+                    .tombstone(&key, &stone, inner.config().invalidation_window)
                     .await
                 {
                     tracing::warn!(target: "acgs_cache", error = %e, "warming: a tombstone was not restored");
@@ -485,7 +488,7 @@ impl Job<'_> {
         } = entry;
         if site
             .instance
-            .is_some_and(|pinned| pinned().inner.id != self.cache.inner.id)
+            .is_some_and(|pinned| pinned().inner.id() != self.cache.inner.id())
         {
             // Its entries would land under another cache's prefix and settings.
             tracing::warn!(target: "acgs_cache", function = site.name(), "warming entry of a function pinned to another cache; skipped (warm it with that cache)");
@@ -508,7 +511,7 @@ impl Job<'_> {
         let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
         let tag_hashes: Vec<u64> = tags.iter().map(|t| tag_hash(t)).collect();
         let header = header(site, &function, ttl, tags, self.position);
-        let bytes = match value.encode(site, header, self.cache.inner.config.limits) {
+        let bytes = match value.encode(site, header, self.cache.inner.config().limits) {
             Ok(bytes) => bytes,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
@@ -516,20 +519,20 @@ impl Job<'_> {
                 return Err(());
             }
         };
-        if self.fill_l1 && self.cache.inner.config.l1_enabled {
+        if self.fill_l1 && self.cache.inner.config().l1_enabled {
             let life = EntryLife::of(&function.policy, ttl);
 
             let plain = envelope::plain_size(&bytes);
             if let Some(l1_entry) = value.l1_entry(&tag_hashes, life, plain, self.position) {
                 let key = L1Key::new(function.identity, digest);
-                let l1 = &self.cache.inner.l1;
+                let l1 = &self.cache.inner.l1();
                 let stamp = l1_entry.position;
                 l1.insert_entry(key, l1_entry);
                 // As every L1 fill: checked after the insert.
                 if !self
                     .cache
                     .inner
-                    .coherence
+                    .coherence()
                     .accepts(&function, stamp, &tag_hashes, digest)
                 {
                     l1.remove(&key);

@@ -98,7 +98,7 @@ fn key_pattern(prefix: &str) -> String {
 /// Starts publishing `inner`'s stats (which has L2), unless the interval
 /// is zero. Called once, when the cache is built.
 pub(crate) fn start_publisher(inner: &Arc<Inner>) {
-    let interval = inner.config.fleet_interval;
+    let interval = inner.config().fleet_interval;
     if interval.is_zero() {
         return;
     }
@@ -107,10 +107,11 @@ pub(crate) fn start_publisher(inner: &Arc<Inner>) {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let instance = format!("{}-{}-{nanos:08x}", std::process::id(), inner.id);
+    let instance = format!("{}-{}-{nanos:08x}", std::process::id(), inner.id());
     let key = format!(
         "{}:fleet:{}:{instance}",
-        inner.config.prefix, inner.config.service
+        inner.config().prefix,
+        inner.config().service
     );
     crate::background::spawn(publish(Arc::downgrade(inner), key, instance, interval));
 }
@@ -122,12 +123,12 @@ async fn publish(weak: Weak<Inner>, key: String, instance: String, interval: Dur
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let member = FleetMember {
-            service: inner.config.service.clone(),
+            service: inner.config().service.clone(),
             instance: instance.clone(),
             published_at_ms: crate::clock::unix_ms(SystemTime::now()),
             stats: inner.stats(),
         };
-        if let (Some(l2), Ok(json)) = (&inner.l2, serde_json::to_string(&member)) {
+        if let (Some(l2), Ok(json)) = (inner.l2(), serde_json::to_string(&member)) {
             let set = redis::cmd("SET")
                 .arg(&key)
                 .arg(json)
@@ -164,10 +165,9 @@ impl Cache {
     pub async fn fleet_stats(&self) -> Result<FleetStats, Error> {
         let l2 = self
             .inner
-            .l2
-            .as_ref()
+            .l2()
             .ok_or(Error::Unavailable(Unavailable::NotConfigured))?;
-        let pattern = key_pattern(&self.inner.config.prefix);
+        let pattern = key_pattern(&self.inner.config().prefix);
         let mut keys = l2.scan(&pattern, MAX_FLEET_MEMBERS).await?;
         keys.sort();
         keys.dedup(); // SCAN may return a key twice

@@ -223,7 +223,7 @@ impl Cache {
         let stats = self.stats().await;
         let l2 = self.l2_health().await;
         let invalidation = InvalidationHealth {
-            listening: self.inner.coherence.is_listening(),
+            listening: self.inner.coherence().is_listening(),
             lag_p50_us: stats.invalidations.propagation_p50_us,
             lag_p99_us: stats.invalidations.propagation_p99_us,
         };
@@ -240,10 +240,10 @@ impl Cache {
             status,
             service: self.service().to_owned(),
             l1: L1Health {
-                enabled: self.inner.config.l1_enabled,
+                enabled: self.inner.config().l1_enabled,
                 entries: stats.l1_entries,
                 bytes: stats.l1_bytes,
-                max_bytes: self.inner.config.l1_max_bytes,
+                max_bytes: self.inner.config().l1_max_bytes,
             },
             l2,
             invalidation,
@@ -253,8 +253,8 @@ impl Cache {
 
     #[cfg(feature = "redis")]
     async fn l2_health(&self) -> Option<L2Health> {
-        let settings = self.inner.config.l2.as_ref()?;
-        let tier = self.inner.l2.as_ref()?;
+        let settings = self.inner.config().l2.as_ref()?;
+        let tier = self.inner.l2()?;
         let ping = tier.ping().await;
         let (nodes_answering, nodes) = ping.as_ref().map_or((0, 0), |&(_, a, n)| (a, n));
         let ping = ping.map(|(rtt, _, _)| rtt);

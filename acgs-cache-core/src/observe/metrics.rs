@@ -23,7 +23,7 @@ use crate::measure::stats::StatsSnapshot;
 /// background runtime (which no caller's runtime outlives). Called once,
 /// when the cache is built.
 pub(crate) fn start_publisher(inner: &Arc<Inner>) {
-    if let Some(interval) = inner.config.metrics_interval {
+    if let Some(interval) = inner.config().metrics_interval {
         crate::background::spawn(publish_every(Arc::downgrade(inner), interval));
     }
 }
@@ -36,7 +36,7 @@ async fn publish_every(cache: Weak<Inner>, interval: Duration) {
         ticks.tick().await;
         let Some(inner) = cache.upgrade() else { return };
         let snapshot = inner.stats();
-        publish(&inner.config.service, &snapshot);
+        publish(&inner.config().service, &snapshot);
     }
 }
 

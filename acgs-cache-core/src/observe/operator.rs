@@ -116,8 +116,7 @@ impl Cache {
 
     fn l2_tier(&self) -> Result<&std::sync::Arc<crate::tiers::l2::L2Tier>, Error> {
         self.inner
-            .l2
-            .as_ref()
+            .l2()
             .ok_or(Error::Unavailable(Unavailable::NotConfigured))
     }
 }

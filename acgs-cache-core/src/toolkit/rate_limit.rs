@@ -552,7 +552,7 @@ impl RateLimiterBuilder {
         }
         let backend = {
             #[cfg(feature = "redis")]
-            match &cache.inner.l2 {
+            match cache.inner.l2() {
                 Some(l2) => Backend::Redis {
                     l2: Arc::clone(l2),
                     script: redis::Script::new(GCRA_SCRIPT),
