@@ -1040,3 +1040,124 @@ impl Cache {
         Ok(true)
     }
 }
+
+/// The read and write paths on an L1-only cache: the tiers and coherence
+/// are real, Redis is not involved (the integration tests cover L2).
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::format::policy::TtlPolicy;
+
+    static POLICY: TtlPolicy = TtlPolicy::new("unit_calls", Duration::from_secs(60));
+    static SITE: CallSite = CallSite::new("double", module_path!(), "double(u64)->u64", 0, &POLICY)
+        .invalidate_on(&["unit.*"]);
+
+    fn digest(n: u64) -> KeyDigest {
+        KeyDigest::of(&n).unwrap()
+    }
+
+    /// One cached call of `double(n)`, counting computations in `runs`.
+    async fn double(cache: &Cache, n: u64, runs: &AtomicU32) -> u64 {
+        let key = Ok(digest(n));
+        let compute = async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            n * 2
+        };
+        cache
+            .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))
+            .await
+    }
+
+    fn counters(cache: &Cache) -> (u64, u64, u64) {
+        let f = cache.function(&SITE, "");
+        (
+            f.counters.misses.get(),
+            f.counters.l1_hits.get(),
+            f.counters.bypassed.get(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_stored_and_the_next_call_is_an_l1_hit() {
+        let cache = Cache::builder().build().unwrap();
+        let runs = AtomicU32::new(0);
+        assert_eq!(double(&cache, 21, &runs).await, 42);
+        assert_eq!(double(&cache, 21, &runs).await, 42);
+        assert_eq!(double(&cache, 4, &runs).await, 8);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(counters(&cache), (2, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_put_value_is_read_without_computing() {
+        let cache = Cache::builder().build().unwrap();
+        let position = cache.inner.coherence().head();
+        let stored = cache
+            .put(
+                &SITE,
+                digest(5),
+                &99u64,
+                Duration::from_secs(60),
+                Vec::new(),
+                position,
+            )
+            .await
+            .unwrap();
+        assert!(stored);
+        let runs = AtomicU32::new(0);
+        assert_eq!(double(&cache, 5, &runs).await, 99, "the put value, not 10");
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_entry_from_before_an_invalidation_is_not_served() {
+        let cache = Cache::builder().build().unwrap();
+        let runs = AtomicU32::new(0);
+        let before = cache.inner.coherence().head();
+        assert_eq!(double(&cache, 3, &runs).await, 6);
+        cache.invalidate("unit.changed").await.unwrap();
+        assert_eq!(double(&cache, 3, &runs).await, 6);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "recomputed after the event");
+        // A value put with a position from before the event is not kept.
+        cache
+            .put(
+                &SITE,
+                digest(7),
+                &1u64,
+                Duration::from_secs(60),
+                Vec::new(),
+                before,
+            )
+            .await
+            .unwrap();
+        assert_eq!(double(&cache, 7, &runs).await, 14);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn keys_that_did_not_serialize_and_disabled_caches_bypass() {
+        let cache = Cache::builder().build().unwrap();
+        let runs = AtomicU32::new(0);
+        for _ in 0..2 {
+            let key = Err(CodecError::Encode("no".into()));
+            let compute = async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                1u64
+            };
+            let out = cache
+                .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))
+                .await;
+            assert_eq!(out, 1);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(counters(&cache).2, 2);
+
+        let disabled = Cache::disabled();
+        assert_eq!(double(&disabled, 1, &runs).await, 2);
+        assert_eq!(double(&disabled, 1, &runs).await, 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        assert_eq!(counters(&disabled), (0, 0, 2));
+    }
+}
