@@ -555,7 +555,7 @@ fn main() {
 /// (`perf record -F 999 -- target/release/examples/perf_report --profile
 /// l2`): `l1` (L1 hits, one task), `l2` (L2 hits, 64 tasks, L1 off) or
 /// `l2raw` (the raw `GET`s and decodes of the table's raw side, 64 tasks on
-/// one connection).
+/// one connection) or `warm` (warming 100,000 100-byte values at a time).
 fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runtime) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut done = 0u64;
@@ -587,7 +587,20 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
                 done += 64_000;
             }
         }
-        other => panic!("--profile l1, l2 or l2raw, not {other}"),
+        "warm" => {
+            while Instant::now() < deadline {
+                let report = two
+                    .block_on(async {
+                        WARM.warmer()
+                            .await
+                            .load((0..100_000).map(|i| warm_entry_ours_blob(i, blob(i))))
+                            .await
+                    })
+                    .expect("warming");
+                done += report.written;
+            }
+        }
+        other => panic!("--profile l1, l2, l2raw or warm, not {other}"),
     }
     println!("profile {what}: {:.0}/s", done as f64 / 10.0);
 }
