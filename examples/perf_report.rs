@@ -436,20 +436,7 @@ fn main() {
     let fresh = || next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mn = 4_000 / scale;
     two.block_on(ours_miss(0));
-    let raw_set = |id: u64| {
-        let mut conn = raw.clone();
-        async move {
-            let bytes = postcard::to_allocvec(&decision(id, "alice")).expect("encode");
-            redis::cmd("SET")
-                .arg(format!("perf:raw:miss:{id}"))
-                .arg(bytes)
-                .arg("PX")
-                .arg(300_000)
-                .query_async::<()>(&mut conn)
-                .await
-                .expect("raw SET")
-        }
-    };
+    let raw_set = |id: u64| raw_write(raw.clone(), id);
     let miss = alternate(
         rounds,
         || sequential(&two, mn, |_| ours_miss(fresh())),
@@ -466,22 +453,13 @@ fn main() {
     let raw_get_then_set = |id: u64| {
         let mut conn = raw.clone();
         async move {
-            let key = format!("perf:raw:miss:{id}");
             let found: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(&key)
+                .arg(format!("perf:raw:miss:{id}"))
                 .query_async(&mut conn)
                 .await
                 .expect("raw GET");
             assert!(found.is_none(), "a fresh key");
-            let bytes = postcard::to_allocvec(&decision(id, "alice")).expect("encode");
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(bytes)
-                .arg("PX")
-                .arg(300_000)
-                .query_async::<()>(&mut conn)
-                .await
-                .expect("raw SET")
+            raw_write(conn, id).await
         }
     };
     let miss_fair = alternate(
@@ -629,6 +607,20 @@ async fn raw_get(mut conn: redis::aio::MultiplexedConnection, k: u64) -> Decisio
         .await
         .expect("raw GET");
     postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
+}
+
+/// The raw side of the miss rows: encode a fresh value and `SET` it with a
+/// TTL.
+async fn raw_write(mut conn: redis::aio::MultiplexedConnection, id: u64) {
+    let bytes = postcard::to_allocvec(&decision(id, "alice")).expect("encode");
+    redis::cmd("SET")
+        .arg(format!("perf:raw:miss:{id}"))
+        .arg(bytes)
+        .arg("PX")
+        .arg(300_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("raw SET")
 }
 
 /// One point of the lanes curve.
