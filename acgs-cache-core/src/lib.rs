@@ -187,7 +187,7 @@ pub mod __private {
             compress_above,
             max_value_bytes: usize::MAX,
         };
-        crate::format::envelope::encode(value, codec, header, limits)
+        crate::format::envelope::encode(value, codec, header, limits).map(|sealed| sealed.bytes)
     }
 
     /// Decodes what [`encode_envelope`] made (every check a read makes).

@@ -696,24 +696,23 @@ impl Cache {
         write: L2Write,
     ) {
         let function = call.function;
-        let bytes = match self.encode_entry(call, value, ttl, tags, stamp.position) {
-            Ok(bytes) => bytes,
+        let sealed = match self.encode_entry(call, value, ttl, tags, stamp.position) {
+            Ok(sealed) => sealed,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
                 tracing::warn!(target: "acgs_cache", function = %function.name, error = %e, "result not cached");
                 return;
             }
         };
-        let plain_bytes = envelope::plain_size(&bytes);
         let keep_for = ttl + function.policy.stale_if_error();
         if let Ok(false) = self
-            .write_l2(call, bytes, stamp.position, keep_for, write)
+            .write_l2(call, sealed.bytes, stamp.position, keep_for, write)
             .await
         {
             function.counters.not_stored.inc();
             return;
         }
-        self.fill_l1(call, value, stamp, ttl, plain_bytes);
+        self.fill_l1(call, value, stamp, ttl, sealed.plain_size);
     }
 
     /// The envelope of `value`, computed from `position` on, fresh for `ttl`.
@@ -724,7 +723,7 @@ impl Cache {
         ttl: Duration,
         tags: Vec<String>,
         position: u64,
-    ) -> Result<Vec<u8>, crate::error::CodecError> {
+    ) -> Result<envelope::Sealed, crate::error::CodecError> {
         let header = header(call.site, call.function, ttl, tags, position);
         envelope::encode(value, call.site.codec, header, self.inner.config().limits)
     }
@@ -787,16 +786,9 @@ impl Cache {
         }
         let stored = Stored::new(value.clone(), &stamp.tags);
         let life = EntryLife::of(&function.policy, remaining);
-        let l1 = &self.inner.l1();
-        l1.insert(call.l1_key, stored, life, plain_bytes, stamp.position);
-        // Checked after the insert: an invalidation heard meanwhile either
-        // is seen here, or removes the entry when it is applied.
-        if !self
-            .inner
-            .coherence()
-            .accepts(function, stamp.position, &stamp.tags, call.digest)
-        {
-            l1.remove(&call.l1_key);
+        if let Some(entry) = crate::tiers::l1::entry(stored, life, plain_bytes, stamp.position) {
+            self.inner
+                .fill_l1(function, call.digest, entry, &stamp.tags);
         }
     }
 
@@ -856,11 +848,7 @@ impl Cache {
         };
         let stamp = Stamp {
             position: header.log_position.packed(),
-            tags: if header.tags.is_empty() {
-                shared_tags(&[])
-            } else {
-                header.tags.iter().map(|t| tag_hash(t)).collect()
-            },
+            tags: tag_hashes(&header.tags),
         };
         if !coherence.accepts(function, stamp.position, &stamp.tags, call.digest) {
             function.counters.reject(Reject::Invalidated);
@@ -979,11 +967,11 @@ fn share<V: Cacheable>(value: &V, stamp: &Stamp) -> Landing {
     }
 }
 
-fn tag_hashes(tags: &[String]) -> Arc<[u64]> {
+fn tag_hashes(tags: &[impl AsRef<str>]) -> Arc<[u64]> {
     if tags.is_empty() {
         return shared_tags(&[]);
     }
-    tags.iter().map(|t| tag_hash(t)).collect()
+    tags.iter().map(|t| tag_hash(t.as_ref())).collect()
 }
 
 /// `hashes` as a stamp's tags: the empty set, by far the most common, is
@@ -1028,15 +1016,14 @@ impl Cache {
             position,
             tags: tag_hashes(&tags),
         };
-        let bytes = self.encode_entry(&call, value, ttl, tags, position)?;
-        let plain_bytes = envelope::plain_size(&bytes);
+        let sealed = self.encode_entry(&call, value, ttl, tags, position)?;
         if !self
-            .write_l2(&call, bytes, position, ttl, L2Write::Awaited)
+            .write_l2(&call, sealed.bytes, position, ttl, L2Write::Awaited)
             .await?
         {
             return Ok(false);
         }
-        self.fill_l1(&call, value, &stamp, ttl, plain_bytes);
+        self.fill_l1(&call, value, &stamp, ttl, sealed.plain_size);
         Ok(true)
     }
 }

@@ -17,9 +17,10 @@ use crate::coherence::function::{FunctionState, Registry};
 use crate::coherence::state::{Coherence, Record};
 use crate::engine::flight::Flights;
 use crate::format::envelope::EncodeLimits;
+use crate::format::key::KeyDigest;
 use crate::format::policy::{PolicyOverride, TtlPolicy};
 use crate::measure::stats::{InvalidationStats, StatsSnapshot};
-use crate::tiers::l1::{L1Key, L1Tier};
+use crate::tiers::l1::{L1Entry, L1Key, L1Tier};
 #[cfg(feature = "redis")]
 use crate::tiers::l2::{L2Settings, L2Tier};
 
@@ -269,6 +270,27 @@ impl Inner {
         };
         functions.by_probe.insert(address, Arc::clone(&state));
         state
+    }
+
+    /// Puts `entry` in L1 as `function`'s entry for `digest` unless an
+    /// invalidation it answers to (`tags`, or the function, or the entry)
+    /// came after its position. Checked after the insert: an invalidation
+    /// heard meanwhile is either seen here, or removes the entry when it is
+    /// applied. The one way values reach L1 (calls, refreshes, put values,
+    /// warming).
+    pub(crate) fn fill_l1(
+        &self,
+        function: &FunctionState,
+        digest: KeyDigest,
+        entry: L1Entry,
+        tags: &[u64],
+    ) {
+        let key = L1Key::new(function.identity, digest);
+        let position = entry.position;
+        self.l1.insert(key, entry);
+        if !self.coherence.accepts(function, position, tags, digest) {
+            self.l1.remove(&key);
+        }
     }
 
     /// `service:function`, the scope of a function's invalidations.

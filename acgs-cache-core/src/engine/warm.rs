@@ -31,7 +31,7 @@ use crate::format::key::KeyDigest;
 use crate::format::log_position::LogPosition;
 use crate::format::shape::{Cacheable, Shape, Verdict};
 use crate::measure::stats::ErrorReason;
-use crate::tiers::l1::{EntryLife, L1Entry, L1Key, Stored};
+use crate::tiers::l1::{EntryLife, L1Entry, Stored};
 
 /// One entry to prime: a cached function's key and value. Made by the
 /// `warm_entry_<fn>` companion that `#[cached]` generates next to a free
@@ -88,7 +88,7 @@ trait WarmValue: Send + Sync {
         site: &'static CallSite,
         header: envelope::EnvelopeHeader,
         limits: EncodeLimits,
-    ) -> Result<Vec<u8>, CodecError>;
+    ) -> Result<envelope::Sealed, CodecError>;
 
     fn l1_entry(
         self: Box<Self>,
@@ -105,7 +105,7 @@ impl<V: Cacheable> WarmValue for V {
         site: &'static CallSite,
         header: envelope::EnvelopeHeader,
         limits: EncodeLimits,
-    ) -> Result<Vec<u8>, CodecError> {
+    ) -> Result<envelope::Sealed, CodecError> {
         envelope::encode(self, site.codec, header, limits)
     }
 
@@ -509,34 +509,29 @@ impl Job<'_> {
             return Err(()); // the function would not have stored it either
         };
         let ttl = ttl.unwrap_or_else(|| function.policy.jittered_ttl(digest.low64()));
-        let tag_hashes: Vec<u64> = tags.iter().map(|t| tag_hash(t)).collect();
+        let fill_l1 = self.fill_l1 && self.cache.inner.config().l1_enabled;
+        // Hashed only for L1, which judges entries by them.
+        let tag_hashes: Vec<u64> = if fill_l1 {
+            tags.iter().map(|t| tag_hash(t)).collect()
+        } else {
+            Vec::new()
+        };
         let header = header(site, &function, ttl, tags, self.position);
-        let bytes = match value.encode(site, header, self.cache.inner.config().limits) {
-            Ok(bytes) => bytes,
+        let sealed = match value.encode(site, header, self.cache.inner.config().limits) {
+            Ok(sealed) => sealed,
             Err(e) => {
                 function.counters.error(ErrorReason::Encode);
                 tracing::debug!(target: "acgs_cache", function = %function.name, error = %e, "warming entry not encodable");
                 return Err(());
             }
         };
-        if self.fill_l1 && self.cache.inner.config().l1_enabled {
+        if fill_l1 {
             let life = EntryLife::of(&function.policy, ttl);
-
-            let plain = envelope::plain_size(&bytes);
-            if let Some(l1_entry) = value.l1_entry(&tag_hashes, life, plain, self.position) {
-                let key = L1Key::new(function.identity, digest);
-                let l1 = &self.cache.inner.l1();
-                let stamp = l1_entry.position;
-                l1.insert_entry(key, l1_entry);
-                // As every L1 fill: checked after the insert.
-                if !self
-                    .cache
+            if let Some(entry) = value.l1_entry(&tag_hashes, life, sealed.plain_size, self.position)
+            {
+                self.cache
                     .inner
-                    .coherence()
-                    .accepts(&function, stamp, &tag_hashes, digest)
-                {
-                    l1.remove(&key);
-                }
+                    .fill_l1(&function, digest, entry, &tag_hashes);
             }
         }
         if !self.cache.has_l2() {
@@ -545,7 +540,7 @@ impl Job<'_> {
         let px = ttl + function.policy.stale_if_error();
         Ok(Some(Encoded {
             key: crate::format::key::redis_key(&function.key_prefix, digest),
-            bytes,
+            bytes: sealed.bytes,
             px_ms: u64::try_from(px.as_millis()).unwrap_or(u64::MAX).max(1),
         }))
     }

@@ -131,14 +131,23 @@ pub(crate) struct EncodeLimits {
     pub(crate) max_value_bytes: usize,
 }
 
+/// An encoded envelope, with its payload's size before compression: what
+/// L1 weighs the decoded value by (see [`Opened::plain_size`]).
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) plain_size: usize,
+}
+
 /// Builds an envelope around `value`.
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     codec: Codec,
     header: EnvelopeHeader,
     limits: EncodeLimits,
-) -> Result<Vec<u8>, CodecError> {
+) -> Result<Sealed, CodecError> {
     let mut payload = codec.encode(value)?;
+    let plain_size = payload.len();
     let mut flags = header.flags & !FLAG_COMPRESSED;
     if payload.len() > limits.compress_above {
         let compressed = lz4_flex::compress_prepend_size(&payload);
@@ -178,7 +187,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         out.extend_from_slice(tag.as_bytes());
     }
     out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(Sealed {
+        bytes: out,
+        plain_size,
+    })
 }
 
 /// An envelope's header read in place, and its payload.
@@ -200,6 +212,7 @@ impl Opened<'_> {
     /// How many bytes the value takes once decoded, as far as its encoding
     /// tells: the payload's size before compression (an lz4 payload carries
     /// it) — what L1 weighs an entry by, since it holds the value decoded.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds envelopes
     pub(crate) fn plain_size(&self) -> usize {
         if self.flags & FLAG_COMPRESSED != 0 {
             self.declared_size().unwrap_or(self.payload.len())
@@ -226,12 +239,6 @@ impl Opened<'_> {
             checksum: self.checksum,
         }
     }
-}
-
-/// [`Opened::plain_size`] of `bytes`, or their length when they are not an
-/// envelope.
-pub(crate) fn plain_size(bytes: &[u8]) -> usize {
-    open(bytes).map_or(bytes.len(), |opened| opened.plain_size())
 }
 
 /// Reads the header of an envelope of either format.
@@ -370,7 +377,7 @@ mod tests {
     fn round_trip_small_and_compressed() {
         for codec in [Codec::Postcard, Codec::Json] {
             for value in ["short".to_string(), "y".repeat(10_000)] {
-                let bytes = encode(&value, codec, header(), LIMITS).unwrap();
+                let bytes = encode(&value, codec, header(), LIMITS).unwrap().bytes;
                 let (h, back): (_, String) =
                     decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
                 assert_eq!(back, value);
@@ -382,7 +389,9 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_input_is_a_reason_not_a_panic() {
-        let good = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
+        let good = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS)
+            .unwrap()
+            .bytes;
         assert_eq!(
             decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(),
             Reject::Corrupt
@@ -419,10 +428,12 @@ mod tests {
     #[test]
     fn the_plain_size_is_the_size_before_compression() {
         let small = encode(&"v".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
-        assert_eq!(plain_size(&small), 2);
+        assert_eq!(small.plain_size, 2);
+        assert_eq!(open(&small.bytes).unwrap().plain_size(), 2);
         let big = encode(&"y".repeat(10_000), Codec::Postcard, header(), LIMITS).unwrap();
-        assert!(big.len() < 1_000, "compressed");
-        assert_eq!(plain_size(&big), 10_002);
+        assert!(big.bytes.len() < 1_000, "compressed");
+        assert_eq!(big.plain_size, 10_002);
+        assert_eq!(open(&big.bytes).unwrap().plain_size(), 10_002);
     }
 
     #[test]
@@ -446,7 +457,9 @@ mod tests {
         let mut v1 = postcard::to_extend(&h, vec![MAGIC, FORMAT_1]).unwrap();
         v1.extend_from_slice(&hostile);
         // Postcard writes `()` as no bytes: this is the header alone.
-        let mut v2 = encode(&(), Codec::Postcard, h.clone(), LIMITS).unwrap();
+        let mut v2 = encode(&(), Codec::Postcard, h.clone(), LIMITS)
+            .unwrap()
+            .bytes;
         v2[3] = FLAG_COMPRESSED;
         v2[44..52].copy_from_slice(&xxh3_64(&hostile).to_le_bytes());
         v2.extend_from_slice(&hostile);
@@ -475,7 +488,9 @@ mod tests {
         assert_eq!(opened.tags, ["tenant.7"]);
         assert_eq!(opened.log_position, LogPosition { ms: 3, seq: 4 });
         assert_eq!(decode_header(&v1).unwrap().0.expires_at_ms, 2);
-        let v2 = encode(&"now".to_string(), Codec::Postcard, header(), LIMITS).unwrap();
+        let v2 = encode(&"now".to_string(), Codec::Postcard, header(), LIMITS)
+            .unwrap()
+            .bytes;
         assert_eq!(v2[1], 2);
         let (h1, _) = decode_header(&v1).unwrap();
         let (h2, _) = decode_header(&v2).unwrap();
@@ -487,7 +502,9 @@ mod tests {
 
     #[test]
     fn format_2_fields_sit_at_fixed_offsets() {
-        let bytes = encode(&"v".to_string(), Codec::Json, header(), LIMITS).unwrap();
+        let bytes = encode(&"v".to_string(), Codec::Json, header(), LIMITS)
+            .unwrap()
+            .bytes;
         assert_eq!(&bytes[..4], &[MAGIC, 2, Codec::Json.id(), 0]);
         assert_eq!(bytes[4..12], 0xfeed_u64.to_le_bytes());
         assert_eq!(bytes[20..28], 2u64.to_le_bytes()); // expires
@@ -536,7 +553,7 @@ mod properties {
         #[test]
         fn round_trips(value: Value, json: bool, tags in proptest::collection::vec("[a-z.]{1,12}", 0..4)) {
             let codec = if json { Codec::Json } else { Codec::Postcard };
-            let bytes = encode(&value, codec, header_of(tags.clone()), LIMITS).unwrap();
+            let bytes = encode(&value, codec, header_of(tags.clone()), LIMITS).unwrap().bytes;
             let (header, back): (_, Value) = decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
             prop_assert_eq!(back, value);
             prop_assert_eq!(header.tags, tags);
@@ -557,7 +574,7 @@ mod properties {
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
         ) {
             let codec = if json { Codec::Json } else { Codec::Postcard };
-            let mut bytes = encode(&value, codec, header_of(vec!["t.1".into()]), LIMITS).unwrap();
+            let mut bytes = encode(&value, codec, header_of(vec!["t.1".into()]), LIMITS).unwrap().bytes;
             for (at, byte, kind) in edits {
                 match kind {
                     0 if !bytes.is_empty() => { let i = at.index(bytes.len()); bytes[i] ^= byte | 1; }

@@ -168,21 +168,8 @@ impl L1Tier {
         self.entries.get(key)
     }
 
-    pub(crate) fn insert<V: Send + Sync + 'static>(
-        &self,
-        key: L1Key,
-        stored: Stored<V>,
-        life: EntryLife,
-        plain_bytes: usize,
-        position: u64,
-    ) {
-        if let Some(entry) = entry(stored, life, plain_bytes, position) {
-            self.entries.insert(key, entry);
-        }
-    }
-
     /// Inserts an entry made by [`entry`].
-    pub(crate) fn insert_entry(&self, key: L1Key, entry: L1Entry) {
+    pub(crate) fn insert(&self, key: L1Key, entry: L1Entry) {
         self.entries.insert(key, entry);
     }
 
