@@ -14,13 +14,13 @@ use crate::format::policy::TtlPolicy;
 
 use crate::format::key::KeyDigest;
 
-/// Bytes charged per entry on top of its value's decoded size: what one
-/// entry really costs the process besides the value's own bytes — moka's
+/// Bytes charged per entry on top of its value's decoded size: at least
+/// what one entry costs the process besides the value's own bytes — moka's
 /// node, its hash-table slot, deque links and frequency sketch share, the
-/// key, our entry header — measured with `cargo run --release --example
-/// l1_memory` (resident growth per entry, less the value). Charging it
-/// keeps the resident memory L1 adds within the budget (the README gives
-/// the figures).
+/// key, our entry header — 440–470 bytes as measured with `cargo run
+/// --release --example l1_memory` (resident growth per entry, less the
+/// value). Charging it keeps the resident memory L1 adds within the budget
+/// (the README gives the figures).
 pub(crate) const ENTRY_OVERHEAD_BYTES: u32 = 512;
 
 /// Identifies one entry: the function (by fingerprint) and its arguments,
