@@ -60,13 +60,18 @@ async fn health_and_stats_see_the_fleet() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let stats = cli(&server.url(), &["stats"]);
-    assert!(stats.status.success(), "{}", stderr(&stats));
-    let table = stdout(&stats);
-    let row = table
-        .lines()
-        .find(|l| l.contains("compliance"))
-        .unwrap_or_else(|| panic!("no row: {table}"));
+    // The instance publishes from the moment it is built: its first
+    // publications may predate the calls. Wait for one that has the row.
+    let row = loop {
+        let stats = cli(&server.url(), &["stats"]);
+        assert!(stats.status.success(), "{}", stderr(&stats));
+        let table = stdout(&stats);
+        if let Some(row) = table.lines().find(|l| l.contains("compliance")) {
+            break row.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no row: {table}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(row.starts_with("cli-svc"), "{row}");
 
     // A publication made before the two calls were counted may be the one
