@@ -36,6 +36,9 @@ cargo clippy -p acgs-cache-core -p acgs-cache --no-default-features -- -D warnin
 step "tests (unit, integration against real redis-server, trybuild, doc)"
 test_log=$(mktemp)
 cargo test --workspace --all-features 2>&1 | tee "$test_log"
+# The core's unit tests again in its L1-only build, where L2 is the stub
+# (tiers/no_l2.rs) and every engine branch that would use it is unreachable.
+cargo test -p acgs-cache-core --no-default-features --lib 2>&1 | tee -a "$test_log"
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$test_log")
 rm -f "$test_log"
 

@@ -63,8 +63,9 @@ pub use acgs_cache_core::session;
 /// A cache of bearer-token verifications, keyed by the token's SHA-256.
 pub use acgs_cache_core::token;
 
+pub use acgs_cache_core::DistributedLock;
 #[cfg(feature = "redis")]
-pub use acgs_cache_core::{DistributedLock, FleetFunction, FleetMember, FleetStats};
+pub use acgs_cache_core::{FleetFunction, FleetMember, FleetStats};
 
 #[doc = include_str!("../docs/cached.md")]
 pub use acgs_cache_macros::cached;

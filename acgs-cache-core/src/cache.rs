@@ -15,7 +15,6 @@ use crate::format::policy::{parse_duration, PolicyOverride, TtlPolicy};
 use crate::measure::stats::StatsSnapshot;
 #[cfg(feature = "redis")]
 pub use crate::tiers::l2::ConfirmInvalidations;
-#[cfg(feature = "redis")]
 use crate::tiers::l2::{L2Settings, L2Tier};
 use crate::tiers::topology::RedisConfig;
 
@@ -30,7 +29,6 @@ impl fmt::Debug for Cache {
             .field("prefix", &c.prefix)
             .field("service", &c.service)
             .field("l1_max_bytes", &c.l1_max_bytes);
-        #[cfg(feature = "redis")]
         d.field("l2", &c.l2);
         d.finish_non_exhaustive()
     }
@@ -643,12 +641,14 @@ impl CacheBuilder {
             confirm: self.confirm,
         });
         #[cfg(not(feature = "redis"))]
-        if let Some(redis) = redis {
-            return Err(Error::Config(format!(
-                "{redis} is set but acgs-cache was built without the `redis` feature"
-            )));
-        }
-        #[cfg(feature = "redis")]
+        let l2_settings: Option<L2Settings> = match redis {
+            Some(redis) => {
+                return Err(Error::Config(format!(
+                    "{redis} is set but acgs-cache was built without the `redis` feature"
+                )))
+            }
+            None => None,
+        };
         let l2 = l2_settings
             .clone()
             .map(L2Tier::new)
@@ -669,28 +669,21 @@ impl CacheBuilder {
             log_capacity: self.log_capacity,
             lock_lease: self.lock_lease,
             background_l2_writes: self.background_l2_writes,
-            fleet_interval: self.fleet_interval,
             metrics_interval: self.metrics_interval,
             caching: self.caching,
-            #[cfg(feature = "redis")]
             l2: l2_settings,
         };
         let cache = Cache {
-            inner: Arc::new(Inner::new(
-                config,
-                #[cfg(feature = "redis")]
-                l2,
-                self.unprotected,
-            )),
+            inner: Arc::new(Inner::new(config, l2, self.unprotected)),
         };
         // Every background task of the instance starts here, on the
         // process's background runtime (`background.rs`), and ends once the
         // last handle is dropped: the log tailer and the fleet publisher
         // (with L2), the metrics publisher (when configured).
-        #[cfg(feature = "redis")]
         if cache.inner.l2().is_some() {
             crate::engine::tailer::start_tailer(&cache.inner);
-            crate::observe::fleet::start_publisher(&cache.inner);
+            #[cfg(feature = "redis")]
+            crate::observe::fleet::start_publisher(&cache.inner, self.fleet_interval);
         }
         crate::observe::metrics::start_publisher(&cache.inner);
         #[cfg(feature = "redis")]
@@ -791,11 +784,8 @@ mod tests {
                 ("ACGS_CACHE_METRICS_INTERVAL", "0s"),
             ]))
             .unwrap();
+        assert_eq!(b.fleet_interval, Duration::from_millis(250));
         let cache = b.build().unwrap();
-        assert_eq!(
-            cache.inner.config().fleet_interval,
-            Duration::from_millis(250)
-        );
         assert_eq!(cache.inner.config().metrics_interval, Some(Duration::ZERO));
     }
 

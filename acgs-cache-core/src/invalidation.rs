@@ -96,7 +96,6 @@ impl Cache {
         let inner = &self.inner;
         let coherence = &inner.coherence();
         coherence.sent.inc();
-        #[cfg(feature = "redis")]
         if inner.l2().is_some() {
             return match crate::engine::tailer::send(inner, &record, entry_key.as_deref()).await {
                 Ok(position) => {

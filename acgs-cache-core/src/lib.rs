@@ -31,8 +31,6 @@ pub use cache::ConfirmInvalidations;
 pub use cache::{CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
 pub use current::RuntimeDefaultGuard;
 pub use engine::instance::Cache;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use engine::lock::DistributedLock;
 pub use engine::outcome::{with_outcome, Outcome};
 pub use engine::warm::{WarmEntry, WarmReport, Warmer};

@@ -1,10 +1,16 @@
 //! The invalidation protocol: what an instance has heard (`state`), the
 //! per-function state it judges entries by (`function`), the Redis log
-//! (`log`: records, scripts, generations) and the invalidations kept through
+//! (`log`: records, generations; `log_script`: its scripts) and the invalidations kept through
 //! an outage (`recovery`).
 
 pub(crate) mod function;
-#[cfg(feature = "redis")]
 pub(crate) mod log;
+// The log's scripts, as operations of `L2Tier`; stubbed (like the tier)
+// without the `redis` feature.
+#[cfg(feature = "redis")]
+mod log_script;
+#[cfg(not(feature = "redis"))]
+#[path = "no_log_script.rs"]
+mod log_script;
 pub(crate) mod recovery;
 pub(crate) mod state;

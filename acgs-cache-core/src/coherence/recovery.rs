@@ -16,12 +16,10 @@ use crate::coherence::state::Record;
 use crate::measure::counter::Counter;
 
 /// The most invalidations kept while Redis cannot be reached.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const MAX_QUEUED: usize = 10_000;
 
 /// One record waiting to be sent, with the L2 key its tombstone covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Pending {
     pub(crate) record: Record,
     pub(crate) entry_key: Option<String>,
@@ -29,7 +27,6 @@ pub(crate) struct Pending {
 
 /// The queue and its counters.
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))] // without L2 nothing is ever queued
 pub(crate) struct Recovery {
     queue: Mutex<VecDeque<Pending>>,
     /// Records sent after Redis answered again.
@@ -38,7 +35,6 @@ pub(crate) struct Recovery {
     pub(crate) dropped: Counter,
 }
 
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Recovery {
     /// Keeps `record` to send later (once: a duplicate is not kept twice).
     pub(crate) fn push(&self, record: Record, entry_key: Option<String>) {

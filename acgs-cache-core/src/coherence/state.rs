@@ -56,14 +56,12 @@ pub(crate) enum Record {
         digest: KeyDigest,
     },
     /// Everything before it: what an overflowing recovery queue sends.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     All,
 }
 
 /// The functions an entry record reaches in this instance: their L1 copies
 /// are dropped, and keys of other identities tombstoned.
 #[derive(Debug)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct EntryTargets {
     pub(crate) identity: u64,
     pub(crate) digest: KeyDigest,
@@ -95,7 +93,6 @@ struct Heard {
 
 /// An entry record a warmer saw while it ran.
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct WatchedEntry {
     pub(crate) scope: u64,
     pub(crate) digest: KeyDigest,
@@ -112,9 +109,7 @@ pub(crate) struct Coherence {
     floor: AtomicU64,
     /// Whether the instance currently hears the log (always, in L1-only mode).
     listening: AtomicBool,
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     ever_listened: AtomicBool,
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     listening_changed: tokio::sync::watch::Sender<bool>,
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
@@ -158,7 +153,6 @@ impl Coherence {
     /// instance applies because Redis cannot be reached. It follows the last
     /// Redis id heard, never the local clock: a clock ahead of the server's
     /// would let entries started before later events look newer than them.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn next_local_position(&self) -> u64 {
         self.head.fetch_add(1, Ordering::AcqRel) + 1
     }
@@ -191,12 +185,10 @@ impl Coherence {
     }
 
     /// Whether the instance has ever caught up with the log.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn has_listened(&self) -> bool {
         self.ever_listened.load(Ordering::Acquire)
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn set_listening(&self, listening: bool) {
         if listening {
             self.ever_listened.store(true, Ordering::Release);
@@ -208,7 +200,6 @@ impl Coherence {
 
     /// Waits until this instance has heard the log up to `position`, at most
     /// `timeout`; whether it did.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) async fn wait_heard(&self, position: u64, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.head() < position || !self.is_listening() {
@@ -221,7 +212,6 @@ impl Coherence {
     }
 
     /// Waits until the instance hears the log, at most `timeout`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) async fn wait_listening(&self, timeout: Duration) -> bool {
         if self.is_listening() {
             return true;
@@ -232,7 +222,6 @@ impl Coherence {
             .is_ok_and(|r| r.is_ok())
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn raise_floor(&self, position: u64) {
         self.floor.fetch_max(position, Ordering::AcqRel);
         self.head.fetch_max(position, Ordering::AcqRel);
@@ -240,7 +229,6 @@ impl Coherence {
 
     /// Raises the head to `position` (the log's last id after a catch-up
     /// from its state: computations starting now are at least that recent).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn raise_head(&self, position: u64) {
         self.head.fetch_max(position, Ordering::AcqRel);
     }
@@ -341,7 +329,6 @@ impl Coherence {
     }
 
     /// The registered functions whose scope hash is `scope`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn functions_of_scope(&self, scope: u64) -> Vec<Arc<FunctionState>> {
         self.heard
             .read()
@@ -464,7 +451,6 @@ impl Coherence {
         heard.names.len() + heard.functions.len() + heard.entries.len()
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis log's side
     pub(crate) fn record_lag(&self, lag: Duration) {
         self.lags.record(lag, 1);
     }

@@ -21,8 +21,7 @@ use crate::format::shape::{Cacheable, Shape, Verdict};
 use crate::measure::latency;
 use crate::measure::stats::ErrorReason;
 use crate::tiers::l1::{EntryLife, L1Entry, L1Key, Stored};
-#[cfg(feature = "redis")]
-use crate::tiers::l2::{Fetched, L2Tier};
+use crate::tiers::l2::{Fetched, L2Tier, LockGuard};
 
 /// Runs one cached call of the function described by `site`, in the
 /// instance `probe` names (see `identity.rs`), returning `shape`'s output.
@@ -138,7 +137,6 @@ struct Call<'a> {
     /// The key arguments' digest (in `l1_key`, mixed with the function's).
     digest: KeyDigest,
     /// The tier and the entry's Redis key, when there is L2.
-    #[cfg(feature = "redis")]
     l2: Option<(&'a Arc<L2Tier>, String)>,
 }
 
@@ -150,14 +148,12 @@ impl<'a> Call<'a> {
             l1_key: L1Key::new(function.identity, digest),
             digest,
             // Filled after L1 (`with_l2`): a hit never builds the Redis key.
-            #[cfg(feature = "redis")]
             l2: None,
         }
     }
 
     /// Adds the L2 tier and this entry's Redis key (and starts the log
     /// tailer on first use).
-    #[cfg(feature = "redis")]
     fn with_l2(&mut self, cache: &'a Cache) {
         self.l2 = cache.inner.l2().map(|l2| {
             (
@@ -188,7 +184,6 @@ enum Found<V> {
 }
 
 /// What L2 had for a key.
-#[cfg(feature = "redis")]
 enum L2Found<V> {
     Fresh(V, Stamp),
     Stale(V, Stamp),
@@ -345,30 +340,25 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = call.function;
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let (mut call, mut stale) = (call, stale);
         // L2 is read without a flight when nobody in this process computes
         // the key: a flight (its allocation, map entry, landing and
         // notification) protects computations, not reads.
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut l2_read = false;
-        #[cfg(feature = "redis")]
-        {
-            call.with_l2(self);
-            if let Some((l2, key)) = &call.l2 {
-                if !self.inner.flights().is_flying(call.l1_key) {
-                    match self.read_l2::<S::Value>(&call, l2, key).await {
-                        L2Found::Fresh(value, _) => {
-                            let elapsed = start.elapsed();
-                            function.counters.latency.record(elapsed, 1);
-                            tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered from L2");
-                            return shape.rebuild(value);
-                        }
-                        L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
-                        L2Found::Nothing => {}
+        call.with_l2(self);
+        if let Some((l2, key)) = &call.l2 {
+            if !self.inner.flights().is_flying(call.l1_key) {
+                match self.read_l2::<S::Value>(&call, l2, key).await {
+                    L2Found::Fresh(value, _) => {
+                        let elapsed = start.elapsed();
+                        function.counters.latency.record(elapsed, 1);
+                        tracing::debug!(target: "acgs_cache", function = %function.name, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "answered from L2");
+                        return shape.rebuild(value);
                     }
-                    l2_read = true;
+                    L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
+                    L2Found::Nothing => {}
                 }
+                l2_read = true;
             }
         }
         // The miss path's state is large; boxed, it does not weigh on (and
@@ -382,13 +372,12 @@ impl Cache {
 
     /// The rest of a call that neither L1 nor a flight-free L2 read
     /// answered (`l2_read`: L2 was read just before, found nothing usable).
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables, unused_assignments))]
     async fn miss<S, F>(
         &self,
         call: Call<'_>,
         shape: &S,
         mut stale: Option<(S::Value, Stamp)>,
-        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] l2_read: bool,
+        l2_read: bool,
         compute: F,
     ) -> S::Out
     where
@@ -452,9 +441,7 @@ impl Cache {
             }
         };
 
-        #[cfg(feature = "redis")]
-        let mut _fleet_lock = None;
-        #[cfg(feature = "redis")]
+        let mut fleet_lock: Option<LockGuard> = None;
         if let Some((l2, key)) = &call.l2 {
             if waited || !l2_read {
                 match self.read_l2::<S::Value>(&call, l2, key).await {
@@ -469,7 +456,7 @@ impl Cache {
                 // every L2 hit's future (the allocation for a large one
                 // cost more than the rest of our part of an L2 hit).
                 match Box::pin(self.lock_or_wait::<S::Value>(&call, l2, key)).await {
-                    Ok(lock) => _fleet_lock = lock,
+                    Ok(lock) => fleet_lock = lock,
                     Err((value, stamp)) => return land(shape, leader, value, stamp),
                 }
             }
@@ -546,14 +533,11 @@ impl Cache {
                 return out;
             }
         };
-        #[cfg(feature = "redis")]
-        let write = if self.inner.config().background_l2_writes && _fleet_lock.is_none() {
+        let write = if self.inner.config().background_l2_writes && fleet_lock.is_none() {
             L2Write::Background
         } else {
             L2Write::Awaited
         };
-        #[cfg(not(feature = "redis"))]
-        let write = L2Write::Awaited;
         let stamp = Stamp {
             position,
             tags: tag_hashes(&tags),
@@ -565,8 +549,7 @@ impl Cache {
             // tombstone expired) while it was computed: not stored.
             function.counters.not_stored.inc();
         }
-        #[cfg(feature = "redis")]
-        if let Some(lock) = _fleet_lock {
+        if let Some(lock) = fleet_lock {
             let _ = lock.release().await;
         }
         if let Some(leader) = leader {
@@ -595,12 +578,10 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = self.function(site, probe);
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
         let Boarding::Lead(leader) = self.inner.flights().board(call.l1_key) else {
             return;
         };
-        #[cfg(feature = "redis")]
         call.with_l2(self);
         function.counters.refreshes.inc();
         let position = self.inner.coherence().head();
@@ -742,7 +723,6 @@ impl Cache {
         keep_for: Duration,
         write: L2Write,
     ) -> Result<bool, crate::error::Error> {
-        #[cfg(feature = "redis")]
         if let Some((l2, key)) = &call.l2 {
             let function = call.function;
             let started = unpack(position);
@@ -765,8 +745,6 @@ impl Cache {
                 }
             }
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = (call, bytes, position, keep_for, write);
         Ok(true)
     }
 
@@ -793,7 +771,6 @@ impl Cache {
     }
 
     /// An L2 entry that passes every check (a fresh one also fills L1).
-    #[cfg(feature = "redis")]
     async fn read_l2<V: Cacheable>(
         &self,
         call: &Call<'_>,
@@ -871,13 +848,12 @@ impl Cache {
     /// (`Ok(guard)`), or wait for the holder's value (`Err(value)`). After
     /// the lease without a value, or when the lock cannot be used, compute
     /// without it (`Ok(None)`).
-    #[cfg(feature = "redis")]
     async fn lock_or_wait<V: Cacheable>(
         &self,
         call: &Call<'_>,
         l2: &Arc<L2Tier>,
         redis_key: &str,
-    ) -> Result<Option<crate::engine::lock::LockGuard>, (V, Stamp)> {
+    ) -> Result<Option<LockGuard>, (V, Stamp)> {
         const POLL: Duration = Duration::from_millis(10);
         let lock_key = format!("{redis_key}:lock");
         let lease = self.inner.config().lock_lease;
@@ -915,7 +891,6 @@ impl Cache {
 enum L2Write {
     Awaited,
     /// See `CacheBuilder::background_l2_writes`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Background,
 }
 
@@ -1008,9 +983,7 @@ impl Cache {
         position: u64,
     ) -> Result<bool, crate::error::Error> {
         let function = self.function(site, "");
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut call = Call::new(site, &function, digest);
-        #[cfg(feature = "redis")]
         call.with_l2(self);
         let stamp = Stamp {
             position,

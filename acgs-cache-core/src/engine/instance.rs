@@ -21,7 +21,6 @@ use crate::format::key::KeyDigest;
 use crate::format::policy::{PolicyOverride, TtlPolicy};
 use crate::measure::stats::{InvalidationStats, StatsSnapshot};
 use crate::tiers::l1::{L1Entry, L1Key, L1Tier};
-#[cfg(feature = "redis")]
 use crate::tiers::l2::{L2Settings, L2Tier};
 
 /// A two-tier cache: L1 in process (moka), L2 shared (Redis), used by
@@ -53,7 +52,6 @@ pub(crate) struct Inner {
     id: u64,
     config: CacheConfig,
     l1: L1Tier,
-    #[cfg(feature = "redis")]
     l2: Option<Arc<L2Tier>>,
     /// Function instances served so far.
     functions: RwLock<Registry>,
@@ -61,20 +59,12 @@ pub(crate) struct Inner {
     /// Computations in progress, for local stampede protection.
     flights: Flights,
     /// Invalidations waiting for Redis to answer again.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     recovery: crate::coherence::recovery::Recovery,
 }
 
 impl CacheConfig {
     pub(crate) fn has_l2(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            self.l2.is_some()
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            false
-        }
+        self.l2.is_some()
     }
 }
 
@@ -93,40 +83,28 @@ pub(crate) struct CacheConfig {
     /// and the longest computation that is still stored.
     pub(crate) invalidation_window: Duration,
     /// The most records the Redis log keeps.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) log_capacity: usize,
     /// Lease of the fleet-wide miss lock; also the longest a miss waits for
     /// another instance's value.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the stampede lock needs L2
     pub(crate) lock_lease: Duration,
-    /// How often this instance publishes its stats for the fleet view
-    /// (zero: never).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fleet_interval: Duration,
     /// Whether a miss returns before its L2 write is acknowledged.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) background_l2_writes: bool,
     /// How often the counters are published through `metrics` (`None`: never).
     pub(crate) metrics_interval: Option<Duration>,
     /// Whether `#[cached]` calls use the cache at all (see
     /// `CacheBuilder::disable_caching`).
     pub(crate) caching: bool,
-    #[cfg(feature = "redis")]
+    /// L2's settings, when the cache has L2.
     pub(crate) l2: Option<L2Settings>,
 }
 
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Inner {
-    pub(crate) fn new(
-        config: CacheConfig,
-        #[cfg(feature = "redis")] l2: Option<Arc<L2Tier>>,
-        unprotected: bool,
-    ) -> Self {
+    pub(crate) fn new(config: CacheConfig, l2: Option<Arc<L2Tier>>, unprotected: bool) -> Self {
         Inner {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             l1: L1Tier::new(config.l1_max_bytes),
-            #[cfg(feature = "redis")]
             l2,
             // Without L2 the log is local: the instance always hears it.
             coherence: Coherence::new(!config.has_l2(), config.invalidation_window, unprotected),
@@ -158,27 +136,12 @@ impl Inner {
             })
             .collect();
         let lag = coherence.lag_percentiles();
-        #[cfg(feature = "redis")]
-        let (l2_circuit_open, l2_circuit_trips) = self.l2.as_ref().map_or((false, 0), |l2| {
-            (
-                l2.breaker.is_open(),
-                l2.breaker.trips.load(Ordering::Relaxed),
-            )
-        });
-        #[cfg(not(feature = "redis"))]
-        let (l2_circuit_open, l2_circuit_trips) = (false, 0);
-        #[cfg(feature = "redis")]
-        let l2_pool = self.l2.as_ref().map(|l2| l2.pool_stats());
-        #[cfg(not(feature = "redis"))]
-        let l2_pool = None;
-        #[cfg(feature = "redis")]
-        let l2_latency_ns = self
-            .l2
-            .as_ref()
-            .and_then(|l2| l2.latency.percentiles())
+        let l2 = self.l2.as_ref();
+        let (l2_circuit_open, l2_circuit_trips) = l2.map_or((false, 0), |l2| l2.circuit());
+        let l2_pool = l2.map(|l2| l2.pool_stats());
+        let l2_latency_ns = l2
+            .and_then(|l2| l2.latency().percentiles())
             .map(|ps| ps.map(|p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX)));
-        #[cfg(not(feature = "redis"))]
-        let l2_latency_ns = None;
         StatsSnapshot {
             functions,
             l1_entries,
@@ -218,7 +181,6 @@ impl Inner {
     }
 
     /// L2, when the cache has one.
-    #[cfg(feature = "redis")]
     pub(crate) fn l2(&self) -> Option<&Arc<L2Tier>> {
         self.l2.as_ref()
     }
@@ -234,7 +196,6 @@ impl Inner {
     }
 
     /// Invalidations waiting for Redis to answer again.
-    #[cfg(feature = "redis")]
     pub(crate) fn recovery(&self) -> &crate::coherence::recovery::Recovery {
         &self.recovery
     }
@@ -311,7 +272,6 @@ impl Inner {
         for function in &targets.functions {
             let key = L1Key::new(function.identity, targets.digest);
             self.l1.remove(&key);
-            #[cfg(feature = "redis")]
             if function.identity != targets.identity {
                 if let Some(l2) = &self.l2 {
                     let key = crate::format::key::redis_key(&function.key_prefix, targets.digest);

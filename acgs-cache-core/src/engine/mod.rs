@@ -7,11 +7,9 @@ pub(crate) mod call;
 pub(crate) mod dispatch;
 pub(crate) mod flight;
 pub(crate) mod instance;
-#[cfg(feature = "redis")]
 pub(crate) mod lock;
 pub(crate) mod outcome;
 pub(crate) mod site;
 pub(crate) mod store;
-#[cfg(feature = "redis")]
 pub(crate) mod tailer;
 pub(crate) mod warm;

@@ -120,7 +120,6 @@ pub(crate) async fn put<V: Cacheable>(
 /// be older than the log's current generation, and what is written with it
 /// rejected.
 pub(crate) async fn position_now(cache: &Cache) -> u64 {
-    #[cfg(feature = "redis")]
     if let Some(l2) = cache.inner.l2() {
         let coherence = &cache.inner.coherence();
         if !coherence.has_listened() {
@@ -137,7 +136,7 @@ pub(crate) fn ttl(cache: &Cache, site: &'static CallSite) -> Duration {
 
 /// Revokes one entry on every instance: an entry invalidation in the log
 /// (applied here before this returns, heard by the others within the
-/// propagation delay), then a best-effort `DEL`, so that an instance which has
+/// propagation delay), then a best-effort `UNLINK`, so that an instance which has
 /// not heard the log yet and has no local copy finds nothing either.
 pub(crate) async fn revoke_entry(
     cache: &Cache,
@@ -146,11 +145,10 @@ pub(crate) async fn revoke_entry(
 ) -> Result<(), Error> {
     let function = cache.function(site, "");
     cache.invalidate_entry(&function, digest).await?;
-    #[cfg(feature = "redis")]
     if let Some(l2) = cache.inner.l2() {
         let key = crate::format::key::redis_key(&function.key_prefix, digest);
-        // The log already guarantees the revocation; the DEL only frees memory sooner.
-        let _ = l2.query::<i64>(redis::cmd("DEL").arg(key)).await;
+        // The log already guarantees the revocation; the UNLINK only frees memory sooner.
+        let _ = l2.unlink(&[key]).await;
     }
     Ok(())
 }

@@ -7,13 +7,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::unix_ms;
-use crate::coherence::log::{now_us, parse_record, AppendSettings, LogKeys};
+use crate::coherence::log::{now_us, AppendSettings, LogKeys};
 use crate::coherence::state::Record;
 use crate::engine::instance::Inner;
 use crate::error::Error;
 use crate::format::log_position::{tombstone, tombstone_everything, LogPosition};
-use crate::tiers::connection::RedisConnection;
-use crate::tiers::l2::L2Tier;
+use crate::tiers::l2::{L2Tier, RedisConnection};
 
 /// Records read per `XREAD`.
 const BATCH: usize = 512;
@@ -90,12 +89,20 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
-        let read = read_batch(&inner, &mut conn, &keys, &mut state.cursor, Some(BLOCK_MS)).await?;
+        let Some(l2) = inner.l2() else {
+            return Ok(());
+        };
+        let read = read_batch(
+            &inner,
+            l2,
+            &mut conn,
+            &keys,
+            &mut state.cursor,
+            Some(BLOCK_MS),
+        )
+        .await?;
         if read == 0 {
             // Quiet: is this still the log we were reading?
-            let Some(l2) = inner.l2() else {
-                return Ok(());
-            };
             let head = LogPosition::from_packed(inner.coherence().head());
             let synced = l2.sync(&mut conn, &keys, head, false).await?;
             if state.epoch.as_deref() != Some(synced.epoch.as_str()) {
@@ -134,7 +141,7 @@ async fn catch_up(
     if same_generation && !trimmed {
         let mut read = 0;
         loop {
-            let n = read_batch(inner, conn, keys, &mut state.cursor, None).await?;
+            let n = read_batch(inner, l2, conn, keys, &mut state.cursor, None).await?;
             read += n;
             if n < BATCH {
                 return Ok(());
@@ -183,28 +190,21 @@ async fn catch_up(
 /// Reads and applies one batch after `cursor`; returns how many records it held.
 async fn read_batch(
     inner: &Arc<Inner>,
+    l2: &L2Tier,
     conn: &mut RedisConnection,
     keys: &LogKeys,
     cursor: &mut LogPosition,
     block_ms: Option<u64>,
 ) -> Result<usize, Error> {
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT").arg(BATCH);
-    if let Some(ms) = block_ms {
-        cmd.arg("BLOCK").arg(ms);
-    }
-    cmd.arg("STREAMS").arg(&keys.stream).arg(cursor.to_string());
-    let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(conn).await?;
-    let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-    let mut count = 0;
+    let entries = l2.read_log(conn, keys, *cursor, BATCH, block_ms).await?;
+    let count = entries.len();
     let now = now_us();
-    for entry in ids {
-        count += 1;
-        let Some(position) = LogPosition::parse(&entry.id) else {
+    for entry in entries {
+        let Some(position) = entry.position else {
             continue;
         };
         *cursor = position;
-        match parse_record(&entry.map) {
+        match entry.record {
             Some((record, sent_us)) => {
                 inner.apply_heard(position.packed(), &record).await;
                 inner.coherence().received.inc();

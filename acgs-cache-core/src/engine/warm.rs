@@ -32,6 +32,7 @@ use crate::format::log_position::LogPosition;
 use crate::format::shape::{Cacheable, Shape, Verdict};
 use crate::measure::stats::ErrorReason;
 use crate::tiers::l1::{EntryLife, L1Entry, Stored};
+use crate::tiers::l2::{BulkEntry, BulkWriter};
 
 /// One entry to prime: a cached function's key and value. Made by the
 /// `warm_entry_<fn>` companion that `#[cached]` generates next to a free
@@ -212,7 +213,6 @@ pub struct Warmer<'a> {
     progress: Option<Progress<'a>>,
     /// Entry invalidations heard since the warmer was made: after the run,
     /// their keys get tombstones again (a warming `SET` may have replaced one).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     watch: Arc<std::sync::Mutex<Vec<crate::coherence::state::WatchedEntry>>>,
 }
 
@@ -368,9 +368,8 @@ impl<'a> Warmer<'a> {
             cache: self.cache,
             position: self.position,
             fill_l1: self.fill_l1,
-            #[cfg(feature = "redis")]
-            connection: match self.cache.inner.l2() {
-                Some(l2) => Some(l2.bulk_connection(self.timeout).await?),
+            writer: match self.cache.inner.l2() {
+                Some(l2) => Some(l2.bulk_writer(self.timeout).await?),
                 None => None,
             },
         };
@@ -392,7 +391,6 @@ impl<'a> Warmer<'a> {
                 progress(&report);
             }
         }
-        #[cfg(feature = "redis")]
         self.repair().await;
         report.elapsed = start.elapsed();
         tracing::info!(target: "acgs_cache", %report, "warming done");
@@ -403,7 +401,6 @@ impl<'a> Warmer<'a> {
     /// rate), which may replace the tombstone of an entry invalidated since
     /// the warmer was made. Once this instance has heard the log up to its
     /// end, every such key gets its tombstone back.
-    #[cfg(feature = "redis")]
     async fn repair(&self) {
         let inner = &self.cache.inner;
         let Some(l2) = inner.l2() else { return };
@@ -441,8 +438,7 @@ struct Job<'a> {
     cache: &'a Cache,
     position: u64,
     fill_l1: bool,
-    #[cfg(feature = "redis")]
-    connection: Option<crate::tiers::connection::RedisConnection>,
+    writer: Option<BulkWriter>,
 }
 
 impl Job<'_> {
@@ -460,10 +456,9 @@ impl Job<'_> {
                 Err(()) => outcome.rejected += 1,
             }
         }
-        #[cfg(feature = "redis")]
-        if let Some(connection) = &self.connection {
+        if let Some(writer) = &self.writer {
             let written = encoded.len() as u64;
-            match write_batch(connection.clone(), &encoded).await {
+            match writer.write(&encoded).await {
                 Ok(()) => outcome.written += written,
                 Err(e) => {
                     tracing::warn!(target: "acgs_cache", error = %e, entries = written, "warming pipeline failed");
@@ -476,7 +471,7 @@ impl Job<'_> {
 
     /// Encodes one entry for L2 (and puts it in L1 when asked). `Ok(None)`:
     /// there is no L2 and the entry went to L1. `Err`: it cannot be stored.
-    async fn encode(&self, entry: WarmEntry) -> Result<Option<Encoded>, ()> {
+    async fn encode(&self, entry: WarmEntry) -> Result<Option<BulkEntry>, ()> {
         let WarmEntry {
             site,
             probe,
@@ -538,39 +533,10 @@ impl Job<'_> {
             return Ok(None);
         }
         let px = ttl + function.policy.stale_if_error();
-        Ok(Some(Encoded {
+        Ok(Some(BulkEntry {
             key: crate::format::key::redis_key(&function.key_prefix, digest),
             bytes: sealed.bytes,
             px_ms: u64::try_from(px.as_millis()).unwrap_or(u64::MAX).max(1),
         }))
     }
-}
-
-/// One entry ready for `SET key bytes PX ms`.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-struct Encoded {
-    key: String,
-    bytes: Vec<u8>,
-    px_ms: u64,
-}
-
-/// Single-key `SET`s (see `RedisConnection::run_all`: cluster-safe).
-#[cfg(feature = "redis")]
-async fn write_batch(
-    mut connection: crate::tiers::connection::RedisConnection,
-    batch: &[Encoded],
-) -> Result<(), Error> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let sets = batch.iter().map(|e| {
-        redis::cmd("SET")
-            .arg(&e.key)
-            .arg(&e.bytes)
-            .arg("PX")
-            .arg(e.px_ms)
-            .clone()
-    });
-    connection.run_all::<()>(sets).await?;
-    Ok(())
 }

@@ -48,7 +48,6 @@ impl Codec {
 
     /// Decodes a whole payload: trailing bytes are an error, since postcard
     /// would otherwise accept a longer, different value's prefix.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds encoded values
     pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
         match self {
             Codec::Postcard => match postcard::take_from_bytes(bytes) {

@@ -212,7 +212,6 @@ impl Opened<'_> {
     /// How many bytes the value takes once decoded, as far as its encoding
     /// tells: the payload's size before compression (an lz4 payload carries
     /// it) — what L1 weighs an entry by, since it holds the value decoded.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds envelopes
     pub(crate) fn plain_size(&self) -> usize {
         if self.flags & FLAG_COMPRESSED != 0 {
             self.declared_size().unwrap_or(self.payload.len())
@@ -317,7 +316,6 @@ pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
 }
 
 /// Decodes an envelope written for the function with `fingerprint`.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 holds envelopes
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     fingerprint: u64,

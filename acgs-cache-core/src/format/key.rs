@@ -200,7 +200,6 @@ pub(crate) fn redis_key_prefix(
 }
 
 /// One entry's L2 key: its function's key prefix and the digest in hex.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn redis_key(key_prefix: &str, digest: KeyDigest) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // Formatting machinery (`{:032x}`) was a visible share of an L2 call.

@@ -65,17 +65,14 @@ impl std::fmt::Display for LogPosition {
 /// First byte of a tombstone: the value an entry invalidation writes over
 /// the entry's L2 key (then its position, fixed-width, so scripts compare
 /// positions as strings).
-#[cfg(feature = "redis")]
 pub(crate) const TOMBSTONE_MAGIC: u8 = 0xAD;
 
 /// A position as scripts compare it: `{ms:020}-{seq:020}`.
-#[cfg(feature = "redis")]
 pub(crate) fn position_arg(position: LogPosition) -> String {
     format!("{:020}-{:020}", position.ms, position.seq)
 }
 
 /// A tombstone for an entry invalidated at `position`.
-#[cfg(feature = "redis")]
 pub(crate) fn tombstone(position: LogPosition) -> Vec<u8> {
     let mut bytes = vec![TOMBSTONE_MAGIC];
     bytes.extend_from_slice(position_arg(position).as_bytes());
@@ -85,7 +82,6 @@ pub(crate) fn tombstone(position: LogPosition) -> Vec<u8> {
 /// A tombstone no write passes: on a cluster, written before the
 /// invalidation record (whose position is not known yet) and replaced by
 /// the real one after it.
-#[cfg(feature = "redis")]
 pub(crate) fn tombstone_everything() -> Vec<u8> {
     tombstone(LogPosition {
         ms: 99_999_999_999_999_999,

@@ -134,7 +134,6 @@ impl ErrorReason {
     }
 
     /// The reason for a tier error.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only L2 fails this way
     pub(crate) fn of(error: &crate::error::Error) -> ErrorReason {
         match error {
             crate::error::Error::Timeout(_) => ErrorReason::Timeout,

@@ -95,10 +95,9 @@ fn key_pattern(prefix: &str) -> String {
     format!("{}:fleet:*", crate::format::key::glob_escape(prefix))
 }
 
-/// Starts publishing `inner`'s stats (which has L2), unless the interval
-/// is zero. Called once, when the cache is built.
-pub(crate) fn start_publisher(inner: &Arc<Inner>) {
-    let interval = inner.config().fleet_interval;
+/// Starts publishing `inner`'s stats (which has L2) every `interval`,
+/// unless it is zero. Called once, when the cache is built.
+pub(crate) fn start_publisher(inner: &Arc<Inner>, interval: Duration) {
     if interval.is_zero() {
         return;
     }

@@ -27,8 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Unavailable};
-use crate::tiers::connection::{Checkout, PoolSettings, Pools, RedisConnection};
+use crate::tiers::connection::{Checkout, PoolSettings, Pools};
 use crate::tiers::topology::RedisConfig;
+
+pub(crate) use crate::tiers::connection::RedisConnection;
+pub(crate) use crate::tiers::l2_types::{BulkEntry, Fetched};
+pub(crate) use crate::tiers::lock::LockGuard;
 
 /// Settings of the L2 tier.
 #[derive(Clone)]
@@ -160,15 +164,6 @@ fn calling_runtime() -> tokio::runtime::Handle {
 /// Bytes of an entry read on the shared lane; the rest of a larger one is
 /// read on a connection of its own.
 pub(crate) const FIRST_READ: usize = 64 * 1024;
-
-/// What [`L2Tier::get_entry`] found.
-#[derive(Debug)]
-pub(crate) enum Fetched {
-    Missing,
-    Bytes(Vec<u8>),
-    /// Longer than the limit: not read past it.
-    TooLarge,
-}
 
 /// The most `SCAN` round trips on one node for one listing.
 const MAX_SCAN_CALLS_PER_NODE: usize = 1_000;
@@ -558,6 +553,19 @@ impl L2Tier {
         });
     }
 
+    /// Whether the breaker is open, and how many times it opened.
+    pub(crate) fn circuit(&self) -> (bool, u64) {
+        (
+            self.breaker.is_open(),
+            self.breaker.trips.load(Ordering::Relaxed),
+        )
+    }
+
+    /// How long operations on the lane took, recently.
+    pub(crate) fn latency(&self) -> &crate::measure::latency::Latency {
+        &self.latency
+    }
+
     /// Whether L2 operations are attempted (the breaker is closed).
     pub(crate) fn is_available(&self) -> bool {
         !self.breaker.is_open()
@@ -612,6 +620,12 @@ impl L2Tier {
         tokio::time::timeout(self.settings.connect_timeout, self.pools.dedicated(timeout))
             .await
             .map_err(|_| Error::Timeout(self.settings.connect_timeout))?
+    }
+
+    /// A writer for warming's pipelines, on a connection of its own whose
+    /// requests may take `timeout`.
+    pub(crate) async fn bulk_writer(&self, timeout: Duration) -> Result<BulkWriter, Error> {
+        self.bulk_connection(timeout).await.map(BulkWriter)
     }
 
     /// The connection confirmed invalidations go through, made on first use
@@ -913,5 +927,28 @@ impl L2Tier {
         };
         self.note_outcome(&outcome);
         outcome.map(|(answered, nodes)| (start.elapsed(), answered, nodes))
+    }
+}
+
+/// Writes warming's batches: single-key `SET ... PX`s in one pipeline each
+/// (see `RedisConnection::run_all`: cluster-safe).
+pub(crate) struct BulkWriter(RedisConnection);
+
+impl BulkWriter {
+    /// Writes `batch` in one pipeline.
+    pub(crate) async fn write(&self, batch: &[BulkEntry]) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let sets = batch.iter().map(|e| {
+            redis::cmd("SET")
+                .arg(&e.key)
+                .arg(&e.bytes)
+                .arg("PX")
+                .arg(e.px_ms)
+                .clone()
+        });
+        self.0.clone().run_all::<()>(sets).await?;
+        Ok(())
     }
 }

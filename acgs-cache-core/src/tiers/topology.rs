@@ -369,6 +369,12 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let unix = RedisConfig::parse("redis+unix:///run/r.sock?user=app&pass=hunter2").unwrap();
         assert!(!format!("{unix} {unix:?}").contains("hunter2"));
+    }
+
+    #[test]
+    #[cfg(feature = "redis")] // only connecting names the user
+    fn messages_name_the_user_never_the_password() {
+        let unix = RedisConfig::parse("redis+unix:///run/r.sock?user=app&pass=hunter2").unwrap();
         assert_eq!(unix.user_for_messages(), "user \"app\"");
         let named = RedisConfig::parse("redis://cache-svc:hunter2@h:1").unwrap();
         assert_eq!(named.user_for_messages(), "user \"cache-svc\"");
