@@ -940,13 +940,12 @@ impl BulkWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        // Built in place: `cmd(..).arg(..)` borrows, and cloning it to own
+        // it would copy every value once more.
         let sets = batch.iter().map(|e| {
-            redis::cmd("SET")
-                .arg(&e.key)
-                .arg(&e.bytes)
-                .arg("PX")
-                .arg(e.px_ms)
-                .clone()
+            let mut set = redis::cmd("SET");
+            set.arg(&e.key).arg(&e.bytes).arg("PX").arg(e.px_ms);
+            set
         });
         self.0.clone().run_all::<()>(sets).await?;
         Ok(())
