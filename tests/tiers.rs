@@ -584,3 +584,58 @@ async fn a_huge_planted_value_never_blocks_other_calls() {
     assert_eq!(f.errors, 0, "no call timed out: {f:?}");
     assert_eq!(stats.l2_circuit_trips, 0);
 }
+
+/// Reads that arrive while a lane is busy go out in one pipeline (see
+/// `tiers/reads.rs`): each caller must get its own key's value, hits and
+/// misses mixed in one batch, and callers that give up mid-batch must not
+/// disturb the others or the lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_l2_reads_each_get_their_own_entry() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "batched");
+    for id in 0..300u64 {
+        writer.scope(decide(id, "batch")).await;
+    }
+    let reader = Cache::builder()
+        .redis_url(server.url())
+        .service("batched")
+        .disable_l1()
+        .build()
+        .unwrap();
+    reader.connect().await.unwrap();
+    for round in 0..3u64 {
+        // Ids 300.. were never written: misses in the same batches as hits.
+        let calls = (0..400u64).map(|id| {
+            let reader = reader.clone();
+            tokio::spawn(async move { (id, reader.scope(decide(id, "batch")).await) })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let (id, got) = call.await.unwrap();
+            assert_eq!(
+                (got.policy_id, got.subject.as_str(), got.allow),
+                (id, "batch", id.is_multiple_of(2)),
+                "round {round}"
+            );
+        }
+        // Callers that give up while their read waits in a batch.
+        let abandoned = (0..200u64).map(|id| {
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_micros(50),
+                    reader.scope(decide(1_000 + id, "gone")),
+                )
+                .await;
+            })
+        });
+        for call in abandoned.collect::<Vec<_>>() {
+            call.await.unwrap();
+        }
+    }
+    let stats = reader.stats().await;
+    let f = stats.function("decide").unwrap();
+    assert_eq!(f.errors, 0, "{f:?}");
+    // Round 1 missed ids 300..399 and stored them; later rounds hit them.
+    assert!(f.l2_hits >= 300 * 3 + 100 * 2, "{f:?}");
+    assert_eq!(stats.l2_circuit_trips, 0);
+}

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Unavailable};
 use crate::tiers::connection::{Checkout, PoolSettings, Pools};
+use crate::tiers::reads::ReadBatcher;
 use crate::tiers::topology::RedisConfig;
 
 pub(crate) use crate::tiers::connection::RedisConnection;
@@ -81,6 +82,38 @@ struct Lane {
     /// every pooled one was in use by other runtimes' lanes).
     checked_out: Option<Checkout>,
     handle: RedisConnection,
+    /// The lane's entry reads, batched (see `reads.rs`); `None` on a
+    /// cluster, whose keys live on different nodes.
+    reads: Option<ReadBatcher>,
+}
+
+impl Lane {
+    fn new(checked_out: Option<Checkout>, handle: RedisConnection) -> Self {
+        let reads = (!handle.is_cluster()).then(|| ReadBatcher::start(handle.clone()));
+        Lane {
+            checked_out,
+            handle,
+            reads,
+        }
+    }
+
+    /// The first `end + 1` bytes of `key` (`GETRANGE key 0 end`), in the
+    /// lane's next batch when it has a batcher.
+    async fn read_head(&self, key: &str, end: usize) -> redis::RedisResult<Vec<u8>> {
+        if let Some(reads) = &self.reads {
+            if let Some(answer) = reads.read(key, end).await {
+                return answer;
+            }
+            // The batcher ended with its runtime: asked directly, the
+            // connection tells why.
+        }
+        redis::cmd("GETRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(end)
+            .query_async(&mut self.handle.clone())
+            .await
+    }
 }
 
 impl Drop for Lane {
@@ -462,10 +495,7 @@ impl L2Tier {
             }
             None => return Ok(None),
         };
-        Ok(Some(Arc::new(Lane {
-            checked_out,
-            handle,
-        })))
+        Ok(Some(Arc::new(Lane::new(checked_out, handle))))
     }
 
     /// A pooled connection, made within the connect timeout if none is
@@ -693,6 +723,15 @@ impl L2Tier {
         self: &Arc<Self>,
         op: impl AsyncFnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
+        self.with_lane(async |lane| op(&mut lane.handle.clone()).await)
+            .await
+    }
+
+    /// [`L2Tier::on_lane`], with the lane itself (for its batched reads).
+    async fn with_lane<T>(
+        self: &Arc<Self>,
+        op: impl AsyncFnOnce(&Lane) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
         if self.breaker.is_open() {
             return Err(Error::Unavailable(Unavailable::CircuitOpen));
         }
@@ -700,7 +739,7 @@ impl L2Tier {
         let start = Instant::now();
         let outcome = match self.handle().await {
             // The lane's handle carries the soft timeout (see `connect_lane`).
-            Ok(lane) => match op(&mut lane.handle.clone()).await {
+            Ok(lane) => match op(&lane).await {
                 Ok(value) => Ok(value),
                 Err(e) if e.is_timeout() => Err(Error::Timeout(self.settings.soft_timeout)),
                 Err(e) => {
@@ -802,8 +841,8 @@ impl L2Tier {
         max: usize,
     ) -> Result<Fetched, Error> {
         let first_end = FIRST_READ.min(max.saturating_add(1)) - 1;
-        let mut bytes: Vec<u8> = self
-            .query(redis::cmd("GETRANGE").arg(key).arg(0).arg(first_end))
+        let mut bytes = self
+            .with_lane(async |lane| lane.read_head(key, first_end).await)
             .await?;
         if bytes.is_empty() {
             return Ok(Fetched::Missing); // a missing key reads as empty

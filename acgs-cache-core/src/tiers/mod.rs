@@ -18,6 +18,8 @@ pub(crate) mod l2;
 pub(crate) mod l2_types;
 #[cfg(feature = "redis")]
 pub(crate) mod lock;
+#[cfg(feature = "redis")]
+pub(crate) mod reads;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod topology;
