@@ -20,10 +20,10 @@
 //! caller (the log tailer's, confirmed invalidations', large values') are
 //! made on the cache's own runtime (`background.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::tiers::breaker::Breaker;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Unavailable};
@@ -136,8 +136,8 @@ struct RuntimeLane {
     /// How many lanes this runtime gets: the configured number, or fewer
     /// once the pool had no connection left for another.
     wanted: usize,
-    /// Which lane the next operation takes.
-    next: usize,
+    /// Which lane the next operation takes (moved on under the read lock).
+    next: AtomicUsize,
     /// Whether a connect for this runtime is in flight.
     reconnecting: bool,
 }
@@ -180,7 +180,7 @@ fn lane_entry<'a>(
                 alive: runtime.spawn(std::future::pending()),
                 lanes: Vec::new(),
                 wanted,
-                next: 0,
+                next: AtomicUsize::new(0),
                 reconnecting: false,
             });
             lanes.len() - 1
@@ -206,7 +206,9 @@ pub(crate) struct L2Tier {
     settings: L2Settings,
     /// The lanes of the runtimes that call, a handful at most (a test
     /// binary's concurrent tests): found by a scan.
-    lanes: Mutex<Vec<RuntimeLane>>,
+    /// Behind a read-write lock: every operation looks its lane up (a read,
+    /// side by side with the others); lanes change rarely.
+    lanes: RwLock<Vec<RuntimeLane>>,
     /// Bumped after every connect attempt, to wake waiting callers.
     attempts: tokio::sync::watch::Sender<u64>,
     /// Milliseconds since `epoch` before which no reconnect is tried.
@@ -259,7 +261,7 @@ impl L2Tier {
         Ok(L2Tier {
             pools,
             refusal: Mutex::new(None),
-            lanes: Mutex::new(Vec::new()),
+            lanes: RwLock::new(Vec::new()),
             attempts: tokio::sync::watch::Sender::new(0),
             retry_after_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -273,8 +275,12 @@ impl L2Tier {
         })
     }
 
-    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<RuntimeLane>> {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    fn lanes(&self) -> std::sync::RwLockWriteGuard<'_, Vec<RuntimeLane>> {
+        self.lanes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lanes_read(&self) -> std::sync::RwLockReadGuard<'_, Vec<RuntimeLane>> {
+        self.lanes.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The calling runtime's next lane, if it has one, and whether it
@@ -284,16 +290,16 @@ impl L2Tier {
             Ok(handle) => handle.id(),
             Err(_) => crate::background::runtime_id(),
         };
-        let mut lanes = self.lanes();
-        let Some(entry) = lanes.iter_mut().find(|lane| lane.runtime == runtime) else {
+        let lanes = self.lanes_read();
+        let Some(entry) = lanes.iter().find(|lane| lane.runtime == runtime) else {
             return (None, false);
         };
         let grow = entry.lanes.len() < entry.wanted && !entry.reconnecting;
         if entry.lanes.is_empty() {
             return (None, grow);
         }
-        entry.next = (entry.next + 1) % entry.lanes.len();
-        (Some(Arc::clone(&entry.lanes[entry.next])), grow)
+        let next = entry.next.fetch_add(1, Ordering::Relaxed) % entry.lanes.len();
+        (Some(Arc::clone(&entry.lanes[next])), grow)
     }
 
     /// The calling runtime's next lane, if it has one.
@@ -406,7 +412,7 @@ impl L2Tier {
     /// Whether a connect for the calling runtime is in flight.
     fn reconnecting(&self) -> bool {
         let runtime = calling_runtime().id();
-        self.lanes()
+        self.lanes_read()
             .iter()
             .any(|lane| lane.runtime == runtime && lane.reconnecting)
     }
