@@ -145,7 +145,20 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let Some(l2) = self.inner.l2() {
             l2.establish().await?;
-            l2.ping().await?;
+            // A fresh connection's first answers may take longer than the
+            // soft timeout (a TLS server busy with the handshakes of the
+            // instance's other connections): an answer is awaited up to the
+            // connect timeout, as the connection was.
+            let deadline = std::time::Instant::now() + l2.connect_timeout();
+            loop {
+                match l2.ping().await {
+                    Ok(_) => break,
+                    Err(Error::Redis(e))
+                        if e.is_timeout() && std::time::Instant::now() < deadline => {}
+                    Err(Error::Timeout(_)) if std::time::Instant::now() < deadline => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let patience = l2.connect_timeout() + l2.soft_timeout();
             if !self.inner.coherence().wait_listening(patience).await {
                 return Err(Error::Unavailable(Unavailable::LogNotRead));
