@@ -34,6 +34,16 @@ fn cache(server: &RedisServer, service: &str) -> Cache {
         .unwrap()
 }
 
+/// A cache without L1: every call reads L2.
+fn l2_only(server: &RedisServer, service: &str) -> Cache {
+    Cache::builder()
+        .redis_url(server.url())
+        .service(service)
+        .disable_l1()
+        .build()
+        .unwrap()
+}
+
 async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
     let mut raw = server.raw().await;
     let mut found: Vec<String> = raw.scan_match(pattern).await.unwrap().collect().await;
@@ -550,12 +560,7 @@ async fn stats_report_latency_percentiles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_planted_value_never_blocks_other_calls() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .service("huge")
-        .disable_l1()
-        .build()
-        .unwrap();
+    let cache = l2_only(&server, "huge");
     cache.connect().await.unwrap();
     cache.scope(decide(1, "huge")).await;
     let key = keys(&server, "acgs:huge:decide:*").await.remove(0);
@@ -596,12 +601,7 @@ async fn concurrent_l2_reads_each_get_their_own_entry() {
     for id in 0..300u64 {
         writer.scope(decide(id, "batch")).await;
     }
-    let reader = Cache::builder()
-        .redis_url(server.url())
-        .service("batched")
-        .disable_l1()
-        .build()
-        .unwrap();
+    let reader = l2_only(&server, "batched");
     reader.connect().await.unwrap();
     for round in 0..3u64 {
         // Ids 300.. were never written: misses in the same batches as hits.

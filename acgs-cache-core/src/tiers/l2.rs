@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Unavailable};
 use crate::tiers::connection::{Checkout, PoolSettings, Pools};
-use crate::tiers::reads::ReadBatcher;
+use crate::tiers::reads::{head_read, ReadBatcher};
 use crate::tiers::topology::RedisConfig;
 
 pub(crate) use crate::tiers::connection::RedisConnection;
@@ -107,10 +107,7 @@ impl Lane {
             // The batcher ended with its runtime: asked directly, the
             // connection tells why.
         }
-        redis::cmd("GETRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(end)
+        head_read(key, end)
             .query_async(&mut self.handle.clone())
             .await
     }

@@ -25,6 +25,14 @@ const MAX_BATCH: usize = 256;
 /// Batches on the wire at once, per lane.
 const IN_FLIGHT: usize = 2;
 
+/// `GETRANGE key 0 end`: the first `end + 1` bytes of an entry, the one
+/// command every read path here sends.
+pub(crate) fn head_read(key: &str, end: usize) -> redis::Cmd {
+    let mut read = redis::cmd("GETRANGE");
+    read.arg(key).arg(0).arg(end);
+    read
+}
+
 /// One read waiting for its batch.
 struct PendingRead {
     key: String,
@@ -70,9 +78,8 @@ impl ReadBatcher {
     pub(crate) async fn read(&self, key: &str, end: usize) -> Option<redis::RedisResult<Vec<u8>>> {
         if self.busy.fetch_add(1, Ordering::AcqRel) == 0 {
             let _busy = Busy(&self.busy);
-            let mut read = redis::cmd("GETRANGE");
-            read.arg(key).arg(0).arg(end);
-            return Some(read.query_async(&mut self.connection.clone()).await);
+            let mut connection = self.connection.clone();
+            return Some(head_read(key, end).query_async(&mut connection).await);
         }
         self.busy.fetch_sub(1, Ordering::AcqRel);
         let (reply, answer) = oneshot::channel();
@@ -130,7 +137,7 @@ async fn next_batch(
 async fn send(mut connection: RedisConnection, batch: Vec<PendingRead>) {
     let mut pipe = redis::pipe();
     for read in &batch {
-        pipe.cmd("GETRANGE").arg(&read.key).arg(0).arg(read.end);
+        pipe.add_command(head_read(&read.key, read.end));
     }
     match pipe.query_async::<Vec<Vec<u8>>>(&mut connection).await {
         Ok(values) => {
