@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the seconds since the start, so a slow CI run shows where
+# the time went.
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "tools"
@@ -141,6 +143,6 @@ failover=$(cargo run --quiet --example failover -- --seconds 1 2>&1) || { echo "
 echo "$failover" | tail -n 1
 echo "$failover" | tail -n 1 | grep -q "^failover: calls=[0-9]* failed=0 switch_ms=[0-9]*$" || { echo "$failover"; echo "a call failed during the failover"; exit 1; }
 
-printf '\nall checks passed\n'
+printf '\nall checks passed in %ss\n' "$SECONDS"
 # The plain closing line CI reads: every cargo test binary's counts, summed.
 echo "tests: ${passed} passed, ${failed} failed"
