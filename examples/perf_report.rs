@@ -533,54 +533,81 @@ fn main() {
 /// (`perf record -F 999 -- target/release/examples/perf_report --profile
 /// l2`): `l1` (L1 hits, one task), `l2` (L2 hits, 64 tasks, L1 off) or
 /// `l2raw` (the raw `GET`s and decodes of the table's raw side, 64 tasks on
-/// one connection) or `warm` (warming 100,000 100-byte values at a time).
+/// one connection), `l2one` / `l2oneraw` (the same, one caller at a time) or
+/// `warm` (warming 100,000 100-byte values at a time). The rate printed
+/// counts the ten seconds after the setup (filling L2 takes seconds).
 fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runtime) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut done = 0u64;
-    match what {
+    let fill_ours = || {
+        two.block_on(async {
+            for k in 0..KEYS {
+                ours_l2(k).await.expect("ours");
+            }
+        })
+    };
+    let raw = || {
+        let raw = two.block_on(raw_connection(redis_url()));
+        two.block_on(set_raw_keys(&raw));
+        raw
+    };
+    // Each step runs a batch of calls and says how many.
+    let step: Box<dyn Fn() -> u64> = match what {
         "l1" => {
             one.block_on(ours_l1(7, "alice"));
-            while Instant::now() < deadline {
+            Box::new(|| {
                 sequential(one, 100_000, |_| ours_l1(black_box(7), black_box("alice")));
-                done += 100_000;
-            }
+                100_000
+            })
         }
         "l2" => {
-            two.block_on(async {
-                for k in 0..KEYS {
-                    ours_l2(k).await.expect("ours");
-                }
-            });
-            while Instant::now() < deadline {
+            fill_ours();
+            Box::new(|| {
                 spread(two, 64_000, 64, |k| ours_l2((k * 7919) % KEYS));
-                done += 64_000;
-            }
+                64_000
+            })
         }
         "l2raw" => {
-            let raw = two.block_on(raw_connection(redis_url()));
-            two.block_on(set_raw_keys(&raw));
-            while Instant::now() < deadline {
+            let raw = raw();
+            Box::new(move || {
                 let raw = raw.clone();
                 spread(two, 64_000, 64, move |k| raw_get(raw.clone(), k * 7919));
-                done += 64_000;
-            }
+                64_000
+            })
         }
-        "warm" => {
-            while Instant::now() < deadline {
-                let report = two
-                    .block_on(async {
-                        WARM.warmer()
-                            .await
-                            .load((0..100_000).map(|i| warm_entry_ours_blob(i, blob(i))))
-                            .await
-                    })
-                    .expect("warming");
-                done += report.written;
-            }
+        "l2one" => {
+            fill_ours();
+            Box::new(|| {
+                sequential(two, 4_000, |k| ours_l2(k % KEYS));
+                4_000
+            })
         }
-        other => panic!("--profile l1, l2, l2raw or warm, not {other}"),
+        "l2oneraw" => {
+            let raw = raw();
+            Box::new(move || {
+                sequential(two, 4_000, |k| raw_get(raw.clone(), k));
+                4_000
+            })
+        }
+        "warm" => Box::new(|| {
+            two.block_on(async {
+                WARM.warmer()
+                    .await
+                    .load((0..100_000).map(|i| warm_entry_ours_blob(i, blob(i))))
+                    .await
+            })
+            .expect("warming")
+            .written
+        }),
+        other => panic!("--profile l1, l2, l2raw, l2one, l2oneraw or warm, not {other}"),
+    };
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < Duration::from_secs(10) {
+        done += step();
     }
-    println!("profile {what}: {:.0}/s", done as f64 / 10.0);
+    println!(
+        "profile {what}: {:.0}/s",
+        done as f64 / start.elapsed().as_secs_f64()
+    );
 }
 
 /// Stores every key the raw side reads: `perf:raw:{k}`, postcard as is.
