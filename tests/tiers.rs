@@ -362,6 +362,37 @@ async fn large_values_are_compressed_and_oversize_values_not_stored() {
     );
 }
 
+/// An entry larger than the first read (64 KiB on the shared lane) is read
+/// whole by another instance: the rest comes from a connection of its own.
+#[tokio::test]
+async fn an_entry_larger_than_the_first_read_is_an_l2_hit_elsewhere() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "tiers-large");
+    let reader = l2_only(&server, "tiers-large");
+    // Incompressible, so the stored envelope is ~200 kB too.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noisy: String = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    writer.scope(api_response(noisy.clone())).await;
+    let key = keys(&server, "acgs:tiers-large:api_response:*")
+        .await
+        .remove(0);
+    let stored: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+    assert!(stored.len() > 64 * 1024, "{} bytes", stored.len());
+    for _ in 0..2 {
+        assert_eq!(reader.scope(api_response(noisy.clone())).await[0], noisy);
+    }
+    let stats = reader.stats().await;
+    let f = stats.function("api_response").unwrap();
+    assert_eq!((f.l2_hits, f.misses, f.errors), (2, 0, 0), "{f:?}");
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
     id: u64,

@@ -844,7 +844,7 @@ impl L2Tier {
         max: usize,
     ) -> Result<Fetched, Error> {
         let first_end = FIRST_READ.min(max.saturating_add(1)) - 1;
-        let mut bytes = self
+        let bytes = self
             .with_lane(async |lane| lane.read_head(key, first_end).await)
             .await?;
         if bytes.is_empty() {
@@ -857,7 +857,21 @@ impl L2Tier {
                 Fetched::Bytes(bytes)
             });
         }
-        // Larger than the first read: the rest, off the shared lane.
+        // Larger than the first read: the rest, off the shared lane. Boxed:
+        // making that connection is a large future that every L2 read's
+        // state would otherwise carry (it made a hit's past-L1 future 5 KB,
+        // allocated and copied on every L1 miss).
+        Box::pin(self.read_rest(key, max, bytes)).await
+    }
+
+    /// The bytes of `key` past [`FIRST_READ`] (at most `max + 1` in all),
+    /// appended to `head`, on the large values' connection.
+    async fn read_rest(
+        self: &Arc<Self>,
+        key: &str,
+        max: usize,
+        mut head: Vec<u8>,
+    ) -> Result<Fetched, Error> {
         let mut conn = self.large_value_connection().await?;
         let rest: Vec<u8> = redis::cmd("GETRANGE")
             .arg(key)
@@ -865,11 +879,11 @@ impl L2Tier {
             .arg(max) // inclusive: at most max + 1 bytes in all
             .query_async(&mut conn)
             .await?;
-        bytes.extend_from_slice(&rest);
-        Ok(if bytes.len() > max {
+        head.extend_from_slice(&rest);
+        Ok(if head.len() > max {
             Fetched::TooLarge
         } else {
-            Fetched::Bytes(bytes)
+            Fetched::Bytes(head)
         })
     }
 
