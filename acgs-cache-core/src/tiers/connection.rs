@@ -330,7 +330,8 @@ impl RedisConnection {
             });
             futures_util::future::try_join_all(requests).await
         } else {
-            let mut pipe = redis::pipe();
+            let commands = commands.into_iter();
+            let mut pipe = redis::Pipeline::with_capacity(commands.size_hint().0);
             for cmd in commands {
                 pipe.add_command(cmd);
             }
