@@ -700,9 +700,29 @@ fn lanes_curve(
     curve
 }
 
-/// A 100-byte value, as the warming target asks.
+/// A 100-byte value (as the warming target asks): the id, zero-padded. Built without `format!`'s padding
+/// (one `write_char` per zero: 7% of a warming profile, on both sides).
 fn blob(id: u64) -> String {
-    format!("{id:0>100}")
+    const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+    let digits = id.to_string();
+    let mut value = String::with_capacity(ZEROS.len());
+    value.push_str(&ZEROS[digits.len().min(ZEROS.len())..]);
+    value.push_str(&digits);
+    value
+}
+
+/// The raw side's warming key, `perf:raw:warm:` and the id in 32 hex digits,
+/// built as cheaply as ours (no padding machinery).
+fn raw_warm_key(id: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(14 + 32);
+    key.push_str("perf:raw:warm:0000000000000000");
+    key.extend(
+        (0..16)
+            .rev()
+            .map(|i| char::from(HEX[((id >> (i * 4)) & 0xf) as usize])),
+    );
+    key
 }
 
 /// Primes `n` entries of 100-byte values per round: ours through the
@@ -739,7 +759,7 @@ fn warming(rt: &tokio::runtime::Runtime, rounds: usize, n: u64) -> Rounds {
                     for &i in chunk {
                         let bytes = postcard::to_allocvec(&blob(i)).expect("encode");
                         pipe.cmd("SET")
-                            .arg(format!("perf:raw:warm:{i:032x}"))
+                            .arg(raw_warm_key(i))
                             .arg(bytes)
                             .arg("PX")
                             .arg(86_400_000u64)
