@@ -859,8 +859,8 @@ impl L2Tier {
         }
         // Larger than the first read: the rest, off the shared lane. Boxed:
         // making that connection is a large future that every L2 read's
-        // state would otherwise carry (it made a hit's past-L1 future 5 KB,
-        // allocated and copied on every L1 miss).
+        // state would otherwise carry (it made the boxed state of a call
+        // past L1 5 KB instead of 2, allocated and copied on every L1 miss).
         Box::pin(self.read_rest(key, max, bytes)).await
     }
 
