@@ -531,7 +531,9 @@ fn main() {
 
 /// Runs one side of one comparison alone for ten seconds, for a profiler
 /// (`perf record -F 999 -- target/release/examples/perf_report --profile
-/// l2`): `l1` (L1 hits, one task), `l2` (L2 hits, 64 tasks, L1 off) or
+/// l2`): `l1` (L1 hits, one task), `l1x2` / `l1x2peer` (ours and the
+/// `cached` crate's L1 hits from two threads), `l2` (L2 hits, 64 tasks, L1
+/// off) or
 /// `l2raw` (the raw `GET`s and decodes of the table's raw side, 64 tasks on
 /// one connection), `l2one` / `l2oneraw` (the same, one caller at a time) or
 /// `warm` (warming 100,000 100-byte values at a time). The rate printed
@@ -556,6 +558,20 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
             Box::new(|| {
                 sequential(one, 100_000, |_| ours_l1(black_box(7), black_box("alice")));
                 100_000
+            })
+        }
+        "l1x2" => {
+            two.block_on(ours_l1(7, "alice"));
+            Box::new(|| {
+                spread(two, 400_000, 2, |_| ours_l1(7, "alice"));
+                400_000
+            })
+        }
+        "l1x2peer" => {
+            two.block_on(peer_l1(7, "alice".to_owned()));
+            Box::new(|| {
+                spread(two, 400_000, 2, |_| peer_l1(7, "alice".to_owned()));
+                400_000
             })
         }
         "l2" => {
@@ -597,7 +613,9 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
             .expect("warming")
             .written
         }),
-        other => panic!("--profile l1, l2, l2raw, l2one, l2oneraw or warm, not {other}"),
+        other => {
+            panic!("--profile l1, l1x2, l1x2peer, l2, l2raw, l2one, l2oneraw or warm, not {other}")
+        }
     };
     let start = Instant::now();
     let mut done = 0u64;
