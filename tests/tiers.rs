@@ -44,6 +44,19 @@ fn l2_only(server: &RedisServer, service: &str) -> Cache {
         .unwrap()
 }
 
+/// `len` letters that do not compress (xorshift), the same on every run.
+fn noisy_text(len: usize) -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
 async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
     let mut raw = server.raw().await;
     let mut found: Vec<String> = raw.scan_match(pattern).await.unwrap().collect().await;
@@ -326,15 +339,7 @@ async fn large_values_are_compressed_and_oversize_values_not_stored() {
     assert_eq!(big[0].len(), 20_000);
 
     // Random-ish content does not compress: 100 kB exceeds the 64 KiB limit.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let noisy: String = (0..100_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b'a' + (state % 26) as u8)
-        })
-        .collect();
+    let noisy = noisy_text(100_000);
     let value = cache.scope(api_response(noisy.clone())).await;
     assert_eq!(value[0], noisy, "the caller still gets its value");
     let stats = cache.stats().await;
@@ -370,15 +375,7 @@ async fn an_entry_larger_than_the_first_read_is_an_l2_hit_elsewhere() {
     let writer = cache(&server, "tiers-large");
     let reader = l2_only(&server, "tiers-large");
     // Incompressible, so the stored envelope is ~200 kB too.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let noisy: String = (0..200_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b'a' + (state % 26) as u8)
-        })
-        .collect();
+    let noisy = noisy_text(200_000);
     writer.scope(api_response(noisy.clone())).await;
     let key = keys(&server, "acgs:tiers-large:api_response:*")
         .await
