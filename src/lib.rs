@@ -48,12 +48,13 @@
 
 pub use acgs_cache_core::{
     decode_header, fingerprint, grammar, invalidate, parse_duration, policies, with_outcome, Cache,
-    CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError, Consistency, EnvelopeHeader, Error,
-    ErrorReason, FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats,
-    KeyDigest, L1Health, L2Health, LatencyHistogram, LogPosition, Outcome, PolicyOverride,
+    CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError, EnvelopeHeader, Error, ErrorReason,
+    FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest,
+    L1Health, L2Health, LatencyHistogram, LogPosition, MaxStaleness, Outcome, PolicyOverride,
     PoolStats, RateLimiter, RedisConfig, Reject, RuntimeDefaultGuard, Session, SessionStore,
     StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry, WarmReport, Warmer,
-    DEFAULT_L1_CAP, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+    DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
+    MIN_MAX_STALENESS,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).

@@ -162,8 +162,8 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
     }
 
     // A master that does not hold the invalidation log dies (if the log's
-    // master dies, instances stop trusting L2 until it is back: strict
-    // consistency). Every call still answers, with the right value.
+    // master dies, instances stop trusting L2 until it is back, and L1 once
+    // their lease runs out). Every call still answers, with the right value.
     let log_node = cluster.node_of_key("acgs:{invalidation}:log");
     cluster.kill((log_node + 1) % 3);
     let start = Instant::now();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acgs_cache::{cached, Cache};
+use acgs_cache::{cached, Cache, MaxStaleness};
 use support::{closed_port_url, RedisServer};
 use tokio::sync::Notify;
 
@@ -306,10 +306,13 @@ async fn a_newcomer_learns_trimmed_invalidations_from_the_log_state() {
 
 #[tokio::test]
 async fn unreachable_redis_fails_the_invalidation_but_clears_this_instance() {
+    // The opt-out serves L1 while the log is unheard: what the local
+    // invalidation must drop.
     let cache = Cache::builder()
         .redis_url(closed_port_url())
         .service("inv-down")
         .reconnect_backoff(Duration::from_millis(50))
+        .max_staleness(MaxStaleness::L1Ttl)
         .build()
         .unwrap();
     cache
@@ -328,46 +331,54 @@ async fn unreachable_redis_fails_the_invalidation_but_clears_this_instance() {
     );
 }
 
-static STRICT_RUNS: AtomicU32 = AtomicU32::new(0);
+static LEASED_RUNS: AtomicU32 = AtomicU32::new(0);
 
-#[cached(ttl = "policy_decision", consistency = "strict")]
-async fn strict_lookup(id: u32) -> u32 {
-    STRICT_RUNS.fetch_add(1, Ordering::SeqCst);
+#[cached(ttl = "policy_decision")]
+async fn leased_lookup(id: u32) -> u32 {
+    LEASED_RUNS.fetch_add(1, Ordering::SeqCst);
     id
 }
 
-#[cached(ttl = "policy_decision")]
-async fn bounded_lookup(id: u32) -> u32 {
+#[cached(ttl = "policy_decision", max_staleness = "l1_ttl")]
+async fn opted_out_lookup(id: u32) -> u32 {
     id
 }
 
 #[tokio::test]
-async fn strict_functions_bypass_l1_while_the_log_cannot_be_heard() {
+async fn functions_with_a_lease_bypass_l1_while_the_log_cannot_be_heard() {
     let cache = Cache::builder()
         .redis_url(closed_port_url())
-        .service("inv-strict")
+        .service("inv-lease")
         .reconnect_backoff(Duration::from_millis(50))
         .build()
         .unwrap();
     cache
         .scope(async {
             for _ in 0..3 {
-                strict_lookup(1).await;
-                bounded_lookup(1).await;
+                leased_lookup(1).await;
+                opted_out_lookup(1).await;
             }
         })
         .await;
     let stats = cache.stats().await;
     assert!(!stats.invalidations.listening);
+    assert_eq!(stats.invalidations.lease_age_us, None, "never heard");
+    let leased = stats.function("leased_lookup").unwrap();
     assert_eq!(
-        stats.function("strict_lookup").unwrap().misses,
-        3,
-        "strict: computed every time"
+        (leased.misses, leased.l1_hits, leased.lease_skips),
+        (3, 0, 3),
+        "a lease never renewed: computed every time"
     );
+    assert_eq!(leased.max_staleness_ms, Some(1000));
+    let opted_out = stats.function("opted_out_lookup").unwrap();
     assert_eq!(
-        stats.function("bounded_lookup").unwrap().l1_hits,
-        2,
-        "bounded: served from L1"
+        (
+            opted_out.l1_hits,
+            opted_out.lease_skips,
+            opted_out.max_staleness_ms
+        ),
+        (2, 0, None),
+        "l1_ttl: served from L1"
     );
 }
 

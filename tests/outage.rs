@@ -6,7 +6,7 @@ use acgs_cache_harness as support;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use acgs_cache::{cached, Cache};
+use acgs_cache::{cached, Cache, MaxStaleness};
 use support::{closed_port_url, RedisServer};
 
 static RUNS: AtomicU32 = AtomicU32::new(0);
@@ -26,34 +26,52 @@ fn cache_at(url: String, service: &str) -> Cache {
         .expect("an unreachable server is not a build error")
 }
 
+/// Forty calls of twenty subjects through `cache`; its figures for `check`.
+async fn forty_calls(cache: &Cache) -> acgs_cache::FunctionStats {
+    for _ in 0..2 {
+        for subject in 0..20 {
+            assert_eq!(
+                cache.scope(check(subject)).await,
+                Ok(subject.is_multiple_of(3))
+            );
+        }
+    }
+    cache.stats().await.function("check").cloned().unwrap()
+}
+
 #[tokio::test]
-async fn unreachable_at_start_still_answers_from_the_function_and_l1() {
-    let cache = cache_at(closed_port_url(), "outage-start");
-    for subject in 0..20 {
-        assert_eq!(
-            cache.scope(check(subject)).await,
-            Ok(subject.is_multiple_of(3))
-        );
-    }
-    for subject in 0..20 {
-        assert_eq!(
-            cache.scope(check(subject)).await,
-            Ok(subject.is_multiple_of(3))
-        );
-    }
-    let stats = cache.stats().await;
-    let f = stats.function("check").unwrap();
+async fn unreachable_at_start_still_answers_from_the_function_and_l1_when_opted_out() {
+    // A cache that never heard the log cannot vouch for anything in L1
+    // against invalidations sent by other instances: with the default
+    // lease, every call computes.
+    let leased = cache_at(closed_port_url(), "outage-start");
+    let f = forty_calls(&leased).await;
     assert_eq!(
-        (f.calls, f.misses, f.l1_hits),
-        (40, 20, 20),
-        "L1 still caches"
+        (f.calls, f.misses, f.l1_hits, f.lease_skips),
+        (40, 40, 0, 40),
+        "no lease, no L1"
     );
     assert!(
         f.errors >= 20,
         "each miss's L2 read and write failed and was counted: {}",
         f.errors
     );
-    assert!(cache.ping_l2().await.is_err());
+    assert!(leased.ping_l2().await.is_err());
+
+    // With the opt-out, L1 still caches.
+    let opted_out = Cache::builder()
+        .redis_url(closed_port_url())
+        .service("outage-start-l1-ttl")
+        .reconnect_backoff(Duration::from_millis(100))
+        .max_staleness(MaxStaleness::L1Ttl)
+        .build()
+        .unwrap();
+    let f = forty_calls(&opted_out).await;
+    assert_eq!(
+        (f.calls, f.misses, f.l1_hits, f.lease_skips),
+        (40, 20, 20, 0),
+        "L1 still caches"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::engine::instance::{Cache, CacheConfig, Inner};
 use crate::error::{Error, RedactedUrl, Unavailable};
 use crate::format::envelope::EncodeLimits;
-use crate::format::policy::{parse_duration, PolicyOverride, TtlPolicy};
+use crate::format::policy::{parse_duration, MaxStaleness, PolicyOverride, TtlPolicy};
 use crate::measure::stats::StatsSnapshot;
 #[cfg(feature = "redis")]
 pub use crate::tiers::l2::ConfirmInvalidations;
@@ -160,7 +160,15 @@ impl Cache {
                 }
             }
             let patience = l2.connect_timeout() + l2.soft_timeout();
-            if !self.inner.coherence().wait_listening(patience).await {
+            let coherence = self.inner.coherence();
+            // Caught up, then the first read that renews the lease (one
+            // round trip later): calls then serve L1 without waiting for it.
+            if !coherence.wait_listening(patience).await
+                || !coherence
+                    .lease
+                    .wait(crate::coherence::lease::LeaseLimit::RENEWED, patience)
+                    .await
+            {
                 return Err(Error::Unavailable(Unavailable::LogNotRead));
             }
         }
@@ -233,6 +241,7 @@ pub struct CacheBuilder {
     confirm: ConfirmInvalidations,
     unprotected: bool,
     caching: bool,
+    max_staleness: MaxStaleness,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -278,6 +287,7 @@ impl Default for CacheBuilder {
             confirm: ConfirmInvalidations::Auto,
             unprotected: false,
             caching: true,
+            max_staleness: MaxStaleness::default(),
         }
     }
 }
@@ -502,6 +512,31 @@ impl CacheBuilder {
         self
     }
 
+    /// How long after an invalidation is acknowledged this instance may still
+    /// serve what it invalidated, whatever happens to it — paused, cut off
+    /// from Redis with its connections left open, across a failover — for
+    /// functions and policies that do not set their own (default
+    /// [`MaxStaleness::Lease`] of [`DEFAULT_MAX_STALENESS`](crate::DEFAULT_MAX_STALENESS),
+    /// 1 s). Each instance renews its lease on the log every quarter of the
+    /// shortest lease it uses, with one blocking log read. `MaxStaleness::L1Ttl`
+    /// opts out: L1 entries are then served for their L1 TTL while the log is
+    /// unheard.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::{Cache, MaxStaleness};
+    ///
+    /// let cache = Cache::builder()
+    ///     .max_staleness(MaxStaleness::lease(Duration::from_millis(250))?)
+    ///     .build()?;
+    /// # drop(cache);
+    /// # Ok::<(), acgs_cache_core::Error>(())
+    /// ```
+    pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
     /// Turns the invalidation check off: every entry is served, whatever was
     /// invalidated. Never for a service — only for the coherence report,
     /// whose `--unprotected` run shows what the check prevents.
@@ -517,6 +552,7 @@ impl CacheBuilder {
         entry.ttl = with.ttl.or(entry.ttl);
         entry.l1_ttl = with.l1_ttl.or(entry.l1_ttl);
         entry.stale_if_error = with.stale_if_error.or(entry.stale_if_error);
+        entry.max_staleness = with.max_staleness.or(entry.max_staleness);
         self
     }
 
@@ -531,6 +567,8 @@ impl CacheBuilder {
     /// | `ACGS_CACHE_TTL_<POLICY>` | e.g. `ACGS_CACHE_TTL_POLICY_DECISION=10m` |
     /// | `ACGS_CACHE_L1_TTL_<POLICY>` | the policy's L1 lifetime |
     /// | `ACGS_CACHE_STALE_<POLICY>` | the policy's stale-if-error window |
+    /// | `ACGS_CACHE_MAX_STALENESS` | the cache's [`MaxStaleness`]: `250ms`, `1s` or `l1_ttl` |
+    /// | `ACGS_CACHE_MAX_STALENESS_<POLICY>` | the policy's |
     ///
     /// # Errors
     ///
@@ -571,9 +609,19 @@ impl CacheBuilder {
                 "L2_TIMEOUT" => self.l2_soft_timeout = duration(&name, &value)?,
                 "FLEET_INTERVAL" => self.fleet_interval = interval(&name, &value)?,
                 "METRICS_INTERVAL" => self.metrics_interval = Some(interval(&name, &value)?),
+                "MAX_STALENESS" => {
+                    self.max_staleness = MaxStaleness::parse(&value)
+                        .map_err(|e| Error::Config(format!("{name}: {e}")))?;
+                }
                 _ => {
                     let mut with = PolicyOverride::default();
-                    let policy = if let Some(p) = policy_field("L1_TTL_") {
+                    let policy = if let Some(p) = policy_field("MAX_STALENESS_") {
+                        with.max_staleness = Some(
+                            MaxStaleness::parse(&value)
+                                .map_err(|e| Error::Config(format!("{name}: {e}")))?,
+                        );
+                        p
+                    } else if let Some(p) = policy_field("L1_TTL_") {
                         with.l1_ttl = Some(duration(&name, &value)?);
                         p
                     } else if let Some(p) = policy_field("TTL_") {
@@ -684,6 +732,7 @@ impl CacheBuilder {
             background_l2_writes: self.background_l2_writes,
             metrics_interval: self.metrics_interval,
             caching: self.caching,
+            max_staleness: self.max_staleness,
             l2: l2_settings,
         };
         let cache = Cache {

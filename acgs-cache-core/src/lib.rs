@@ -41,9 +41,9 @@ pub use format::envelope::{
 };
 pub use format::key::{fingerprint, KeyDigest};
 pub use format::log_position::LogPosition;
-pub use format::policy::Consistency;
 pub use format::policy::{
-    builtin as policies, parse_duration, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
+    builtin as policies, parse_duration, MaxStaleness, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
+    DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS,
 };
 pub use map::{CacheMap, CacheMapBuilder};
 pub use measure::latency::LatencyHistogram;
@@ -86,7 +86,7 @@ pub mod __private {
     pub use crate::format::codec::Codec;
     pub use crate::format::key::ReceiverKey;
     pub use crate::format::key::{fingerprint, KeyArg, KeyDigest};
-    pub use crate::format::policy::Consistency;
+    pub use crate::format::policy::MaxStaleness;
     pub use crate::format::policy::{builtin as policies, TtlPolicy};
     pub use crate::format::shape::{
         cache_if, negative, ttl_from, Cacheable, IntoTtl, OkOnly, OptionShape, Plain, Shape,

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
 use crate::format::log_position::LogPosition;
-use crate::format::policy::Consistency;
+use crate::format::policy::MaxStaleness;
 use crate::format::policy::TtlPolicy;
 use crate::format::shape::Cacheable;
 
@@ -80,7 +80,7 @@ pub struct CacheMapBuilder<K: ?Sized, V> {
     policy: TtlPolicy,
     version: u32,
     codec: Codec,
-    consistency: Consistency,
+    max_staleness: Option<MaxStaleness>,
     lock: bool,
     _types: PhantomData<fn(&K) -> V>,
 }
@@ -101,7 +101,7 @@ impl Cache {
             policy: TtlPolicy::new("map", Duration::from_secs(300)),
             version: 0,
             codec: Codec::Postcard,
-            consistency: Consistency::Bounded,
+            max_staleness: None,
             lock: false,
             _types: PhantomData,
         }
@@ -129,10 +129,11 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
         self
     }
 
-    /// What L1 serves while invalidations cannot be heard (as `#[cached]`'s
-    /// `consistency`).
-    pub fn consistency(mut self, consistency: Consistency) -> Self {
-        self.consistency = consistency;
+    /// How stale an entry may be served after its invalidation (as
+    /// `#[cached]`'s `max_staleness`; default: the policy's, else the
+    /// cache's).
+    pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = Some(max);
         self
     }
 
@@ -162,7 +163,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
             version: self.version,
             policy: self.policy.with_lock(self.lock),
             codec: self.codec,
-            consistency: self.consistency,
+            max_staleness: self.max_staleness,
         }
         .intern();
         Ok(CacheMap {

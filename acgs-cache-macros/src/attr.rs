@@ -26,6 +26,7 @@ mod kw {
     syn::custom_keyword!(version);
     syn::custom_keyword!(cache);
     syn::custom_keyword!(tags);
+    syn::custom_keyword!(max_staleness);
     syn::custom_keyword!(consistency);
     syn::custom_keyword!(companions);
     syn::custom_keyword!(lock);
@@ -43,7 +44,7 @@ const KEYS: [&str; 16] = [
     "key",
     "negative_ttl",
     "codec",
-    "consistency",
+    "max_staleness",
     "lock",
     "refresh_ahead",
     "cache_if",
@@ -64,10 +65,14 @@ pub(crate) enum TtlSpec {
     Path(Path),
 }
 
-pub(crate) enum ConsistencySpec {
-    Bounded,
-    Strict,
+/// `max_staleness = "250ms"` or `"l1_ttl"`.
+pub(crate) enum MaxStalenessSpec {
+    Lease(Duration),
+    L1Ttl,
 }
+
+/// The shortest lease the runtime accepts (`MIN_MAX_STALENESS`).
+const MIN_LEASE: Duration = Duration::from_millis(20);
 
 pub(crate) enum CodecSpec {
     Postcard,
@@ -87,7 +92,7 @@ pub(crate) struct Args {
     pub(crate) version: Option<u32>,
     pub(crate) cache: Option<Path>,
     pub(crate) tags: Option<Vec<Template>>,
-    pub(crate) consistency: Option<ConsistencySpec>,
+    pub(crate) max_staleness: Option<MaxStalenessSpec>,
     pub(crate) companions: Option<bool>,
     pub(crate) lock: Option<bool>,
     pub(crate) refresh_ahead: Option<bool>,
@@ -272,27 +277,44 @@ impl Args {
                 }
             }
             set(&mut self.tags, templates, k.span, "tags", errors);
-        } else if lookahead.peek(kw::consistency) {
-            let k = input.parse::<kw::consistency>()?;
+        } else if lookahead.peek(kw::max_staleness) {
+            let k = input.parse::<kw::max_staleness>()?;
             input.parse::<Token![=]>()?;
             let lit: LitStr = input.parse()?;
-            let consistency = match lit.value().as_str() {
-                "bounded" => ConsistencySpec::Bounded,
-                "strict" => ConsistencySpec::Strict,
-                other => {
+            let spec = if lit.value().trim() == "l1_ttl" {
+                MaxStalenessSpec::L1Ttl
+            } else {
+                let lease = parse_duration(&lit).map_err(|e| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("{e}, or \"l1_ttl\" to serve L1 entries for their L1 TTL while the invalidation log is unheard"),
+                    )
+                })?;
+                if lease < MIN_LEASE {
                     return Err(syn::Error::new(
                         lit.span(),
-                        format!("unknown consistency {other:?}: expected \"bounded\" (serve L1 for at most its TTL while invalidations cannot be heard) or \"strict\" (bypass L1 meanwhile)"),
-                    ))
+                        format!("`max_staleness` must be at least {MIN_LEASE:?}: the clock's resolution and a renewal's round trip would leave no lease"),
+                    ));
                 }
+                MaxStalenessSpec::Lease(lease)
             };
             set(
-                &mut self.consistency,
-                consistency,
+                &mut self.max_staleness,
+                spec,
                 k.span,
-                "consistency",
+                "max_staleness",
                 errors,
             );
+        } else if lookahead.peek(kw::consistency) {
+            // The argument this one replaced: say what became of it.
+            let k = input.parse::<kw::consistency>()?;
+            while !input.is_empty() && !input.peek(Token![,]) {
+                let _ = input.parse::<proc_macro2::TokenTree>();
+            }
+            return Err(syn::Error::new(
+                k.span,
+                "`consistency` was replaced by `max_staleness`: by default an entry is never served more than 1 s after its invalidation, on any instance (`strict`, and more); `max_staleness = \"250ms\"` sets a shorter bound, `max_staleness = \"l1_ttl\"` serves L1 entries for their L1 TTL while the log is unheard (the former `bounded`)",
+            ));
         } else if lookahead.peek(kw::lock) {
             let k = input.parse::<kw::lock>()?;
             self.lock = Some(parse_flag(input, k.span, "lock", self.lock, errors)?);

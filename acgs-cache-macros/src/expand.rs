@@ -8,7 +8,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, Type};
 
-use crate::attr::{Args, CodecSpec, ConsistencySpec, Parsed, TtlSpec};
+use crate::attr::{Args, CodecSpec, MaxStalenessSpec, Parsed, TtlSpec};
 use crate::errors::Errors;
 use crate::func::{Body, Function};
 use crate::template::check_arguments;
@@ -307,8 +307,15 @@ impl Parts<'_> {
         if let Some(true) = args.lock {
             options.extend(quote!(.lock(true)));
         }
-        if let Some(ConsistencySpec::Strict) = &args.consistency {
-            options.extend(quote!(.consistency(#private::Consistency::Strict)));
+        match &args.max_staleness {
+            Some(MaxStalenessSpec::Lease(d)) => {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                options.extend(quote!(.max_staleness(#private::MaxStaleness::Lease(#private::Duration::new(#secs, #nanos)))));
+            }
+            Some(MaxStalenessSpec::L1Ttl) => {
+                options.extend(quote!(.max_staleness(#private::MaxStaleness::L1Ttl)));
+            }
+            None => {}
         }
         if let Some((_, d)) = &args.negative_ttl {
             let (secs, nanos) = (d.as_secs(), d.subsec_nanos());

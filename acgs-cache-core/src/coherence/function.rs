@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use crate::format::policy::{Consistency, TtlPolicy};
+use crate::coherence::lease::LeaseLimit;
+use crate::format::policy::{MaxStaleness, TtlPolicy};
 use crate::measure::stats::FunctionCounters;
 
 /// A function instance's state within one cache.
@@ -26,7 +27,10 @@ pub(crate) struct FunctionState {
     /// Hash of `service:name`: the scope of whole-function and single-entry
     /// invalidations.
     pub(crate) scope: u64,
-    pub(crate) consistency: Consistency,
+    /// How stale its entries may be (the site's, the policy's or the cache's).
+    pub(crate) max_staleness: MaxStaleness,
+    /// `max_staleness` as the hit path compares it.
+    pub(crate) lease: LeaseLimit,
     /// Entries that started before this position are rejected (the last
     /// matching event or whole-function invalidation heard).
     pub(crate) invalidated_at: AtomicU64,

@@ -81,6 +81,9 @@ pub(crate) struct Synced {
     pub(crate) first: Option<LogPosition>,
     /// Name, tag and function invalidations by name, with their positions.
     pub(crate) state: Vec<(String, LogPosition)>,
+    /// The highest id trimmed or deleted from the stream (Redis 7 and
+    /// later): a record after a reader's cursor that is gone is one it missed.
+    pub(crate) max_deleted: Option<LogPosition>,
 }
 
 /// One record read from the log.

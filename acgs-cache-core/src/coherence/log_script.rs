@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use redis::streams::StreamReadReply;
 use redis::{Script, Value};
 
 use crate::coherence::log::{now_us, AppendSettings, LogEntry, LogKeys, Synced};
@@ -77,9 +78,10 @@ return {id, epoch, start}
     ))
 });
 
-/// The log's state: its generation, first and last ids and, when `ARGV[3]`
-/// is `1`, every field of the state hash. `KEYS`: stream, state hash.
-/// `ARGV`: epoch candidate, reader's head ms, `1` for the state.
+/// The log's state: its generation, first and last ids, the highest id
+/// trimmed or deleted (Redis 7) and, when `ARGV[3]` is `1`, every field of
+/// the state hash. `KEYS`: stream, state hash. `ARGV`: epoch candidate,
+/// reader's head ms, `1` for the state.
 static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{GENERATION_LUA}{}",
@@ -89,7 +91,8 @@ local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local first = field(info, 'first-entry')
 local state = {}
 if ARGV[3] == '1' then state = redis.call('HGETALL', KEYS[2]) end
-return {epoch, start, field(info, 'last-generated-id'), first and first[1] or '', state}
+return {epoch, start, field(info, 'last-generated-id'), first and first[1] or '', state,
+  field(info, 'max-deleted-entry-id') or ''}
 "
     ))
 });
@@ -250,27 +253,74 @@ impl L2Tier {
             .arg(head.ms)
             .arg(if state { "1" } else { "0" });
         let reply: Vec<Value> = invocation.invoke_async(conn).await?;
-        let unparsable = || Error::Unavailable(Unavailable::UnexpectedReply);
-        let epoch = reply.first().and_then(text).ok_or_else(unparsable)?;
-        let start = position(reply.get(1)).ok_or_else(unparsable)?;
-        let last = position(reply.get(2)).ok_or_else(unparsable)?;
-        let first = position(reply.get(3));
-        let state = match reply.get(4) {
-            Some(Value::Array(fields)) => fields
-                .chunks(2)
-                .filter_map(|pair| Some((text(pair.first()?)?, position(pair.get(1))?)))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(Synced {
-            epoch,
-            start,
-            last,
-            first,
-            state,
-        })
+        synced(&reply)
     }
 
+    /// Reads up to `count` records after `after` (waiting up to `block_ms`
+    /// for the first when given), then the log's generation and ids as
+    /// [`L2Tier::sync`] reads them (without the state), in one round trip.
+    /// The generation is read *after* the records: if it is still the one
+    /// the reader follows, the records came from it, and a reply with fewer
+    /// than `count` records proves that nothing else had been appended when
+    /// the server ran the read.
+    pub(crate) async fn read_log_then_sync(
+        &self,
+        conn: &mut RedisConnection,
+        keys: &LogKeys,
+        after: LogPosition,
+        count: usize,
+        block_ms: Option<u64>,
+        head: LogPosition,
+    ) -> Result<(Vec<LogEntry>, Synced), Error> {
+        let read = read_command(keys, after, count, block_ms);
+        let mut invocation = SYNC.key(&keys.stream);
+        invocation
+            .key(&keys.state)
+            .arg(epoch_candidate())
+            .arg(head.ms)
+            .arg("0");
+        let mut pipe = redis::pipe();
+        pipe.add_command(read).invoke_script(&invocation);
+        // The script by its hash: a server that does not know it yet (a
+        // restart, a failover) is taught it once, and the pair sent again
+        // (a record read in the failed attempt is read again: the cursor
+        // only moves once it is applied).
+        let replies: (Option<StreamReadReply>, Vec<Value>) = match pipe.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                invocation.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            replied => replied?,
+        };
+        Ok((entries(replies.0), synced(&replies.1)?))
+    }
+}
+
+/// The log's state from the reply of [`SYNC`].
+fn synced(reply: &[Value]) -> Result<Synced, Error> {
+    let unparsable = || Error::Unavailable(Unavailable::UnexpectedReply);
+    let epoch = reply.first().and_then(text).ok_or_else(unparsable)?;
+    let start = position(reply.get(1)).ok_or_else(unparsable)?;
+    let last = position(reply.get(2)).ok_or_else(unparsable)?;
+    let first = position(reply.get(3));
+    let state = match reply.get(4) {
+        Some(Value::Array(fields)) => fields
+            .chunks(2)
+            .filter_map(|pair| Some((text(pair.first()?)?, position(pair.get(1))?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Synced {
+        epoch,
+        start,
+        last,
+        first,
+        state,
+        max_deleted: position(reply.get(5)),
+    })
+}
+
+impl L2Tier {
     /// Stores an entry unless a tombstone newer than `started` (the
     /// computation's start) holds its key: `Ok(false)` then.
     pub(crate) async fn put_entry(
@@ -316,21 +366,10 @@ impl L2Tier {
         count: usize,
         block_ms: Option<u64>,
     ) -> Result<Vec<LogEntry>, Error> {
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(count);
-        if let Some(ms) = block_ms {
-            cmd.arg("BLOCK").arg(ms);
-        }
-        cmd.arg("STREAMS").arg(&keys.stream).arg(after.to_string());
-        let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(conn).await?;
-        let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-        Ok(ids
-            .map(|entry| LogEntry {
-                position: LogPosition::parse(&entry.id),
-                record: parse_record(&entry.map),
-                id: entry.id,
-            })
-            .collect())
+        let reply: Option<StreamReadReply> = read_command(keys, after, count, block_ms)
+            .query_async(conn)
+            .await?;
+        Ok(entries(reply))
     }
 
     /// The log's last id, for waiting until this instance has heard it.
@@ -348,6 +387,33 @@ impl L2Tier {
             .and_then(|pair| position(pair.get(1)));
         Ok(last.unwrap_or_default())
     }
+}
+
+/// `XREAD` of up to `count` records after `after`, blocking up to `block_ms`.
+fn read_command(
+    keys: &LogKeys,
+    after: LogPosition,
+    count: usize,
+    block_ms: Option<u64>,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(count);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS").arg(&keys.stream).arg(after.to_string());
+    cmd
+}
+
+/// The records of an `XREAD` reply.
+fn entries(reply: Option<StreamReadReply>) -> Vec<LogEntry> {
+    let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+    ids.map(|entry| LogEntry {
+        position: LogPosition::parse(&entry.id),
+        record: parse_record(&entry.map),
+        id: entry.id,
+    })
+    .collect()
 }
 
 /// A record as read from the stream, or why it could not be read.

@@ -28,8 +28,10 @@ use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::coherence::function::FunctionState;
+use crate::coherence::lease::Lease;
 use crate::format::key::KeyDigest;
 use crate::format::log_position::LogPosition;
+use crate::format::policy::MaxStaleness;
 use crate::measure::counter::Counter;
 use crate::measure::latency::Latency;
 use acgs_cache_grammar::pattern_matches;
@@ -127,11 +129,35 @@ pub(crate) struct Coherence {
     last_prune_ms: AtomicU64,
     /// Propagation delays of the invalidations heard.
     lags: Latency,
+    /// How recently the whole log was known heard (see `lease.rs`).
+    pub(crate) lease: Lease,
+    /// The shortest lease in use (nanoseconds): the cache's, or a
+    /// registered function's. The tailer renews every quarter of it.
+    shortest_lease_ns: AtomicU64,
 }
 
+/// The longest a quiet log's blocking read waits: also how often the
+/// tailer checks the log's generation when no function uses a lease.
+const LONGEST_RENEWAL: Duration = Duration::from_millis(500);
+/// The shortest: a lease of 20 ms (the least accepted) renews every 5 ms.
+const SHORTEST_RENEWAL: Duration = Duration::from_millis(5);
+
 impl Coherence {
-    pub(crate) fn new(listening: bool, entry_window: Duration, checks_disabled: bool) -> Self {
+    /// The coherence state of an instance whose log is in Redis (`remote`)
+    /// or local; `max_staleness` is the cache's default lease.
+    pub(crate) fn new(
+        remote: bool,
+        max_staleness: MaxStaleness,
+        entry_window: Duration,
+        checks_disabled: bool,
+    ) -> Self {
+        let listening = !remote;
+        let shortest = max_staleness.as_lease().map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        });
         Coherence {
+            lease: Lease::new(remote),
+            shortest_lease_ns: AtomicU64::new(shortest),
             head: AtomicU64::new(0),
             floor: AtomicU64::new(0),
             listening: AtomicBool::new(listening),
@@ -340,9 +366,29 @@ impl Coherence {
             .collect()
     }
 
+    /// The shortest lease in use, if any function (or the cache) uses one.
+    pub(crate) fn shortest_lease(&self) -> Option<Duration> {
+        match self.shortest_lease_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// How long the tailer's read of a quiet log blocks: a quarter of the
+    /// shortest lease in use, so that a lease is renewed at least three
+    /// times before it runs out (between 5 and 500 ms).
+    pub(crate) fn renewal_interval(&self) -> Duration {
+        Duration::from_nanos(self.shortest_lease_ns.load(Ordering::Relaxed) / 4)
+            .clamp(SHORTEST_RENEWAL, LONGEST_RENEWAL)
+    }
+
     /// Registers a function: it starts with the thresholds of what was heard
     /// before its first call.
     pub(crate) fn register(&self, function: Arc<FunctionState>) {
+        if let Some(lease) = function.max_staleness.as_lease() {
+            let nanos = u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX);
+            self.shortest_lease_ns.fetch_min(nanos, Ordering::Relaxed);
+        }
         let mut heard = self.heard.write().unwrap_or_else(|p| p.into_inner());
         let by_pattern = heard
             .names
@@ -453,6 +499,11 @@ impl Coherence {
 
     pub(crate) fn record_lag(&self, lag: Duration) {
         self.lags.record(lag, 1);
+    }
+
+    /// Every propagation delay measured, in cumulative buckets.
+    pub(crate) fn lag_histogram(&self) -> crate::measure::latency::LatencyHistogram {
+        self.lags.histogram()
     }
 
     /// (p50, p99) of recent propagation delays in µs, if any were measured.

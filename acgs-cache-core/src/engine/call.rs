@@ -16,7 +16,6 @@ use crate::engine::site::CallSite;
 use crate::error::CodecError;
 use crate::format::envelope::{self, EnvelopeHeader, Reject};
 use crate::format::key::KeyDigest;
-use crate::format::policy::Consistency;
 use crate::format::shape::{Cacheable, Shape, Verdict};
 use crate::measure::latency;
 use crate::measure::stats::ErrorReason;
@@ -48,11 +47,11 @@ where
     let probe = cache.probe_l1(&call, &shape);
     match probe {
         Probe::Hit(out) => out,
-        Probe::Miss { stale, start } => {
+        Probe::Miss(miss) => {
             let compute = async move { (Vec::new(), compute.await) };
             // Boxed: the rest of the call (L2, flights, the computation) is a
             // large state that would otherwise be part of every hit's future.
-            Box::pin(cache.past_l1(call, &shape, stale, start, compute)).await
+            Box::pin(cache.past_l1(call, &shape, miss, compute)).await
         }
     }
 }
@@ -80,21 +79,24 @@ where
     let probe = cache.probe_l1(&call, &shape);
     match probe {
         Probe::Hit(out) => out,
-        Probe::Miss { stale, start } => {
-            Box::pin(cache.past_l1(call, &shape, stale, start, compute)).await
-        }
+        Probe::Miss(miss) => Box::pin(cache.past_l1(call, &shape, miss, compute)).await,
     }
 }
 
 /// What the synchronous L1 probe found.
 enum Probe<Out, V> {
     Hit(Out),
-    /// Not a fresh hit: a stale value to fall back on, if any, and when the
-    /// call started.
-    Miss {
-        stale: Option<(V, Stamp)>,
-        start: Instant,
-    },
+    Miss(L1Miss<V>),
+}
+
+/// An L1 probe that did not hit.
+struct L1Miss<V> {
+    /// A stale value to fall back on, if any.
+    stale: Option<(V, Stamp)>,
+    /// L1 was not read: the instance's lease on the log had run out.
+    unheard: bool,
+    /// When the call started.
+    start: Instant,
 }
 
 /// The key's digest, or `None` (counted as bypassed) when the call goes
@@ -138,6 +140,8 @@ struct Call<'a> {
     digest: KeyDigest,
     /// The tier and the entry's Redis key, when there is L2.
     l2: Option<(&'a Arc<L2Tier>, String)>,
+    /// This call already waited for the log in vain: it does not wait again.
+    log_unheard: bool,
 }
 
 impl<'a> Call<'a> {
@@ -149,6 +153,7 @@ impl<'a> Call<'a> {
             digest,
             // Filled after L1 (`with_l2`): a hit never builds the Redis key.
             l2: None,
+            log_unheard: false,
         }
     }
 
@@ -171,6 +176,11 @@ impl<'a> Call<'a> {
 struct Stamp {
     position: u64,
     tags: Arc<[u64]>,
+    /// When this process started computing the value (`None`: read from a
+    /// tier). A waiter whose lease on the log has run out still takes a
+    /// value whose computation started within its lease: nothing
+    /// acknowledged before that can have been missed by it.
+    computed_at: Option<clock::Instant>,
 }
 
 /// What L1 had for a key.
@@ -181,6 +191,9 @@ enum Found<V> {
     /// Past its freshness but within the stale-if-error window.
     Stale(V, Stamp),
     Nothing,
+    /// Not read: the instance has not heard the whole log within the
+    /// function's lease, so nothing in L1 can be vouched for.
+    Unheard,
 }
 
 /// What L2 had for a key.
@@ -262,7 +275,7 @@ where
             }
             out
         }
-        Found::Stale(..) | Found::Nothing => {
+        Found::Stale(..) | Found::Nothing | Found::Unheard => {
             cache
                 .call_with(site, &function, &shape, digest, compute)
                 .await
@@ -288,9 +301,7 @@ impl Cache {
         let call = Call::new(site, function, digest);
         match self.probe_l1(&call, shape) {
             Probe::Hit(out) => out,
-            Probe::Miss { stale, start } => {
-                Box::pin(self.past_l1(call, shape, stale, start, compute)).await
-            }
+            Probe::Miss(miss) => Box::pin(self.past_l1(call, shape, miss, compute)).await,
         }
     }
 
@@ -304,7 +315,7 @@ impl Cache {
         let function = call.function;
         // One hit in `L1_SAMPLE` is timed (see `latency`).
         let sampled = latency::sample_l1().then(Instant::now);
-        let stale = match self.read_l1::<S::Value>(call) {
+        let (stale, unheard) = match self.read_l1::<S::Value>(call) {
             Found::Fresh(value) | Found::Due(value) => {
                 if let Some(start) = sampled {
                     function
@@ -316,22 +327,27 @@ impl Cache {
                 tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
                 return Probe::Hit(shape.rebuild(value));
             }
-            Found::Stale(value, stamp) => Some((value, stamp)),
-            Found::Nothing => None,
+            Found::Stale(value, stamp) => (Some((value, stamp)), false),
+            Found::Nothing => (None, false),
+            Found::Unheard => {
+                function.counters.lease_skips.inc();
+                (None, true)
+            }
         };
-        Probe::Miss {
+        Probe::Miss(L1Miss {
             stale,
+            unheard,
             start: sampled.unwrap_or_else(Instant::now),
-        }
+        })
     }
 
-    /// Everything after an L1 probe that did not hit, timed from `start`.
+    /// Everything after an L1 probe that did not hit, timed from the
+    /// call's start.
     async fn past_l1<S, F>(
         &self,
         call: Call<'_>,
         shape: &S,
-        stale: Option<(S::Value, Stamp)>,
-        start: Instant,
+        miss: L1Miss<S::Value>,
         compute: F,
     ) -> S::Out
     where
@@ -340,7 +356,29 @@ impl Cache {
         F: Future<Output = (Vec<String>, S::Out)>,
     {
         let function = call.function;
-        let (mut call, mut stale) = (call, stale);
+        let L1Miss {
+            mut stale,
+            unheard,
+            start,
+        } = miss;
+        let mut call = call;
+        // L1 was skipped because the lease on the log had run out: the
+        // tailer may be about to renew it (a process that was paused, a
+        // connection just re-made). Wait for that briefly, then probe again.
+        if unheard {
+            if self.vouch(function, true).await {
+                match self.read_l1::<S::Value>(&call) {
+                    Found::Fresh(value) | Found::Due(value) => {
+                        function.counters.latency.record(start.elapsed(), 1);
+                        return shape.rebuild(value);
+                    }
+                    Found::Stale(value, stamp) => stale = Some((value, stamp)),
+                    Found::Nothing | Found::Unheard => {}
+                }
+            } else {
+                call.log_unheard = true;
+            }
+        }
         // L2 is read without a flight when nobody in this process computes
         // the key: a flight (its allocation, map entry, landing and
         // notification) protects computations, not reads.
@@ -401,7 +439,7 @@ impl Cache {
                 match self.read_l1::<S::Value>(&call) {
                     Found::Fresh(value) | Found::Due(value) => return shape.rebuild(value),
                     Found::Stale(value, stamp) => stale = Some((value, stamp)),
-                    Found::Nothing => {}
+                    Found::Nothing | Found::Unheard => {}
                 }
             }
             look_again = true;
@@ -414,12 +452,16 @@ impl Cache {
                         value,
                         position,
                         tags,
+                        computed_at,
                     } => match value.downcast_ref::<S::Value>() {
                         Some(value)
-                            if self
-                                .inner
-                                .coherence()
-                                .accepts(function, position, &tags, digest) =>
+                            if self.takes_handed_over(
+                                function,
+                                digest,
+                                position,
+                                &tags,
+                                computed_at,
+                            ) =>
                         {
                             function.counters.coalesced.inc();
                             crate::engine::outcome::note(
@@ -429,7 +471,8 @@ impl Cache {
                         }
                         Some(_) => {
                             // Started before an invalidation this caller
-                            // heard: lead (or join) a newer computation.
+                            // heard, or before the start of a lease it no
+                            // longer holds: lead (or join) a newer computation.
                             function.counters.reject(Reject::Invalidated);
                             continue;
                         }
@@ -464,6 +507,7 @@ impl Cache {
 
         function.counters.misses.inc();
         let position = self.inner.coherence().head();
+        let computed_at = clock::now();
         let started = Instant::now();
         // With a stale value to fall back on, a computation that panics or
         // outlasts the policy's timeout gives way to it.
@@ -516,6 +560,7 @@ impl Cache {
                     let stamp = Stamp {
                         position,
                         tags: tag_hashes(&tags),
+                        computed_at: Some(computed_at),
                     };
                     finish(leader, share(value, &stamp));
                     return out;
@@ -541,6 +586,7 @@ impl Cache {
         let stamp = Stamp {
             position,
             tags: tag_hashes(&tags),
+            computed_at: Some(computed_at),
         };
         if started.elapsed() < self.inner.config().invalidation_window {
             Box::pin(self.store(&call, value, ttl, tags, &stamp, write)).await;
@@ -552,14 +598,7 @@ impl Cache {
         if let Some(lock) = fleet_lock {
             let _ = lock.release().await;
         }
-        if let Some(leader) = leader {
-            let landing = if leader.has_waiters() {
-                share(value, &stamp)
-            } else {
-                Landing::Retry
-            };
-            leader.land(landing);
-        }
+        hand_over(leader, value, &stamp);
         out
     }
 
@@ -585,6 +624,7 @@ impl Cache {
         call.with_l2(self);
         function.counters.refreshes.inc();
         let position = self.inner.coherence().head();
+        let computed_at = clock::now();
         let Ok((tags, out)) = AssertUnwindSafe(compute).catch_unwind().await else {
             tracing::warn!(target: "acgs_cache", function = %function.name, "background refresh panicked; the cached value stays");
             return; // the leader's guard lets the next caller retry
@@ -595,15 +635,11 @@ impl Cache {
                 let stamp = Stamp {
                     position,
                     tags: tag_hashes(&tags),
+                    computed_at: Some(computed_at),
                 };
                 self.store(&call, value, ttl, tags, &stamp, L2Write::Awaited)
                     .await;
-                let landing = if leader.has_waiters() {
-                    share(value, &stamp)
-                } else {
-                    Landing::Retry
-                };
-                leader.land(landing);
+                hand_over(Some(leader), value, &stamp);
             }
             Verdict::Negative(_) | Verdict::Skip => {
                 tracing::debug!(target: "acgs_cache", function = %function.name, "background refresh returned nothing to store; the cached value stays");
@@ -613,16 +649,23 @@ impl Cache {
     }
 
     /// An L1 entry that passes the invalidation check: fresh, or stale (kept
-    /// only for stale-if-error).
+    /// only for stale-if-error); nothing while the function's lease on the
+    /// log has run out.
     fn read_l1<V: Cacheable>(&self, call: &Call<'_>) -> Found<V> {
-        let coherence = &self.inner.coherence();
-        let usable = self.inner.config().l1_enabled
-            && (call.function.consistency == Consistency::Bounded || coherence.is_listening());
-        if !usable {
+        if !self.inner.config().l1_enabled {
             return Found::Nothing;
         }
+        let now = clock::now();
+        if !self
+            .inner
+            .coherence()
+            .lease
+            .covers(call.function.lease, now)
+        {
+            return Found::Unheard;
+        }
         match self.inner.l1().get(&call.l1_key) {
-            Some(entry) => self.judge_l1(call, &entry),
+            Some(entry) => self.judge_l1(call, &entry, now),
             None => Found::Nothing,
         }
     }
@@ -630,7 +673,12 @@ impl Cache {
     /// What an L1 entry is worth now. An invalidated or dead entry is not
     /// removed here: the miss that follows overwrites it, and moka's bounds
     /// free it otherwise; a hit's future then has no second await.
-    fn judge_l1<V: Cacheable>(&self, call: &Call<'_>, entry: &L1Entry) -> Found<V> {
+    fn judge_l1<V: Cacheable>(
+        &self,
+        call: &Call<'_>,
+        entry: &L1Entry,
+        now: clock::Instant,
+    ) -> Found<V> {
         let function = call.function;
         let Some(stored) = entry.stored::<V>() else {
             return Found::Nothing;
@@ -643,7 +691,6 @@ impl Cache {
             function.counters.reject(Reject::Invalidated);
             return Found::Nothing;
         }
-        let now = clock::now();
         if now < entry.fresh_until {
             function.counters.l1_hits.inc();
             crate::engine::outcome::note(crate::engine::outcome::Outcome::L1Hit);
@@ -656,6 +703,7 @@ impl Cache {
             let stamp = Stamp {
                 position: entry.position,
                 tags: shared_tags(stored.tags()),
+                computed_at: None,
             };
             Found::Stale(stored.value.clone(), stamp)
         } else {
@@ -780,14 +828,8 @@ impl Cache {
         let function = call.function;
         let config = &self.inner.config();
         let coherence = &self.inner.coherence();
-        // An entry can only be judged against the log once the log has been
-        // read. Right after start, wait for that (at most the soft timeout);
-        // after a disconnection, or while the circuit is open, go on without L2.
-        if !coherence.is_listening()
-            && (!l2.is_available()
-                || coherence.has_listened()
-                || !Box::pin(coherence.wait_listening(l2.soft_timeout())).await)
-        {
+        // An entry can only be judged against a log this instance hears.
+        if !self.vouch(function, !call.log_unheard).await {
             function.counters.error(if l2.is_available() {
                 ErrorReason::LogUnheard
             } else {
@@ -826,6 +868,7 @@ impl Cache {
         let stamp = Stamp {
             position: header.log_position.packed(),
             tags: tag_hashes(&header.tags),
+            computed_at: None,
         };
         if !coherence.accepts(function, stamp.position, &stamp.tags, call.digest) {
             function.counters.reject(Reject::Invalidated);
@@ -842,6 +885,48 @@ impl Cache {
             self.fill_l1(call, &value, &stamp, remaining, header.plain_size());
         }
         L2Found::Fresh(value, stamp)
+    }
+
+    /// Whether a waiter takes the value another caller's flight handed
+    /// over (computed from `position` on, tagged `tags`, computed here since
+    /// `computed_at`): no invalidation this caller heard came after it, and
+    /// either its lease on the log covers it or the computation started
+    /// within that lease.
+    fn takes_handed_over(
+        &self,
+        function: &FunctionState,
+        digest: KeyDigest,
+        position: u64,
+        tags: &[u64],
+        computed_at: Option<clock::Instant>,
+    ) -> bool {
+        let coherence = self.inner.coherence();
+        let now = clock::now();
+        let heard = coherence.lease.covers(function.lease, now)
+            || computed_at.is_some_and(|at| function.lease.allows(now.saturating_since(at)));
+        heard && coherence.accepts(function, position, tags, digest)
+    }
+
+    /// Whether `function`'s entries can be vouched for now: its lease on the
+    /// log covers it (for the `l1_ttl` opt-out: the log is heard). With
+    /// `patient`, when the log is likely to be heard in a moment — right
+    /// after start, or while the tailer believes its connection works (a
+    /// process that was paused, a partition not noticed yet) — waits for
+    /// that, at most the soft timeout. Without L2 the log is local and
+    /// always heard.
+    async fn vouch(&self, function: &FunctionState, patient: bool) -> bool {
+        let coherence = self.inner.coherence();
+        let Some(l2) = self.inner.l2() else {
+            return true;
+        };
+        let hopeful =
+            patient && l2.is_available() && (coherence.is_listening() || !coherence.has_listened());
+        if function.lease.is_opt_out() {
+            return coherence.is_listening()
+                || (hopeful && Box::pin(coherence.wait_listening(l2.soft_timeout())).await);
+        }
+        coherence.lease.covers(function.lease, clock::now())
+            || (hopeful && Box::pin(coherence.lease.wait(function.lease, l2.soft_timeout())).await)
     }
 
     /// Fleet-wide stampede protection: take the key's lock and compute
@@ -922,15 +1007,22 @@ where
     S: Shape,
     S::Value: Cacheable,
 {
+    hand_over(leader, &value, &stamp);
+    shape.rebuild(value)
+}
+
+/// Ends the flight (if this caller leads one) with `value` for its
+/// waiters; with none waiting, the value is not copied (later callers find
+/// it where it was stored).
+fn hand_over<V: Cacheable>(leader: Option<Leader<'_>>, value: &V, stamp: &Stamp) {
     if let Some(leader) = leader {
         let landing = if leader.has_waiters() {
-            share(&value, &stamp)
+            share(value, stamp)
         } else {
             Landing::Retry
         };
         leader.land(landing);
     }
-    shape.rebuild(value)
 }
 
 /// A value for the callers waiting on a flight.
@@ -939,6 +1031,7 @@ fn share<V: Cacheable>(value: &V, stamp: &Stamp) -> Landing {
         value: Arc::new(value.clone()),
         position: stamp.position,
         tags: Arc::clone(&stamp.tags),
+        computed_at: stamp.computed_at,
     }
 }
 
@@ -988,6 +1081,7 @@ impl Cache {
         let stamp = Stamp {
             position,
             tags: tag_hashes(&tags),
+            computed_at: None,
         };
         let sealed = self.encode_entry(&call, value, ttl, tags, position)?;
         if !self

@@ -26,6 +26,8 @@ pub(crate) enum Landing {
         value: Arc<dyn Any + Send + Sync>,
         position: u64,
         tags: Arc<[u64]>,
+        /// When the leader started computing it (`None`: read from a tier).
+        computed_at: Option<crate::clock::Instant>,
     },
     /// The function returned something that is not shared (an `Err`).
     Failed,

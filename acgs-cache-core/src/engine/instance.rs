@@ -94,6 +94,9 @@ pub(crate) struct CacheConfig {
     /// Whether `#[cached]` calls use the cache at all (see
     /// `CacheBuilder::disable_caching`).
     pub(crate) caching: bool,
+    /// How stale an entry may be served, for functions and policies that
+    /// do not say (see `MaxStaleness`).
+    pub(crate) max_staleness: crate::format::policy::MaxStaleness,
     /// L2's settings, when the cache has L2.
     pub(crate) l2: Option<L2Settings>,
 }
@@ -107,7 +110,12 @@ impl Inner {
             l1: L1Tier::new(config.l1_max_bytes),
             l2,
             // Without L2 the log is local: the instance always hears it.
-            coherence: Coherence::new(!config.has_l2(), config.invalidation_window, unprotected),
+            coherence: Coherence::new(
+                config.has_l2(),
+                config.max_staleness,
+                config.invalidation_window,
+                unprotected,
+            ),
             flights: Flights::default(),
             recovery: crate::coherence::recovery::Recovery::default(),
             config,
@@ -131,8 +139,11 @@ impl Inner {
             .functions()
             .iter()
             .map(|f| {
-                f.counters
-                    .snapshot(Cow::Owned(f.name.to_string()), f.policy.name())
+                f.counters.snapshot(
+                    Cow::Owned(f.name.to_string()),
+                    f.policy.name(),
+                    f.max_staleness.as_lease(),
+                )
             })
             .collect();
         let lag = coherence.lag_percentiles();
@@ -162,6 +173,18 @@ impl Inner {
                 dropped: self.recovery.dropped.get(),
                 state_loads: coherence.state_loads.get(),
                 entry_overflows: coherence.entry_overflows.get(),
+                heard_position: crate::coherence::state::unpack(coherence.head()),
+                lease_age_us: coherence
+                    .lease
+                    .age()
+                    .map(|age| u64::try_from(age.as_micros()).unwrap_or(u64::MAX)),
+                max_staleness_ms: self
+                    .config
+                    .max_staleness
+                    .as_lease()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                lease_renewals: coherence.lease.renewals.get(),
+                propagation_histogram: coherence.lag_histogram(),
             },
         }
     }

@@ -5,11 +5,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::coherence::function::{FunctionRef, FunctionState};
+use crate::coherence::lease::LeaseLimit;
 use crate::coherence::state::scope_hash;
 use crate::engine::instance::Cache;
 use crate::format::codec::Codec;
 use crate::format::identity::{Caller, Source};
-use crate::format::policy::{Consistency, TtlPolicy};
+use crate::format::policy::{MaxStaleness, TtlPolicy};
 use crate::measure::stats::FunctionCounters;
 
 /// Everything the runtime needs to know about one cached function, built in a
@@ -30,7 +31,8 @@ pub struct CallSite {
     pub(crate) codec: Codec,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) instance: Option<fn() -> &'static Cache>,
-    pub(crate) consistency: Consistency,
+    /// `max_staleness = …`, when the attribute sets it.
+    pub(crate) max_staleness: Option<MaxStaleness>,
     pub(crate) lock: bool,
     /// Whether this site stores data (sessions, tokens) rather than caches
     /// it: a cache built with `disable_caching` still serves it.
@@ -99,7 +101,7 @@ impl CallSite {
             codec: Codec::Postcard,
             negative_ttl: None,
             instance: None,
-            consistency: Consistency::Bounded,
+            max_staleness: None,
             lock: false,
             storage: false,
             first: OnceLock::new(),
@@ -142,10 +144,11 @@ impl CallSite {
         self
     }
 
-    /// What to serve from L1 while the instance cannot hear invalidations.
+    /// How stale an entry may be served after its invalidation (see
+    /// [`MaxStaleness`]); without it, the policy's, else the cache's.
     #[must_use]
-    pub const fn consistency(mut self, consistency: Consistency) -> Self {
-        self.consistency = consistency;
+    pub const fn max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = Some(max);
         self
     }
 
@@ -250,12 +253,18 @@ impl Cache {
         }
         let identity = crate::format::identity::resolve(site.source(), probe, caller);
         let inner = &self.inner;
+        let policy = inner.effective_policy(site.policy);
+        let max_staleness = site
+            .max_staleness
+            .or(policy.max_staleness())
+            .unwrap_or(inner.config().max_staleness);
         let state = inner.register_function(address, identity.hash, || FunctionState {
-            policy: inner.effective_policy(site.policy),
+            policy,
             counters: FunctionCounters::default(),
             patterns: site.invalidate_on,
             scope: scope_hash(&inner.function_scope(&identity.name)),
-            consistency: site.consistency,
+            max_staleness,
+            lease: LeaseLimit::of(max_staleness),
             invalidated_at: AtomicU64::new(0),
             has_entry_invalidations: AtomicBool::new(false),
             key_prefix: crate::format::key::redis_key_prefix(

@@ -12,7 +12,6 @@ use crate::engine::site::CallSite;
 use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
-use crate::format::policy::Consistency;
 use crate::format::policy::TtlPolicy;
 use crate::format::shape::Cacheable;
 
@@ -27,7 +26,8 @@ pub(crate) struct SiteSpec {
     pub(crate) version: u32,
     pub(crate) policy: TtlPolicy,
     pub(crate) codec: Codec,
-    pub(crate) consistency: Consistency,
+    /// How stale a stored value may be served after its revocation.
+    pub(crate) max_staleness: Option<crate::format::policy::MaxStaleness>,
 }
 
 impl SiteSpec {
@@ -46,12 +46,13 @@ impl SiteSpec {
             crate::format::key::fingerprint(self.module, &self.signature, self.version);
         let name: &'static str = Box::leak(self.name.clone().into_boxed_str());
         let policy: &'static TtlPolicy = Box::leak(Box::new(self.policy));
-        let site: &'static CallSite = Box::leak(Box::new(
-            CallSite::with_fingerprint(name, self.module, fingerprint, policy)
-                .codec(self.codec)
-                .consistency(self.consistency)
-                .storage(),
-        ));
+        let mut site = CallSite::with_fingerprint(name, self.module, fingerprint, policy)
+            .codec(self.codec)
+            .storage();
+        if let Some(max) = self.max_staleness {
+            site = site.max_staleness(max);
+        }
+        let site: &'static CallSite = Box::leak(Box::new(site));
         sites.push((self, site));
         site
     }

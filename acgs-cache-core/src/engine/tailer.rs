@@ -1,12 +1,13 @@
 //! The instance's side of the invalidation log: the tailer that hears it
-//! (catching up after a start or an outage), and the appends of this
-//! instance's own invalidations, replayed after an outage. The log itself —
-//! keys, records, scripts, generations — is `log.rs`.
+//! (catching up after a start or an outage) and renews the instance's lease
+//! on it, and the appends of this instance's own invalidations, replayed
+//! after an outage. The log itself — keys, records, scripts, generations —
+//! is `log.rs`; the lease, `lease.rs`.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use crate::clock::unix_ms;
+use crate::clock::{self, unix_ms};
 use crate::coherence::log::{now_us, AppendSettings, LogKeys};
 use crate::coherence::state::Record;
 use crate::engine::instance::Inner;
@@ -18,9 +19,14 @@ use crate::tiers::l2::{L2Tier, RedisConnection};
 const BATCH: usize = 512;
 /// Records read back after a reconnection before loading the state instead.
 const MAX_CATCH_UP_RECORDS: usize = 20 * BATCH;
-/// How long one `XREAD` waits for new records (below the connection's 1 s
-/// response timeout); each wait that ends empty also checks the generation.
-const BLOCK_MS: u64 = 500;
+/// A read that comes back this much later than its block asked (the
+/// process was paused, the network stalled) is followed at once by a read
+/// that does not block, so that the lease is renewed in one round trip.
+const LATE: Duration = Duration::from_millis(50);
+/// How long past its block a read may stay unanswered before its connection
+/// is given up (a partition that left it open, a server that stopped): at
+/// least this, at most the block again.
+const SILENCE: Duration = Duration::from_millis(250);
 
 /// Starts tailing the log of `inner` (which has L2), on the process's
 /// background runtime: the log must stay heard whichever runtime called
@@ -64,9 +70,10 @@ async fn tail(weak: Weak<Inner>) {
     }
 }
 
-/// Catches up, then follows new records; every empty wait checks the
+/// Catches up, then follows new records, renewing the lease with every read
+/// that reaches the end of the log; each read also checks the log's
 /// generation. Returns `Ok` when the cache is gone, `Err` when the
-/// connection fails.
+/// connection fails or stops answering.
 async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> {
     let (mut conn, keys) = {
         let Some(inner) = weak.upgrade() else {
@@ -78,70 +85,88 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         };
         let keys = LogKeys::new(&inner.config().prefix);
         let mut conn = l2.dedicated_connection().await?;
-        catch_up(&inner, l2, &mut conn, &keys, state).await?;
+        catch_up(&inner, l2, &mut conn, &keys, state, false).await?;
         inner.coherence().set_listening(true);
         tracing::debug!(target: "acgs_cache", cursor = %state.cursor, "invalidation log caught up");
         replay(&inner).await;
         (conn, keys)
     };
+    // A catch-up's reads checked the generation before them: the first read
+    // after one does not block, and renews the lease in one round trip.
+    let mut urgent = true;
     loop {
-        // Hold the cache only while processing, so dropping it ends the task.
+        // Held across the read: a dropped cache ends the task within a block.
         let Some(inner) = weak.upgrade() else {
             return Ok(());
         };
         let Some(l2) = inner.l2() else {
             return Ok(());
         };
-        let read = read_batch(
-            &inner,
-            l2,
-            &mut conn,
-            &keys,
-            &mut state.cursor,
-            Some(BLOCK_MS),
-        )
-        .await?;
-        if read == 0 {
-            // Quiet: is this still the log we were reading?
-            let head = LogPosition::from_packed(inner.coherence().head());
-            let synced = l2.sync(&mut conn, &keys, head, false).await?;
-            if state.epoch.as_deref() != Some(synced.epoch.as_str()) {
-                catch_up(&inner, l2, &mut conn, &keys, state).await?;
-                replay(&inner).await;
-            }
+        let coherence = inner.coherence();
+        let block = if urgent {
+            Duration::ZERO
+        } else {
+            coherence.renewal_interval()
+        };
+        let from = state.cursor;
+        let head = LogPosition::from_packed(coherence.head());
+        let block_ms = (!urgent).then(|| u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
+        let sent = clock::now();
+        let read = l2.read_log_then_sync(&mut conn, &keys, from, BATCH, block_ms, head);
+        let patience = block + block.max(SILENCE);
+        let (entries, synced) = tokio::time::timeout(patience, read)
+            .await
+            .map_err(|_| Error::Timeout(patience))??;
+        let read = apply(&inner, entries, &mut state.cursor, true).await;
+        let trimmed = synced.max_deleted.is_some_and(|deleted| deleted > from);
+        if state.epoch.as_deref() != Some(synced.epoch.as_str()) || trimmed {
+            // Another generation, or records gone before they were read: the
+            // lease is renewed only once this instance is back in sync.
+            catch_up(&inner, l2, &mut conn, &keys, state, trimmed).await?;
+            replay(&inner).await;
+            urgent = true;
+            continue;
         }
+        if read < BATCH {
+            coherence.lease.renew(sent);
+        }
+        urgent = read >= BATCH || clock::now().saturating_since(sent) > block + LATE;
         if inner.recovery().len() > 0 {
             // Redis answers again (this read did): send what was kept.
             replay(&inner).await;
         }
         let now_ms = unix_ms(SystemTime::now());
-        inner
-            .coherence()
-            .maybe_prune(inner.config().retention, now_ms);
+        coherence.maybe_prune(inner.config().retention, now_ms);
     }
 }
 
 /// Brings this instance up to the log: reads what it missed, or, when that
 /// is not possible or too long (a new instance, a new generation, records
-/// trimmed, a long absence), loads the log's state instead.
+/// trimmed — `trimmed`, or seen here —, a long absence), loads the log's
+/// state instead.
 async fn catch_up(
     inner: &Arc<Inner>,
     l2: &Arc<L2Tier>,
     conn: &mut RedisConnection,
     keys: &LogKeys,
     state: &mut TailState,
+    trimmed: bool,
 ) -> Result<(), Error> {
     let coherence = &inner.coherence();
     l2.decide_confirmation(conn).await;
     let head = LogPosition::from_packed(coherence.head());
     let synced = l2.sync(conn, keys, head, false).await?;
     let same_generation = state.epoch.as_deref() == Some(synced.epoch.as_str());
-    let trimmed =
-        synced.first.is_some_and(|first| state.cursor < first) && state.cursor < synced.last;
+    let trimmed = trimmed
+        || synced
+            .max_deleted
+            .is_some_and(|deleted| deleted > state.cursor)
+        || (synced.first.is_some_and(|first| state.cursor < first) && state.cursor < synced.last);
     if same_generation && !trimmed {
         let mut read = 0;
         loop {
-            let n = read_batch(inner, l2, conn, keys, &mut state.cursor, None).await?;
+            let entries = l2.read_log(conn, keys, state.cursor, BATCH, None).await?;
+            let n = apply(inner, entries, &mut state.cursor, false).await;
             read += n;
             if n < BATCH {
                 return Ok(());
@@ -187,16 +212,15 @@ async fn catch_up(
     Ok(())
 }
 
-/// Reads and applies one batch after `cursor`; returns how many records it held.
-async fn read_batch(
+/// Applies records read after `cursor`, moving it past them; returns how
+/// many there were. `live`: read as they came (their delays measure
+/// propagation), not read back after a start or a disconnection.
+async fn apply(
     inner: &Arc<Inner>,
-    l2: &L2Tier,
-    conn: &mut RedisConnection,
-    keys: &LogKeys,
+    entries: Vec<crate::coherence::log::LogEntry>,
     cursor: &mut LogPosition,
-    block_ms: Option<u64>,
-) -> Result<usize, Error> {
-    let entries = l2.read_log(conn, keys, *cursor, BATCH, block_ms).await?;
+    live: bool,
+) -> usize {
     let count = entries.len();
     let now = now_us();
     for entry in entries {
@@ -210,7 +234,7 @@ async fn read_batch(
                 inner.coherence().received.inc();
                 // Only records heard live measure propagation; catch-up
                 // after a start or a disconnection would count the downtime.
-                if let (Some(sent), Some(_)) = (sent_us, block_ms) {
+                if let (Some(sent), true) = (sent_us, live) {
                     inner
                         .coherence()
                         .record_lag(Duration::from_micros(now.saturating_sub(sent)));
@@ -224,7 +248,7 @@ async fn read_batch(
             }
         }
     }
-    Ok(count)
+    count
 }
 
 /// Appends `record` to the log (tombstoning `entry_key` for an entry

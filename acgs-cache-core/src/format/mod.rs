@@ -1,5 +1,5 @@
 //! What is stored and how it is named: key digests and the Redis key layout, the
-//! versioned envelope, codecs, TTL policies and `Consistency`, log positions,
+//! versioned envelope, codecs, TTL policies and `MaxStaleness`, log positions,
 //! return shapes, function identities. Depends on nothing else of the crate
 //! but `error` and `clock`.
 

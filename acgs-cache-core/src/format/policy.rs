@@ -39,6 +39,7 @@ pub struct TtlPolicy {
     refresh_ahead_percent: u8,
     lock: bool,
     stale_timeout: Option<Duration>,
+    max_staleness: Option<MaxStaleness>,
 }
 
 impl TtlPolicy {
@@ -55,6 +56,7 @@ impl TtlPolicy {
             refresh_ahead_percent: 0,
             lock: false,
             stale_timeout: None,
+            max_staleness: None,
         }
     }
 
@@ -106,6 +108,35 @@ impl TtlPolicy {
     pub const fn with_lock(mut self, lock: bool) -> Self {
         self.lock = lock;
         self
+    }
+
+    /// The lease of this policy's functions (see [`MaxStaleness`]); without
+    /// it, the cache's ([`CacheBuilder::max_staleness`](crate::CacheBuilder::max_staleness)).
+    /// A `Lease` under [`MIN_MAX_STALENESS`] is raised to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::{MaxStaleness, TtlPolicy};
+    ///
+    /// pub const REVOCATIONS: TtlPolicy = TtlPolicy::new("revocations", Duration::from_secs(300))
+    ///     .with_max_staleness(MaxStaleness::Lease(Duration::from_millis(250)));
+    /// assert_eq!(REVOCATIONS.max_staleness(), Some(MaxStaleness::Lease(Duration::from_millis(250))));
+    /// ```
+    #[must_use]
+    pub const fn with_max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = Some(match max {
+            MaxStaleness::Lease(d) if d.as_nanos() < MIN_MAX_STALENESS.as_nanos() => {
+                MaxStaleness::Lease(MIN_MAX_STALENESS)
+            }
+            other => other,
+        });
+        self
+    }
+
+    /// The policy's own [`MaxStaleness`], if it sets one.
+    #[must_use]
+    pub const fn max_staleness(&self) -> Option<MaxStaleness> {
+        self.max_staleness
     }
 
     /// Whether misses take the fleet-wide lock.
@@ -186,6 +217,9 @@ impl TtlPolicy {
         if let Some(window) = with.stale_if_error {
             self.stale_if_error = window;
         }
+        if let Some(max) = with.max_staleness {
+            self.max_staleness = Some(max);
+        }
         self
     }
 }
@@ -239,6 +273,8 @@ pub struct PolicyOverride {
     pub l1_ttl: Option<Duration>,
     /// New stale-if-error window.
     pub stale_if_error: Option<Duration>,
+    /// New lease (see [`MaxStaleness`]).
+    pub max_staleness: Option<MaxStaleness>,
 }
 
 /// Parses a duration such as `90s`, `5m`, `1h30m` or `250ms`.
@@ -258,18 +294,114 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     }
 }
 
-/// What a `#[cached]` function serves from L1 while its instance cannot hear
-/// invalidations (Redis unreachable, or the log not yet read after start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The default [`MaxStaleness`]: an L1 entry is served only while its
+/// instance has heard the whole invalidation log within the last second.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(1);
+
+/// The shortest lease accepted: below it, the clock's resolution (4 ms on
+/// Linux) and the renewal's round trip would leave no lease at all.
+pub const MIN_MAX_STALENESS: Duration = Duration::from_millis(20);
+
+/// How long after an invalidation is acknowledged an instance may still
+/// serve what it invalidated, whatever happens to that instance: the lease
+/// on the invalidation log.
+///
+/// An instance knows when it last heard the whole log: the send time of its
+/// last log read that returned (a blocking read that returns empty proves
+/// that nothing was appended before the server ran it). With
+/// `MaxStaleness::Lease(δ)` it serves an L1 (or L2) entry only while that
+/// is at most δ ago, and renews it with a read every δ/4 while the log is
+/// quiet. So once `invalidate` returns `Ok`, no instance serves what it
+/// invalidated more than δ later — paused, partitioned with its TCP
+/// connections left open, cut off from a Redis that stopped answering, or
+/// across a failover. Past its lease an instance answers as when the log is
+/// unheard: a short wait for the log, then the function.
+///
+/// Set per cache ([`CacheBuilder::max_staleness`](crate::CacheBuilder::max_staleness),
+/// default [`DEFAULT_MAX_STALENESS`]), per policy
+/// ([`TtlPolicy::with_max_staleness`]) or per function
+/// (`#[cached(max_staleness = "250ms")]`), the most specific winning.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::MaxStaleness;
+///
+/// assert_eq!(MaxStaleness::parse("250ms")?, MaxStaleness::Lease(Duration::from_millis(250)));
+/// assert_eq!(MaxStaleness::parse("l1_ttl")?, MaxStaleness::L1Ttl);
+/// assert!(MaxStaleness::parse("5ms").is_err()); // below MIN_MAX_STALENESS
+/// # Ok::<(), acgs_cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Consistency {
-    /// Keep serving L1 entries, each for at most its L1 TTL (60 s by
-    /// default): bounded staleness, no extra load while Redis is away.
-    #[default]
-    Bounded,
-    /// Bypass L1 until the instance hears the log again: never stale, every
-    /// call computes meanwhile.
-    Strict,
+pub enum MaxStaleness {
+    /// Serve entries only while the log was heard within this long (at
+    /// least [`MIN_MAX_STALENESS`]).
+    Lease(Duration),
+    /// The opt-out (`max_staleness = "l1_ttl"`): serve L1 entries for their
+    /// L1 TTL (60 s by default) even while the instance cannot hear the log,
+    /// with no extra load while Redis is away. An instance that is paused
+    /// or cut off without noticing keeps serving invalidated values that
+    /// long: not for revocations, decisions or anything a change must reach
+    /// at once.
+    L1Ttl,
+}
+
+impl MaxStaleness {
+    /// Parses `"250ms"`, `"1s"` (a lease) or `"l1_ttl"` (the opt-out).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for anything else, or a lease under
+    /// [`MIN_MAX_STALENESS`].
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.trim() == "l1_ttl" {
+            return Ok(MaxStaleness::L1Ttl);
+        }
+        let lease = parse_duration(text).map_err(|e| {
+            Error::Config(format!(
+                "max staleness: {e}, or \"l1_ttl\" to serve L1 entries for their L1 TTL while the log is unheard"
+            ))
+        })?;
+        MaxStaleness::lease(lease)
+    }
+
+    /// A lease of `max`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `max` is under [`MIN_MAX_STALENESS`].
+    pub fn lease(max: Duration) -> Result<Self, Error> {
+        if max < MIN_MAX_STALENESS {
+            return Err(Error::Config(format!(
+                "max staleness {max:?} is under {MIN_MAX_STALENESS:?}: the clock's resolution and a renewal's round trip would leave no lease"
+            )));
+        }
+        Ok(MaxStaleness::Lease(max))
+    }
+
+    /// The lease, or `None` for the opt-out.
+    #[must_use]
+    pub const fn as_lease(&self) -> Option<Duration> {
+        match self {
+            MaxStaleness::Lease(max) => Some(*max),
+            MaxStaleness::L1Ttl => None,
+        }
+    }
+}
+
+impl Default for MaxStaleness {
+    fn default() -> Self {
+        MaxStaleness::Lease(DEFAULT_MAX_STALENESS)
+    }
+}
+
+impl std::fmt::Display for MaxStaleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxStaleness::Lease(max) => write!(f, "{}", humantime::format_duration(*max)),
+            MaxStaleness::L1Ttl => f.write_str("l1_ttl"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ impl Latency {
     }
 
     fn window_now(&self) -> u64 {
-        clock::now().duration_since(self.born).as_secs() / WINDOW.as_secs()
+        clock::now().saturating_since(self.born).as_secs() / WINDOW.as_secs()
     }
 
     fn record_in(&self, window: u64, elapsed: Duration, weight: u32) {

@@ -31,6 +31,9 @@ pub(crate) struct FunctionCounters {
     pub(crate) lock_waits: Counter,
     /// Background refreshes started by refresh-ahead.
     pub(crate) refreshes: Counter,
+    /// Calls that skipped L1 because the instance's lease on the
+    /// invalidation log had run out.
+    pub(crate) lease_skips: Counter,
     rejected: [Counter; Reject::ALL.len()],
     /// How long calls took (see [`crate::measure::latency`]).
     pub(crate) latency: Latency,
@@ -51,6 +54,7 @@ impl FunctionCounters {
         &self,
         function: Cow<'static, str>,
         policy: &'static str,
+        max_staleness: Option<std::time::Duration>,
     ) -> FunctionStats {
         let l1_hits = self.l1_hits.get();
         let l2_hits = self.l2_hits.get();
@@ -77,6 +81,9 @@ impl FunctionCounters {
             stale_served,
             lock_waits: self.lock_waits.get(),
             refreshes: self.refreshes.get(),
+            lease_skips: self.lease_skips.get(),
+            max_staleness_ms: max_staleness
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             rejected: Reject::ALL
                 .iter()
                 .map(|r| (Cow::Borrowed(r.as_str()), self.rejected[*r as usize].get()))
@@ -174,6 +181,15 @@ pub struct FunctionStats {
     pub lock_waits: u64,
     /// Background refreshes (refresh-ahead).
     pub refreshes: u64,
+    /// Calls that skipped L1 because the instance had not heard the whole
+    /// invalidation log within the function's lease (see `MaxStaleness`):
+    /// they went on to L2 or the function.
+    #[serde(default)]
+    pub lease_skips: u64,
+    /// The function's lease in ms (`max_staleness`); `None` for the
+    /// `l1_ttl` opt-out. In a fleet sum: the longest.
+    #[serde(default)]
+    pub max_staleness_ms: Option<u64>,
     /// Stored bytes that were not used, by reason (see [`Reject`]).
     pub rejected: BTreeMap<Cow<'static, str>, u64>,
     /// `errors` by reason (see [`ErrorReason`]).
@@ -285,6 +301,25 @@ pub struct InvalidationStats {
     /// full and invalidated their whole function instead.
     #[serde(default)]
     pub entry_overflows: u64,
+    /// The last log position this instance has heard (what a computation
+    /// starting now records).
+    #[serde(default)]
+    pub heard_position: crate::format::log_position::LogPosition,
+    /// How long ago (µs) the instance last knew it had heard the whole log:
+    /// the age of its lease (see `MaxStaleness`). `Some(0)` for a local log
+    /// (L1 only); `None` before the first read of a Redis log.
+    #[serde(default)]
+    pub lease_age_us: Option<u64>,
+    /// The cache's default lease in ms; `None` for the `l1_ttl` opt-out.
+    #[serde(default)]
+    pub max_staleness_ms: Option<u64>,
+    /// Log reads that renewed the lease.
+    #[serde(default)]
+    pub lease_renewals: u64,
+    /// Every send-to-hear delay measured since the instance started, in
+    /// cumulative buckets: instances' histograms add up.
+    #[serde(default)]
+    pub propagation_histogram: LatencyHistogram,
 }
 
 impl StatsSnapshot {
@@ -322,6 +357,8 @@ impl FunctionStats {
             stale_served: 0,
             lock_waits: 0,
             refreshes: 0,
+            lease_skips: 0,
+            max_staleness_ms: Some(0),
             rejected: BTreeMap::new(),
             errors_by_reason: BTreeMap::new(),
             latency_p50_ns: None,
@@ -344,6 +381,12 @@ impl FunctionStats {
         self.stale_served += other.stale_served;
         self.lock_waits += other.lock_waits;
         self.refreshes += other.refreshes;
+        self.lease_skips += other.lease_skips;
+        // `None` (no bound) is the longest.
+        self.max_staleness_ms = self
+            .max_staleness_ms
+            .zip(other.max_staleness_ms)
+            .map(|(a, b)| a.max(b));
         for (reason, n) in &other.rejected {
             *self.rejected.entry(reason.clone()).or_default() += n;
         }

@@ -15,10 +15,11 @@ pub enum HealthStatus {
     /// L2 answers, its circuit is closed and the instance hears the
     /// invalidation log.
     Ok,
-    /// L2 is configured but unreachable, its circuit is open, or the
-    /// instance does not hear the log: calls still answer (from L1 and the
-    /// functions), but entries are not shared and invalidations from other
-    /// instances may arrive late.
+    /// L2 is configured but unreachable, its circuit is open, the instance
+    /// does not hear the log, or its lease on the log ran out: calls still
+    /// answer (from the functions, and from L1 within the lease), but
+    /// entries are not shared and invalidations from other instances may
+    /// arrive late.
     Degraded,
     /// No L2 is configured: the cache is in process only, by design.
     L1Only,
@@ -98,6 +99,15 @@ pub struct InvalidationHealth {
     pub lag_p50_us: Option<u64>,
     /// 99th percentile of that delay (µs).
     pub lag_p99_us: Option<u64>,
+    /// How long ago (ms) the instance last knew it had heard the whole log:
+    /// its lease's age (`None` before the first read; 0 for a local log).
+    pub lease_age_ms: Option<u64>,
+    /// The shortest lease its functions use (ms); `None` when every one
+    /// opted out (`l1_ttl`).
+    pub max_staleness_ms: Option<u64>,
+    /// Whether the lease has run out for that shortest lease: such functions
+    /// serve nothing from L1 (or L2) until the tailer hears the log again.
+    pub lease_stale: bool,
 }
 
 /// What [`Cache::health`] found. `Serialize` for a health endpoint; its
@@ -150,6 +160,9 @@ impl fmt::Display for HealthReport {
             }
         }
         write!(f, " listening={}", self.invalidation.listening)?;
+        if let Some(age) = self.invalidation.lease_age_ms {
+            write!(f, " lease_age_ms={age}")?;
+        }
         if let Some(p99) = self.invalidation.lag_p99_us {
             write!(f, " lag_p99_us={p99}")?;
         }
@@ -180,6 +193,15 @@ fn degraded_reasons(l2: &L2Health, invalidation: &InvalidationHealth) -> Vec<Str
     }
     if !invalidation.listening {
         reasons.push("the invalidation log is not heard".to_owned());
+    }
+    if invalidation.lease_stale {
+        let age = invalidation
+            .lease_age_ms
+            .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
+        reasons.push(format!(
+            "the lease on the invalidation log ran out (last heard in full: {age}; max staleness {} ms): L1 entries are not served",
+            invalidation.max_staleness_ms.unwrap_or_default()
+        ));
     }
     if let (Some(policy), Some(max)) = (&l2.maxmemory_policy, l2.maxmemory_bytes) {
         if max > 0 && !policy.starts_with("volatile-") {
@@ -222,10 +244,17 @@ impl Cache {
     pub async fn health(&self) -> HealthReport {
         let stats = self.stats().await;
         let l2 = self.l2_health().await;
+        let coherence = self.inner.coherence();
+        let lease_age = coherence.lease.age();
+        let shortest = coherence.shortest_lease();
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let invalidation = InvalidationHealth {
-            listening: self.inner.coherence().is_listening(),
+            listening: coherence.is_listening(),
             lag_p50_us: stats.invalidations.propagation_p50_us,
             lag_p99_us: stats.invalidations.propagation_p99_us,
+            lease_age_ms: lease_age.map(millis),
+            max_staleness_ms: shortest.map(millis),
+            lease_stale: shortest.is_some_and(|max| lease_age.is_none_or(|age| age > max)),
         };
         let reasons = l2
             .as_ref()
@@ -332,6 +361,9 @@ mod tests {
                 listening: false,
                 lag_p50_us: None,
                 lag_p99_us: None,
+                lease_age_ms: Some(2300),
+                max_staleness_ms: Some(1000),
+                lease_stale: true,
             },
             reasons: vec!["redis does not answer".into()],
         };
@@ -339,7 +371,7 @@ mod tests {
         assert_eq!(
             line,
             "health: status=degraded service=auth l1_entries=3 l1_bytes=120 l2=unreachable \
-             topology=standalone circuit=open trips=1 listening=false error=\"L2 is unavailable: circuit open\" \
+             topology=standalone circuit=open trips=1 listening=false lease_age_ms=2300 error=\"L2 is unavailable: circuit open\" \
              reasons=\"redis does not answer\""
         );
         let json = serde_json::to_value(&report).unwrap();

@@ -55,6 +55,7 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
             ("acgs_cache_coalesced_total", f.coalesced),
             ("acgs_cache_lock_waits_total", f.lock_waits),
             ("acgs_cache_refreshes_total", f.refreshes),
+            ("acgs_cache_lease_skips_total", f.lease_skips),
         ];
         counter!("acgs_cache_calls_total", "service" => service.to_owned(), "function" => function.clone(), "policy" => f.policy.clone())
             .absolute(f.calls);
@@ -104,6 +105,12 @@ pub(crate) fn publish(service: &str, snapshot: &StatsSnapshot) {
         .absolute(inv.received);
     counter!("acgs_cache_l2_circuit_trips_total", "service" => service.to_owned())
         .absolute(snapshot.l2_circuit_trips);
+    counter!("acgs_cache_lease_renewals_total", "service" => service.to_owned())
+        .absolute(inv.lease_renewals);
+    if let Some(age) = inv.lease_age_us {
+        gauge!("acgs_cache_lease_age_seconds", "service" => service.to_owned())
+            .set(age as f64 / 1e6);
+    }
     gauge!("acgs_cache_l1_entries", "service" => service.to_owned())
         .set(snapshot.l1_entries as f64);
     gauge!("acgs_cache_l1_bytes", "service" => service.to_owned()).set(snapshot.l1_bytes as f64);
@@ -150,7 +157,7 @@ fn seconds_label(bound_ns: u64) -> String {
 
 /// Names, units and help texts (`# HELP` lines in Prometheus).
 fn describe() {
-    let counters: [(&'static str, &'static str); 17] = [
+    let counters: [(&'static str, &'static str); 19] = [
         (
             "acgs_cache_call_duration_seconds_bucket",
             "Calls per function that took at most `le` seconds since the instance started (power-of-two bounds, 256 ns to 34 s, and +Inf): a classic Prometheus histogram's buckets, so histogram_quantile over their sum across instances works. Calls past L1 all timed; one L1 hit in 64 timed, standing for 64.",
@@ -203,6 +210,14 @@ fn describe() {
         (
             "acgs_cache_rejected_total",
             "Stored bytes not used, by reason.",
+        ),
+        (
+            "acgs_cache_lease_skips_total",
+            "Calls that skipped L1 because the instance's lease on the invalidation log had run out (max_staleness).",
+        ),
+        (
+            "acgs_cache_lease_renewals_total",
+            "Log reads that renewed the instance's lease on the invalidation log.",
         ),
         (
             "acgs_cache_invalidations_sent_total",
@@ -258,6 +273,11 @@ fn describe() {
     describe_gauge!(
         "acgs_cache_invalidation_listening",
         "1 while the instance hears the invalidation log."
+    );
+    describe_gauge!(
+        "acgs_cache_lease_age_seconds",
+        Unit::Seconds,
+        "How long ago the instance last knew it had heard the whole invalidation log (its lease's age); past a function's max_staleness its L1 entries are not served."
     );
     describe_gauge!(
         "acgs_cache_invalidation_lag_p50_seconds",

@@ -155,7 +155,6 @@ pub(crate) struct L1Tier {
 
 impl L1Tier {
     pub(crate) fn new(max_bytes: u64) -> Self {
-        clock::start();
         let entries = moka::sync::Cache::builder()
             .name("acgs-cache-l1")
             .max_capacity(max_bytes)

@@ -22,7 +22,7 @@ use crate::engine::store::{self, SiteSpec};
 use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
-use crate::format::policy::Consistency;
+use crate::format::policy::MaxStaleness;
 use crate::format::policy::{builtin, TtlPolicy};
 use crate::format::shape::Cacheable;
 
@@ -122,11 +122,12 @@ impl<T: fmt::Debug> fmt::Debug for Session<T> {
 /// another instance revokes all of the same user's sessions may be caught by
 /// that revocation (it is then simply gone).
 ///
-/// **Redis trouble.** Reads never fail: while Redis cannot be heard, `get`
-/// answers `None` for sessions this instance cannot vouch for (by default L1
-/// is not trusted meanwhile: [`Consistency::Strict`]; choose
-/// [`Consistency::Bounded`] to keep serving local copies for up to their L1
-/// TTL). Writes (`create`, `touch`) return the error.
+/// **Redis trouble.** Reads never fail: while this instance cannot hear the
+/// log, `get` answers `None` for sessions it cannot vouch for, once its
+/// lease has run out (the cache's [`MaxStaleness`], 1 s by default; see
+/// [`SessionStoreBuilder::max_staleness`]): a revoked session is never
+/// served more than that after `revoke` returned, on any instance.
+/// Writes (`create`, `touch`) return the error.
 pub struct SessionStore<T> {
     cache: Cache,
     site: &'static CallSite,
@@ -150,7 +151,7 @@ impl<T> fmt::Debug for SessionStore<T> {
         f.debug_struct("SessionStore")
             .field("name", &self.name)
             .field("policy", self.site.policy())
-            .field("consistency", &self.site.consistency)
+            .field("max_staleness", &self.site.max_staleness)
             .finish_non_exhaustive()
     }
 }
@@ -163,7 +164,7 @@ impl<T: Cacheable> SessionStore<T> {
             policy: builtin::USER_SESSIONS,
             version: 0,
             codec: Codec::Json,
-            consistency: Consistency::Strict,
+            max_staleness: None,
             _data: PhantomData,
         }
     }
@@ -299,7 +300,7 @@ pub struct SessionStoreBuilder<T> {
     policy: TtlPolicy,
     version: u32,
     codec: Codec,
-    consistency: Consistency,
+    max_staleness: Option<MaxStaleness>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -310,7 +311,7 @@ impl<T> fmt::Debug for SessionStoreBuilder<T> {
             .field("policy", &self.policy)
             .field("version", &self.version)
             .field("codec", &self.codec)
-            .field("consistency", &self.consistency)
+            .field("max_staleness", &self.max_staleness)
             .finish()
     }
 }
@@ -339,10 +340,11 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
         self
     }
 
-    /// What `get` serves from L1 while this instance cannot hear revocations
-    /// (default [`Consistency::Strict`]: nothing it cannot vouch for).
-    pub fn consistency(mut self, consistency: Consistency) -> Self {
-        self.consistency = consistency;
+    /// How long after a revocation another instance may still serve the
+    /// session, whatever happens to it (default: the cache's, 1 s; see
+    /// [`MaxStaleness`]).
+    pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = Some(max);
         self
     }
 
@@ -364,7 +366,7 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
             version: self.version,
             policy: self.policy,
             codec: self.codec,
-            consistency: self.consistency,
+            max_staleness: self.max_staleness,
         }
         .intern();
         Ok(SessionStore {

@@ -23,7 +23,7 @@ use crate::engine::store::{self, SiteSpec};
 use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
-use crate::format::policy::Consistency;
+use crate::format::policy::MaxStaleness;
 use crate::format::policy::TtlPolicy;
 use crate::format::shape::Cacheable;
 
@@ -111,7 +111,7 @@ impl<C: Cacheable> TokenCache<C> {
             name: name.into(),
             policy: TOKEN_VERIFICATIONS,
             version: 0,
-            consistency: Consistency::Strict,
+            max_staleness: None,
             expiry: None,
             _claims: PhantomData,
         }
@@ -192,7 +192,7 @@ pub struct TokenCacheBuilder<C> {
     name: String,
     policy: TtlPolicy,
     version: u32,
-    consistency: Consistency,
+    max_staleness: Option<MaxStaleness>,
     expiry: Option<ExpiryOf<C>>,
     _claims: PhantomData<fn() -> C>,
 }
@@ -203,7 +203,7 @@ impl<C> fmt::Debug for TokenCacheBuilder<C> {
             .field("name", &self.name)
             .field("policy", &self.policy)
             .field("version", &self.version)
-            .field("consistency", &self.consistency)
+            .field("max_staleness", &self.max_staleness)
             .field("caps_ttl_by_claims", &self.expiry.is_some())
             .finish()
     }
@@ -234,10 +234,12 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
         self
     }
 
-    /// What is served from L1 while this instance cannot hear revocations
-    /// (default [`Consistency::Strict`]: the verifier runs meanwhile).
-    pub fn consistency(mut self, consistency: Consistency) -> Self {
-        self.consistency = consistency;
+    /// How long after `revoke` another instance may still accept the
+    /// token from its copy, whatever happens to it (default: the cache's,
+    /// 1 s; see [`MaxStaleness`]). Past its lease an instance runs the
+    /// verifier instead.
+    pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
+        self.max_staleness = Some(max);
         self
     }
 
@@ -259,7 +261,7 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
             version: self.version,
             policy: self.policy,
             codec: Codec::Postcard,
-            consistency: self.consistency,
+            max_staleness: self.max_staleness,
         }
         .intern();
         Ok(TokenCache {

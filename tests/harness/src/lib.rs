@@ -1,14 +1,17 @@
 //! The test harness of acgs-cache: real Redis topologies (standalone,
 //! replicas, Sentinel, Cluster, TLS) made of `redis-server` / `redis-cli` /
-//! `openssl` processes on free ports and stopped on drop (`topology.rs`),
-//! and the helpers the integration tests, the example programs and the
-//! benches share. Not published.
+//! `openssl` processes on free ports and stopped on drop (`topology.rs`), a
+//! TCP proxy that partitions a client without closing its connections
+//! (`proxy.rs`), and the helpers the integration tests, the example
+//! programs and the benches share. Not published.
 #![forbid(unsafe_code)]
 
+mod proxy;
 mod topology;
 
 use std::path::PathBuf;
 
+pub use proxy::TcpProxy;
 pub use topology::*;
 
 impl RedisServer {

@@ -5,9 +5,4 @@ async fn evaluate(policy_id: u64, tenant_id: u32) -> bool {
     policy_id > u64::from(tenant_id)
 }
 
-#[cached(ttl = "policy_decision", consistency = "eventual")]
-async fn other(policy_id: u64) -> bool {
-    policy_id > 3
-}
-
 fn main() {}

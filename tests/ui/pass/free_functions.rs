@@ -86,12 +86,18 @@ async fn main() {
 mod invalidation {
     use acgs_cache::cached;
 
-    /// Tags from arguments (formatted only on a miss), strict consistency,
-    /// and the generated companions.
-    #[cached(ttl = "compliance_checks", tags = ["tenant.{tenant}", "region.{region}"], consistency = "strict")]
+    /// Tags from arguments (formatted only on a miss), a lease shorter than
+    /// the cache's, and the generated companions.
+    #[cached(ttl = "compliance_checks", tags = ["tenant.{tenant}", "region.{region}"], max_staleness = "250ms")]
     pub async fn compliance(tenant: String, region: u16, trace_id: u64) -> bool {
         let _ = trace_id;
         tenant.len() > usize::from(region)
+    }
+
+    /// The opt-out: L1 for its TTL while the log is unheard.
+    #[cached(ttl = "compliance_checks", max_staleness = "l1_ttl")]
+    pub async fn opted_out(id: u8) -> u8 {
+        id
     }
 
     #[cached(ttl = "compliance_checks", companions = false)]
