@@ -14,6 +14,12 @@
 //! broke: it rejects every entry stamped before the new generation. A fresh
 //! instance rejects entries stamped before the current generation began.
 //!
+//! **Knowing nothing was missed.** Each record names its generation and
+//! the record before it, so a reader checks a batch it read against its
+//! cursor without another round trip; a read that returns nothing is
+//! checked with the generation script instead. Either way the read then
+//! renews the instance's lease (`lease.rs`).
+//!
 //! **Catch-up without the whole log.** Name, tag and function invalidations
 //! are also written into a hash (`…:{invalidation}:state`, one field per
 //! name); single-entry invalidations are not, since each also writes a
@@ -95,4 +101,9 @@ pub(crate) struct LogEntry {
     /// The record and when it was sent (µs since the epoch), or `None` when
     /// it cannot be read (a newer format, a foreign writer).
     pub(crate) record: Option<(Record, Option<u64>)>,
+    /// The generation it was appended to (`g`), if it says.
+    pub(crate) generation: Option<String>,
+    /// The record before it in the log (`p`), if it says: a reader whose
+    /// cursor is that record missed nothing between the two.
+    pub(crate) previous: Option<LogPosition>,
 }

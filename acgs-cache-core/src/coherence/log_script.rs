@@ -26,7 +26,7 @@ local function id_parts(id)
   local ms, seq = string.match(id or '0-0', '(%d+)-(%d+)')
   return tonumber(ms), tonumber(seq)
 end
-local function generation(stream, candidate, head_ms)
+local function generation(stream, state, candidate, head_ms)
   local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or '-'
   local epoch, start
   local exists = redis.call('EXISTS', stream) == 1
@@ -53,6 +53,7 @@ local function generation(stream, candidate, head_ms)
   start = string.format('%d-0', start_ms)
   redis.call('XGROUP', 'CREATE', stream, epoch, start, 'MKSTREAM')
   redis.call('XSETID', stream, start)
+  redis.call('HSET', state, 'last', start)
   return epoch, start
 end
 ";
@@ -60,13 +61,20 @@ end
 /// Appends one record. `KEYS`: stream, state hash, then the keys to
 /// tombstone (same node only). `ARGV`: epoch candidate, writer's head ms,
 /// max length, tombstone ms, kind, name, identity, digest, sent µs.
+///
+/// Each record carries its generation (`g`) and the id of the record
+/// before it (`p`, kept in the state hash's `last` field): a reader that
+/// finds its own generation and an unbroken chain from its cursor knows it
+/// missed nothing, without asking the server anything else.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{GENERATION_LUA}{}",
         r"
-local epoch, start = generation(KEYS[1], ARGV[1], ARGV[2])
+local epoch, start = generation(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local previous = redis.call('HGET', KEYS[2], 'last') or ''
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
-  'k', ARGV[5], 'n', ARGV[6], 'i', ARGV[7], 'd', ARGV[8], 't', ARGV[9], 'g', epoch)
+  'k', ARGV[5], 'n', ARGV[6], 'i', ARGV[7], 'd', ARGV[8], 't', ARGV[9], 'g', epoch, 'p', previous)
+redis.call('HSET', KEYS[2], 'last', id)
 if ARGV[5] ~= 'e' then redis.call('HSET', KEYS[2], ARGV[5] .. ':' .. ARGV[6], id) end
 if #KEYS > 2 then
   local ms, seq = id_parts(id)
@@ -86,7 +94,7 @@ static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{GENERATION_LUA}{}",
         r"
-local epoch, start = generation(KEYS[1], ARGV[1], ARGV[2])
+local epoch, start = generation(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local first = field(info, 'first-entry')
 local state = {}
@@ -255,45 +263,6 @@ impl L2Tier {
         let reply: Vec<Value> = invocation.invoke_async(conn).await?;
         synced(&reply)
     }
-
-    /// Reads up to `count` records after `after` (waiting up to `block_ms`
-    /// for the first when given), then the log's generation and ids as
-    /// [`L2Tier::sync`] reads them (without the state), in one round trip.
-    /// The generation is read *after* the records: if it is still the one
-    /// the reader follows, the records came from it, and a reply with fewer
-    /// than `count` records proves that nothing else had been appended when
-    /// the server ran the read.
-    pub(crate) async fn read_log_then_sync(
-        &self,
-        conn: &mut RedisConnection,
-        keys: &LogKeys,
-        after: LogPosition,
-        count: usize,
-        block_ms: Option<u64>,
-        head: LogPosition,
-    ) -> Result<(Vec<LogEntry>, Synced), Error> {
-        let read = read_command(keys, after, count, block_ms);
-        let mut invocation = SYNC.key(&keys.stream);
-        invocation
-            .key(&keys.state)
-            .arg(epoch_candidate())
-            .arg(head.ms)
-            .arg("0");
-        let mut pipe = redis::pipe();
-        pipe.add_command(read).invoke_script(&invocation);
-        // The script by its hash: a server that does not know it yet (a
-        // restart, a failover) is taught it once, and the pair sent again
-        // (a record read in the failed attempt is read again: the cursor
-        // only moves once it is applied).
-        let replies: (Option<StreamReadReply>, Vec<Value>) = match pipe.query_async(conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                invocation.load_async(conn).await?;
-                pipe.query_async(conn).await?
-            }
-            replied => replied?,
-        };
-        Ok((entries(replies.0), synced(&replies.1)?))
-    }
 }
 
 /// The log's state from the reply of [`SYNC`].
@@ -411,6 +380,12 @@ fn entries(reply: Option<StreamReadReply>) -> Vec<LogEntry> {
     ids.map(|entry| LogEntry {
         position: LogPosition::parse(&entry.id),
         record: parse_record(&entry.map),
+        generation: entry.map.get("g").and_then(text),
+        previous: entry
+            .map
+            .get("p")
+            .and_then(text)
+            .and_then(|p| LogPosition::parse(&p)),
         id: entry.id,
     })
     .collect()

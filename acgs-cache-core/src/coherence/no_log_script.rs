@@ -44,18 +44,6 @@ impl L2Tier {
         match *self {}
     }
 
-    pub(crate) async fn read_log_then_sync(
-        &self,
-        _: &mut RedisConnection,
-        _: &LogKeys,
-        _: LogPosition,
-        _: usize,
-        _: Option<u64>,
-        _: LogPosition,
-    ) -> Result<(Vec<LogEntry>, Synced), Error> {
-        match *self {}
-    }
-
     pub(crate) async fn put_entry(
         self: &Arc<Self>,
         _: &str,

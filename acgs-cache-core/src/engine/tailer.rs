@@ -71,9 +71,10 @@ async fn tail(weak: Weak<Inner>) {
 }
 
 /// Catches up, then follows new records, renewing the lease with every read
-/// that reaches the end of the log; each read also checks the log's
-/// generation. Returns `Ok` when the cache is gone, `Err` when the
-/// connection fails or stops answering.
+/// that reaches the end of the log it follows: records that follow on from
+/// the cursor in the generation followed (see `follows_on`), or nothing,
+/// with the generation checked after. Returns `Ok` when the cache is gone,
+/// `Err` when the connection fails or stops answering.
 async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> {
     let (mut conn, keys) = {
         let Some(inner) = weak.upgrade() else {
@@ -109,23 +110,30 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
             coherence.renewal_interval()
         };
         let from = state.cursor;
-        let head = LogPosition::from_packed(coherence.head());
         let block_ms = (!urgent).then(|| u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
         let sent = clock::now();
-        let read = l2.read_log_then_sync(&mut conn, &keys, from, BATCH, block_ms, head);
+        let read = l2.read_log(&mut conn, &keys, from, BATCH, block_ms);
         let patience = block + block.max(SILENCE);
-        let (entries, synced) = tokio::time::timeout(patience, read)
+        let entries = tokio::time::timeout(patience, read)
             .await
             .map_err(|_| Error::Timeout(patience))??;
+        let chained = follows_on(&entries, from, state.epoch.as_deref());
         let read = apply(&inner, entries, &mut state.cursor, true).await;
-        let trimmed = synced.max_deleted.is_some_and(|deleted| deleted > from);
-        if state.epoch.as_deref() != Some(synced.epoch.as_str()) || trimmed {
-            // Another generation, or records gone before they were read: the
-            // lease is renewed only once this instance is back in sync.
-            catch_up(&inner, l2, &mut conn, &keys, state, trimmed).await?;
-            replay(&inner).await;
-            urgent = true;
-            continue;
+        if read == 0 || !chained {
+            // Nothing came (or records that do not say they follow on from
+            // the cursor): is this still the log being followed, with nothing
+            // trimmed past the cursor? Asked after the read, so the answer
+            // covers it. A generation is never reused.
+            let head = LogPosition::from_packed(coherence.head());
+            let synced = l2.sync(&mut conn, &keys, head, false).await?;
+            let trimmed = synced.max_deleted.is_some_and(|deleted| deleted > from);
+            if state.epoch.as_deref() != Some(synced.epoch.as_str()) || trimmed {
+                // The lease is renewed only once this instance is back in sync.
+                catch_up(&inner, l2, &mut conn, &keys, state, trimmed).await?;
+                replay(&inner).await;
+                urgent = true;
+                continue;
+            }
         }
         if read < BATCH {
             coherence.lease.renew(sent);
@@ -210,6 +218,22 @@ async fn catch_up(
     state.cursor = synced.last;
     state.epoch = Some(synced.epoch);
     Ok(())
+}
+
+/// Whether `entries`, read after `cursor`, continue the log generation
+/// `epoch` from there: each was appended to it and names the one before it
+/// (the first, `cursor`). Then nothing between them was missed.
+fn follows_on(
+    entries: &[crate::coherence::log::LogEntry],
+    cursor: LogPosition,
+    epoch: Option<&str>,
+) -> bool {
+    let mut previous = cursor;
+    entries.iter().all(|entry| {
+        let linked = entry.previous == Some(previous) && entry.generation.as_deref() == epoch;
+        previous = entry.position.unwrap_or_default();
+        linked && entry.position.is_some()
+    })
 }
 
 /// Applies records read after `cursor`, moving it past them; returns how

@@ -100,7 +100,7 @@ pub struct InvalidationHealth {
     /// 99th percentile of that delay (µs).
     pub lag_p99_us: Option<u64>,
     /// How long ago (ms) the instance last knew it had heard the whole log:
-    /// its lease's age (`None` before the first read; 0 for a local log).
+    /// its lease's age (`None` before the first read, and without L2).
     pub lease_age_ms: Option<u64>,
     /// The shortest lease its functions use (ms); `None` when every one
     /// opted out (`l1_ttl`).
@@ -245,8 +245,10 @@ impl Cache {
         let stats = self.stats().await;
         let l2 = self.l2_health().await;
         let coherence = self.inner.coherence();
-        let lease_age = coherence.lease.age();
-        let shortest = coherence.shortest_lease();
+        // Without L2 the log is local: there is no lease to report.
+        let remote = self.inner.l2().is_some();
+        let lease_age = coherence.lease.age().filter(|_| remote);
+        let shortest = coherence.shortest_lease().filter(|_| remote);
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let invalidation = InvalidationHealth {
             listening: coherence.is_listening(),

@@ -93,6 +93,7 @@ pub const CACHE_USER_RULES: &[&str] = &[
     "+xsetid",
     "+xlen",
     "+hset",
+    "+hget",
     "+hgetall",
     "+getrange",
     "+info",
