@@ -539,7 +539,7 @@ impl CacheBuilder {
 
     /// Turns the invalidation check off: every entry is served, whatever was
     /// invalidated. Never for a service — only for the coherence report,
-    /// whose `--unprotected` run shows what the check prevents.
+    /// whose `--unchecked` run shows what the check prevents.
     #[doc(hidden)]
     pub fn unprotected_for_coherence_reports(mut self) -> Self {
         self.unprotected = true;
