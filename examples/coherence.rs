@@ -170,9 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if own_server.is_some() { " (started for this run)" } else { "" },
         if separate_truth.is_some() { truth_url.as_str() } else { "the same server" },
     );
-    let mut db = redis::Client::open(truth_url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut db = truth_connection(&truth_url).await?;
     DB.set(db.clone()).map_err(|_| "connected twice")?;
     let run_id = format!("{}-{}", std::process::id(), fastrand::u32(..));
     RUN_ID.set(run_id.clone()).map_err(|_| "set twice")?;
@@ -468,19 +466,40 @@ impl Totals {
 /// The "database" read a reader caches: the key's current version.
 #[cached(ttl = "policy_decision", tags = ["coherence.key.{k}"], cache = WORKER_CACHE)]
 async fn version_of(k: u32) -> u64 {
-    let mut db = DB.get().expect("connected").clone();
-    db.get(format!("coh:{}:truth:{k}", run_id()))
-        .await
-        .unwrap_or(0)
+    truth_version(k).await
 }
 
 /// The same read, through the writer's own cache.
 #[cached(ttl = "policy_decision", tags = ["coherence.key.{k}"], cache = WRITER_CACHE)]
 async fn writer_version_of(k: u32) -> u64 {
+    truth_version(k).await
+}
+
+/// The key's current version in the truth server. A failed read is
+/// retried, never taken as version 0: the checker would count it stale.
+async fn truth_version(k: u32) -> u64 {
     let mut db = DB.get().expect("connected").clone();
-    db.get(format!("coh:{}:truth:{k}", run_id()))
+    let key = format!("coh:{}:truth:{k}", run_id());
+    loop {
+        match db.get::<_, Option<u64>>(&key).await {
+            Ok(version) => return version.unwrap_or(0),
+            Err(e) => {
+                eprintln!("truth read failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// A connection to the truth server with no response timeout: a process
+/// resumed after SIGSTOP fires its overdue timers before it reads the
+/// replies already waiting on its socket, and the checker's own reads must
+/// not fail for that.
+async fn truth_connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
         .await
-        .unwrap_or(0)
 }
 
 static DB: std::sync::OnceLock<redis::aio::MultiplexedConnection> = std::sync::OnceLock::new();
@@ -549,9 +568,7 @@ fn parse_history(entries: &[String]) -> Vec<Invalidated> {
 async fn worker() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: u64 = arg("--seconds", 10);
     let role: String = arg("--role", "steady".to_owned());
-    let mut db = redis::Client::open(arg("--truth-url", String::new()))?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut db = truth_connection(&arg("--truth-url", String::new())).await?;
     DB.set(db.clone()).map_err(|_| "connected twice")?;
     let cache = &*WORKER_CACHE;
     let delta_us = DEFAULT_MAX_STALENESS.as_micros() as u64;
