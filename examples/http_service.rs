@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `GET /policies/{id}/decision?subject=alice` | `evaluate_policy` (`policy_decision`, `invalidate_on = "governance.*"`) |
 //! | `GET /tenants/{tenant}/compliance` | `compliance_check` (`compliance_checks`, tagged `tenant.{tenant}`) |
-//! | `POST /governance/events/{event}` | `acgs_cache::invalidate(event)`: e.g. `governance.rules.updated` or `tenant.acme` |
+//! | `POST /governance/events/{event}` | `cache.invalidate(event)` (e.g. `governance.rules.updated` or `tenant.acme`), then `cache.wait_for_fleet(position)`: it answers once every instance heard the event or is covered by its lease, and says which |
 //! | `GET /stats` | the cache's `stats()` as JSON |
 //!
 //! Every computation sleeps a few milliseconds (the simulated database), so
@@ -185,21 +185,59 @@ async fn compliance(Path(tenant): Path<String>) -> Result<Json<ComplianceReport>
 struct Invalidated {
     event: String,
     position: String,
+    /// Instances that heard it before this answer (this one included).
+    acknowledged: usize,
+    /// Instances that did not, but whose lease ran out since: they serve
+    /// nothing the event invalidated, whatever happened to them.
+    covered_by_lease: usize,
+    /// Instances with functions that opted out of the lease (`l1_ttl`) and
+    /// did not hear it yet.
+    outside_the_bound: usize,
+    waited_ms: f64,
+    /// What the answer promises, in words.
+    guarantee: &'static str,
 }
 
-async fn governance_event(Path(event): Path<String>) -> Result<Json<Invalidated>, ApiError> {
-    match acgs_cache::invalidate(&event).await {
-        Ok(position) => Ok(Json(Invalidated {
-            event,
-            position: position.to_string(),
-        })),
-        Err(acgs_cache::Error::InvalidName(message)) => Err(bad_request(message)),
+/// Publishes the event, then waits until every instance has heard it or is
+/// covered by its lease (at most the longest lease, 1 s by default): when
+/// this answers 200, no instance serves a decision the event invalidated.
+async fn governance_event(
+    State(cache): State<Cache>,
+    Path(event): Path<String>,
+) -> Result<Json<Invalidated>, ApiError> {
+    let position = match cache.invalidate(&event).await {
+        Ok(position) => position,
+        Err(acgs_cache::Error::InvalidName(message)) => return Err(bad_request(message)),
         // Redis unreachable: this instance has applied it, the others were not told.
-        Err(e) => Err(ApiError(
+        Err(e) => {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("applied on this instance only: {e}"),
+            ))
+        }
+    };
+    let ack = cache.wait_for_fleet(position).await.map_err(|e| {
+        ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("applied on this instance only: {e}"),
-        )),
-    }
+            format!(
+                "in the log at {position}, but the fleet's acknowledgements could not be read: {e}"
+            ),
+        )
+    })?;
+    let guarantee = if ack.outside_the_bound.is_empty() {
+        "no instance serves a value this event invalidated"
+    } else {
+        "instances outside the bound may serve l1_ttl functions' copies until they hear the log"
+    };
+    Ok(Json(Invalidated {
+        event,
+        position: position.to_string(),
+        acknowledged: ack.acknowledged.len(),
+        covered_by_lease: ack.covered_by_lease.len(),
+        outside_the_bound: ack.outside_the_bound.len(),
+        waited_ms: ack.waited.as_secs_f64() * 1e3,
+        guarantee,
+    }))
 }
 
 async fn stats(State(cache): State<Cache>) -> Json<StatsSnapshot> {

@@ -49,10 +49,10 @@
 pub use acgs_cache_core::{
     decode_header, fingerprint, grammar, invalidate, parse_duration, policies, with_outcome, Cache,
     CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError, EnvelopeHeader, Error, ErrorReason,
-    FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats, KeyDigest,
-    L1Health, L2Health, LatencyHistogram, LogPosition, MaxStaleness, Outcome, PolicyOverride,
-    PoolStats, RateLimiter, RedisConfig, Reject, RuntimeDefaultGuard, Session, SessionStore,
-    StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry, WarmReport, Warmer,
+    FleetAck, FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats,
+    KeyDigest, L1Health, L2Health, LatencyHistogram, LogPosition, MaxStaleness, Outcome,
+    PolicyOverride, PoolStats, RateLimiter, RedisConfig, Reject, RuntimeDefaultGuard, Session,
+    SessionStore, StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry, WarmReport, Warmer,
     DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
     MIN_MAX_STALENESS,
 };
@@ -66,7 +66,7 @@ pub use acgs_cache_core::token;
 
 pub use acgs_cache_core::DistributedLock;
 #[cfg(feature = "redis")]
-pub use acgs_cache_core::{FleetFunction, FleetMember, FleetStats};
+pub use acgs_cache_core::{FleetFunction, FleetMember, FleetStats, InstanceLease};
 
 #[doc = include_str!("../docs/cached.md")]
 pub use acgs_cache_macros::cached;

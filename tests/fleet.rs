@@ -5,8 +5,8 @@ use acgs_cache_harness as support;
 
 use std::time::{Duration, Instant};
 
-use acgs_cache::{cached, Cache, FleetStats};
-use support::RedisServer;
+use acgs_cache::{cached, Cache, FleetStats, MaxStaleness};
+use support::{RedisServer, TcpProxy};
 
 #[cached(ttl = "policy_decision")]
 async fn decide(policy_id: u64) -> bool {
@@ -102,4 +102,103 @@ async fn foreign_keys_under_the_prefix_are_counted_not_fatal() {
         .unwrap();
     let fleet = wait_for(&cache, |f| f.members.len() == 1).await;
     assert_eq!(fleet.unreadable, 1);
+}
+
+/// An instance that can be cut off: its Redis is reached through a proxy.
+fn instance_at(url: &str, max_staleness: MaxStaleness) -> Cache {
+    Cache::builder()
+        .service("fleet-wait")
+        .redis_url(url)
+        .max_staleness(max_staleness)
+        .fleet_interval(Duration::ZERO)
+        .reconnect_backoff(Duration::from_millis(50))
+        .build()
+        .unwrap()
+}
+
+/// An invalidation waited for: instances that hear it acknowledge it within
+/// milliseconds; one cut off (connections left open) is covered by its
+/// lease once that has run out, never before; one whose functions opted out
+/// of the lease is named as outside the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_the_fleet_names_who_heard_and_who_is_covered_by_the_lease() {
+    const LEASE: Duration = Duration::from_millis(300);
+    let server = RedisServer::start();
+    let lease = MaxStaleness::lease(LEASE).unwrap();
+    let writer = instance_at(&server.url(), lease);
+    let listener = instance_at(&server.url(), lease);
+    let cut_proxy = TcpProxy::start(server.port());
+    let cut_off = instance_at(&cut_proxy.url(), lease);
+    for cache in [&writer, &listener, &cut_off] {
+        cache.connect().await.unwrap();
+    }
+    let names = |caches: &[&Cache]| -> Vec<String> {
+        let mut names: Vec<String> = caches.iter().map(|c| c.instance_id().to_owned()).collect();
+        names.sort();
+        names
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // Every instance publishes once a second at least: wait until all three did.
+    let position = writer.invalidate("fleet.changed").await.unwrap();
+    let mut ack = writer.wait_for_fleet(position).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ack.acknowledged.len() < 3 {
+        assert!(Instant::now() < deadline, "{ack:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ack = writer.wait_for_fleet(position).await.unwrap();
+    }
+    assert_eq!(
+        sorted(ack.acknowledged.clone()),
+        names(&[&writer, &listener, &cut_off])
+    );
+    assert!(ack.covered_by_lease.is_empty(), "{ack:#?}");
+
+    // The third instance's network drops everything: the wait ends when its
+    // lease has run out, and says so.
+    cut_proxy.freeze();
+    let position = writer.invalidate("fleet.changed").await.unwrap();
+    let ack = writer.wait_for_fleet(position).await.unwrap();
+    assert_eq!(
+        sorted(ack.acknowledged.clone()),
+        names(&[&writer, &listener]),
+        "{ack:#?}"
+    );
+    assert_eq!(ack.covered_by_lease, names(&[&cut_off]), "{ack:#?}");
+    assert!(ack.outside_the_bound.is_empty(), "{ack:#?}");
+    assert!(
+        ack.waited >= LEASE,
+        "returned before the lease ran out: {ack:#?}"
+    );
+    cut_proxy.thaw();
+
+    // An instance with the l1_ttl opt-out, cut off: named as outside the bound.
+    let opted_proxy = TcpProxy::start(server.port());
+    let opted_out = instance_at(&opted_proxy.url(), MaxStaleness::L1Ttl);
+    opted_out.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let position = writer.invalidate("fleet.changed").await.unwrap();
+        if writer
+            .wait_for_fleet(position)
+            .await
+            .unwrap()
+            .acknowledged
+            .contains(&opted_out.instance_id().to_owned())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the opted-out instance never published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    opted_proxy.freeze();
+    let position = writer.invalidate("fleet.changed").await.unwrap();
+    let ack = writer.wait_for_fleet(position).await.unwrap();
+    assert_eq!(ack.outside_the_bound, names(&[&opted_out]), "{ack:#?}");
+    opted_proxy.thaw();
 }

@@ -78,6 +78,14 @@ impl Cache {
         &self.inner.config().prefix
     }
 
+    /// This instance's name in the fleet: process id, cache number and a
+    /// random part, as [`FleetMember::instance`](crate::FleetMember) and
+    /// [`FleetAck`](crate::FleetAck) name it.
+    #[must_use]
+    pub fn instance_id(&self) -> &str {
+        self.inner.instance()
+    }
+
     /// The service name that scopes keys.
     #[must_use]
     pub fn service(&self) -> &str {
@@ -236,6 +244,7 @@ pub struct CacheBuilder {
     lock_lease: Duration,
     background_l2_writes: bool,
     fleet_interval: Duration,
+    acknowledgements: Duration,
     metrics_interval: Option<Duration>,
     #[cfg(feature = "redis")]
     confirm: ConfirmInvalidations,
@@ -282,6 +291,7 @@ impl Default for CacheBuilder {
             lock_lease: Duration::from_secs(10),
             background_l2_writes: false,
             fleet_interval: Duration::from_secs(5),
+            acknowledgements: Duration::from_millis(5),
             metrics_interval: Some(Duration::from_secs(1)),
             #[cfg(feature = "redis")]
             confirm: ConfirmInvalidations::Auto,
@@ -415,6 +425,17 @@ impl CacheBuilder {
     /// intervals; `Duration::ZERO` turns it off.
     pub fn fleet_interval(mut self, interval: Duration) -> Self {
         self.fleet_interval = interval;
+        self
+    }
+
+    /// How often, at most, this instance publishes the invalidation log
+    /// position it has heard, for [`Cache::wait_for_fleet`] (default every
+    /// 5 ms while invalidations arrive, and once a second besides; one
+    /// `HSET` each, into `{prefix}:{invalidation}:heard`). `Duration::ZERO`
+    /// turns it off: a wait for the fleet then always lasts the instances'
+    /// lease.
+    pub fn fleet_acknowledgements(mut self, interval: Duration) -> Self {
+        self.acknowledgements = interval;
         self
     }
 
@@ -569,6 +590,8 @@ impl CacheBuilder {
     /// | `ACGS_CACHE_STALE_<POLICY>` | the policy's stale-if-error window |
     /// | `ACGS_CACHE_MAX_STALENESS` | the cache's [`MaxStaleness`]: `250ms`, `1s` or `l1_ttl` |
     /// | `ACGS_CACHE_MAX_STALENESS_<POLICY>` | the policy's |
+    /// | `ACGS_CACHE_FLEET_INTERVAL`, `ACGS_CACHE_FLEET_ACKNOWLEDGEMENTS` | how often the stats and the heard position are published (`0` turns either off) |
+    /// | `ACGS_CACHE_METRICS_INTERVAL` | how often `metrics` is fed (`0`: never) |
     ///
     /// # Errors
     ///
@@ -608,6 +631,7 @@ impl CacheBuilder {
                 }
                 "L2_TIMEOUT" => self.l2_soft_timeout = duration(&name, &value)?,
                 "FLEET_INTERVAL" => self.fleet_interval = interval(&name, &value)?,
+                "FLEET_ACKNOWLEDGEMENTS" => self.acknowledgements = interval(&name, &value)?,
                 "METRICS_INTERVAL" => self.metrics_interval = Some(interval(&name, &value)?),
                 "MAX_STALENESS" => {
                     self.max_staleness = MaxStaleness::parse(&value)
@@ -745,7 +769,10 @@ impl CacheBuilder {
         if cache.inner.l2().is_some() {
             crate::engine::tailer::start_tailer(&cache.inner);
             #[cfg(feature = "redis")]
-            crate::observe::fleet::start_publisher(&cache.inner, self.fleet_interval);
+            {
+                crate::observe::fleet::start_publisher(&cache.inner, self.fleet_interval);
+                crate::observe::heard::start_publisher(&cache.inner, self.acknowledgements);
+            }
         }
         crate::observe::metrics::start_publisher(&cache.inner);
         #[cfg(feature = "redis")]
@@ -849,6 +876,32 @@ mod tests {
         assert_eq!(b.fleet_interval, Duration::from_millis(250));
         let cache = b.build().unwrap();
         assert_eq!(cache.inner.config().metrics_interval, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn environment_sets_the_staleness_bound() {
+        let b = Cache::builder()
+            .apply_vars(vars(&[
+                ("ACGS_CACHE_MAX_STALENESS", "250ms"),
+                ("ACGS_CACHE_MAX_STALENESS_POLICY_DECISION", "l1_ttl"),
+                ("ACGS_CACHE_FLEET_ACKNOWLEDGEMENTS", "0"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            b.max_staleness,
+            MaxStaleness::Lease(Duration::from_millis(250))
+        );
+        assert_eq!(b.acknowledgements, Duration::ZERO);
+        let cache = b.build().unwrap();
+        let p = cache.effective_policy(&crate::format::policy::builtin::POLICY_DECISION);
+        assert_eq!(p.max_staleness(), Some(MaxStaleness::L1Ttl));
+        let err = Cache::builder()
+            .apply_vars(vars(&[("ACGS_CACHE_MAX_STALENESS", "1ms")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("ACGS_CACHE_MAX_STALENESS"),
+            "{err}"
+        );
     }
 
     #[test]

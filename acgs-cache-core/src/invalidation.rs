@@ -1,7 +1,7 @@
 //! The invalidation API: events, tags, whole functions and single entries,
 //! and what hearing a record does to this instance.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::clock::unix_ms;
 use crate::coherence::function::FunctionState;
@@ -125,6 +125,80 @@ impl Cache {
         inner.apply_heard(position, &record).await;
         coherence.maybe_prune(inner.config().retention, now_ms);
         Ok(unpack(position))
+    }
+}
+
+/// What [`Cache::wait_for_fleet`] found: which instances heard an
+/// invalidation, and which are covered by their lease instead.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct FleetAck {
+    /// The invalidation waited for.
+    pub position: LogPosition,
+    /// Instances that published a heard position at or past it (the
+    /// waiting one first: it applied the invalidation before it returned).
+    pub acknowledged: Vec<String>,
+    /// Instances that did not, but whose longest lease has run out since:
+    /// paused, cut off or slow, they serve nothing the invalidation reached.
+    pub covered_by_lease: Vec<String>,
+    /// Instances that did not, and have functions that opted out of the
+    /// lease (`max_staleness = "l1_ttl"`): those may serve their L1 copies
+    /// until they hear the log.
+    pub outside_the_bound: Vec<String>,
+    /// How long the wait took.
+    pub waited: Duration,
+}
+
+impl FleetAck {
+    /// Only `instance`, at once.
+    pub(crate) fn only(instance: &str, position: LogPosition) -> FleetAck {
+        FleetAck {
+            position,
+            acknowledged: vec![instance.to_owned()],
+            covered_by_lease: Vec::new(),
+            outside_the_bound: Vec::new(),
+            waited: Duration::ZERO,
+        }
+    }
+}
+
+impl Cache {
+    /// Waits until every live instance sharing this cache's Redis and prefix
+    /// has heard the invalidation at `position` (what [`Cache::invalidate`]
+    /// returned), or, for those that have not, until their lease has run
+    /// out (see [`MaxStaleness`](crate::MaxStaleness)): after that none of
+    /// them serves what it invalidated, whatever happened to it. So the wait
+    /// lasts at most the longest lease in the fleet (1 s by default), and
+    /// usually a few milliseconds.
+    ///
+    /// Instances publish the position they heard at most every
+    /// [`CacheBuilder::fleet_acknowledgements`](crate::CacheBuilder::fleet_acknowledgements)
+    /// (5 ms) and once a second besides; an instance that has not published
+    /// for 10 s is taken for gone. The wait reads them every 5 ms. Without
+    /// L2 it returns at once.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let position = cache.invalidate("governance.rules.updated").await?;
+    /// let ack = cache.wait_for_fleet(position).await?;
+    /// println!(
+    ///     "{} instances heard it, {} are covered by their lease ({:?})",
+    ///     ack.acknowledged.len(),
+    ///     ack.covered_by_lease.len(),
+    ///     ack.waited
+    /// );
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when what the instances published cannot be read.
+    pub async fn wait_for_fleet(&self, position: LogPosition) -> Result<FleetAck, Error> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = self.inner.l2() {
+            return crate::observe::heard::wait(&self.inner, l2, position).await;
+        }
+        Ok(FleetAck::only(self.inner.instance(), position))
     }
 }
 

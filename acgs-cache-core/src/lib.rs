@@ -45,6 +45,7 @@ pub use format::policy::{
     builtin as policies, parse_duration, MaxStaleness, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
     DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS,
 };
+pub use invalidation::FleetAck;
 pub use map::{CacheMap, CacheMapBuilder};
 pub use measure::latency::LatencyHistogram;
 pub use measure::stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
@@ -52,6 +53,9 @@ pub use measure::stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStat
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use observe::fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
 pub use observe::health::{HealthReport, HealthStatus, InvalidationHealth, L1Health, L2Health};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use observe::heard::InstanceLease;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use observe::operator::StoredEntry;

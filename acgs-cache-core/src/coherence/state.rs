@@ -134,6 +134,15 @@ pub(crate) struct Coherence {
     /// The shortest lease in use (nanoseconds): the cache's, or a
     /// registered function's. The tailer renews every quarter of it.
     shortest_lease_ns: AtomicU64,
+    /// The longest (0: none yet): once that long has passed since an
+    /// invalidation, none of this instance's lease-bound functions serves
+    /// what it invalidated.
+    longest_lease_ns: AtomicU64,
+    /// Whether a function (or the cache) opted out of the lease (`l1_ttl`).
+    opted_out: AtomicBool,
+    /// Woken when the tailer has applied records (the fleet acknowledgement
+    /// publisher waits on it).
+    pub(crate) heard_more: Arc<tokio::sync::Notify>,
 }
 
 /// The longest a quiet log's blocking read waits: also how often the
@@ -158,6 +167,9 @@ impl Coherence {
         Coherence {
             lease: Lease::new(remote),
             shortest_lease_ns: AtomicU64::new(shortest),
+            longest_lease_ns: AtomicU64::new(if shortest == u64::MAX { 0 } else { shortest }),
+            opted_out: AtomicBool::new(max_staleness.as_lease().is_none()),
+            heard_more: Arc::default(),
             head: AtomicU64::new(0),
             floor: AtomicU64::new(0),
             listening: AtomicBool::new(listening),
@@ -374,6 +386,15 @@ impl Coherence {
         }
     }
 
+    /// The longest lease in use, if any, and whether anything opted out.
+    pub(crate) fn lease_bounds(&self) -> (Option<Duration>, bool) {
+        let longest = match self.longest_lease_ns.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        };
+        (longest, self.opted_out.load(Ordering::Relaxed))
+    }
+
     /// How long the tailer's read of a quiet log blocks: a quarter of the
     /// shortest lease in use, so that a lease is renewed at least three
     /// times before it runs out (between 5 and 500 ms).
@@ -385,9 +406,13 @@ impl Coherence {
     /// Registers a function: it starts with the thresholds of what was heard
     /// before its first call.
     pub(crate) fn register(&self, function: Arc<FunctionState>) {
-        if let Some(lease) = function.max_staleness.as_lease() {
-            let nanos = u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX);
-            self.shortest_lease_ns.fetch_min(nanos, Ordering::Relaxed);
+        match function.max_staleness.as_lease() {
+            Some(lease) => {
+                let nanos = u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX);
+                self.shortest_lease_ns.fetch_min(nanos, Ordering::Relaxed);
+                self.longest_lease_ns.fetch_max(nanos, Ordering::Relaxed);
+            }
+            None => self.opted_out.store(true, Ordering::Relaxed),
         }
         let mut heard = self.heard.write().unwrap_or_else(|p| p.into_inner());
         let by_pattern = heard

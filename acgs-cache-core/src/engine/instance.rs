@@ -50,6 +50,10 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     id: u64,
+    /// This instance's name in the fleet (its stats and the positions it
+    /// heard are published under it): process id, cache number and a
+    /// random part, unique across processes and across caches of one.
+    instance: String,
     config: CacheConfig,
     l1: L1Tier,
     l2: Option<Arc<L2Tier>>,
@@ -105,8 +109,15 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Inner {
     pub(crate) fn new(config: CacheConfig, l2: Option<Arc<L2Tier>>, unprotected: bool) -> Self {
+        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        // The random part keeps a recycled process id from taking over
+        // another instance's name while its records expire.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         Inner {
-            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            instance: format!("{}-{id}-{nanos:08x}", std::process::id()),
             l1: L1Tier::new(config.l1_max_bytes),
             l2,
             // Without L2 the log is local: the instance always hears it.
@@ -193,6 +204,11 @@ impl Inner {
     /// first cache they resolved in by it).
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// This instance's name in the fleet.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub(crate) fn config(&self) -> &CacheConfig {

@@ -272,6 +272,9 @@ async fn apply(
             }
         }
     }
+    if count > 0 {
+        inner.coherence().heard_more.notify_one();
+    }
     count
 }
 

@@ -8,13 +8,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::instance::{Cache, Inner};
 use crate::error::{Error, Unavailable};
 use crate::measure::stats::{FunctionStats, StatsSnapshot};
+use crate::observe::heard::InstanceLease;
 
 /// The most keys one [`Cache::fleet_stats`] reads (and so the largest fleet
 /// it reports on): the scan stops there.
@@ -57,10 +58,20 @@ pub struct FleetStats {
     /// Keys under the fleet prefix that could not be read as a member
     /// (another version, or not ours).
     pub unreadable: usize,
+    /// What each instance last published about the invalidation log: the
+    /// position it heard and its lease's age, fresher than the stats (once
+    /// a second at least). Instances whose lease has run out are paused,
+    /// cut off from the log, or gone.
+    #[serde(default)]
+    pub leases: Vec<InstanceLease>,
 }
 
 impl FleetStats {
-    fn from_members(members: Vec<FleetMember>, unreadable: usize) -> FleetStats {
+    fn from_members(
+        members: Vec<FleetMember>,
+        unreadable: usize,
+        leases: Vec<InstanceLease>,
+    ) -> FleetStats {
         let mut sums: BTreeMap<(String, Cow<'static, str>), FleetFunction> = BTreeMap::new();
         for member in &members {
             for f in &member.stats.functions {
@@ -79,6 +90,7 @@ impl FleetStats {
             members,
             functions: sums.into_values().collect(),
             unreadable,
+            leases,
         }
     }
 
@@ -101,12 +113,7 @@ pub(crate) fn start_publisher(inner: &Arc<Inner>, interval: Duration) {
     if interval.is_zero() {
         return;
     }
-    // Unique across processes and across caches of one process; the random
-    // part keeps a recycled process id from taking over an expiring key.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let instance = format!("{}-{}-{nanos:08x}", std::process::id(), inner.id());
+    let instance = inner.instance().to_owned();
     let key = format!(
         "{}:fleet:{}:{instance}",
         inner.config().prefix,
@@ -182,6 +189,12 @@ impl Cache {
                 }
             }
         }
-        Ok(FleetStats::from_members(members, unreadable))
+        let mut leases = crate::observe::heard::members(
+            l2,
+            &crate::observe::heard::key(&self.inner.config().prefix),
+        )
+        .await?;
+        leases.sort_by(|a, b| a.instance.cmp(&b.instance));
+        Ok(FleetStats::from_members(members, unreadable, leases))
     }
 }
