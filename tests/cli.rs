@@ -7,7 +7,7 @@ use acgs_cache_harness as support;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use acgs_cache::{cached, Cache};
+use acgs_cache::{cached, Cache, MaxStaleness};
 use support::RedisServer;
 
 #[cached(ttl = "compliance_checks", tags = ["tenant.{tenant}"])]
@@ -86,6 +86,63 @@ async fn health_and_stats_see_the_fleet() {
         assert!(Instant::now() < deadline, "{parsed}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An instance cut off from Redis (its connections left open) stops
+/// publishing what it heard: `health` and `stats` show its lease growing past
+/// its bound and flag it STALE, in the table and in the JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_flags_an_instance_whose_lease_is_stale() {
+    let server = RedisServer::start();
+    let proxy = support::TcpProxy::start(server.port());
+    let cut_off = Cache::builder()
+        .service("cut-off")
+        .redis_url(proxy.url())
+        .max_staleness(MaxStaleness::Lease(Duration::from_millis(100)))
+        .fleet_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    cut_off.connect().await.unwrap();
+    let instance = cut_off.instance_id().to_owned();
+    let row = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&instance))
+            .map(str::to_owned)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = stdout(&cli(&server.url(), &["health"]));
+        if row(&health).is_some_and(|r| r.contains("cut-off") && r.ends_with(" ok")) {
+            assert!(health.contains(", 0 stale lease(s)"), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    proxy.freeze();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let health = cli(&server.url(), &["health"]);
+    assert!(health.status.success(), "{}", stderr(&health));
+    let table = stdout(&health);
+    assert!(table.contains(", 1 stale lease(s)"), "{table}");
+    let flagged = row(&table).unwrap_or_else(|| panic!("no row: {table}"));
+    assert!(
+        flagged.contains("STALE") && flagged.contains("100ms"),
+        "{flagged}"
+    );
+    let stats = stdout(&cli(&server.url(), &["stats"]));
+    assert!(row(&stats).is_some_and(|r| r.contains("STALE")), "{stats}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&cli(&server.url(), &["--json", "health"]).stdout).unwrap();
+    assert_eq!(
+        json["stale_leases"],
+        serde_json::json!([instance]),
+        "{json}"
+    );
+    assert_eq!(json["leases"][0]["shortest_lease_ms"], 100, "{json}");
+    proxy.thaw();
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use acgs_cache::__private::RedactedUrl;
-use acgs_cache::{decode_header, Cache, Error};
+use acgs_cache::{decode_header, Cache, Error, InstanceLease};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -140,6 +140,8 @@ fn cache(cli: &Cli, service: &str) -> Result<Cache, Failure> {
         .service(service)
         .redis_url(&cli.redis_url)
         .fleet_interval(Duration::ZERO)
+        // Nor a heard position: the CLI is not an instance of the fleet.
+        .fleet_acknowledgements(Duration::ZERO)
         .connect_timeout(Duration::from_secs(2))
         .l2_soft_timeout(Duration::from_secs(2))
         .build()?)
@@ -250,6 +252,8 @@ async fn stats(cli: &Cli) -> Result<(), Failure> {
             latency(s.latency_p99_ns)
         );
     }
+    println!();
+    print_leases(&fleet.leases);
     eprintln!(
         "{} instance(s) publishing{}",
         fleet.members.len(),
@@ -260,6 +264,56 @@ async fn stats(cli: &Cli) -> Result<(), Failure> {
         }
     );
     Ok(())
+}
+
+/// Unix time in ms, as the instances stamp their publications.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What one instance's lease looks like from here.
+fn lease_state(lease: &InstanceLease, now_ms: u64) -> &'static str {
+    if lease.is_stale_at(now_ms) {
+        "STALE"
+    } else if lease.shortest_lease_ms.is_none() {
+        "opted out"
+    } else {
+        "ok"
+    }
+}
+
+/// Each instance's heard position and lease: a STALE one is paused, cut off
+/// from the invalidation log, or gone, and serves nothing from L1 under its
+/// lease (its bounded functions) until it hears the log again.
+fn print_leases(leases: &[InstanceLease]) {
+    if leases.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    println!(
+        "{:<28} {:<24} {:<22} {:>10} {:>9} {:>9}  state",
+        "instance", "service", "heard", "lease_age", "shortest", "longest"
+    );
+    let ms = |figure: Option<u64>| figure.map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms"));
+    for lease in leases {
+        println!(
+            "{:<28} {:<24} {:<22} {:>10} {:>9} {:>9}  {}{}",
+            lease.instance,
+            lease.service,
+            lease.heard_position.to_string(),
+            ms(lease.lease_age_at(now)),
+            ms(lease.shortest_lease_ms),
+            ms(lease.longest_lease_ms),
+            lease_state(lease, now),
+            if lease.opted_out && lease.shortest_lease_ms.is_some() {
+                " (some functions opted out)"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// A latency for a table cell.
@@ -285,20 +339,31 @@ async fn health(cli: &Cli) -> Result<(), Failure> {
         .as_ref()
         .and_then(|l2| l2.ping_rtt_us)
         .unwrap_or(0);
+    let now = now_ms();
+    let stale: Vec<&str> = fleet
+        .leases
+        .iter()
+        .filter(|lease| lease.is_stale_at(now))
+        .map(|lease| lease.instance.as_str())
+        .collect();
     if cli.json {
         print_json(&serde_json::json!({
             "redis": "ok",
             "ping_rtt_us": rtt_us,
             "invalidation_log_length": log_length,
             "instances": fleet.members.len(),
+            "leases": fleet.leases,
+            "stale_leases": stale,
             "report": report,
         }))
     } else {
         println!(
-            "redis ok (PING {:.2} ms), invalidation log {log_length} event(s), {} instance(s) publishing",
+            "redis ok (PING {:.2} ms), invalidation log {log_length} event(s), {} instance(s) publishing, {} stale lease(s)",
             rtt_us as f64 / 1000.0,
-            fleet.members.len()
+            fleet.members.len(),
+            stale.len()
         );
+        print_leases(&fleet.leases);
         println!("{report}");
         Ok(())
     }
@@ -318,9 +383,7 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
             reason.as_str()
         ))
     })?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now_ms = now_ms();
     let age_ms = now_ms.saturating_sub(header.created_at_ms);
     let fresh_ms = header.expires_at_ms.saturating_sub(now_ms);
     if cli.json {

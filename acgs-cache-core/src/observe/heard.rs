@@ -46,6 +46,8 @@ pub(crate) fn key(prefix: &str) -> String {
 pub struct InstanceLease {
     /// The instance ([`Cache::instance_id`](crate::Cache::instance_id)).
     pub instance: String,
+    /// Its service ([`Cache::service`](crate::Cache::service)).
+    pub service: String,
     /// The last log position it had heard.
     pub heard_position: LogPosition,
     /// Its lease's age when it published (ms); `None` before its first read.
@@ -80,12 +82,14 @@ impl InstanceLease {
             .is_some_and(|max| self.lease_age_at(now_ms).is_none_or(|age| age > max))
     }
 
-    /// `position lease_age shortest longest opted_out published_at`, `-`
-    /// for an absent figure (the instance is the hash's field).
+    /// `service position lease_age shortest longest opted_out published_at`,
+    /// `-` for an absent figure (the instance is the hash's field; a service
+    /// name has no spaces).
     fn encode(&self) -> String {
         let figure = |ms: Option<u64>| ms.map_or_else(|| "-".to_owned(), |ms| ms.to_string());
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
+            self.service,
             self.heard_position,
             figure(self.lease_age_ms),
             figure(self.shortest_lease_ms),
@@ -104,6 +108,7 @@ impl InstanceLease {
         let mut parts = text.split(' ');
         let lease = InstanceLease {
             instance,
+            service: parts.next()?.to_owned(),
             heard_position: LogPosition::parse(parts.next()?)?,
             lease_age_ms: figure(parts.next()?)?,
             shortest_lease_ms: figure(parts.next()?)?,
@@ -121,6 +126,7 @@ impl InstanceLease {
         let (longest, opted_out) = coherence.lease_bounds();
         InstanceLease {
             instance: inner.instance().to_owned(),
+            service: inner.config().service.clone(),
             heard_position: crate::coherence::state::unpack(coherence.head()),
             lease_age_ms: coherence.lease.age().map(millis),
             shortest_lease_ms: coherence.shortest_lease().map(millis),
@@ -258,6 +264,7 @@ mod tests {
     fn a_publication_reads_back_as_written() {
         let lease = InstanceLease {
             instance: "12-1-00ab".into(),
+            service: "policy-governance".into(),
             heard_position: LogPosition { ms: 17, seq: 3 },
             lease_age_ms: Some(120),
             shortest_lease_ms: Some(250),
@@ -265,12 +272,15 @@ mod tests {
             opted_out: true,
             published_at_ms: 1_700_000_000_000,
         };
-        assert_eq!(lease.encode(), "17-3 120 250 - 1 1700000000000");
+        assert_eq!(
+            lease.encode(),
+            "policy-governance 17-3 120 250 - 1 1700000000000"
+        );
         assert_eq!(
             InstanceLease::decode("12-1-00ab".into(), &lease.encode()),
             Some(lease.clone())
         );
-        assert_eq!(InstanceLease::decode("x".into(), "17-3 120"), None);
+        assert_eq!(InstanceLease::decode("x".into(), "svc 17-3 120"), None);
         assert_eq!(InstanceLease::decode("x".into(), "garbage"), None);
         // Its age grows while it does not publish: stale past its shortest lease.
         assert!(!lease.is_stale_at(1_700_000_000_100));
