@@ -144,6 +144,11 @@ failover=$(cargo run --quiet --example failover -- --seconds 1 2>&1) || { echo "
 echo "$failover" | tail -n 1
 echo "$failover" | tail -n 1 | grep -q "^failover: calls=[0-9]* failed=0 switch_ms=[0-9]*$" || { echo "$failover"; echo "a call failed during the failover"; exit 1; }
 
+step "fleet_scale, small (4 instances in 2 processes, 200 invalidations/s for 1 s; every instance must hear every one)"
+fleet=$(cargo run --quiet --example fleet_scale -- --instances 4 --rates 200 --seconds 1 --plot target/fleet_scale_smoke.svg) || { echo "$fleet"; exit 1; }
+echo "$fleet" | tail -n 1
+echo "$fleet" | tail -n 1 | grep -q "^fleet_scale: cells=1 .* all_heard=true$" || { echo "$fleet"; echo "an instance did not hear every invalidation"; exit 1; }
+
 printf '\nall checks passed in %ss\n' "$SECONDS"
 # The plain closing line CI reads: every cargo test binary's counts, summed.
 echo "tests: ${passed} passed, ${failed} failed"

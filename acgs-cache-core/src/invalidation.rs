@@ -177,6 +177,9 @@ impl Cache {
     /// for 10 s is taken for gone. The wait reads them every 5 ms. Without
     /// L2 it returns at once.
     ///
+    /// An instance that exited in the last 10 s still counts as live: the
+    /// wait then lasts its lease, and lists it in `covered_by_lease`.
+    ///
     /// ```no_run
     /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
     /// let position = cache.invalidate("governance.rules.updated").await?;

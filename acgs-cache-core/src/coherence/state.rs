@@ -526,9 +526,10 @@ impl Coherence {
         self.lags.record(lag, 1);
     }
 
-    /// Every propagation delay measured, in cumulative buckets.
+    /// Every propagation delay measured, in cumulative buckets (the fine
+    /// ones: a fleet's percentiles are read from their sum).
     pub(crate) fn lag_histogram(&self) -> crate::measure::latency::LatencyHistogram {
-        self.lags.histogram()
+        self.lags.fine_histogram()
     }
 
     /// (p50, p99) of recent propagation delays in µs, if any were measured.

@@ -150,9 +150,10 @@ impl std::fmt::Debug for Latency {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LatencyHistogram {
-    /// `(bound in ns, calls that took at most that long)`, bounds ascending:
-    /// every power of two from 256 ns to 2^35 ns (about 34 s). Sampled L1
-    /// hits count for the calls they stand for.
+    /// `(bound in ns, calls that took at most that long)`, bounds ascending.
+    /// For call latency: every power of two from 256 ns to 2^35 ns (about
+    /// 34 s), sampled L1 hits counting for the calls they stand for; for
+    /// propagation: four buckets per power of two, 128 ns to about 68 s.
     pub buckets: Vec<(u64, u64)>,
     /// All timed calls (the `+Inf` bucket).
     pub count: u64,
@@ -175,6 +176,33 @@ impl LatencyHistogram {
     #[must_use]
     pub fn bounds_seconds() -> Vec<f64> {
         Self::bounds_ns().map(|ns| ns as f64 / 1e9).collect()
+    }
+
+    /// The `quantile` (0.5 for the median, 0.99…) of the counted calls: the
+    /// bound of the first bucket that holds that many, `None` when nothing
+    /// was counted or it lies past the last bound.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn propagation(stats: &acgs_cache_core::StatsSnapshot) -> Option<Duration> {
+    /// // Propagation histograms have four buckets per power of two: a
+    /// // percentile read from them is within 19% of the true value.
+    /// stats.invalidations.propagation_histogram.quantile(0.99)
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn quantile(&self, quantile: f64) -> Option<Duration> {
+        if self.count == 0 {
+            return None;
+        }
+        // The rank as the caller would count it: at least the first call.
+        let rank = (self.count as f64 * quantile.clamp(0.0, 1.0))
+            .ceil()
+            .max(1.0);
+        self.buckets
+            .iter()
+            .find(|(_, seen)| *seen as f64 >= rank)
+            .map(|(bound, _)| Duration::from_nanos(*bound))
     }
 
     /// Adds `other`'s counts to these (instances of a fleet add up).
@@ -253,6 +281,28 @@ impl Latency {
         Some([at(500), at(950), at(990)])
     }
 
+    /// Every call timed since the instance started, in all the buckets it
+    /// keeps (four per power of two, bounds within 19% of each other): for
+    /// delays whose percentiles matter across instances (propagation), not
+    /// for export per function.
+    pub(crate) fn fine_histogram(&self) -> LatencyHistogram {
+        let mut merged = [0u64; BUCKETS];
+        self.lifetime.add_to(&mut merged);
+        let mut seen = 0;
+        let buckets = merged
+            .iter()
+            .enumerate()
+            .map(|(index, count)| {
+                seen += count;
+                (upper_bound_nanos(index), seen)
+            })
+            .collect();
+        LatencyHistogram {
+            buckets,
+            count: seen,
+        }
+    }
+
     /// Every call timed since the instance started, as exported buckets.
     pub(crate) fn histogram(&self) -> LatencyHistogram {
         let mut merged = [0u64; BUCKETS];
@@ -323,6 +373,34 @@ mod tests {
             .buckets
             .windows(2)
             .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn fine_histograms_add_up_and_give_percentiles_within_a_bucket() {
+        let (a, b) = (Latency::default(), Latency::default());
+        for micros in 1..=99 {
+            a.record(Duration::from_micros(micros * 10), 1);
+        }
+        b.record(Duration::from_millis(400), 1);
+        let mut fleet = a.fine_histogram();
+        fleet.add(&b.fine_histogram());
+        assert_eq!(fleet.count, 100);
+        let p50 = fleet.quantile(0.5).unwrap();
+        assert!(
+            p50 >= Duration::from_micros(500) && p50 < Duration::from_micros(600),
+            "{p50:?}"
+        );
+        let p99 = fleet.quantile(0.99).unwrap();
+        assert!(
+            p99 >= Duration::from_micros(990) && p99 < Duration::from_micros(1_200),
+            "{p99:?}"
+        );
+        let max = fleet.quantile(1.0).unwrap();
+        assert!(
+            max >= Duration::from_millis(400) && max < Duration::from_millis(480),
+            "{max:?}"
+        );
+        assert_eq!(LatencyHistogram::default().quantile(0.5), None);
     }
 
     #[test]

@@ -317,7 +317,9 @@ pub struct InvalidationStats {
     #[serde(default)]
     pub lease_renewals: u64,
     /// Every send-to-hear delay measured since the instance started, in
-    /// cumulative buckets: instances' histograms add up.
+    /// cumulative buckets, four per power of two: instances' histograms add
+    /// up ([`LatencyHistogram::add`]) and give the fleet's percentiles
+    /// ([`LatencyHistogram::quantile`]).
     #[serde(default)]
     pub propagation_histogram: LatencyHistogram,
 }
