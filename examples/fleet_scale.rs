@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example fleet_scale [-- --instances 10,100,500]
 //!     [--rates 100,1000,10000] [--seconds 5] [--processes 2]
-//!     [--redis-url URL] [--plot target/fleet_scale.svg] [--no-acks]
+//!     [--redis-url URL] [--plot target/fleet_scale.svg] [--no-acks] [--shards K]
 //! ```
 //!
 //! Starts its own `redis-server` unless given a URL. For every N × R it
@@ -19,6 +19,9 @@
 //! - Redis CPU (`INFO` `used_cpu_user` + `used_cpu_sys`, as % of one core)
 //!   and bytes per second in and out (`total_net_input_bytes`, …).
 //!
+//! `--shards K` splits the fleet over K logs (K prefixes, as one log per
+//! service would): instance i follows log i mod K, and the invalidations go
+//! round-robin to the K logs, so each instance hears R/K a second.
 //! `--no-acks` turns the instances' heard-position publications off (what
 //! [`Cache::wait_for_fleet`] reads), to show what they cost.
 //!
@@ -73,6 +76,11 @@ fn fleet_cache(url: &str, prefix: &str, service: &str) -> Result<Cache, acgs_cac
         .build()
 }
 
+/// Shard `shard`'s prefix: one log per shard, as one log per service would be.
+fn shard_prefix(prefix: &str, shard: usize) -> String {
+    format!("{prefix}-s{shard}")
+}
+
 /// The lease renewals of `caches`, summed.
 async fn renewals(caches: &[Cache]) -> u64 {
     let mut sum = 0;
@@ -89,8 +97,12 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
     let url: String = arg("--redis-url", String::new());
     let prefix: String = arg("--prefix", String::new());
     let count: usize = arg("--count", 1);
+    let first: usize = arg("--first", 0);
+    let shards: usize = arg("--shards", 1);
+    // Instance `first + i` follows shard `(first + i) % shards`.
+    let shard_of = |i: usize| (first + i) % shards;
     let caches = (0..count)
-        .map(|_| fleet_cache(&url, &prefix, "fleet"))
+        .map(|i| fleet_cache(&url, &shard_prefix(&prefix, shard_of(i)), "fleet"))
         .collect::<Result<Vec<_>, _>>()?;
     // Connected: each has read the log once and holds its lease.
     for connected in futures_util::future::join_all(caches.iter().map(Cache::connect)).await {
@@ -104,12 +116,24 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
             renewals_at_go = renewals(&caches).await;
             continue;
         }
-        let Some(position) = line.strip_prefix("stop ").and_then(LogPosition::parse) else {
+        let Some(positions) = line.strip_prefix("stop ").map(|list| {
+            list.split(',')
+                .filter_map(LogPosition::parse)
+                .collect::<Vec<_>>()
+        }) else {
             continue;
+        };
+        // Where each instance must have got to: its shard's last invalidation.
+        let target = |i: usize| positions.get(shard_of(i)).copied().unwrap_or_default();
+        let behind = |caches: &[Cache]| {
+            caches
+                .iter()
+                .enumerate()
+                .any(|(i, c)| c.log_position() < target(i))
         };
         let renewals = renewals(&caches).await - renewals_at_go;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while caches.iter().any(|c| c.log_position() < position) && Instant::now() < deadline {
+        while behind(&caches) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut histogram = LatencyHistogram::default();
@@ -126,7 +150,7 @@ async fn child() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         println!(
             "result received={received} renewals={renewals} heard_all={} histogram={}",
-            caches.iter().all(|c| c.log_position() >= position),
+            !behind(&caches),
             buckets.join(",")
         );
         return Ok(());
@@ -216,14 +240,18 @@ impl Children {
         prefix: &str,
         instances: u64,
         processes: u64,
+        shards: usize,
     ) -> Result<Children, Box<dyn std::error::Error>> {
         let processes = processes.clamp(1, instances.max(1));
         let mut started = Vec::new();
+        let mut first = 0;
         for p in 0..processes {
             let count = instances / processes + u64::from(p < instances % processes);
             let mut child = Command::new(std::env::current_exe()?)
                 .args(["--child", "--redis-url", url, "--prefix", prefix])
                 .args(["--count", &count.to_string()])
+                .args(["--first", &first.to_string()])
+                .args(["--shards", &shards.to_string()])
                 .args(std::env::args().filter(|a| a == "--no-acks"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -232,6 +260,7 @@ impl Children {
             let stdin = child.stdin.take().ok_or("no stdin")?;
             let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
             started.push((child, stdin, stdout));
+            first += count;
         }
         for (_, _, lines) in &mut started {
             let ready = tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await;
@@ -263,9 +292,10 @@ impl Children {
     }
 }
 
-/// Invalidates `rate` tags a second for `run`, at most `IN_FLIGHT` at once;
-/// returns how many were sent and the last position.
-async fn write(writer: &Cache, rate: u64, run: Duration) -> (u64, LogPosition) {
+/// Invalidates `rate` tags a second for `run`, round-robin over the shards'
+/// writers, at most `IN_FLIGHT` at once; returns how many were sent and the
+/// last position of each shard's log.
+async fn write(writers: &[Cache], rate: u64, run: Duration) -> (u64, Vec<LogPosition>) {
     const IN_FLIGHT: usize = 256;
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
@@ -279,20 +309,21 @@ async fn write(writer: &Cache, rate: u64, run: Duration) -> (u64, LogPosition) {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            let writer = writer.clone();
+            let shard = usize::try_from(sent).unwrap_or(0) % writers.len();
+            let writer = writers[shard].clone();
             let event = format!("fleet.key.{}", sent % 1_000);
             tasks.spawn(async move {
                 let position = writer.invalidate(&event).await;
                 drop(permit);
-                position
+                (shard, position)
             });
             sent += 1;
         }
     }
-    let mut last = LogPosition::default();
+    let mut last = vec![LogPosition::default(); writers.len()];
     while let Some(done) = tasks.join_next().await {
-        if let Ok(Ok(position)) = done {
-            last = last.max(position);
+        if let Ok((shard, Ok(position))) = done {
+            last[shard] = last[shard].max(position);
         }
     }
     (sent, last)
@@ -305,20 +336,26 @@ async fn measure(
     rate: u64,
     run: Duration,
     processes: u64,
+    shards: usize,
 ) -> Result<Cell, Box<dyn std::error::Error>> {
     let prefix = format!("fleet-{}-{instances}-{rate}", std::process::id());
-    let writer = fleet_cache(url, &prefix, "fleet-writer")?;
-    writer.connect().await?;
-    let mut children = Children::start(url, &prefix, instances, processes).await?;
+    let writers = (0..shards)
+        .map(|shard| fleet_cache(url, &shard_prefix(&prefix, shard), "fleet-writer"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for writer in &writers {
+        writer.connect().await?;
+    }
+    let mut children = Children::start(url, &prefix, instances, processes, shards).await?;
     // Let the connects' own traffic settle before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (cpu_before, in_before, out_before) = redis_counters(conn).await;
     let started = Instant::now();
     children.send("go").await?;
-    let (sent, last) = write(&writer, rate, run).await;
+    let (sent, last) = write(&writers, rate, run).await;
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, in_after, out_after) = redis_counters(conn).await;
-    children.send(&format!("stop {last}")).await?;
+    let last: Vec<String> = last.iter().map(ToString::to_string).collect();
+    children.send(&format!("stop {}", last.join(","))).await?;
     let results = children.results().await?;
     let mut histogram = LatencyHistogram::default();
     for result in &results {
@@ -336,7 +373,9 @@ async fn measure(
         redis_cpu_percent: (cpu_after - cpu_before) / elapsed * 100.0,
         bytes_in_per_s: in_after.saturating_sub(in_before) as f64 / elapsed,
         bytes_out_per_s: out_after.saturating_sub(out_before) as f64 / elapsed,
-        heard_all: results.iter().all(|r| r.heard_all) && received >= sent * instances,
+        // Each instance hears its own shard's share.
+        heard_all: results.iter().all(|r| r.heard_all)
+            && received >= sent * instances / shards as u64,
         received,
     })
 }
@@ -428,6 +467,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rates = list("--rates", "100,1000,10000");
     let run = Duration::from_secs_f64(arg("--seconds", 5.0));
     let processes: u64 = arg("--processes", 2);
+    let shards: usize = arg("--shards", 1usize).max(1);
     let plot_path: String = arg("--plot", "target/fleet_scale.svg".to_owned());
     let (url, _own_server) =
         support::given_or_started(std::env::args().skip_while(|a| a != "--redis-url").nth(1));
@@ -436,7 +476,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get_multiplexed_async_connection()
         .await?;
     println!(
-        "fleet_scale: N instances in {processes} process(es) follow one log on {url}; R invalidations/s for {:.1} s each; δ = {} ms",
+        "fleet_scale: N instances in {processes} process(es) follow {} on {url}; R invalidations/s for {:.1} s each; δ = {} ms",
+        if shards == 1 {
+            "one log".to_owned()
+        } else {
+            format!("{shards} logs (N/{shards} instances and R/{shards} invalidations/s each)")
+        },
         run.as_secs_f64(),
         DEFAULT_MAX_STALENESS.as_millis()
     );
@@ -457,7 +502,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cells = Vec::new();
     for &n in &instances {
         for &r in &rates {
-            let cell = measure(&url, &mut conn, n, r, run, processes).await?;
+            let cell = measure(&url, &mut conn, n, r, run, processes, shards).await?;
             println!(
                 "{:>5} {:>6} {:>9.0} {:>8} {:>8} {:>11.1} {:>13.2} {:>10.1} {:>11.1} {:>11.1} {:>9}",
                 cell.instances,
@@ -473,7 +518,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if cell.heard_all {
                     "yes".to_owned()
                 } else {
-                    format!("no ({}/{})", cell.received, cell.sent * n)
+                    format!("no ({}/{})", cell.received, cell.sent * n / shards as u64)
                 }
             );
             std::io::stdout().flush()?;

@@ -387,6 +387,7 @@ impl Coherence {
     }
 
     /// The longest lease in use, if any, and whether anything opted out.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the heard-position publisher reads it
     pub(crate) fn lease_bounds(&self) -> (Option<Duration>, bool) {
         let longest = match self.longest_lease_ns.load(Ordering::Relaxed) {
             0 => None,

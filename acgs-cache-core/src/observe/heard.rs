@@ -191,6 +191,8 @@ pub(crate) async fn wait(
     let start = tokio::time::Instant::now();
     let hash = key(&inner.config().prefix);
     let live_ms = u64::try_from(LIVE.as_millis()).unwrap_or(u64::MAX);
+    let default_bound_ms =
+        u64::try_from(crate::format::policy::DEFAULT_MAX_STALENESS.as_millis()).unwrap_or(u64::MAX);
     loop {
         let members = members(l2, &hash).await?;
         let now_ms = unix_ms(SystemTime::now());
@@ -208,11 +210,11 @@ pub(crate) async fn wait(
                 ack.acknowledged.push(member.instance);
                 continue;
             }
-            // An instance whose functions all opted out has no lease to wait for.
-            if member
-                .longest_lease_ms
-                .is_some_and(|lease| waited_ms < lease)
-            {
+            // Until its longest lease has passed it may still serve what the
+            // invalidation reached; one whose functions all opted out has no
+            // lease, and is waited for as long as the default bound.
+            let bound_ms = member.longest_lease_ms.unwrap_or(default_bound_ms);
+            if waited_ms < bound_ms {
                 pending = true;
                 continue;
             }
