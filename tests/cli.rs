@@ -201,6 +201,8 @@ async fn keys_inspect_and_purge_on(url: &str, tenants: u32) {
     let json = cli(url, &["--json", "inspect", &listed[0]]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(parsed["fresh_for_ms"].as_u64().unwrap() > 0, "{parsed}");
+    assert_eq!(parsed["key_matches"], true, "{parsed}");
+    assert!(text.contains("(this key)"), "{text}");
 
     let purge = cli(url, &["purge", "compliance", "--service", "cli-svc"]);
     assert!(purge.status.success(), "{}", stderr(&purge));
@@ -211,6 +213,42 @@ async fn keys_inspect_and_purge_on(url: &str, tenants: u32) {
     );
     let after = cli(url, &["keys", "compliance", "--service", "cli-svc"]);
     assert!(stdout(&after).is_empty(), "{}", stdout(&after));
+}
+
+/// One entry's bytes copied under another key: `inspect` says the envelope
+/// is bound to another key (a read would count it `wrong_key`).
+#[tokio::test]
+async fn inspect_names_an_entry_copied_under_another_key() {
+    let server = RedisServer::start();
+    let cache = service(&server);
+    cache.scope(compliance(1)).await;
+    cache.scope(compliance(2)).await;
+    let keys = stdout(&cli(
+        &server.url(),
+        &["keys", "compliance", "--service", "cli-svc"],
+    ));
+    let listed: Vec<&str> = keys.lines().collect();
+    assert_eq!(listed.len(), 2, "{keys}");
+    let mut raw = server.raw().await;
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(listed[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(listed[1])
+        .arg(bytes)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let own = stdout(&cli(&server.url(), &["inspect", listed[0]]));
+    assert!(own.contains("(this key)"), "{own}");
+    let copied = stdout(&cli(&server.url(), &["inspect", listed[1]]));
+    assert!(copied.contains("ANOTHER key"), "{copied}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&cli(&server.url(), &["--json", "inspect", listed[1]]).stdout)
+            .unwrap();
+    assert_eq!(json["key_matches"], false, "{json}");
 }
 
 #[tokio::test]

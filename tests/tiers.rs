@@ -246,31 +246,86 @@ async fn corrupt_foreign_and_mismatched_entries_are_counted_misses_and_overwritt
     }
 }
 
-/// Entries an earlier build wrote (envelope format 1: a postcard header)
-/// are still read, as L2 hits, until they expire.
+/// Entries an earlier build wrote (envelope format 1, a postcard header, and
+/// format 2, which did not bind the key) are misses counted as
+/// `unknown_version`, recomputed and overwritten in format 3 — never read as
+/// values.
 #[tokio::test]
-async fn format_1_entries_written_by_an_earlier_build_are_hits() {
+async fn entries_of_earlier_formats_are_misses_and_are_overwritten() {
     let server = RedisServer::start();
-    let writer = cache(&server, "tiers-format-1");
+    let writer = cache(&server, "tiers-old-formats");
     let value = writer.scope(decide(6, "trent")).await;
-    let key = keys(&server, "acgs:tiers-format-1:decide:*")
+    let key = keys(&server, "acgs:tiers-old-formats:decide:*")
         .await
         .remove(0);
-    let v2: Vec<u8> = server.raw().await.get(&key).await.unwrap();
-    assert_eq!(v2[..2], [acgs_cache::MAGIC, 2]);
-    // The same entry as format 1 wrote it: magic, 1, the header as postcard,
-    // the payload (the checksum covers the payload only: unchanged).
-    let (header, payload) = acgs_cache::decode_header(&v2).unwrap();
+    let v3: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+    assert_eq!(v3[..2], [acgs_cache::MAGIC, 3]);
+    // The same entry as format 1 wrote it (magic, 1, the header as
+    // postcard, the payload), and as format 2 did (no key field).
+    let (header, payload) = acgs_cache::decode_header(&v3).unwrap();
     let mut v1 = postcard::to_extend(&header, vec![acgs_cache::MAGIC, 1]).unwrap();
     v1.extend_from_slice(payload);
-    let _: () = server.raw().await.set(&key, &v1).await.unwrap();
+    let mut v2 = v3.clone();
+    v2[1] = 2;
+    v2.drain(52..60);
+    for (i, old) in [v1, v2].into_iter().enumerate() {
+        let _: () = server.raw().await.set(&key, &old).await.unwrap();
+        let reader = cache(&server, "tiers-old-formats");
+        assert_eq!(reader.scope(decide(6, "trent")).await, value);
+        let stats = reader.stats().await;
+        let f = stats.function("decide").unwrap();
+        assert_eq!((f.l2_hits, f.misses), (0, 1), "format {}: {f:?}", i + 1);
+        assert_eq!(f.rejected.get("unknown_version"), Some(&1), "{f:?}");
+        assert_eq!(f.rejected.values().sum::<u64>(), 1, "{f:?}");
+        let rewritten: Vec<u8> = server.raw().await.get(&key).await.unwrap();
+        assert_eq!(rewritten[..2], [acgs_cache::MAGIC, 3]);
+    }
+}
 
-    let reader = cache(&server, "tiers-format-1");
-    assert_eq!(reader.scope(decide(6, "trent")).await, value);
+/// A hostile copy: the bytes of one argument's entry put under another
+/// argument's key of the same function pass the magic, version, fingerprint,
+/// checksum and invalidation checks — only the key the envelope binds tells
+/// them apart. They are a `wrong_key` miss, and the call gets its own value.
+#[tokio::test]
+async fn an_entry_copied_under_another_key_is_a_counted_miss_not_its_value() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "tiers-wrong-key");
+    let pattern = "acgs:tiers-wrong-key:decide:*";
+    let six = writer.scope(decide(6, "trent")).await;
+    let six_key = keys(&server, pattern).await.remove(0);
+    let seven = writer.scope(decide(7, "trent")).await;
+    let seven_key = keys(&server, pattern)
+        .await
+        .into_iter()
+        .find(|k| *k != six_key)
+        .unwrap();
+    assert_ne!(six, seven);
+    let copied: Vec<u8> = server.raw().await.get(&six_key).await.unwrap();
+    let (header, _) = acgs_cache::decode_header(&copied).unwrap();
+    let (theirs, _) = acgs_cache::decode_header(
+        &server
+            .raw()
+            .await
+            .get::<_, Vec<u8>>(&seven_key)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // Everything a read checks, other than the key, matches.
+    assert_eq!(
+        (header.fingerprint, header.codec, header.tags.clone()),
+        (theirs.fingerprint, theirs.codec, theirs.tags.clone())
+    );
+    assert_ne!(header.key, theirs.key);
+    let _: () = server.raw().await.set(&seven_key, &copied).await.unwrap();
+
+    let reader = cache(&server, "tiers-wrong-key");
+    assert_eq!(reader.scope(decide(7, "trent")).await, seven);
     let stats = reader.stats().await;
     let f = stats.function("decide").unwrap();
-    assert_eq!((f.l2_hits, f.misses), (1, 0), "{f:?}");
-    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    assert_eq!((f.l2_hits, f.misses), (0, 1), "{f:?}");
+    assert_eq!(f.rejected.get("wrong_key"), Some(&1), "{f:?}");
+    assert_eq!(f.rejected.values().sum::<u64>(), 1, "{f:?}");
 }
 
 /// The rewritten entry differs from the first one only in its timestamps:

@@ -182,6 +182,7 @@ pub mod __private {
             created_at_ms: 0,
             expires_at_ms: u64::MAX,
             log_position: LogPosition::default(),
+            key: 0,
             tags: Vec::new(),
             checksum: 0,
         };
@@ -195,7 +196,7 @@ pub mod __private {
     /// Decodes what [`encode_envelope`] made (every check a read makes).
     #[must_use]
     pub fn decode_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        crate::format::envelope::decode(bytes, 0, usize::MAX)
+        crate::format::envelope::decode(bytes, 0, 0, usize::MAX)
             .ok()
             .map(|(_, v)| v)
     }

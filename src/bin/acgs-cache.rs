@@ -386,6 +386,10 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
     let now_ms = now_ms();
     let age_ms = now_ms.saturating_sub(header.created_at_ms);
     let fresh_ms = header.expires_at_ms.saturating_sub(now_ms);
+    // The key's last segment is its digest in hex, the envelope holds the
+    // digest's low 64 bits: bytes put under another key do not match.
+    let bound = format!("{:016x}", header.key);
+    let key_matches = key.rsplit(':').next().is_some_and(|d| d.ends_with(&bound));
     if cli.json {
         return print_json(&serde_json::json!({
             "key": key,
@@ -395,6 +399,7 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
             "age_ms": age_ms,
             "fresh_for_ms": fresh_ms,
             "redis_pttl_ms": ttl_ms,
+            "key_matches": key_matches,
         }));
     }
     println!("key          {key}");
@@ -414,6 +419,14 @@ async fn inspect(cli: &Cli, key: &str) -> Result<(), Failure> {
         header.flags & acgs_cache::FLAG_COMPRESSED != 0
     );
     println!("fingerprint  {:016x}", header.fingerprint);
+    println!(
+        "bound to     …{bound} ({})",
+        if key_matches {
+            "this key"
+        } else {
+            "ANOTHER key: a read counts it wrong_key"
+        }
+    );
     println!("age          {:.1} s", age_ms as f64 / 1000.0);
     println!(
         "fresh for    {:.1} s (then kept {} ms more for stale-if-error)",

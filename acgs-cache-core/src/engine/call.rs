@@ -753,7 +753,7 @@ impl Cache {
         tags: Vec<String>,
         position: u64,
     ) -> Result<envelope::Sealed, crate::error::CodecError> {
-        let header = header(call.site, call.function, ttl, tags, position);
+        let header = header(call.site, call.function, call.digest, ttl, tags, position);
         envelope::encode(value, call.site.codec, header, self.inner.config().limits)
     }
 
@@ -856,6 +856,7 @@ impl Cache {
         let (header, value) = match envelope::decode::<V>(
             &bytes,
             function.identity,
+            call.digest.low64(),
             config.limits.max_value_bytes,
         ) {
             Ok(decoded) => decoded,
@@ -979,11 +980,13 @@ enum L2Write {
     Background,
 }
 
-/// The envelope header of a value of `function` (described by `site`)
-/// whose computation started at `position` (packed), fresh for `ttl` from now.
+/// The envelope header of the value of `function` (described by `site`)
+/// under `digest`, whose computation started at `position` (packed), fresh
+/// for `ttl` from now.
 pub(crate) fn header(
     site: &CallSite,
     function: &FunctionState,
+    digest: KeyDigest,
     ttl: Duration,
     tags: Vec<String>,
     position: u64,
@@ -996,6 +999,7 @@ pub(crate) fn header(
         created_at_ms: clock::unix_ms(now),
         expires_at_ms: clock::unix_ms(now + ttl),
         log_position: unpack(position),
+        key: digest.low64(),
         tags,
         checksum: 0, // set by encode
     }

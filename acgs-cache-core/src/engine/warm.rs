@@ -511,7 +511,7 @@ impl Job<'_> {
         } else {
             Vec::new()
         };
-        let header = header(site, &function, ttl, tags, self.position);
+        let header = header(site, &function, digest, ttl, tags, self.position);
         let sealed = match value.encode(site, header, self.cache.inner.config().limits) {
             Ok(sealed) => sealed,
             Err(e) => {

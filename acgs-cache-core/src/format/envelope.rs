@@ -1,11 +1,11 @@
 //! The versioned envelope every L2 value travels in.
 //!
-//! Layout (format 2, all integers little-endian):
+//! Layout (format 3, all integers little-endian):
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0 | magic `0xAC` |
-//! | 1 | format version (2) |
+//! | 1 | format version (3) |
 //! | 2 | codec id |
 //! | 3 | flags |
 //! | 4..12 | schema fingerprint |
@@ -13,14 +13,21 @@
 //! | 20..28 | expires at (Unix ms) |
 //! | 28..36, 36..44 | log position (ms, sequence) |
 //! | 44..52 | XXH3-64 of the payload as stored |
-//! | 52..54 | number of tags, then each tag: length (u16) and UTF-8 bytes |
+//! | 52..60 | the entry's key: the low 64 bits of its key digest |
+//! | 60..62 | number of tags, then each tag: length (u16) and UTF-8 bytes |
 //! | rest | the payload (possibly lz4-compressed, its size prepended) |
 //!
 //! Fixed-width fields are read in place: a hit reads its header without
-//! varint decoding or allocation (format 1 was a postcard header with
-//! varints and owned tag strings). Format 1 entries are still read, until
-//! they expire; builds that know only format 1 count format 2 entries as
-//! `unknown_version` misses (and overwrite them) during a rolling upgrade.
+//! varint decoding or allocation. The key field binds the value to the
+//! entry it was written for: bytes copied, restored or misrouted under
+//! another key of the same function pass every other check, and are a
+//! `wrong_key` miss instead of another argument's value.
+//!
+//! Only format 3 is read. Entries of formats 1 and 2 (earlier builds, which
+//! did not bind the key) are `unknown_version` misses, recomputed and
+//! overwritten, and builds that know only those count format 3 entries the
+//! same way: during a rolling upgrade the two kinds of instance miss each
+//! other's entries, and neither ever serves the other's as a value.
 //!
 //! Decoding never trusts the bytes: anything unexpected is a [`Reject`] — a
 //! counted miss, never a panic and never a value of the wrong shape.
@@ -34,14 +41,11 @@ use crate::error::CodecError;
 use crate::format::codec::Codec;
 use crate::format::log_position::LogPosition;
 
-/// The envelope format this build writes (it also reads format 1).
-pub const FORMAT_VERSION: u8 = 2;
+/// The envelope format this build writes, and the only one it reads.
+pub const FORMAT_VERSION: u8 = 3;
 
-/// The previous format, a postcard header: still read.
-const FORMAT_1: u8 = 1;
-
-/// Bytes before the tags in format 2.
-const FIXED: usize = 54;
+/// Bytes before the tags.
+const FIXED: usize = 62;
 
 /// First byte of every envelope: tells our entries from bytes other programs
 /// wrote under the prefix.
@@ -66,6 +70,9 @@ pub struct EnvelopeHeader {
     pub expires_at_ms: u64,
     /// Invalidation-log position when the computation started.
     pub log_position: LogPosition,
+    /// The low 64 bits of the entry's key digest: a value read under any
+    /// other key is a `wrong_key` miss.
+    pub key: u64,
     /// Dynamic tags the entry answers to.
     pub tags: Vec<String>,
     /// XXH3-64 of the payload as stored: a flipped or lost byte is a miss,
@@ -80,7 +87,8 @@ pub enum Reject {
     /// Empty, truncated or garbled bytes (including values other programs
     /// wrote under our prefix).
     Corrupt,
-    /// Written by a newer (or unknown) envelope format.
+    /// Written in another envelope format: a newer one, or one older than
+    /// format 3 (which did not bind the entry's key).
     UnknownVersion,
     /// The header names a codec this build does not know.
     UnknownCodec,
@@ -90,6 +98,9 @@ pub enum Reject {
     TooLarge,
     /// The header is fine but the payload does not decode as the return type.
     Payload,
+    /// Written for another key of the function: bytes copied, restored or
+    /// misrouted under this one.
+    WrongKey,
     /// The entry started computing before an invalidation that concerns it
     /// (or before what this instance could hear of the log).
     Invalidated,
@@ -106,12 +117,13 @@ impl Reject {
             Reject::FingerprintMismatch => "fingerprint_mismatch",
             Reject::TooLarge => "too_large",
             Reject::Payload => "payload",
+            Reject::WrongKey => "wrong_key",
             Reject::Invalidated => "invalidated",
         }
     }
 
     /// Every reason, for tables that list all of them.
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::Corrupt,
         Reject::UnknownVersion,
         Reject::UnknownCodec,
@@ -119,6 +131,7 @@ impl Reject {
         Reject::TooLarge,
         Reject::Payload,
         Reject::Invalidated,
+        Reject::WrongKey,
     ];
 }
 
@@ -175,6 +188,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         header.log_position.ms,
         header.log_position.seq,
         xxh3_64(&payload),
+        header.key,
     ] {
         out.extend_from_slice(&field.to_le_bytes());
     }
@@ -203,7 +217,8 @@ pub(crate) struct Opened<'a> {
     pub(crate) expires_at_ms: u64,
     pub(crate) log_position: LogPosition,
     pub(crate) checksum: u64,
-    /// Borrowed from the bytes (format 2) or decoded (format 1).
+    pub(crate) key: u64,
+    /// Borrowed from the bytes.
     pub(crate) tags: Vec<Cow<'a, str>>,
     pub(crate) payload: &'a [u8],
 }
@@ -234,32 +249,18 @@ impl Opened<'_> {
             created_at_ms: self.created_at_ms,
             expires_at_ms: self.expires_at_ms,
             log_position: self.log_position,
+            key: self.key,
             tags: self.tags.into_iter().map(Cow::into_owned).collect(),
             checksum: self.checksum,
         }
     }
 }
 
-/// Reads the header of an envelope of either format.
+/// Reads the header of an envelope.
 pub(crate) fn open(bytes: &[u8]) -> Result<Opened<'_>, Reject> {
     let opened = match bytes {
-        [MAGIC, FORMAT_VERSION, ..] => open_v2(bytes).ok_or(Reject::Corrupt)?,
-        [MAGIC, FORMAT_1, rest @ ..] => {
-            let (header, payload): (EnvelopeHeader, &[u8]) =
-                postcard::take_from_bytes(rest).map_err(|_| Reject::Corrupt)?;
-            Opened {
-                codec: header.codec,
-                flags: header.flags,
-                fingerprint: header.fingerprint,
-                created_at_ms: header.created_at_ms,
-                expires_at_ms: header.expires_at_ms,
-                log_position: header.log_position,
-                checksum: header.checksum,
-                tags: header.tags.into_iter().map(Cow::Owned).collect(),
-                payload,
-            }
-        }
-        [MAGIC, version, ..] if *version > FORMAT_VERSION => return Err(Reject::UnknownVersion),
+        [MAGIC, FORMAT_VERSION, ..] => open_fixed(bytes).ok_or(Reject::Corrupt)?,
+        [MAGIC, _, ..] => return Err(Reject::UnknownVersion),
         _ => return Err(Reject::Corrupt),
     };
     if opened.flags & !FLAG_COMPRESSED != 0 {
@@ -268,7 +269,7 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Opened<'_>, Reject> {
     Ok(opened)
 }
 
-fn open_v2(bytes: &[u8]) -> Option<Opened<'_>> {
+fn open_fixed(bytes: &[u8]) -> Option<Opened<'_>> {
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
     };
@@ -297,13 +298,14 @@ fn open_v2(bytes: &[u8]) -> Option<Opened<'_>> {
             seq: u64_at(36)?,
         },
         checksum: u64_at(44)?,
+        key: u64_at(52)?,
         tags,
         payload: bytes.get(at..)?,
     })
 }
 
 /// Reads only the header (for inspection tools and for checks that need
-/// no payload), of either format.
+/// no payload).
 ///
 /// # Errors
 ///
@@ -315,10 +317,12 @@ pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
     Ok((opened.into_header(), payload))
 }
 
-/// Decodes an envelope written for the function with `fingerprint`.
+/// Decodes an envelope written for the function with `fingerprint`, under
+/// the key whose digest's low 64 bits are `key`.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     fingerprint: u64,
+    key: u64,
     max_value_bytes: usize,
 ) -> Result<(Opened<'_>, T), Reject> {
     if bytes.len() > max_value_bytes {
@@ -327,6 +331,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
     let opened = open(bytes)?;
     if opened.fingerprint != fingerprint {
         return Err(Reject::FingerprintMismatch);
+    }
+    if opened.key != key {
+        return Err(Reject::WrongKey);
     }
     if xxh3_64(opened.payload) != opened.checksum {
         return Err(Reject::Corrupt);
@@ -366,10 +373,14 @@ mod tests {
             created_at_ms: 1,
             expires_at_ms: 2,
             log_position: LogPosition { ms: 3, seq: 4 },
+            key: KEY,
             tags: vec!["tenant.7".into()],
             checksum: 0,
         }
     }
+
+    /// The key the test envelopes are written for.
+    pub(super) const KEY: u64 = 0x5eed_0000_0000_0007;
 
     #[test]
     fn round_trip_small_and_compressed() {
@@ -377,7 +388,7 @@ mod tests {
             for value in ["short".to_string(), "y".repeat(10_000)] {
                 let bytes = encode(&value, codec, header(), LIMITS).unwrap().bytes;
                 let (h, back): (_, String) =
-                    decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
+                    decode(&bytes, 0xfeed, KEY, LIMITS.max_value_bytes).unwrap();
                 assert_eq!(back, value);
                 assert_eq!(h.tags, vec!["tenant.7".to_string()]);
                 assert_eq!(h.flags & FLAG_COMPRESSED != 0, value.len() > 256);
@@ -391,36 +402,45 @@ mod tests {
             .unwrap()
             .bytes;
         assert_eq!(
-            decode::<String>(&[], 0xfeed, 1 << 20).unwrap_err(),
+            decode::<String>(&[], 0xfeed, KEY, 1 << 20).unwrap_err(),
             Reject::Corrupt
         );
         assert_eq!(
-            decode::<String>(&good, 0xbeef, 1 << 20).unwrap_err(),
+            decode::<String>(&good, 0xbeef, KEY, 1 << 20).unwrap_err(),
             Reject::FingerprintMismatch
         );
         let mut future = good.clone();
         future[1] = FORMAT_VERSION + 1;
         assert_eq!(
-            decode::<String>(&future, 0xfeed, 1 << 20).unwrap_err(),
+            decode::<String>(&future, 0xfeed, KEY, 1 << 20).unwrap_err(),
             Reject::UnknownVersion
         );
         assert_eq!(
-            decode::<u64>(&good, 0xfeed, 1 << 20).unwrap_err(),
+            decode::<u64>(&good, 0xfeed, KEY, 1 << 20).unwrap_err(),
             Reject::Payload
         );
+        // The same bytes read under another key of the function.
         assert_eq!(
-            decode::<String>(&good, 0xfeed, 4).unwrap_err(),
+            decode::<String>(&good, 0xfeed, KEY ^ 1, 1 << 20).unwrap_err(),
+            Reject::WrongKey
+        );
+        assert_eq!(
+            decode::<String>(&good, 0xfeed, KEY, 4).unwrap_err(),
             Reject::TooLarge
         );
         for cut in 1..good.len() {
             assert!(
-                decode::<String>(&good[..cut], 0xfeed, 1 << 20).is_err(),
+                decode::<String>(&good[..cut], 0xfeed, KEY, 1 << 20).is_err(),
                 "cut at {cut}"
             );
         }
-        assert!(
-            decode::<String>(b"{\"json\": \"from another program\"}", 0xfeed, 1 << 20).is_err()
-        );
+        assert!(decode::<String>(
+            b"{\"json\": \"from another program\"}",
+            0xfeed,
+            KEY,
+            1 << 20
+        )
+        .is_err());
     }
 
     #[test]
@@ -450,67 +470,61 @@ mod tests {
         h.flags = FLAG_COMPRESSED;
         let mut hostile = u32::MAX.to_le_bytes().to_vec();
         hostile.extend_from_slice(&[0; 8]);
-        h.checksum = xxh3_64(&hostile);
-        // Both formats: the header is fine, the payload declares 4 GiB.
-        let mut v1 = postcard::to_extend(&h, vec![MAGIC, FORMAT_1]).unwrap();
-        v1.extend_from_slice(&hostile);
-        // Postcard writes `()` as no bytes: this is the header alone.
-        let mut v2 = encode(&(), Codec::Postcard, h.clone(), LIMITS)
-            .unwrap()
-            .bytes;
-        v2[3] = FLAG_COMPRESSED;
-        v2[44..52].copy_from_slice(&xxh3_64(&hostile).to_le_bytes());
-        v2.extend_from_slice(&hostile);
-        for bytes in [v1, v2] {
-            assert_eq!(
-                decode::<String>(&bytes, 0xfeed, 1 << 20).unwrap_err(),
-                Reject::TooLarge
-            );
-        }
+        // The header is fine, the payload declares 4 GiB. Postcard writes
+        // `()` as no bytes: this is the header alone.
+        let mut bytes = encode(&(), Codec::Postcard, h, LIMITS).unwrap().bytes;
+        bytes[3] = FLAG_COMPRESSED;
+        bytes[44..52].copy_from_slice(&xxh3_64(&hostile).to_le_bytes());
+        bytes.extend_from_slice(&hostile);
+        assert_eq!(
+            decode::<String>(&bytes, 0xfeed, KEY, 1 << 20).unwrap_err(),
+            Reject::TooLarge
+        );
     }
 
     /// What format 1 wrote: a postcard header after magic and version.
-    pub(super) fn encode_v1(value: &str, mut header: EnvelopeHeader) -> Vec<u8> {
+    fn encode_v1(value: &str, mut header: EnvelopeHeader) -> Vec<u8> {
         let payload = postcard::to_allocvec(value).unwrap();
         header.checksum = xxh3_64(&payload);
-        let mut bytes = postcard::to_extend(&header, vec![MAGIC, FORMAT_1]).unwrap();
+        let mut bytes = postcard::to_extend(&header, vec![MAGIC, 1]).unwrap();
         bytes.extend_from_slice(&payload);
         bytes
     }
 
     #[test]
-    fn format_1_entries_are_still_read() {
+    fn entries_of_earlier_formats_are_misses_never_values() {
+        // Format 1 (a postcard header) and format 2 (format 3 without the
+        // key field) were written by builds that did not bind the key.
         let v1 = encode_v1("from an earlier build", header());
-        let (opened, value): (_, String) = decode(&v1, 0xfeed, 1 << 20).unwrap();
-        assert_eq!(value, "from an earlier build");
-        assert_eq!(opened.tags, ["tenant.7"]);
-        assert_eq!(opened.log_position, LogPosition { ms: 3, seq: 4 });
-        assert_eq!(decode_header(&v1).unwrap().0.expires_at_ms, 2);
-        let v2 = encode(&"now".to_string(), Codec::Postcard, header(), LIMITS)
+        let mut v2 = encode(&"earlier".to_string(), Codec::Postcard, header(), LIMITS)
             .unwrap()
             .bytes;
-        assert_eq!(v2[1], 2);
-        let (h1, _) = decode_header(&v1).unwrap();
-        let (h2, _) = decode_header(&v2).unwrap();
-        assert_eq!(
-            (h1.fingerprint, h1.expires_at_ms, h1.log_position, h1.tags),
-            (h2.fingerprint, h2.expires_at_ms, h2.log_position, h2.tags)
-        );
+        v2[1] = 2;
+        v2.drain(52..60);
+        for old in [v1, v2] {
+            assert_eq!(
+                decode::<String>(&old, 0xfeed, KEY, 1 << 20).unwrap_err(),
+                Reject::UnknownVersion
+            );
+            assert_eq!(decode_header(&old).unwrap_err(), Reject::UnknownVersion);
+        }
     }
 
     #[test]
-    fn format_2_fields_sit_at_fixed_offsets() {
+    fn format_3_fields_sit_at_fixed_offsets() {
         let bytes = encode(&"v".to_string(), Codec::Json, header(), LIMITS)
             .unwrap()
             .bytes;
-        assert_eq!(&bytes[..4], &[MAGIC, 2, Codec::Json.id(), 0]);
+        assert_eq!(&bytes[..4], &[MAGIC, 3, Codec::Json.id(), 0]);
         assert_eq!(bytes[4..12], 0xfeed_u64.to_le_bytes());
         assert_eq!(bytes[20..28], 2u64.to_le_bytes()); // expires
         assert_eq!(bytes[28..36], 3u64.to_le_bytes()); // log ms
-        assert_eq!(bytes[52..54], 1u16.to_le_bytes()); // one tag
-        assert_eq!(&bytes[54..56], &8u16.to_le_bytes());
-        assert_eq!(&bytes[56..64], b"tenant.7");
-        assert_eq!(&bytes[64..], b"\"v\"");
+        assert_eq!(bytes[52..60], KEY.to_le_bytes()); // the key
+        assert_eq!(bytes[60..62], 1u16.to_le_bytes()); // one tag
+        assert_eq!(&bytes[62..64], &8u16.to_le_bytes());
+        assert_eq!(&bytes[64..72], b"tenant.7");
+        assert_eq!(&bytes[72..], b"\"v\"");
+        assert_eq!(decode_header(&bytes).unwrap().0.key, KEY);
     }
 }
 
@@ -552,14 +566,14 @@ mod properties {
         fn round_trips(value: Value, json: bool, tags in proptest::collection::vec("[a-z.]{1,12}", 0..4)) {
             let codec = if json { Codec::Json } else { Codec::Postcard };
             let bytes = encode(&value, codec, header_of(tags.clone()), LIMITS).unwrap().bytes;
-            let (header, back): (_, Value) = decode(&bytes, 0xfeed, LIMITS.max_value_bytes).unwrap();
+            let (header, back): (_, Value) = decode(&bytes, 0xfeed, super::tests::KEY, LIMITS.max_value_bytes).unwrap();
             prop_assert_eq!(back, value);
             prop_assert_eq!(header.tags, tags);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode::<Value>(&bytes, 0xfeed, LIMITS.max_value_bytes);
+            let _ = decode::<Value>(&bytes, 0xfeed, super::tests::KEY, LIMITS.max_value_bytes);
             let _ = decode_header(&bytes);
         }
 
@@ -580,7 +594,7 @@ mod properties {
                     _ => bytes.push(byte),
                 }
             }
-            if let Ok((_, decoded)) = decode::<Value>(&bytes, 0xfeed, LIMITS.max_value_bytes) {
+            if let Ok((_, decoded)) = decode::<Value>(&bytes, 0xfeed, super::tests::KEY, LIMITS.max_value_bytes) {
                 prop_assert_eq!(decoded, value);
             }
         }
