@@ -268,7 +268,10 @@ async fn a_token_is_verified_once_stored_by_digest_and_revoked_everywhere() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    let token_keys: Vec<&String> = keys.iter().filter(|k| k.contains(":token-api:")).collect();
+    let token_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains(":map-token-api:"))
+        .collect();
     assert_eq!(token_keys.len(), 1, "{keys:?}");
     for key in &keys {
         assert!(!key.contains("alice.eyJ"), "raw token in a key: {key}");
@@ -296,6 +299,57 @@ async fn a_token_is_verified_once_stored_by_digest_and_revoked_everywhere() {
         calls.load(Ordering::SeqCst) > before
     })
     .await;
+}
+
+/// Sixteen requests with one new token at once: one call to the identity
+/// provider, every request gets the claims. (Before the token cache was
+/// built on `CacheMap`, each of them called the provider.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_verifications_of_one_token_make_one_provider_call() {
+    let server = RedisServer::start();
+    let cache = instance(&server.url());
+    let cache_of = tokens(&cache);
+    let calls = Arc::new(AtomicU32::new(0));
+    let slow_provider = {
+        let calls = calls.clone();
+        async move |token: &str| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let exp = (SystemTime::now() + Duration::from_secs(3600))
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            match token.strip_prefix("valid-") {
+                Some(rest) => Ok(Claims {
+                    sub: rest.to_owned(),
+                    exp,
+                }),
+                None => Err(Invalid),
+            }
+        }
+    };
+    let requests = (0..16).map(|_| cache_of.verify("valid-ivy", &slow_provider));
+    for claims in futures_util::future::join_all(requests).await {
+        assert_eq!(claims.unwrap().sub, "ivy");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one provider call for 16 requests"
+    );
+    // The same for a token the provider rejects: errors are shared by the
+    // requests that waited for them, and never stored.
+    calls.store(0, Ordering::SeqCst);
+    let requests = (0..16).map(|_| cache_of.verify("forged-2", &slow_provider));
+    for claims in futures_util::future::join_all(requests).await {
+        assert_eq!(claims, Err(Invalid));
+    }
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+    cache_of
+        .verify("forged-2", &slow_provider)
+        .await
+        .unwrap_err();
+    assert!(calls.load(Ordering::SeqCst) >= 2, "an error is not stored");
 }
 
 #[tokio::test]

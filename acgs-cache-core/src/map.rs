@@ -232,6 +232,57 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         self.cache.scope(read).await
     }
 
+    /// [`get_or_try_compute`](Self::get_or_try_compute) where each computed
+    /// value chooses how long it is kept, as `#[cached(ttl_from = …)]`:
+    /// `ttl_of(&value)` returns `None` for the policy's TTL
+    /// ([`default_ttl`](Self::default_ttl)), `Some(ttl)` for its own, and
+    /// `Some(Duration::ZERO)` to return it without storing it. Concurrent
+    /// callers of one key still share one computation.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// // Grants that say how long they are valid: never kept past that.
+    /// let grants = cache.map::<str, (String, u64)>("grants").build()?;
+    /// let grant = grants
+    ///     .get_or_try_compute_with_ttl(
+    ///         "alice",
+    ///         |(_, valid_for_s)| Some(Duration::from_secs(*valid_for_s)),
+    ///         async { Ok::<_, std::io::Error>(("read".to_owned(), 30)) },
+    ///     )
+    ///     .await;
+    /// assert_eq!(grant.unwrap().0, "read");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `compute`'s error, uncached.
+    pub async fn get_or_try_compute_with_ttl<E>(
+        &self,
+        key: &K,
+        ttl_of: impl Fn(&V) -> Option<Duration>,
+        compute: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, E> {
+        let read = call_tagged(
+            self.site,
+            "",
+            crate::format::shape::ttl_from(crate::__acgs_shape!(Result<V, E>), ttl_of),
+            KeyDigest::of(key),
+            async { (Vec::new(), compute.await) },
+        );
+        self.cache.scope(read).await
+    }
+
+    /// The TTL an entry gets when none is chosen: the policy's, with the
+    /// cache's run-time override (`ACGS_CACHE_TTL_<POLICY>`) applied.
+    #[must_use]
+    pub fn default_ttl(&self) -> Duration {
+        store::ttl(&self.cache, self.site)
+    }
+
     /// Stores `value` under `key` with the policy's TTL.
     ///
     /// # Errors

@@ -48,13 +48,6 @@ impl KeyDigest {
     pub fn low64(self) -> u64 {
         self.0 as u64
     }
-
-    /// The digest of a byte array's bytes: what [`KeyDigest::of`] gives for
-    /// a `[u8; N]` (postcard writes an array's bytes as they are), without
-    /// its error case.
-    pub(crate) fn of_array<const N: usize>(bytes: &[u8; N]) -> Self {
-        KeyDigest(xxh3::xxh3_128(bytes))
-    }
 }
 
 impl fmt::Debug for KeyDigest {
@@ -231,12 +224,6 @@ pub(crate) fn glob_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn an_array_digest_is_the_digest_of_the_array() {
-        let bytes = [7u8; 32];
-        assert_eq!(KeyDigest::of_array(&bytes), KeyDigest::of(&bytes).unwrap());
-    }
 
     use super::*;
 

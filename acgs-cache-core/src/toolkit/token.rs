@@ -9,6 +9,11 @@
 //! Tokens are secrets: the cache keys an entry by the token's SHA-256, never
 //! the token itself, and the token appears in no key, log line, `Debug`
 //! output or error of this crate.
+//!
+//! Built only on the public API: a [`CacheMap`] from SHA-256 to claims,
+//! read with [`CacheMap::get_or_try_compute_with_ttl`] — so concurrent
+//! verifications of one token share one verifier call, as concurrent calls
+//! of a `#[cached]` function share one computation.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -17,15 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::instance::Cache;
-use crate::engine::site::CallSite;
-use crate::engine::store::{self, SiteSpec};
-use crate::error::Error;
-use crate::format::codec::Codec;
-use crate::format::key::KeyDigest;
-use crate::format::policy::MaxStaleness;
-use crate::format::policy::TtlPolicy;
 use crate::format::shape::Cacheable;
+use crate::{Cache, CacheMap, Error, MaxStaleness, TtlPolicy};
 
 /// The default policy of token verifications: 5 minutes (override it at run
 /// time like any policy, e.g. `ACGS_CACHE_TTL_TOKEN_VERIFICATIONS=2m`).
@@ -69,8 +67,8 @@ type ExpiryOf<C> = Arc<dyn Fn(&C) -> Option<SystemTime> + Send + Sync>;
 /// revoked (an introspection endpoint, a deny list): the cache only stops
 /// vouching for it.
 pub struct TokenCache<C> {
-    cache: Cache,
-    site: &'static CallSite,
+    /// Claims by the token's SHA-256.
+    verified: CacheMap<[u8; 32], C>,
     name: String,
     expiry: Option<ExpiryOf<C>>,
 }
@@ -78,8 +76,7 @@ pub struct TokenCache<C> {
 impl<C> Clone for TokenCache<C> {
     fn clone(&self) -> Self {
         TokenCache {
-            cache: self.cache.clone(),
-            site: self.site,
+            verified: self.verified.clone(),
             name: self.name.clone(),
             expiry: self.expiry.clone(),
         }
@@ -90,18 +87,17 @@ impl<C> fmt::Debug for TokenCache<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
             .field("name", &self.name)
-            .field("policy", self.site.policy())
+            .field("entries", &self.verified)
             .field("caps_ttl_by_claims", &self.expiry.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// The digest an entry is keyed by: XXH3-128 (the cache's key digest) of the
-/// token's SHA-256. Only the SHA-256 is a secret-safe stand-in for the token;
-/// the cache's own digest is not cryptographic, so it never sees the token.
-fn entry_digest(token: &str) -> KeyDigest {
-    let sha: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    KeyDigest::of_array(&sha)
+/// What an entry is keyed by: the token's SHA-256. Only it is a
+/// secret-safe stand-in for the token; the cache's own key digest is not
+/// cryptographic, so it never sees the token.
+fn entry_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 impl<C: Cacheable> TokenCache<C> {
@@ -121,7 +117,8 @@ impl<C: Cacheable> TokenCache<C> {
     /// verified it within the policy's TTL (and before the claims' expiry),
     /// else `verifier(token)`'s, cached when `Ok`.
     ///
-    /// Concurrent first uses of one token may each run the verifier.
+    /// Concurrent verifications of one token in this process share one
+    /// verifier call (with the policy's `lock`, one in the fleet).
     ///
     /// # Errors
     ///
@@ -133,25 +130,13 @@ impl<C: Cacheable> TokenCache<C> {
         token: &str,
         verifier: impl AsyncFnOnce(&str) -> Result<C, E>,
     ) -> Result<C, E> {
-        let digest = entry_digest(token);
-        let position = store::position_now(&self.cache).await;
-        if let Some(claims) = store::lookup::<C>(&self.cache, self.site, digest).await {
-            return Ok(claims);
-        }
-        let claims = verifier(token).await?;
-        let Some(ttl) = self.ttl_for(&claims) else {
-            return Ok(claims); // already expired: nothing to keep
-        };
-        let stored = Some(claims);
-        // A failed write is counted in the store's `errors`; the claims are still good.
-        let _ = self
-            .cache
-            .put(self.site, digest, &stored, ttl, Vec::new(), position)
-            .await;
-        let Some(claims) = stored else {
-            unreachable!("stored was built as Some")
-        };
-        Ok(claims)
+        self.verified
+            .get_or_try_compute_with_ttl(
+                &entry_key(token),
+                |claims| self.ttl_for(claims),
+                verifier(token),
+            )
+            .await
     }
 
     /// Drops the cached verification of `token` on every instance (see the
@@ -163,7 +148,7 @@ impl<C: Cacheable> TokenCache<C> {
     /// The Redis error when the revocation could not be sent (it still
     /// applies to this instance).
     pub async fn revoke(&self, token: &str) -> Result<(), Error> {
-        store::revoke_entry(&self.cache, self.site, entry_digest(token)).await
+        self.verified.remove(&entry_key(token)).await.map(drop)
     }
 
     /// The cache's name.
@@ -172,17 +157,16 @@ impl<C: Cacheable> TokenCache<C> {
         &self.name
     }
 
-    /// The policy's TTL, capped by the claims' expiry; `None` when already expired.
+    /// How long `claims` are kept: `None` for the policy's TTL, the time
+    /// left before the claims' expiry when that is shorter, zero (not
+    /// stored) when they have expired already.
     fn ttl_for(&self, claims: &C) -> Option<Duration> {
-        let ttl = store::ttl(&self.cache, self.site);
-        match self.expiry.as_ref().and_then(|expiry_of| expiry_of(claims)) {
-            None => Some(ttl),
-            Some(at) => at
-                .duration_since(SystemTime::now())
-                .ok()
-                .filter(|left| !left.is_zero())
-                .map(|left| left.min(ttl)),
-        }
+        let at = self
+            .expiry
+            .as_ref()
+            .and_then(|expiry_of| expiry_of(claims))?;
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        (left < self.verified.default_ttl()).then_some(left)
     }
 }
 
@@ -243,30 +227,24 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
         self
     }
 
-    /// Builds the cache on `cache`. Entries are keyed
-    /// `{prefix}:{service}:token-{name}:{fingerprint}:{digest}`, where the
-    /// digest is taken over the token's SHA-256.
+    /// Builds the cache on `cache`: the map `token-{name}`, whose entries
+    /// are keyed `{prefix}:{service}:map-token-{name}:{identity}:{digest}`,
+    /// the digest taken over the token's SHA-256.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
+    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
+    /// (less the 6 of `token-`).
     pub fn build(self, cache: &Cache) -> Result<TokenCache<C>, Error> {
-        store::check_store_name("token cache", &self.name)?;
-        let function = format!("token-{}", self.name);
-        let site = SiteSpec {
-            // Entries are recomputable: a changed claims type simply verifies again.
-            signature: format!("{function} -> {}", std::any::type_name::<C>()),
-            name: function,
-            module: module_path!(),
-            version: self.version,
-            policy: self.policy,
-            codec: Codec::Postcard,
-            max_staleness: self.max_staleness,
+        let mut map = cache
+            .map::<[u8; 32], C>(format!("token-{}", self.name))
+            .ttl(self.policy)
+            .version(self.version);
+        if let Some(max) = self.max_staleness {
+            map = map.max_staleness(max);
         }
-        .intern();
         Ok(TokenCache {
-            cache: cache.clone(),
-            site,
+            verified: map.build()?,
             name: self.name,
             expiry: self.expiry,
         })
