@@ -20,9 +20,10 @@ use std::sync::LazyLock;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-static RUNTIME: LazyLock<Handle> = LazyLock::new(start);
+/// The cache's runtime, or why its thread could not be started.
+static RUNTIME: LazyLock<Result<Handle, String>> = LazyLock::new(start);
 
-fn start() -> Handle {
+fn start() -> Result<Handle, String> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
     let started = std::thread::Builder::new()
         .name("acgs-cache".to_owned())
@@ -48,29 +49,37 @@ fn start() -> Handle {
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         });
-    // Without a thread or a runtime the process cannot run tokio at all.
-    handle.unwrap_or_else(|e| panic!("acgs-cache could not start its background thread: {e}"))
+    if let Err(e) = &handle {
+        // Out of threads or memory: tasks then run on the caller's runtime
+        // (and end with it), or not at all outside one.
+        tracing::error!(target: "acgs_cache", error = %e, "could not start the cache's background thread; background tasks run on the calling runtime");
+    }
+    handle
 }
 
-/// Runs `task` on the cache's runtime, whatever runtime (if any) the caller is on.
-pub(crate) fn spawn<F>(task: F) -> JoinHandle<F::Output>
+/// The cache's runtime, else the caller's (see [`start`]), else none.
+fn runtime() -> Option<Handle> {
+    match &*RUNTIME {
+        Ok(handle) => Some(handle.clone()),
+        Err(_) => Handle::try_current().ok(),
+    }
+}
+
+/// Runs `task` on the cache's runtime, whatever runtime (if any) the caller
+/// is on; `None` (the task dropped) only when the cache's thread could not
+/// start and the caller is on no runtime.
+pub(crate) fn spawn<F>(task: F) -> Option<JoinHandle<F::Output>>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    RUNTIME.spawn(task)
+    runtime().map(|runtime| runtime.spawn(task))
 }
 
-/// The cache's own runtime.
+/// The cache's own runtime (see [`spawn`] for `None`).
 #[cfg(feature = "redis")]
-pub(crate) fn handle() -> Handle {
-    RUNTIME.clone()
-}
-
-/// The id of the cache's own runtime.
-#[cfg(feature = "redis")]
-pub(crate) fn runtime_id() -> tokio::runtime::Id {
-    RUNTIME.id()
+pub(crate) fn handle() -> Option<Handle> {
+    runtime()
 }
 
 /// Runs `work` on the cache's runtime and waits for it: what it creates
@@ -87,9 +96,13 @@ where
     F: Future<Output = Result<T, crate::error::Error>> + Send + 'static,
     T: Send + 'static,
 {
-    spawn(work)
-        .await
-        .unwrap_or(Err(crate::error::Error::Unavailable(
+    let shutting_down = || {
+        Err(crate::error::Error::Unavailable(
             crate::error::Unavailable::ShuttingDown,
-        )))
+        ))
+    };
+    match spawn(work) {
+        Some(task) => task.await.unwrap_or_else(|_| shutting_down()),
+        None => shutting_down(),
+    }
 }

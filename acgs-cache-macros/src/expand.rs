@@ -620,7 +620,11 @@ fn uncached_item(f: &Function, name: &Ident) -> TokenStream {
     let vis = &f.vis;
     let body = match &f.body {
         Body::Async(block) => block.to_token_stream(),
-        Body::AsyncTrait { .. } => unreachable!("no companions in trait impls"),
+        // The method as `#[async_trait]` wrote it (companions are not made
+        // in trait impls today, but the body is well defined).
+        Body::AsyncTrait { before, inner } => {
+            quote!({ #(#before)* ::std::boxed::Box::pin(#inner) })
+        }
     };
     quote! {
         #[allow(dead_code, unused_variables, clippy::needless_lifetimes)]

@@ -186,9 +186,12 @@ fn lane_entry<'a>(
     &mut lanes[at]
 }
 
-/// The runtime the caller is on (the cache's own when it is on none).
-fn calling_runtime() -> tokio::runtime::Handle {
-    tokio::runtime::Handle::try_current().unwrap_or_else(|_| crate::background::handle())
+/// The runtime the caller is on (the cache's own when it is on none; `None`
+/// when there is neither, see `background`).
+fn calling_runtime() -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .or_else(crate::background::handle)
 }
 
 /// Bytes of an entry read on the shared lane; the rest of a larger one is
@@ -283,9 +286,8 @@ impl L2Tier {
     /// The calling runtime's next lane, if it has one, and whether it
     /// should get another.
     fn pick_lane(&self) -> (Option<Arc<Lane>>, bool) {
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.id(),
-            Err(_) => crate::background::runtime_id(),
+        let Some(runtime) = calling_runtime().map(|runtime| runtime.id()) else {
+            return (None, false);
         };
         let lanes = self.lanes_read();
         let Some(entry) = lanes.iter().find(|lane| lane.runtime == runtime) else {
@@ -306,15 +308,13 @@ impl L2Tier {
 
     /// Gives the calling runtime `lane` too.
     fn adopt_lane(&self, lane: Arc<Lane>) {
+        let Some(runtime) = calling_runtime() else {
+            return;
+        };
         let mut ended = Vec::new();
-        lane_entry(
-            &mut self.lanes(),
-            &calling_runtime(),
-            self.settings.lanes,
-            &mut ended,
-        )
-        .lanes
-        .push(lane);
+        lane_entry(&mut self.lanes(), &runtime, self.settings.lanes, &mut ended)
+            .lanes
+            .push(lane);
         // Outside the lock: detaching takes the pool's lock.
         drop(ended);
     }
@@ -408,7 +408,9 @@ impl L2Tier {
 
     /// Whether a connect for the calling runtime is in flight.
     fn reconnecting(&self) -> bool {
-        let runtime = calling_runtime().id();
+        let Some(runtime) = calling_runtime().map(|runtime| runtime.id()) else {
+            return false;
+        };
         self.lanes_read()
             .iter()
             .any(|lane| lane.runtime == runtime && lane.reconnecting)
@@ -422,7 +424,9 @@ impl L2Tier {
         if self.elapsed_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
             return;
         }
-        let runtime = calling_runtime();
+        let Some(runtime) = calling_runtime() else {
+            return;
+        };
         let id = runtime.id();
         let mut ended = Vec::new();
         let first = {

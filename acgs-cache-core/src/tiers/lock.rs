@@ -38,7 +38,8 @@ pub(crate) struct LockGuard {
     l2: Arc<L2Tier>,
     key: String,
     token: String,
-    renewal: tokio::task::JoinHandle<()>,
+    /// `None` only when no runtime could run it (see `background`).
+    renewal: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
 
@@ -173,7 +174,9 @@ impl LockGuard {
     /// Releases the lock if it is still ours.
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         self.released = true;
-        self.renewal.abort();
+        if let Some(renewal) = &self.renewal {
+            renewal.abort();
+        }
         let script = redis::Script::new(RELEASE);
         let mut invocation = script.key(&self.key);
         invocation.arg(&self.token);
@@ -183,7 +186,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.renewal.abort();
+        if let Some(renewal) = &self.renewal {
+            renewal.abort();
+        }
         if !self.released {
             let (l2, key, token) = (
                 Arc::clone(&self.l2),
