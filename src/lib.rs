@@ -51,10 +51,10 @@ pub use acgs_cache_core::{
     CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError, EnvelopeHeader, Error, ErrorReason,
     FleetAck, FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats,
     KeyDigest, L1Health, L2Health, LatencyHistogram, LogPosition, MaxStaleness, Outcome,
-    PolicyOverride, PoolStats, RateLimiter, RedisConfig, Reject, RuntimeDefaultGuard, Session,
-    SessionStore, StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry, WarmReport, Warmer,
-    DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS, ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
-    MIN_MAX_STALENESS,
+    PolicyOverride, PoolStats, RateLimiter, RedactedUrl, RedisConfig, Reject, RuntimeDefaultGuard,
+    Session, SessionStore, StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry,
+    WarmReport, Warmer, DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS, ENV_REDIS_URL, FLAG_COMPRESSED,
+    FORMAT_VERSION, MAGIC, MIN_MAX_STALENESS,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).

@@ -131,8 +131,17 @@ pub(crate) fn credentials_refused(error: &Error) -> Option<String> {
     refused.then(|| redis.to_string())
 }
 
-/// Redacts the password of a Redis URL so configuration can be shown in
-/// `Debug` output and logs.
+/// A Redis URL shown without its credentials: the user and password (with
+/// or without a scheme) and credential query parameters are replaced, so
+/// configuration can go into logs, `Debug` output and operator tools.
+///
+/// ```
+/// use acgs_cache_core::RedactedUrl;
+///
+/// let shown = RedactedUrl("redis://app:s3cret@cache.internal:6379/0").to_string();
+/// assert!(!shown.contains("s3cret"));
+/// assert!(shown.contains("cache.internal:6379"));
+/// ```
 pub struct RedactedUrl<'a>(pub &'a str);
 
 impl fmt::Debug for RedactedUrl<'_> {

@@ -34,7 +34,7 @@ pub use engine::instance::Cache;
 pub use engine::lock::DistributedLock;
 pub use engine::outcome::{with_outcome, Outcome};
 pub use engine::warm::{WarmEntry, WarmReport, Warmer};
-pub use error::{CodecError, Error, Unavailable};
+pub use error::{CodecError, Error, RedactedUrl, Unavailable};
 pub use format::codec::Codec;
 pub use format::envelope::{
     decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
@@ -109,9 +109,6 @@ pub mod __private {
     pub use crate::invalidation::{publish_after, Written, WrittenAny, WrittenResult};
 
     pub use crate::{Error, LogPosition};
-
-    /// A Redis URL shown without its credentials (for the operator CLI).
-    pub use crate::error::RedactedUrl;
 
     /// The instance probe: `type_name` of a closure made in a generated
     /// item's body names the function instance it runs in (see `identity.rs`).

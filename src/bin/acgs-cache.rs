@@ -21,8 +21,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acgs_cache::__private::RedactedUrl;
-use acgs_cache::{decode_header, Cache, Error, InstanceLease};
+use acgs_cache::{decode_header, Cache, Error, InstanceLease, RedactedUrl};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
