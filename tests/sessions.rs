@@ -91,7 +91,7 @@ async fn create_get_touch_revoke() {
     assert!(touched.expires_at() > session.expires_at());
     let mut raw = server.raw().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("acgs:auth:session-web:*")
+        .arg("acgs:auth:map-session-web:*")
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -127,7 +127,7 @@ async fn revoke_reaches_a_second_instance_that_had_it_in_l1() {
     // B reads it (L2 hit, which fills its L1), then again from L1.
     assert_eq!(on_b.get(session.id()).await.unwrap().user(), "bob");
     assert_eq!(on_b.get(session.id()).await.unwrap().user(), "bob");
-    let stats = function_stats(&b, "session-web").await;
+    let stats = function_stats(&b, "map-session-web").await;
     assert_eq!((stats.l2_hits, stats.l1_hits), (1, 1));
 
     on_a.revoke(session.id()).await.unwrap();

@@ -177,6 +177,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
 /// What a lookup computes: nothing, so nothing is stored.
 struct Absent;
 
+/// `tags` checked as event names.
+fn event_names(tags: &[&str]) -> Result<Vec<String>, Error> {
+    tags.iter()
+        .map(|tag| {
+            acgs_cache_grammar::check_event_name(tag)
+                .map(|()| (*tag).to_owned())
+                .map_err(|e| Error::InvalidName(format!("tag {tag:?}: {e}")))
+        })
+        .collect()
+}
+
 impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// The value under `key`, from L1 or L2, if one is stored and was not
     /// invalidated. A key that does not serialize finds nothing.
@@ -283,20 +294,23 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         store::ttl(&self.cache, self.site)
     }
 
-    /// Stores `value` under `key` with the policy's TTL.
+    /// Stores `value` under `key` with the policy's TTL: `Ok(true)` when
+    /// stored, `Ok(false)` when the key was invalidated while it was being
+    /// written (the write is refused, as a computation's would be).
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] for a key or value that does not encode (or is
     /// larger than the limit); the Redis error if L2 did not take it (L1
     /// then does not keep it either).
-    pub async fn insert(&self, key: &K, value: V) -> Result<(), Error> {
+    pub async fn insert(&self, key: &K, value: V) -> Result<bool, Error> {
         let ttl = store::ttl(&self.cache, self.site);
         self.insert_with(key, value, ttl, &[]).await
     }
 
     /// Stores `value` under `key` for `ttl`, tagged with `tags` (each an
-    /// event name: [`Cache::invalidate`]`(tag)` drops it).
+    /// event name: [`Cache::invalidate`]`(tag)` drops it); `Ok(false)` as
+    /// for [`insert`](Self::insert).
     ///
     /// # Errors
     ///
@@ -308,32 +322,73 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         value: V,
         ttl: Duration,
         tags: &[&str],
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let digest = KeyDigest::of(key)?;
-        for tag in tags {
-            acgs_cache_grammar::check_event_name(tag)
-                .map_err(|e| Error::InvalidName(format!("tag {tag:?}: {e}")))?;
-        }
+        let tags = event_names(tags)?;
         let position = store::position_now(&self.cache).await;
-        let tags = tags.iter().map(|t| (*t).to_owned()).collect();
         self.cache
             .put(self.site, digest, &value, ttl, tags, position)
             .await
-            .map(drop)
     }
 
-    /// Invalidates the entry under `key` on every instance: once this
-    /// returns `Ok`, no value stored before it is served here, and other
-    /// instances stop within the propagation delay.
+    /// Reads the value under `key`, lets `change` make its successor and
+    /// that successor's TTL, and stores it (tagged `tags`) — unless the key
+    /// (or a tag) was invalidated after the read began: then nothing is
+    /// stored and the answer is `Ok(None)`, as it is for a key with no
+    /// value. A sliding expiry is `update(key, tags, |v| (v, ttl))`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let visits = cache.map::<str, u64>("visits").build()?;
+    /// visits.insert("alice", 1).await?;
+    /// let next = visits
+    ///     .update("alice", &[], |n| (n + 1, Duration::from_secs(60)))
+    ///     .await?;
+    /// assert_eq!(next, Some(2));
+    /// assert_eq!(visits.update("bob", &[], |n| (n + 1, Duration::from_secs(60))).await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_with`](Self::insert_with).
+    pub async fn update(
+        &self,
+        key: &K,
+        tags: &[&str],
+        change: impl FnOnce(V) -> (V, Duration),
+    ) -> Result<Option<V>, Error> {
+        let digest = KeyDigest::of(key)?;
+        let tags = event_names(tags)?;
+        // Read before the value: an invalidation that lands meanwhile
+        // refuses what is written back.
+        let position = store::position_now(&self.cache).await;
+        let Some(value) = self.get(key).await else {
+            return Ok(None);
+        };
+        let (value, ttl) = change(value);
+        let stored = self
+            .cache
+            .put(self.site, digest, &value, ttl, tags, position)
+            .await?;
+        Ok(stored.then_some(value))
+    }
+
+    /// Invalidates the entry under `key` on every instance, and deletes it
+    /// from Redis: once this returns `Ok`, no value stored before it is
+    /// served here, and other instances stop within the propagation delay
+    /// (one that has not heard it yet and has no copy of its own finds
+    /// nothing in Redis either).
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] for a key that does not serialize; as
     /// [`Cache::invalidate`] otherwise.
     pub async fn remove(&self, key: &K) -> Result<LogPosition, Error> {
-        let digest = KeyDigest::of(key)?;
-        let function = self.cache.function(self.site, "");
-        self.cache.invalidate_entry(&function, digest).await
+        store::revoke_entry(&self.cache, self.site, KeyDigest::of(key)?).await
     }
 
     /// Invalidates every entry of the map on every instance.

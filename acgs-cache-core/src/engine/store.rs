@@ -1,19 +1,17 @@
-//! What sessions and token verifications share: values that are *put*
-//! rather than computed, under a call site built at run time, read through
-//! the same path as a `#[cached]` call (L1, L2, the invalidation check,
-//! coalescing, counters) and revoked through the invalidation log.
+//! What typed maps ([`crate::CacheMap`], and the sessions and token
+//! verifications built on them) need from the engine: a call site built at
+//! run time, the log position a put records, the TTL with run-time
+//! overrides, and a revocation through the invalidation log.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::engine::call::call_tagged;
 use crate::engine::instance::Cache;
 use crate::engine::site::CallSite;
 use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
 use crate::format::policy::TtlPolicy;
-use crate::format::shape::Cacheable;
 
 /// What distinguishes one run-time store from another.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,43 +73,6 @@ pub(crate) fn check_store_name(kind: &str, name: &str) -> Result<(), Error> {
     }
 }
 
-/// The entry `digest` of `site` in `cache`, if one is stored and not
-/// invalidated: a cached call whose computation finds nothing (and so
-/// stores nothing).
-pub(crate) async fn lookup<V: Cacheable>(
-    cache: &Cache,
-    site: &'static CallSite,
-    digest: KeyDigest,
-) -> Option<V> {
-    let read = call_tagged(
-        site,
-        "",
-        crate::__acgs_shape!(Option<V>),
-        Ok(digest),
-        async { (Vec::new(), None) },
-    );
-    cache.scope(read).await
-}
-
-/// Puts `value` where [`lookup`] finds it: as `Some(value)`, the type a
-/// lookup reads (and the one its L1 type check expects). `Ok(None)`: not
-/// stored, the entry was invalidated (revoked) after `position`.
-pub(crate) async fn put<V: Cacheable>(
-    cache: &Cache,
-    site: &'static CallSite,
-    digest: KeyDigest,
-    value: V,
-    ttl: Duration,
-    tags: Vec<String>,
-    position: u64,
-) -> Result<Option<V>, Error> {
-    let stored = Some(value);
-    let kept = cache
-        .put(site, digest, &stored, ttl, tags, position)
-        .await?;
-    Ok(stored.filter(|_| kept))
-}
-
 /// The position a value obtained from now on records: read it *before*
 /// reading or producing the value, so a revocation that lands meanwhile
 /// rejects what is written.
@@ -143,13 +104,13 @@ pub(crate) async fn revoke_entry(
     cache: &Cache,
     site: &'static CallSite,
     digest: KeyDigest,
-) -> Result<(), Error> {
+) -> Result<crate::format::log_position::LogPosition, Error> {
     let function = cache.function(site, "");
-    cache.invalidate_entry(&function, digest).await?;
+    let position = cache.invalidate_entry(&function, digest).await?;
     if let Some(l2) = cache.inner.l2() {
         let key = crate::format::key::redis_key(&function.key_prefix, digest);
         // The log already guarantees the revocation; the UNLINK only frees memory sooner.
         let _ = l2.unlink(&[key]).await;
     }
-    Ok(())
+    Ok(position)
 }

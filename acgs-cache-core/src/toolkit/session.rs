@@ -7,6 +7,9 @@
 //! `Ok`, this instance never returns the session again, and every other
 //! instance stops within the propagation delay (its L1 copy included).
 //! Without Redis the store works in process (L1 only).
+//!
+//! Built only on the public API: a [`CacheMap`] from session id to
+//! [`Session`], each entry tagged with an event naming its user.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,16 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::clock::unix_ms;
-use crate::engine::instance::Cache;
-use crate::engine::site::CallSite;
-use crate::engine::store::{self, SiteSpec};
-use crate::error::Error;
-use crate::format::codec::Codec;
-use crate::format::key::KeyDigest;
-use crate::format::policy::MaxStaleness;
-use crate::format::policy::{builtin, TtlPolicy};
 use crate::format::shape::Cacheable;
+use crate::{policies as builtin, Cache, CacheMap, Codec, Error, MaxStaleness, TtlPolicy};
 
 /// Random bytes in a session id: 256 bits from the operating system's CSPRNG.
 const ID_BYTES: usize = 32;
@@ -130,18 +125,17 @@ impl<T: fmt::Debug> fmt::Debug for Session<T> {
 /// Writes (`create`, `touch`) return the error.
 pub struct SessionStore<T> {
     cache: Cache,
-    site: &'static CallSite,
+    /// Sessions by id.
+    sessions: CacheMap<str, Session<T>>,
     name: String,
-    _data: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for SessionStore<T> {
     fn clone(&self) -> Self {
         SessionStore {
             cache: self.cache.clone(),
-            site: self.site,
+            sessions: self.sessions.clone(),
             name: self.name.clone(),
-            _data: PhantomData,
         }
     }
 }
@@ -150,8 +144,7 @@ impl<T> fmt::Debug for SessionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
             .field("name", &self.name)
-            .field("policy", self.site.policy())
-            .field("max_staleness", &self.site.max_staleness)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -184,9 +177,8 @@ impl<T: Cacheable> SessionStore<T> {
         let mut bytes = [0u8; ID_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let position = store::position_now(&self.cache).await;
-        let ttl = store::ttl(&self.cache, self.site);
-        let now_ms = unix_ms(SystemTime::now());
+        let ttl = self.sessions.default_ttl();
+        let now_ms = now_ms();
         let session = Session {
             id,
             user: user.to_owned(),
@@ -194,16 +186,27 @@ impl<T: Cacheable> SessionStore<T> {
             created_at_ms: now_ms,
             expires_at_ms: now_ms + millis(ttl),
         };
-        self.put(session, ttl, position)
-            .await?
-            .ok_or_else(|| Error::InvalidInput("the session was revoked as it was created".into()))
+        let user_tag = self.user_tag(user);
+        let stored = self
+            .sessions
+            .insert_with(&session.id, session.clone(), ttl, &[&user_tag])
+            .await?;
+        if stored {
+            Ok(session)
+        } else {
+            Err(Error::InvalidInput(
+                "the session was revoked as it was created".into(),
+            ))
+        }
     }
 
     /// The session `id`, if it exists and was not revoked. A malformed id is
     /// a miss (counted in the store's `misses`).
     pub async fn get(&self, id: &str) -> Option<Session<T>> {
-        let digest = self.digest(id)?;
-        store::lookup(&self.cache, self.site, digest).await
+        if !well_formed(id) {
+            return None;
+        }
+        self.sessions.get(id).await
     }
 
     /// Restarts the session's lifetime (sliding expiry) and returns it, or
@@ -214,16 +217,22 @@ impl<T: Cacheable> SessionStore<T> {
     /// The Redis error if the renewed session could not be stored (it then
     /// keeps its previous expiry).
     pub async fn touch(&self, id: &str) -> Result<Option<Session<T>>, Error> {
-        // Read before the session: a revocation that lands meanwhile rejects
-        // what is written back.
-        let position = store::position_now(&self.cache).await;
-        let Some(mut session) = self.get(id).await else {
+        if !well_formed(id) {
+            return Ok(None);
+        }
+        let ttl = self.sessions.default_ttl();
+        // A revocation that lands between the read and the write refuses
+        // the write (`None`), whether it names the session or its user.
+        let Some(session) = self.sessions.get(id).await else {
             return Ok(None);
         };
-        let ttl = store::ttl(&self.cache, self.site);
-        session.expires_at_ms = unix_ms(SystemTime::now()) + millis(ttl);
-        // `None`: revoked since it was read.
-        self.put(session, ttl, position).await
+        let user_tag = self.user_tag(&session.user);
+        self.sessions
+            .update(id, &[&user_tag], |mut session| {
+                session.expires_at_ms = now_ms() + millis(ttl);
+                (session, ttl)
+            })
+            .await
     }
 
     /// Revokes the session `id` on every instance (see the type's docs).
@@ -233,10 +242,10 @@ impl<T: Cacheable> SessionStore<T> {
     /// [`Error::InvalidInput`] when `id` is not a session id; the Redis error
     /// when the revocation could not be sent (it still applies here).
     pub async fn revoke(&self, id: &str) -> Result<(), Error> {
-        let digest = self
-            .digest(id)
-            .ok_or_else(|| Error::InvalidInput("not a session id".into()))?;
-        store::revoke_entry(&self.cache, self.site, digest).await
+        if !well_formed(id) {
+            return Err(Error::InvalidInput("not a session id".into()));
+        }
+        self.sessions.remove(id).await.map(drop)
     }
 
     /// Revokes every session of `user` on every instance, those created
@@ -256,17 +265,6 @@ impl<T: Cacheable> SessionStore<T> {
         &self.name
     }
 
-    /// The entry digest of a well-formed id; a malformed one is a counted miss.
-    fn digest(&self, id: &str) -> Option<KeyDigest> {
-        let well_formed =
-            id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !well_formed {
-            self.cache.function(self.site, "").counters.misses.inc();
-            return None;
-        }
-        KeyDigest::of(id).ok()
-    }
-
     /// The event that revokes every session of `user`: a digest of the user,
     /// since user names are free text and events follow the name grammar.
     fn user_tag(&self, user: &str) -> String {
@@ -276,17 +274,19 @@ impl<T: Cacheable> SessionStore<T> {
             xxh3_128(user.as_bytes())
         )
     }
+}
 
-    async fn put(
-        &self,
-        session: Session<T>,
-        ttl: Duration,
-        position: u64,
-    ) -> Result<Option<Session<T>>, Error> {
-        let digest = KeyDigest::of(session.id.as_str())?;
-        let tags = vec![self.user_tag(&session.user)];
-        store::put(&self.cache, self.site, digest, session, ttl, tags, position).await
-    }
+/// Whether `id` is what [`SessionStore::create`] makes: anything else is a
+/// miss without a lookup.
+fn well_formed(id: &str) -> bool {
+    id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Unix time in ms, as sessions record it.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -348,32 +348,28 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
         self
     }
 
-    /// Builds the store on `cache`. Sessions are keyed
-    /// `{prefix}:{service}:session-{name}:{fingerprint}:{digest of the id}`;
+    /// Builds the store on `cache`: the map `session-{name}`, whose entries
+    /// are keyed
+    /// `{prefix}:{service}:map-session-{name}:{identity}:{digest of the id}`;
     /// instances of one service share them.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
+    /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
+    /// (less the 8 of `session-`).
     pub fn build(self, cache: &Cache) -> Result<SessionStore<T>, Error> {
-        store::check_store_name("session store", &self.name)?;
-        let function = format!("session-{}", self.name);
-        let site = SiteSpec {
-            // Stores of one name holding different types never share entries.
-            signature: format!("{function} -> {}", std::any::type_name::<T>()),
-            name: function,
-            module: module_path!(),
-            version: self.version,
-            policy: self.policy,
-            codec: self.codec,
-            max_staleness: self.max_staleness,
+        let mut map = cache
+            .map::<str, Session<T>>(format!("session-{}", self.name))
+            .ttl(self.policy)
+            .version(self.version)
+            .codec(self.codec);
+        if let Some(max) = self.max_staleness {
+            map = map.max_staleness(max);
         }
-        .intern();
         Ok(SessionStore {
             cache: cache.clone(),
-            site,
+            sessions: map.build()?,
             name: self.name,
-            _data: PhantomData,
         })
     }
 }
