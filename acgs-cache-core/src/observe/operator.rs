@@ -1,6 +1,8 @@
 //! Operator access to what L2 stores — one function's entry keys, one
 //! entry's bytes, deleting entries — on every topology (the CLI's `keys`,
-//! `inspect` and `purge`). Cached calls never use these.
+//! `inspect` and `purge`), and the one way an extension reaches Redis
+//! itself: a Lua script on the cache's connections (the rate limiter's).
+//! Cached calls never use these.
 
 use std::time::Duration;
 
@@ -112,6 +114,29 @@ impl Cache {
     pub async fn invalidation_log_length(&self) -> Result<u64, Error> {
         let stream = crate::coherence::log::LogKeys::new(self.prefix()).stream;
         self.l2_tier()?.query(redis::cmd("XLEN").arg(stream)).await
+    }
+
+    /// Runs a Lua script on the cache's Redis, through its connections:
+    /// `EVALSHA`, loading the script on first use, under the cache's soft
+    /// timeout and circuit breaker (a failure to reach Redis counts like a
+    /// cached call's). What the toolkit's rate limiter runs its checks with.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let script = redis::Script::new("return redis.call('INCR', KEYS[1])");
+    /// let hits: i64 = cache.run_script(&script.key("acgs:my-extension:hits")).await?;
+    /// # let _ = hits; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] without L2 (or with the circuit open); the
+    /// Redis error, a script error included.
+    pub async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.l2_tier()?.run_script(invocation).await
     }
 
     fn l2_tier(&self) -> Result<&std::sync::Arc<crate::tiers::l2::L2Tier>, Error> {

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::instance::Cache;
-use crate::error::Error;
+use crate::{Cache, Error};
 use acgs_cache_grammar::check_dotted_name;
 
 /// The Lua script each shared check runs (`EVALSHA`; loaded on first use).
@@ -184,7 +183,7 @@ struct LimiterInner {
 enum Backend {
     #[cfg(feature = "redis")]
     Redis {
-        l2: Arc<crate::tiers::l2::L2Tier>,
+        cache: Cache,
         script: redis::Script,
         /// `{prefix}:rl:{name}:`
         key_prefix: String,
@@ -260,7 +259,7 @@ impl RateLimiter {
         let decision = match &inner.backend {
             #[cfg(feature = "redis")]
             Backend::Redis {
-                l2,
+                cache,
                 script,
                 key_prefix,
             } => {
@@ -270,7 +269,7 @@ impl RateLimiter {
                     .arg(inner.gcra.interval_us)
                     .arg(inner.gcra.tolerance_us())
                     .arg(cost);
-                match l2
+                match cache
                     .run_script::<(i64, i64, i64, i64, i64)>(&invocation)
                     .await
                 {
@@ -552,13 +551,14 @@ impl RateLimiterBuilder {
         }
         let backend = {
             #[cfg(feature = "redis")]
-            match cache.inner.l2() {
-                Some(l2) => Backend::Redis {
-                    l2: Arc::clone(l2),
+            if cache.has_l2() {
+                Backend::Redis {
+                    cache: cache.clone(),
                     script: redis::Script::new(GCRA_SCRIPT),
                     key_prefix: format!("{}:rl:{}:", cache.prefix(), self.name),
-                },
-                None => Backend::InProcess(LocalBuckets::new()),
+                }
+            } else {
+                Backend::InProcess(LocalBuckets::new())
             }
             #[cfg(not(feature = "redis"))]
             {
