@@ -782,11 +782,13 @@ impl CacheBuilder {
             } else {
                 ""
             };
+            // Ready for calls; L2 only once Redis answers (the tailer says
+            // so, or why not, at WARN).
             tracing::info!(
                 target: "acgs_cache",
                 service = %cache.service(),
                 redis = %l2.redis,
-                "cache ready: {l1}L2 (redis, {})",
+                "cache ready: {l1}L2 (redis, {}) connecting",
                 l2.redis.topology()
             );
         }

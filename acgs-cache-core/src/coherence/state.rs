@@ -113,6 +113,12 @@ pub(crate) struct Coherence {
     listening: AtomicBool,
     ever_listened: AtomicBool,
     listening_changed: tokio::sync::watch::Sender<bool>,
+    /// Why the tailer's last attempt to reach the log failed, while it
+    /// fails: calls then do not wait for it (a refused connection will not
+    /// be heard in a moment).
+    unreachable: std::sync::Mutex<Option<String>>,
+    /// Woken at each failed attempt, for the calls waiting for the log.
+    attempt_failed: tokio::sync::Notify,
     heard: RwLock<Heard>,
     pub(crate) sent: Counter,
     pub(crate) received: Counter,
@@ -175,6 +181,8 @@ impl Coherence {
             listening: AtomicBool::new(listening),
             ever_listened: AtomicBool::new(listening),
             listening_changed: tokio::sync::watch::Sender::new(listening),
+            unreachable: std::sync::Mutex::new(None),
+            attempt_failed: tokio::sync::Notify::new(),
             heard: RwLock::new(Heard::default()),
             sent: Counter::default(),
             received: Counter::default(),
@@ -233,6 +241,54 @@ impl Coherence {
         }
         if self.listening.swap(listening, Ordering::AcqRel) != listening {
             self.listening_changed.send_replace(listening);
+        }
+    }
+
+    /// Records a failed attempt of the tailer to reach the log, and wakes
+    /// the calls waiting for it. Returns the cause it replaced, if any: the
+    /// state (and its log line) changes only when the cause does.
+    pub(crate) fn note_unreachable(&self, cause: String) -> Option<String> {
+        let before = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(cause);
+        self.attempt_failed.notify_waiters();
+        before
+    }
+
+    /// Records that the tailer reaches the log; whether it did not before.
+    pub(crate) fn note_reachable(&self) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+    }
+
+    /// Why the log cannot be reached, while the tailer's attempts fail.
+    pub(crate) fn unreachable_cause(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `wait` (a wait for the log), giving up as soon as an attempt of
+    /// the tailer to reach it fails: `false` then.
+    pub(crate) async fn unless_unreachable(
+        &self,
+        wait: impl std::future::Future<Output = bool>,
+    ) -> bool {
+        let failed = self.attempt_failed.notified();
+        tokio::pin!(failed);
+        failed.as_mut().enable();
+        if self.unreachable_cause().is_some() {
+            return false;
+        }
+        tokio::select! {
+            heard = wait => heard,
+            () = failed => false,
         }
     }
 

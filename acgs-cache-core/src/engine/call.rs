@@ -920,14 +920,28 @@ impl Cache {
         let Some(l2) = self.inner.l2() else {
             return true;
         };
-        let hopeful =
-            patient && l2.is_available() && (coherence.is_listening() || !coherence.has_listened());
+        // Not while the tailer's attempts fail (a refused connection, a
+        // failed lookup): the log will not be heard in a moment.
+        let hopeful = patient
+            && l2.is_available()
+            && (coherence.is_listening() || !coherence.has_listened())
+            && coherence.unreachable_cause().is_none();
         if function.lease.is_opt_out() {
             return coherence.is_listening()
-                || (hopeful && Box::pin(coherence.wait_listening(l2.soft_timeout())).await);
+                || (hopeful
+                    && Box::pin(
+                        coherence.unless_unreachable(coherence.wait_listening(l2.soft_timeout())),
+                    )
+                    .await);
         }
         coherence.lease.covers(function.lease, clock::now())
-            || (hopeful && Box::pin(coherence.lease.wait(function.lease, l2.soft_timeout())).await)
+            || (hopeful
+                && Box::pin(
+                    coherence.unless_unreachable(
+                        coherence.lease.wait(function.lease, l2.soft_timeout()),
+                    ),
+                )
+                .await)
     }
 
     /// Fleet-wide stampede protection: take the key's lock and compute

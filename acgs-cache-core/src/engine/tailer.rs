@@ -43,6 +43,15 @@ struct TailState {
     epoch: Option<String>,
 }
 
+/// The cache's Redis as logs show it (no credentials).
+fn redis_shown(inner: &Inner) -> String {
+    inner
+        .config()
+        .l2
+        .as_ref()
+        .map_or_else(String::new, crate::tiers::l2::L2Settings::shown)
+}
+
 /// Tails the log until the cache is dropped.
 async fn tail(weak: Weak<Inner>) {
     let mut state = TailState::default();
@@ -55,12 +64,24 @@ async fn tail(weak: Weak<Inner>) {
             Ok(()) => return, // the cache was dropped
             Err(e) => {
                 let Some(inner) = weak.upgrade() else { return };
-                if inner.coherence().is_listening() {
-                    tracing::warn!(target: "acgs_cache", error = %e, "lost the invalidation log; catching up when redis answers");
+                let coherence = inner.coherence();
+                let redis = redis_shown(&inner);
+                // "Unavailable" (the circuit open) follows from the failure
+                // before it: that one stays the cause.
+                let cause = match (&e, coherence.unreachable_cause()) {
+                    (Error::Unavailable(_), Some(cause)) => cause,
+                    _ => e.to_string(),
+                };
+                let before = coherence.note_unreachable(cause.clone());
+                if coherence.is_listening() {
+                    tracing::warn!(target: "acgs_cache", %redis, error = %e, "lost the invalidation log; catching up when redis answers");
+                } else if before.as_deref() != Some(cause.as_str()) {
+                    // Once per cause, not once per attempt.
+                    tracing::warn!(target: "acgs_cache", %redis, error = %cause, "redis unreachable: L1 only until it answers (entries computed here, none shared)");
                 } else {
                     tracing::debug!(target: "acgs_cache", error = %e, "invalidation log still unreachable");
                 }
-                inner.coherence().set_listening(false);
+                coherence.set_listening(false);
             }
         }
         tokio::time::sleep(backoff).await;
@@ -88,6 +109,9 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let mut conn = l2.dedicated_connection().await?;
         catch_up(&inner, l2, &mut conn, &keys, state, false).await?;
         inner.coherence().set_listening(true);
+        if inner.coherence().note_reachable() {
+            tracing::info!(target: "acgs_cache", redis = %redis_shown(&inner), "redis answers: L1 + L2, invalidations heard");
+        }
         tracing::debug!(target: "acgs_cache", cursor = %state.cursor, "invalidation log caught up");
         replay(&inner).await;
         (conn, keys)

@@ -166,8 +166,21 @@ impl fmt::Display for HealthReport {
         if let Some(p99) = self.invalidation.lag_p99_us {
             write!(f, " lag_p99_us={p99}")?;
         }
-        if let Some(error) = self.l2.as_ref().and_then(|l2| l2.error.as_ref()) {
-            write!(f, " error={error:?}")?;
+        if let Some(l2) = &self.l2 {
+            if let Some(error) = &l2.error {
+                write!(f, " error={error:?}")?;
+            }
+            // The failure behind it (a refused connection, a failed lookup,
+            // bad credentials), when the error above is only its consequence.
+            if let Some(cause) = l2
+                .last_error
+                .as_ref()
+                .filter(|c| l2.error.as_ref() != Some(*c))
+            {
+                if !l2.reachable {
+                    write!(f, " cause={cause:?}")?;
+                }
+            }
         }
         if !self.reasons.is_empty() {
             write!(f, " reasons={:?}", self.reasons.join("; "))?;
@@ -180,7 +193,10 @@ impl fmt::Display for HealthReport {
 fn degraded_reasons(l2: &L2Health, invalidation: &InvalidationHealth) -> Vec<String> {
     let mut reasons = Vec::new();
     if !l2.reachable {
-        reasons.push("redis does not answer".to_owned());
+        reasons.push(match &l2.last_error {
+            Some(cause) => format!("redis does not answer ({cause})"),
+            None => "redis does not answer".to_owned(),
+        });
     }
     if l2.circuit_open {
         reasons.push("the L2 circuit is open".to_owned());

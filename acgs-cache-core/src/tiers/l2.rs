@@ -54,6 +54,11 @@ pub(crate) struct L2Settings {
 }
 
 impl L2Settings {
+    /// The Redis these settings name, as logs show it (no credentials).
+    pub(crate) fn shown(&self) -> String {
+        self.redis.to_string()
+    }
+
     /// The response timeout of connections other than the lane (the log
     /// tailer's blocking reads stay well under it).
     fn other_timeout(&self) -> Duration {
@@ -444,6 +449,8 @@ impl L2Tier {
         let tier = Arc::clone(self);
         runtime.spawn(async move {
             let outcome = tier.connect_lane(first).await;
+            // The cause health reports while calls see only "unavailable".
+            tier.remember(&outcome);
             if let Err(e) = &outcome {
                 tracing::debug!(target: "acgs_cache", error = %e, "L2 (redis) connect failed");
                 let backoff =
@@ -810,7 +817,12 @@ impl L2Tier {
     }
 
     fn remember<T>(&self, outcome: &Result<T, Error>) {
+        // "Unavailable" is the consequence of an earlier failure (the
+        // circuit open, no connection): keep that failure, the cause.
         if let Err(e) = outcome {
+            if matches!(e, Error::Unavailable(_)) {
+                return;
+            }
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
     }
@@ -826,7 +838,9 @@ impl L2Tier {
     fn note_failure<T>(self: &Arc<Self>, outcome: &Result<T, Error>) {
         if self.breaker.on_failure() {
             if let Err(e) = outcome {
-                tracing::warn!(target: "acgs_cache", error = %e, "L2 (redis) unreachable; circuit open, cached calls go on without it");
+                // The failure behind it, not "unavailable", when one is known.
+                let cause = self.last_error().unwrap_or_else(|| e.to_string());
+                tracing::warn!(target: "acgs_cache", error = %cause, "L2 (redis) unreachable; circuit open, cached calls go on without it");
             }
             self.start_probe();
         }

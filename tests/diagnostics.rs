@@ -1,0 +1,102 @@
+//! What an operator reads when Redis cannot be reached: the log says so once
+//! per cause, at WARN, with the URL's credentials hidden, and again when
+//! Redis answers; `health()` gives the cause; calls do not wait for a log
+//! that a refused connection will not let them hear.
+//!
+//! A binary of its own: it installs the process's global log subscriber.
+
+use acgs_cache_harness as support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use acgs_cache::{cached, Cache};
+use support::RedisServer;
+
+#[cached(ttl = "90s")]
+async fn lookup(id: u32) -> u32 {
+    id * 2
+}
+
+/// Every log line of the process, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_said_once_with_its_cause_and_again_when_it_answers() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("acgs_cache=info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let mut server = RedisServer::start();
+    server.stop();
+    let url = server.url_as("app", "s3cret");
+    let cache = Cache::builder()
+        .service("diagnostics")
+        .redis_url(&url)
+        .reconnect_backoff(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    for id in 0..5 {
+        assert_eq!(cache.scope(lookup(id)).await, id * 2);
+    }
+    // Several of the tailer's attempts (50 to 200 ms apart) fail meanwhile.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let ready = logs.lines_with("cache ready");
+    assert_eq!(ready.len(), 1, "{}", logs.text());
+    assert!(ready[0].contains("connecting"), "{}", ready[0]);
+    let unreachable = logs.lines_with("redis unreachable: L1 only until it answers");
+    assert_eq!(unreachable.len(), 1, "once per cause:\n{}", logs.text());
+    assert!(unreachable[0].contains(" WARN "), "{}", unreachable[0]);
+    assert!(
+        unreachable[0].contains("Connection refused"),
+        "{}",
+        unreachable[0]
+    );
+    assert!(!logs.text().contains("s3cret"), "{}", logs.text());
+
+    let health = cache.health().await.to_string();
+    assert!(
+        health.contains("cause=\"redis: Connection refused"),
+        "{health}"
+    );
+
+    // Redis comes back (with the URL's user): said once, at INFO.
+    server.restart();
+    server.acl_setuser(&["app", "on", ">s3cret", "~*", "&*", "+@all"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logs.lines_with("redis answers: L1 + L2").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", logs.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logs.lines_with("redis answers").len(), 1, "{}", logs.text());
+}
