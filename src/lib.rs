@@ -47,14 +47,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use acgs_cache_core::{
-    decode_header, fingerprint, grammar, invalidate, parse_duration, policies, with_outcome, Cache,
-    CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError, EnvelopeHeader, Error, ErrorReason,
-    FleetAck, FunctionStats, HealthReport, HealthStatus, InvalidationHealth, InvalidationStats,
-    KeyDigest, L1Health, L2Health, LatencyHistogram, LogPosition, MaxStaleness, Outcome,
-    PolicyOverride, PoolStats, RateLimiter, RedactedUrl, RedisConfig, Reject, RuntimeDefaultGuard,
-    Session, SessionStore, StatsSnapshot, TokenCache, TtlPolicy, Unavailable, WarmEntry,
-    WarmReport, Warmer, DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS, ENV_REDIS_URL, FLAG_COMPRESSED,
-    FORMAT_VERSION, MAGIC, MIN_MAX_STALENESS,
+    decode_header, fingerprint, grammar, invalidate, parse_duration, policies, with_outcome,
+    AlreadyInstalled, Cache, CacheBuilder, CacheMap, CacheMapBuilder, Codec, CodecError,
+    EnvelopeHeader, Error, ErrorReason, FleetAck, FunctionStats, HealthReport, HealthStatus,
+    InvalidationHealth, InvalidationStats, KeyDigest, L1Health, L2Health, LatencyHistogram,
+    LogPosition, MaxStaleness, Outcome, PolicyOverride, PoolStats, RateLimiter, RedactedUrl,
+    RedisConfig, Reject, RuntimeDefaultGuard, Session, SessionStore, StatsSnapshot, TokenCache,
+    TtlPolicy, Unavailable, WarmEntry, WarmReport, Warmer, DEFAULT_L1_CAP, DEFAULT_MAX_STALENESS,
+    ENV_REDIS_URL, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC, MIN_MAX_STALENESS,
 };
 
 /// A rate limiter shared by every instance (GCRA, one Redis script per check).

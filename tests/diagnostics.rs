@@ -46,6 +46,25 @@ impl Captured {
     }
 }
 
+/// Installing the default after a cached call has built one is an error
+/// that says so and what to do — not a `Debug` dump of a cache.
+#[tokio::test]
+async fn an_install_after_first_use_says_why_and_what_to_do() {
+    assert_eq!(lookup(21).await, 42); // builds the process default
+    let refused = Cache::builder()
+        .service("late")
+        .build()
+        .unwrap()
+        .install_default()
+        .unwrap_err();
+    assert!(refused.by_first_use());
+    let said = format!("{refused:?}");
+    assert!(said.contains("used before install_default()"), "{said}");
+    assert!(said.contains("at the start of main"), "{said}");
+    assert!(!said.contains("Cache {"), "{said}");
+    assert_eq!(refused.into_cache().service(), "late");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_is_said_once_with_its_cause_and_again_when_it_answers() {
     let logs = Captured::default();
@@ -71,9 +90,14 @@ async fn an_unreachable_redis_is_said_once_with_its_cause_and_again_when_it_answ
     // Several of the tailer's attempts (50 to 200 ms apart) fail meanwhile.
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    let ready = logs.lines_with("cache ready");
+    // (The other test of this binary logs its own L1-only caches.)
+    let ready = logs.lines_with("service=diagnostics redis=");
     assert_eq!(ready.len(), 1, "{}", logs.text());
-    assert!(ready[0].contains("connecting"), "{}", ready[0]);
+    assert!(
+        ready[0].contains("cache ready: L1 (in process) + L2 (redis, standalone) connecting"),
+        "{}",
+        ready[0]
+    );
     let unreachable = logs.lines_with("redis unreachable: L1 only until it answers");
     assert_eq!(unreachable.len(), 1, "once per cause:\n{}", logs.text());
     assert!(unreachable[0].contains(" WARN "), "{}", unreachable[0]);

@@ -9,7 +9,7 @@
 //! what a test needs when the code under test spawns (an axum server, a
 //! worker): each `#[tokio::test]` runs on a runtime of its own.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 use crate::engine::instance::Cache;
@@ -17,6 +17,59 @@ use crate::engine::site::CallSite;
 use crate::error::Error;
 
 static DEFAULT: OnceLock<Cache> = OnceLock::new();
+/// Whether the process default was built by a first cached call (from the
+/// environment) rather than installed.
+static DEFAULT_BY_FIRST_USE: AtomicBool = AtomicBool::new(false);
+
+/// Why [`Cache::install_default`] refused a cache, with the cache given
+/// back ([`AlreadyInstalled::into_cache`]). Its `Debug` is its message, so
+/// `.expect(…)` says what happened and what to do.
+pub struct AlreadyInstalled {
+    cache: Cache,
+    by_first_use: bool,
+}
+
+impl AlreadyInstalled {
+    /// The cache that was not installed.
+    #[must_use]
+    pub fn into_cache(self) -> Cache {
+        self.cache
+    }
+
+    /// Whether the default in place was built by a cached call made before
+    /// the install (from the environment), rather than installed.
+    #[must_use]
+    pub fn by_first_use(&self) -> bool {
+        self.by_first_use
+    }
+}
+
+impl std::fmt::Display for AlreadyInstalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.by_first_use {
+            f.write_str(
+                "the process default was used before install_default() (by a cached call, or \
+                 Cache::global()), and was built from the environment then; install the cache \
+                 first (at the start of main, before any cached call), or give it to calls with \
+                 Cache::scope or `#[cached(cache = STATIC)]`",
+            )
+        } else {
+            f.write_str(
+                "install_default() was called twice: the process default is installed once \
+                 (at the start of main); use Cache::scope, Cache::set_runtime_default or \
+                 `#[cached(cache = STATIC)]` for another cache",
+            )
+        }
+    }
+}
+
+impl std::fmt::Debug for AlreadyInstalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for AlreadyInstalled {}
 
 tokio::task_local! {
     static SCOPED: Cache;
@@ -32,12 +85,24 @@ static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
 impl Cache {
     /// Makes this cache the process default used by `#[cached]` functions.
     ///
+    /// ```
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// cache.clone().install_default().expect("at the start of main");
+    /// let again = cache.install_default().unwrap_err();
+    /// assert!(again.to_string().contains("called twice"));
+    /// # Ok::<(), acgs_cache_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
-    /// Returns the cache back if a default was already installed (or created
-    /// by a first cached call).
-    pub fn install_default(self) -> Result<(), Cache> {
-        DEFAULT.set(self)
+    /// [`AlreadyInstalled`] (which gives the cache back) if a default was
+    /// already installed, or built by a cached call made before: its
+    /// message says which, and what to do.
+    pub fn install_default(self) -> Result<(), AlreadyInstalled> {
+        DEFAULT.set(self).map_err(|cache| AlreadyInstalled {
+            cache,
+            by_first_use: DEFAULT_BY_FIRST_USE.load(Ordering::Acquire),
+        })
     }
 
     /// The process default: the installed one, or one built from the
@@ -45,6 +110,7 @@ impl Cache {
     /// environment is reported with `tracing::error!` and falls back to L1-only).
     pub fn global() -> &'static Cache {
         DEFAULT.get_or_init(|| {
+            DEFAULT_BY_FIRST_USE.store(true, Ordering::Release);
             Cache::from_env().unwrap_or_else(|e| {
                 tracing::error!(target: "acgs_cache", error = %e, "invalid cache environment; using an L1-only cache");
                 #[allow(clippy::expect_used, reason = "the builder's defaults are valid (a unit test builds them)")]

@@ -29,7 +29,7 @@ pub use acgs_cache_grammar as grammar;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use cache::ConfirmInvalidations;
 pub use cache::{CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
-pub use current::RuntimeDefaultGuard;
+pub use current::{AlreadyInstalled, RuntimeDefaultGuard};
 pub use engine::instance::Cache;
 pub use engine::lock::DistributedLock;
 pub use engine::outcome::{with_outcome, Outcome};
