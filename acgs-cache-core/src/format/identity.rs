@@ -78,7 +78,10 @@ pub(crate) fn resolve(source: Source<'_>, probe: &str, caller: Caller<'_>) -> Id
             } else {
                 xxh3_64_with_seed(instance.as_bytes(), source.fingerprint)
             };
-            let shown = format!("{owner}::{shown_name}{generic_args}");
+            // A function declared inside an async fn's body is owned by that
+            // body (`app::outer::{{closure}}::inner`): its name shows the
+            // path without the compiler's `{{closure}}` segments.
+            let shown = format!("{}::{shown_name}{generic_args}", readable(owner));
             Identity {
                 hash,
                 name: Arc::from(shorten(&shown, crate_name)),
@@ -97,6 +100,15 @@ pub(crate) fn resolve(source: Source<'_>, probe: &str, caller: Caller<'_>) -> Id
             }
         }
     }
+}
+
+/// `path` without the compiler's `{{closure}}`-like segments.
+fn readable(path: &str) -> String {
+    split_top_level(path)
+        .into_iter()
+        .filter(|segment| !(segment.starts_with("{{") && segment.ends_with("}}")))
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 /// `(owner, generic arguments)` of the function `caller` in `probe`:
@@ -273,6 +285,27 @@ mod tests {
             caller("evaluate"),
         );
         assert_eq!((root.hash, &*root.name), (FP, "evaluate"));
+    }
+
+    /// `fn fetch` declared inside `async fn tenant_a_limits`: the compiler
+    /// names its owner `…::tenant_a_limits::{{closure}}`; stats, keys and
+    /// metric labels show `tenant_a_limits::fetch`.
+    #[test]
+    fn a_function_inside_an_async_fn_has_a_readable_name() {
+        let local = resolve(
+            source("fetch", "app::limits"),
+            "app::limits::tenant_a_limits::{{closure}}::fetch::{{closure}}",
+            caller("fetch"),
+        );
+        assert_eq!(&*local.name, "limits::tenant_a_limits::fetch");
+        // Another body's `fetch` stays another instance.
+        let other = resolve(
+            source("fetch", "app::limits"),
+            "app::limits::tenant_b_limits::{{closure}}::fetch::{{closure}}",
+            caller("fetch"),
+        );
+        assert_ne!(local.hash, other.hash);
+        assert_eq!(&*other.name, "limits::tenant_b_limits::fetch");
     }
 
     #[test]
