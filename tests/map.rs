@@ -152,3 +152,29 @@ async fn two_instances_share_entries_and_removals() {
     labels.insert(&8, Label("label".into())).await.unwrap();
     assert_eq!(rules_b.get(&8).await.as_deref(), Some("text"));
 }
+
+/// Two maps of one name and different types on one cache would share a
+/// stats row, metric labels and `invalidate_all`: the second to register is
+/// refused the name (logged at ERROR) and shows as `map-rules#…`.
+#[tokio::test]
+async fn two_stores_claiming_one_name_get_two_rows() {
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Label(String);
+    let cache = Cache::builder().service("map-names").build().unwrap();
+    let rules = cache.map::<u64, String>("rules").build().unwrap();
+    let labels = cache.map::<u64, Label>("rules").build().unwrap();
+    rules.insert(&1, "deny".into()).await.unwrap();
+    labels.insert(&1, Label("red".into())).await.unwrap();
+    assert_eq!(rules.get(&1).await.as_deref(), Some("deny"));
+    assert_eq!(labels.get(&1).await, Some(Label("red".into())));
+    labels.invalidate_all().await.unwrap();
+    assert_eq!(rules.get(&1).await.as_deref(), Some("deny"), "only its own");
+    let stats = cache.stats().await;
+    let names: Vec<&str> = stats.functions.iter().map(|f| &*f.function).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"map-rules"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("map-rules#")),
+        "{names:?}"
+    );
+}

@@ -6,7 +6,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, Type};
+use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Type};
 
 use crate::attr::{Args, CodecSpec, MaxStalenessSpec, Parsed, TtlSpec};
 use crate::errors::Errors;
@@ -493,10 +493,35 @@ fn generate(f: Function, args: &Args, plan: &Plan) -> TokenStream {
         Err(e) => e.to_compile_error(),
     };
     let companions = plan.companions.then(|| companions(&parts));
+    // Where items can be added beside the function, a name given twice in
+    // one module (or one type's impls) is a compile error naming it.
+    let claim = plan
+        .companions
+        .then(|| parts.args.name.as_ref().map(name_claim))
+        .flatten();
     quote! {
         #(#attrs)*
         #vis #sig #body
         #companions
+        #claim
+    }
+}
+
+/// `const two_cached_functions_are_named_<name>: () = ();`: a second
+/// function given the same `name` in the same module, or in an impl of the
+/// same type, defines it again, and rustc reports "the name
+/// `two_cached_functions_are_named_lookup` is defined multiple times" at its
+/// `name = "…"`. (Elsewhere the runtime refuses the second the name.)
+fn name_claim(name: &LitStr) -> TokenStream {
+    let ident = format_ident!(
+        "two_cached_functions_are_named_{}",
+        name.value().replace('-', "_"),
+        span = name.span()
+    );
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #ident: () = ();
     }
 }
 

@@ -252,17 +252,37 @@ impl Inner {
 
     /// The function instance `identity` names (made by `make` and registered
     /// with coherence on first use), now also found under `address`.
+    /// The state of the function instance `identity`, made by `make` with
+    /// its name the first time. Two instances that claim one `name` (two
+    /// functions given the same `name = "…"`, two maps of one name) would
+    /// share a stats row, metric labels and function invalidations: the
+    /// second is refused the name — it gets `name#<identity>` — and the
+    /// conflict is logged at ERROR.
     pub(crate) fn register_function(
         &self,
         address: (usize, usize, usize),
         identity: u64,
-        make: impl FnOnce() -> FunctionState,
+        name: Arc<str>,
+        make: impl FnOnce(Arc<str>) -> FunctionState,
     ) -> Arc<FunctionState> {
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let state = match functions.by_identity.get(&identity) {
             Some(state) => Arc::clone(state),
             None => {
-                let state = Arc::new(make());
+                let taken = functions.by_identity.values().any(|f| f.name == name);
+                let name = if taken {
+                    let own: Arc<str> = Arc::from(format!("{name}#{:08x}", identity >> 32));
+                    tracing::error!(
+                        target: "acgs_cache",
+                        function = %name,
+                        shown_as = %own,
+                        "two cached functions (or maps) claim the name `{name}`: give one of them another `name = \"…\"`; until then the second is shown as `{own}` in stats, metrics and keys"
+                    );
+                    own
+                } else {
+                    name
+                };
+                let state = Arc::new(make(name));
                 self.coherence.register(Arc::clone(&state));
                 functions.by_identity.insert(identity, Arc::clone(&state));
                 state

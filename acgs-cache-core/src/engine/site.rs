@@ -258,23 +258,25 @@ impl Cache {
             .max_staleness
             .or(policy.max_staleness())
             .unwrap_or(inner.config().max_staleness);
-        let state = inner.register_function(address, identity.hash, || FunctionState {
-            policy,
-            counters: FunctionCounters::default(),
-            patterns: site.invalidate_on,
-            scope: scope_hash(&inner.function_scope(&identity.name)),
-            max_staleness,
-            lease: LeaseLimit::of(max_staleness),
-            invalidated_at: AtomicU64::new(0),
-            has_entry_invalidations: AtomicBool::new(false),
-            key_prefix: crate::format::key::redis_key_prefix(
-                &inner.config().prefix,
-                &inner.config().service,
-                &identity.name,
-                identity.hash,
-            ),
-            identity: identity.hash,
-            name: identity.name,
+        let state = inner.register_function(address, identity.hash, identity.name, |name| {
+            FunctionState {
+                policy,
+                counters: FunctionCounters::default(),
+                patterns: site.invalidate_on,
+                scope: scope_hash(&inner.function_scope(&name)),
+                max_staleness,
+                lease: LeaseLimit::of(max_staleness),
+                invalidated_at: AtomicU64::new(0),
+                has_entry_invalidations: AtomicBool::new(false),
+                key_prefix: crate::format::key::redis_key_prefix(
+                    &inner.config().prefix,
+                    &inner.config().service,
+                    &name,
+                    identity.hash,
+                ),
+                identity: identity.hash,
+                name,
+            }
         });
         let _ = site.first.set(Resolved {
             cache: inner.id(),
