@@ -275,3 +275,41 @@ async fn with_outcome_tells_how_a_call_was_answered() {
         Some(Outcome::Bypassed)
     );
 }
+
+/// A write that changes the database and then fails (a partial batch) still
+/// publishes with `when = "always"`: readers do not keep what it may have
+/// changed until the TTL. The default publishes on `Ok` only.
+#[invalidates("tenant.{tenant}", when = "always")]
+async fn import_batch(tenant: String, fail_halfway: bool) -> Result<u32, String> {
+    if fail_halfway {
+        return Err(format!("{tenant}: row 7 refused after 6 were written"));
+    }
+    Ok(10)
+}
+
+#[invalidates("tenant.{tenant}")]
+async fn import_batch_ok_only(tenant: String, fail_halfway: bool) -> Result<u32, String> {
+    if fail_halfway {
+        return Err(format!("{tenant}: refused"));
+    }
+    Ok(10)
+}
+
+#[tokio::test]
+async fn a_write_that_fails_halfway_still_invalidates_when_always() {
+    let cache = Cache::builder().service("always").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+    let computed =
+        || async { with_outcome(plan("acme".into())).await.1 == Some(Outcome::Computed) };
+    assert!(computed().await);
+    assert!(!computed().await, "cached");
+    assert!(import_batch_ok_only("acme".into(), true).await.is_err());
+    assert!(!computed().await, "an Err publishes nothing by default");
+    assert!(import_batch("acme".into(), true).await.is_err());
+    assert!(
+        computed().await,
+        "`when = \"always\"` published the Err too"
+    );
+    assert_eq!(import_batch("acme".into(), false).await, Ok(10));
+    assert!(computed().await, "and the Ok");
+}

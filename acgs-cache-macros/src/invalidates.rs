@@ -1,7 +1,8 @@
 //! `#[invalidates("event", "tenant.{tenant}", cache = PATH)]`: a write
 //! function that publishes its events after it returns (`Ok` for a
-//! `Result`, under any alias), so that writes and reads name the same
-//! events. The templates are the tag templates of `#[cached]`: a read tagged
+//! `Result`, under any alias; with `when = "always"`, whatever it returns:
+//! for a write that can fail halfway), so that writes and reads name the
+//! same events. The templates are the tag templates of `#[cached]`: a read tagged
 //! `tenant.{tenant}` is dropped by a write that invalidates `tenant.{tenant}`
 //! with the same value.
 
@@ -17,6 +18,8 @@ use crate::template::{check_arguments, Template};
 struct Args {
     events: Vec<Template>,
     cache: Option<Path>,
+    /// `when = "always"`: publish even when the write returns `Err`.
+    always: Option<bool>,
     errors: Errors,
 }
 
@@ -25,6 +28,7 @@ impl Parse for Args {
         let mut args = Args {
             events: Vec::new(),
             cache: None,
+            always: None,
             errors: Errors::default(),
         };
         while !input.is_empty() {
@@ -46,9 +50,25 @@ impl Parse for Args {
                         value,
                         "`cache` takes the path of a `static` cache, e.g. `cache = CACHE`",
                     )),
+                    ("when", _) if args.always.is_some() => {
+                        args.errors.at(name.span(), "`when` is given twice")
+                    }
+                    (
+                        "when",
+                        Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Str(when),
+                            ..
+                        }),
+                    ) if matches!(when.value().as_str(), "always" | "ok") => {
+                        args.always = Some(when.value() == "always");
+                    }
+                    ("when", value) => args.errors.push(syn::Error::new_spanned(
+                        value,
+                        "`when` is \"ok\" (the default: publish once the write returned `Ok`) or \"always\" (publish whatever it returned: a write that can fail halfway)",
+                    )),
                     (other, _) => args.errors.at(
                         name.span(),
-                        format!("unknown `#[invalidates]` argument `{other}`: it takes event templates (\"governance.rules.updated\", \"tenant.{{tenant}}\") and `cache = PATH`"),
+                        format!("unknown `#[invalidates]` argument `{other}`: it takes event templates (\"governance.rules.updated\", \"tenant.{{tenant}}\"), `cache = PATH` and `when = \"always\"`"),
                     ),
                 }
             } else {
@@ -81,6 +101,7 @@ pub(crate) fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     let Args {
         events,
         cache,
+        always,
         mut errors,
     } = match syn::parse2::<Args>(args) {
         Ok(args) => args,
@@ -111,10 +132,10 @@ pub(crate) fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     if let Err(e) = errors.into_result() {
         return with_errors(e);
     }
-    generate(&function, &events, cache.as_ref())
+    generate(&function, &events, cache.as_ref(), always.unwrap_or(false))
 }
 
-fn generate(f: &Function, events: &[Template], cache: Option<&Path>) -> TokenStream {
+fn generate(f: &Function, events: &[Template], cache: Option<&Path>, always: bool) -> TokenStream {
     let private = quote!(::acgs_cache::__private);
     let formatted = events.iter().map(Template::format_expr);
     let cache = match cache {
@@ -127,18 +148,26 @@ fn generate(f: &Function, events: &[Template], cache: Option<&Path>) -> TokenStr
         Ident::new("__acgs_out", Span::mixed_site()),
     );
     // The events are formatted before the body, which may consume the
-    // arguments; they are published only once the body has succeeded.
+    // arguments; they are published once the body has succeeded (or, with
+    // `when = "always"`, once it has returned).
     let wrap = |body: TokenStream| {
+        let publish = if always {
+            quote!(#private::publish_after(#cache, &#events_ident).await;)
+        } else {
+            quote! {
+                let succeeded = {
+                    use #private::{WrittenAny as _, WrittenResult as _};
+                    (&#private::Written(&#out)).succeeded()
+                };
+                if succeeded {
+                    #private::publish_after(#cache, &#events_ident).await;
+                }
+            }
+        };
         quote! {
             let #events_ident: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#formatted),*];
             let #out: #output = #body.await;
-            let succeeded = {
-                use #private::{WrittenAny as _, WrittenResult as _};
-                (&#private::Written(&#out)).succeeded()
-            };
-            if succeeded {
-                #private::publish_after(#cache, &#events_ident).await;
-            }
+            #publish
             #out
         }
     };

@@ -17,4 +17,9 @@ async fn d() {}
 #[invalidates("rules.updated")]
 fn e() {}
 
+#[invalidates("rules.updated", when = "sometimes")]
+async fn f() -> Result<(), String> {
+    Ok(())
+}
+
 fn main() {}
