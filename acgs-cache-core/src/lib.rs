@@ -101,8 +101,8 @@ pub mod __private {
     pub use std::format;
 
     pub use crate::engine::dispatch::{
-        dispatch, CacheableValue, ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine,
-        Report, Silent,
+        dispatch, CachedClone, CachedDeserialize, CachedSerialize, CachedShared, Check,
+        ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine, Report, Silent,
     };
     pub use crate::engine::warm::warm_entry;
     pub use crate::format::key::KeyBuilder;

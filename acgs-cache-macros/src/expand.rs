@@ -429,15 +429,24 @@ impl Parts<'_> {
         // The path is chosen by autoref (see `dispatch.rs` in the core): a
         // value that cannot be cached gets one error, at the return type.
         let shape_ref = Ident::new("__acgs_shape", Span::mixed_site());
+        // The check is one expression of tokens located at the return type
+        // (with the macro's hygiene), so the error's first line points at
+        // the type the user wrote, not at the attribute.
+        // (Plain spans: an identifier of the macro's own hygiene is shown
+        // at the attribute whatever its location.)
+        let path_ref = Ident::new("__acgs_path", ret_span);
+        let checked_ref = Ident::new("__acgs_value_shape", ret_span);
+        let checked = Ident::new("checked", ret_span);
         let call = quote_spanned! {ret_span=>
             let #shape_ref = #shape;
-            ({
+            let #path_ref = ({
                 // One of the two is used, depending on the value.
                 #[allow(unused_imports)]
                 use #private::{ChooseEngine as _, ChooseReport as _};
                 (&&&#private::dispatch(&#shape_ref)).path()
-            })
-            .checked(&#shape_ref)
+            });
+            let #checked_ref = &#shape_ref;
+            #path_ref.#checked(#checked_ref)
             .#call_fn(
                 #site_ref,
                 #private::instance(&|| ()),

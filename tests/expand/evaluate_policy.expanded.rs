@@ -20,12 +20,14 @@ pub async fn evaluate_policy(
         (&&&::acgs_cache_core::__private::ShapeProbe::<Result<Decision, DbError>>::NEW)
             .shape()
     };
-    ({
+    let __acgs_path = ({
         #[allow(unused_imports)]
         use ::acgs_cache::__private::{ChooseEngine as _, ChooseReport as _};
         (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).path()
-    })
-        .checked(&__acgs_shape)
+    });
+    let __acgs_value_shape = &__acgs_shape;
+    __acgs_path
+        .checked(__acgs_value_shape)
         .call(
             __acgs_site,
             ::acgs_cache::__private::instance(&|| ()),
