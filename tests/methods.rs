@@ -313,3 +313,39 @@ async fn a_write_that_fails_halfway_still_invalidates_when_always() {
     assert_eq!(import_batch("acme".into(), false).await, Ok(10));
     assert!(computed().await, "and the Ok");
 }
+
+static RATES_COMPUTED: AtomicU64 = AtomicU64::new(0);
+
+#[cached(ttl = "5m", tags = ["tenant.{tenant}"])]
+pub async fn exchange_rate(tenant: String) -> u64 {
+    RATES_COMPUTED.fetch_add(1, Ordering::Relaxed) + 100
+}
+
+/// `refresh_<fn>` recomputes without reading, stores what it computed, and
+/// returns it: the next call is a hit on the new value (as the `cached`
+/// crate's refresh and FusionCache's skip-read). Generated beside methods
+/// too.
+#[tokio::test]
+async fn refresh_recomputes_stores_and_returns() {
+    let cache = Cache::builder().service("refresh").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+    let first = exchange_rate("acme".into()).await;
+    assert_eq!(exchange_rate("acme".into()).await, first, "a hit");
+    let (refreshed, outcome) = with_outcome(refresh_exchange_rate("acme".into())).await;
+    assert_eq!(refreshed, first + 1, "recomputed");
+    assert_eq!(outcome, Some(Outcome::Computed));
+    assert_eq!(
+        with_outcome(exchange_rate("acme".into())).await,
+        (refreshed, Some(Outcome::L1Hit)),
+        "the refreshed value was stored"
+    );
+    // Its tags came with it: the tenant's invalidation drops it.
+    cache.invalidate("tenant.acme").await.unwrap();
+    assert_eq!(exchange_rate("acme".into()).await, first + 2);
+
+    let service = PolicyService::new();
+    assert_eq!(service.decide(9, "bob".into()).await, "9:bob");
+    assert_eq!(service.refresh_decide(9, "bob".into()).await, "9:bob");
+    assert_eq!(service.decide(9, "bob".into()).await, "9:bob");
+    assert_eq!(service.computed(), 2, "one call, one refresh, one hit");
+}

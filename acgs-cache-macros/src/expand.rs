@@ -396,14 +396,30 @@ impl Parts<'_> {
 
     /// The cached call around the async body `compute` (an expression).
     fn call(&self, compute: TokenStream) -> TokenStream {
+        self.call_entry(compute, None)
+    }
+
+    /// The cached call, or with `refresh` (the companion's name) the
+    /// recomputation that skips the reads.
+    fn call_entry(&self, compute: TokenStream, refresh: Option<&str>) -> TokenStream {
         let private = &self.private;
         let site = self.site_static();
         let key = self.key();
         let shape = self.shape();
         let ret_span = self.f.output.span();
         let site_ref = site_ident();
+        let untagged = if refresh.is_some() {
+            // The recomputation always takes the tagged form.
+            let out = Ident::new("__acgs_out", Span::mixed_site());
+            quote!(async move {
+                let #out = #compute.await;
+                (::std::vec::Vec::new(), #out)
+            })
+        } else {
+            compute.clone()
+        };
         let (call_fn, compute) = match self.tags() {
-            None => ("call", compute),
+            None => ("call", untagged),
             Some(tags) => {
                 // Tags are formatted inside the computation, before the body
                 // can consume the arguments: a hit pays nothing for them.
@@ -419,11 +435,16 @@ impl Parts<'_> {
                 )
             }
         };
-        let call_fn = if self.plan.detachable {
+        let call_fn = if refresh.is_some() {
+            Ident::new("recompute", ret_span)
+        } else if self.plan.detachable {
             format_ident!("{call_fn}_refreshing", span = ret_span)
         } else {
             Ident::new(call_fn, ret_span)
         };
+        // The recomputation names its caller, so that it resolves to the
+        // function's instance.
+        let caller = refresh.map(|name| quote!(#name,));
         // Spanned on the return type: a value that cannot be cached is
         // reported at the type the user wrote.
         // The path is chosen by autoref (see `dispatch.rs` in the core): a
@@ -450,6 +471,7 @@ impl Parts<'_> {
             .#call_fn(
                 #site_ref,
                 #private::instance(&|| ()),
+                #caller
                 #shape_ref,
                 #key,
                 #compute,
@@ -535,8 +557,8 @@ fn name_claim(name: &LitStr) -> TokenStream {
 }
 
 /// `invalidate_<fn>(same arguments)`, `invalidate_all_<fn>()`,
-/// `warm_entry_<fn>(same arguments, value)` and `<fn>_uncached(same
-/// arguments)` next to the function (free, or associated in an inherent
+/// `warm_entry_<fn>(same arguments, value)`, `<fn>_uncached(same
+/// arguments)` and `refresh_<fn>(same arguments)` next to the function (free, or associated in an inherent
 /// impl), so its cache API is found where the function is documented.
 fn companions(parts: &Parts<'_>) -> TokenStream {
     let Parts { f, private, .. } = parts;
@@ -580,6 +602,11 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
         "The cache entry of `{fn_name}` for these arguments, holding what the function would return (`value`, or `Ok(value)` / `Some(value)`), for `acgs_cache::Warmer`."
     );
     let doc_uncached = format!("Runs `{fn_name}`'s body without the cache.");
+    let refresh = format_ident!("refresh_{}", fn_name);
+    let doc_refresh = format!(
+        "Computes `{fn_name}` for these arguments without reading the cache, stores the result (as a miss would: one computation per key, the fleet lock with `lock = true`, the invalidation checks) and returns it."
+    );
+    let refresh_fn = refresh_item(parts, &refresh);
     let value = if f.params.iter().any(|(ident, _)| ident == "value") {
         format_ident!("cached_value")
     } else {
@@ -644,6 +671,34 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc = #doc_uncached]
         #uncached_fn
+
+        #(#cfgs)*
+        #[doc = #doc_refresh]
+        #refresh_fn
+    }
+}
+
+/// `refresh_<fn>`: the function's signature under another name, whose body
+/// computes, stores and returns the value without reading the cache.
+fn refresh_item(parts: &Parts<'_>, name: &Ident) -> TokenStream {
+    let f = parts.f;
+    let mut sig = f.sig.clone();
+    sig.ident = name.clone();
+    let vis = &f.vis;
+    let refresh = name.to_string();
+    let body = match &f.body {
+        Body::Async(block) => {
+            let call = parts.call_entry(quote!(async move #block), Some(&refresh));
+            quote!({ #call })
+        }
+        // No companions in trait impls (see `companions`).
+        Body::AsyncTrait { .. } => {
+            quote!({ ::core::compile_error!("no companions in trait impls") })
+        }
+    };
+    quote! {
+        #[allow(dead_code, unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
+        #vis #sig #body
     }
 }
 

@@ -141,3 +141,57 @@ pub async fn evaluate_policy_uncached(
 ) -> Result<Decision, DbError> {
     query_policy_store(policy_id, subject).await
 }
+///Computes `evaluate_policy` for these arguments without reading the cache, stores the result (as a miss would: one computation per key, the fleet lock with `lock = true`, the invalidation checks) and returns it.
+#[allow(
+    dead_code,
+    unused_variables,
+    clippy::needless_lifetimes,
+    clippy::too_many_arguments
+)]
+pub async fn refresh_evaluate_policy(
+    policy_id: u64,
+    subject: &str,
+) -> Result<Decision, DbError> {
+    let __acgs_site = {
+        static __ACGS_SITE: ::acgs_cache::__private::CallSite = ::acgs_cache::__private::CallSite::new(
+                "evaluate_policy",
+                "quickstart",
+                "evaluate_policy(u64,&str)key()->Result<Decision,DbError>",
+                0u32,
+                &::acgs_cache::__private::policies::POLICY_DECISION,
+            )
+            .invalidate_on(&["governance.*"]);
+        &__ACGS_SITE
+    };
+    let __acgs_shape = {
+        use ::acgs_cache_core::__private::ShapeOf as _;
+        (&&&::acgs_cache_core::__private::ShapeProbe::<Result<Decision, DbError>>::NEW)
+            .shape()
+    };
+    let __acgs_path = ({
+        #[allow(unused_imports)]
+        use ::acgs_cache::__private::{ChooseEngine as _, ChooseReport as _};
+        (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).path()
+    });
+    let __acgs_value_shape = &__acgs_shape;
+    __acgs_path
+        .checked(__acgs_value_shape)
+        .recompute(
+            __acgs_site,
+            ::acgs_cache::__private::instance(&|| ()),
+            "refresh_evaluate_policy",
+            __acgs_shape,
+            ::acgs_cache::__private::KeyBuilder::new()
+                .arg(&policy_id)
+                .arg(&subject)
+                .finish(),
+            async move {
+                let __acgs_out = async move {
+                    query_policy_store(policy_id, subject).await
+                }
+                    .await;
+                (::std::vec::Vec::new(), __acgs_out)
+            },
+        )
+        .await
+}

@@ -83,6 +83,46 @@ where
     }
 }
 
+/// Recomputes one entry (the `refresh_<fn>` companion, named `caller`):
+/// reads neither L1 nor L2, and runs the computation as a miss does — the
+/// key's flight (a computation already running is joined), the fleet lock
+/// with `lock = true`, the invalidation checks, the store — then returns
+/// what it computed.
+pub(crate) async fn recompute<S, F>(
+    site: &'static CallSite,
+    probe: &'static str,
+    caller: &'static str,
+    shape: S,
+    key: Result<KeyDigest, CodecError>,
+    compute: F,
+) -> S::Out
+where
+    S: Shape,
+    S::Value: Cacheable,
+    F: Future<Output = (Vec<String>, S::Out)>,
+{
+    let cache = Cache::for_site(site);
+    let function = cache.function_for(
+        site,
+        probe,
+        crate::format::identity::Caller {
+            name: caller,
+            extra_generics: 0,
+        },
+    );
+    let Some(digest) = usable_key(&cache, site, &function, key) else {
+        return compute.await.1;
+    };
+    let start = Instant::now();
+    let mut call = Call::new(site, &function, digest);
+    call.with_l2(&cache);
+    // `l2_read`: nothing in L2 is wanted (a lock's waiter still takes the
+    // holder's fresh value).
+    let out = Box::pin(cache.miss(call, &shape, None, true, compute)).await;
+    function.counters.latency.record(start.elapsed(), 1);
+    out
+}
+
 /// What the synchronous L1 probe found.
 enum Probe<Out, V> {
     Hit(Out),

@@ -169,6 +169,24 @@ impl Engine {
         crate::engine::call::call_tagged(site, probe, shape, key, compute)
     }
 
+    /// [`crate::engine::call::recompute`].
+    pub fn recompute<S, F>(
+        self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: &'static str,
+        shape: S,
+        key: Key,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        crate::engine::call::recompute(site, probe, caller, shape, key, compute)
+    }
+
     /// [`crate::engine::call::call_refreshing`].
     pub fn call_refreshing<S, F>(
         self,
@@ -262,6 +280,23 @@ impl Report {
         self,
         _site: &'static CallSite,
         _probe: &'static str,
+        _shape: S,
+        _key: Key,
+        compute: F,
+    ) -> S::Out
+    where
+        S: Shape,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        compute.await.1
+    }
+
+    /// The body, uncached, after the one error.
+    pub async fn recompute<S, F>(
+        self,
+        _site: &'static CallSite,
+        _probe: &'static str,
+        _caller: &'static str,
         _shape: S,
         _key: Key,
         compute: F,
