@@ -62,6 +62,12 @@ step "packaging: cargo package of every published crate, each verified by buildi
 # cargo's source cache, keyed by version only: a copy from an earlier run
 # of the same version would be built instead of this one. Drop such copies.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/acgs-cache* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/acgs-cache*
+# And their compiled copies: cargo takes a registry crate of a version it
+# has built as unchanged, and would link the earlier run's API.
+for dep_info in $(grep -l "registry/src/-" target/debug/deps/acgs_cache*.d 2>/dev/null); do
+  hash=$(basename "$dep_info" .d); hash=${hash##*-}
+  rm -rf target/debug/deps/*-"$hash".* target/debug/deps/*-"$hash" target/debug/.fingerprint/*-"$hash"
+done
 if ! packaged=$(cargo package --allow-dirty -p acgs-cache-grammar -p acgs-cache-macros -p acgs-cache-core -p acgs-cache 2>&1); then
   echo "$packaged"; echo "cargo package failed"; exit 1
 fi
