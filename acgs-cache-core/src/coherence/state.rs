@@ -266,6 +266,15 @@ impl Coherence {
             .is_some()
     }
 
+    /// Whether the tailer's attempts to reach the log fail (no copy of the
+    /// cause: asked on every call that goes past L1).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// Why the log cannot be reached, while the tailer's attempts fail.
     pub(crate) fn unreachable_cause(&self) -> Option<String> {
         self.unreachable
@@ -283,7 +292,7 @@ impl Coherence {
         let failed = self.attempt_failed.notified();
         tokio::pin!(failed);
         failed.as_mut().enable();
-        if self.unreachable_cause().is_some() {
+        if self.is_unreachable() {
             return false;
         }
         tokio::select! {

@@ -965,7 +965,7 @@ impl Cache {
         let hopeful = patient
             && l2.is_available()
             && (coherence.is_listening() || !coherence.has_listened())
-            && coherence.unreachable_cause().is_none();
+            && !coherence.is_unreachable();
         if function.lease.is_opt_out() {
             return coherence.is_listening()
                 || (hopeful
