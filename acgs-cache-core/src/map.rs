@@ -178,11 +178,12 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
 struct Absent;
 
 /// `tags` checked as event names.
-fn event_names(tags: &[&str]) -> Result<Vec<String>, Error> {
-    tags.iter()
+fn event_names<T: AsRef<str>>(tags: impl IntoIterator<Item = T>) -> Result<Vec<String>, Error> {
+    tags.into_iter()
         .map(|tag| {
+            let tag = tag.as_ref();
             acgs_cache_grammar::check_event_name(tag)
-                .map(|()| (*tag).to_owned())
+                .map(|()| tag.to_owned())
                 .map_err(|e| Error::InvalidName(format!("tag {tag:?}: {e}")))
         })
         .collect()
@@ -332,10 +333,11 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     }
 
     /// Reads the value under `key`, lets `change` make its successor and
-    /// that successor's TTL, and stores it (tagged `tags`) — unless the key
-    /// (or a tag) was invalidated after the read began: then nothing is
-    /// stored and the answer is `Ok(None)`, as it is for a key with no
-    /// value. A sliding expiry is `update(key, tags, |v| (v, ttl))`.
+    /// that successor's TTL, and stores it tagged with `tags_of(&successor)`
+    /// — unless the key (or a tag) was invalidated after the read began:
+    /// then nothing is stored and the answer is `Ok(None)`, as it is for a
+    /// key with no value. One read: a sliding expiry is
+    /// `update(key, |v| (v, ttl), |_| Vec::new())`.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -345,10 +347,11 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// let visits = cache.map::<str, u64>("visits").build()?;
     /// visits.insert("alice", 1).await?;
     /// let next = visits
-    ///     .update("alice", &[], |n| (n + 1, Duration::from_secs(60)))
+    ///     .update("alice", |n| (n + 1, Duration::from_secs(60)), |_| Vec::new())
     ///     .await?;
     /// assert_eq!(next, Some(2));
-    /// assert_eq!(visits.update("bob", &[], |n| (n + 1, Duration::from_secs(60))).await?, None);
+    /// let absent = visits.update("bob", |n| (n + 1, Duration::from_secs(60)), |_| Vec::new());
+    /// assert_eq!(absent.await?, None);
     /// # Ok(()) }
     /// ```
     ///
@@ -358,11 +361,10 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     pub async fn update(
         &self,
         key: &K,
-        tags: &[&str],
         change: impl FnOnce(V) -> (V, Duration),
+        tags_of: impl FnOnce(&V) -> Vec<String>,
     ) -> Result<Option<V>, Error> {
         let digest = KeyDigest::of(key)?;
-        let tags = event_names(tags)?;
         // Read before the value: an invalidation that lands meanwhile
         // refuses what is written back.
         let position = store::position_now(&self.cache).await;
@@ -370,6 +372,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
             return Ok(None);
         };
         let (value, ttl) = change(value);
+        let tags = event_names(tags_of(&value))?;
         let stored = self
             .cache
             .put(self.site, digest, &value, ttl, tags, position)

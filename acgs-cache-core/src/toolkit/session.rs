@@ -223,15 +223,15 @@ impl<T: Cacheable> SessionStore<T> {
         let ttl = self.sessions.default_ttl();
         // A revocation that lands between the read and the write refuses
         // the write (`None`), whether it names the session or its user.
-        let Some(session) = self.sessions.get(id).await else {
-            return Ok(None);
-        };
-        let user_tag = self.user_tag(&session.user);
         self.sessions
-            .update(id, &[&user_tag], |mut session| {
-                session.expires_at_ms = now_ms() + millis(ttl);
-                (session, ttl)
-            })
+            .update(
+                id,
+                |mut session| {
+                    session.expires_at_ms = now_ms() + millis(ttl);
+                    (session, ttl)
+                },
+                |session| vec![self.user_tag(&session.user)],
+            )
             .await
     }
 
