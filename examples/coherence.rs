@@ -71,7 +71,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acgs_cache::{cached, Cache, LogPosition, MaxStaleness, DEFAULT_MAX_STALENESS};
 use redis::AsyncCommands;
-use support::{RedisServer, SentinelSetup, TcpProxy};
+use support::{arg, flag, RedisServer, SentinelSetup, TcpProxy};
 
 const KEYS: u32 = 64;
 /// Versions kept per key for the checks.
@@ -82,19 +82,6 @@ const CHECK_BATCH: usize = 64;
 const PAUSE: Duration = Duration::from_secs(2);
 /// How long the partitioned reader's network drops everything.
 const PARTITION: Duration = Duration::from_secs(3);
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
 
 fn now_us() -> u64 {
     SystemTime::now()

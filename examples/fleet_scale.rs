@@ -31,6 +31,7 @@
 //! `fleet_scale: cells=N largest_n_x_r=F at_n=N at_r=N p99_ms=F half_delta_ms=F all_heard=B`.
 
 use acgs_cache_harness as support;
+use support::arg;
 
 use std::io::Write as _;
 use std::process::Stdio;
@@ -40,15 +41,6 @@ use std::time::{Duration, Instant};
 use acgs_cache::{Cache, LatencyHistogram, LogPosition, DEFAULT_MAX_STALENESS};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn list(name: &str, default: &str) -> Vec<u64> {
     arg(name, default.to_owned())

@@ -18,19 +18,11 @@
 //! `log_scale: records=N connect_ms=F read_back=N live_rss_mib=F remembered=N overflows=N`.
 
 use acgs_cache_harness as support;
+use support::arg;
 
 use std::time::{Duration, Instant};
 
 use acgs_cache::Cache;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

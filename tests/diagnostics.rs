@@ -7,47 +7,16 @@
 
 use acgs_cache_harness as support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use acgs_cache::{cached, Cache};
-use support::RedisServer;
+use support::{LogSink, RedisServer};
 
 #[cached(ttl = "90s")]
 async fn lookup(id: u32) -> u32 {
     id * 2
 }
 
-/// Every log line of the process, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Installing the default after a cached call has built one is an error
-/// that says so and what to do — not a `Debug` dump of a cache.
 #[tokio::test]
 async fn an_install_after_first_use_says_why_and_what_to_do() {
     assert_eq!(lookup(21).await, 42); // builds the process default
@@ -67,7 +36,7 @@ async fn an_install_after_first_use_says_why_and_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_is_said_once_with_its_cause_and_again_when_it_answers() {
-    let logs = Captured::default();
+    let logs = LogSink::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_env_filter("acgs_cache=info")

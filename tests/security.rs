@@ -5,13 +5,12 @@
 
 use acgs_cache_harness as support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use acgs_cache::rate_limit::DecidedBy;
 use acgs_cache::{cached, Cache, Error, RateLimiter, RedisConfig};
-use support::RedisServer;
+use support::{LogSink, RedisServer};
 
 const PASSWORD: &str = "Zr8-kW2-n0tInLogs";
 
@@ -21,31 +20,19 @@ async fn decide(policy_id: u64) -> u64 {
 }
 
 /// Everything any test here logged, at every level.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn logs() -> LogSink {
+    static LOGS: OnceLock<LogSink> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
+        let logs = LogSink::default();
+        let sink = logs.clone();
         tracing_subscriber::fmt()
             .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
-            .with_writer(move || Sink(Arc::clone(&sink)))
+            .with_writer(move || sink.clone())
             .with_ansi(false)
             .init();
         logs
     })
     .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn acl_server() -> RedisServer {
@@ -278,7 +265,7 @@ async fn credentials_never_appear_in_debug_display_logs_or_errors() {
         shown += &format!("{error} {error:?}\n");
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // background tasks log too
-    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logged = logs.text();
     assert!(
         logged.contains("refused the credentials") || shown.contains("refused the credentials"),
         "the refusal was reported"

@@ -2,15 +2,20 @@
 //! replicas, Sentinel, Cluster, TLS) made of `redis-server` / `redis-cli` /
 //! `openssl` processes on free ports and stopped on drop (`topology.rs`), a
 //! TCP proxy that partitions a client without closing its connections
-//! (`proxy.rs`), and the helpers the integration tests, the example
+//! (`proxy.rs`), log lines kept in memory (`capture.rs`), the report
+//! programs' command lines (`args.rs`), and the helpers the integration tests, the example
 //! programs and the benches share. Not published.
 #![forbid(unsafe_code)]
 
+mod args;
+mod capture;
 mod proxy;
 mod topology;
 
 use std::path::PathBuf;
 
+pub use args::{arg, flag};
+pub use capture::LogSink;
 pub use proxy::TcpProxy;
 pub use topology::*;
 
