@@ -81,42 +81,24 @@ pub trait ChooseSilent {
 impl<S> ChooseSilent for &Dispatch<S> {}
 
 /// What a cached value `T` must be, one requirement at a time, asked of
-/// [`Check`]: asked for only where the value is not `Cacheable`, so that
-/// the error names what is missing (each unmet one is its own error, at the
-/// return type). Traits of `Check` rather than of `T`, so that rustc does
-/// not suggest borrowing the return type (`&T` is `Clone`).
-#[diagnostic::on_unimplemented(
-    message = "`{T}` cannot be cached: it does not implement `serde::Serialize` (L2 stores it serialized)",
-    label = "the cached value",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to it; for `Result<T, E>` and `Option<T>` only `T` is stored"
-)]
+/// [`Check`]: asked for only where the value is not `Cacheable`. rustc
+/// looks through each blanket impl and reports the trait `T` lacks
+/// (`Decision: Clone`, with its derive suggestion; serde's own note for
+/// `Serialize`), one error per unmet requirement, at the return type.
+/// Traits of `Check` rather than of `T`, so that rustc does not suggest
+/// borrowing the return type (`&T` is `Clone`).
 pub trait CachedSerialize<T: ?Sized> {}
 impl<T: serde::Serialize + ?Sized> CachedSerialize<T> for Check {}
 
 /// See [`CachedSerialize`].
-#[diagnostic::on_unimplemented(
-    message = "`{T}` cannot be cached: it does not implement `serde::Deserialize` (L2 hits are decoded)",
-    label = "the cached value",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to it (owned: no borrowed fields); for `Result<T, E>` and `Option<T>` only `T` is stored"
-)]
 pub trait CachedDeserialize<T: ?Sized> {}
 impl<T: serde::de::DeserializeOwned> CachedDeserialize<T> for Check {}
 
 /// See [`CachedSerialize`].
-#[diagnostic::on_unimplemented(
-    message = "`{T}` cannot be cached: it does not implement `Clone` (each L1 hit gets a clone)",
-    label = "the cached value",
-    note = "add `#[derive(Clone)]` to it, or cache an `Arc<…>` of it; for `Result<T, E>` and `Option<T>` only `T` is stored"
-)]
 pub trait CachedClone<T: ?Sized> {}
 impl<T: Clone> CachedClone<T> for Check {}
 
 /// See [`CachedSerialize`].
-#[diagnostic::on_unimplemented(
-    message = "`{T}` cannot be cached: it must be `Send + Sync + 'static` (L1 shares it between tasks)",
-    label = "the cached value",
-    note = "hold owned data (no references, no `Rc`/`RefCell`); for `Result<T, E>` and `Option<T>` only `T` is stored"
-)]
 pub trait CachedShared<T: ?Sized> {}
 impl<T: Send + Sync + 'static + ?Sized> CachedShared<T> for Check {}
 
