@@ -83,9 +83,7 @@ pub mod __private {
     /// The shape of a return type (see `shape.rs`).
     pub use crate::__acgs_shape as shape;
     pub use crate::cache::AsStaticCache;
-    pub use crate::engine::call::{
-        call, call_refreshing, call_tagged, call_tagged_refreshing, Detachable,
-    };
+    pub use crate::engine::call::{Detachable, Pending, Start};
     pub use crate::engine::site::CallSite;
     pub use crate::format::codec::Codec;
     pub use crate::format::key::ReceiverKey;
@@ -102,7 +100,7 @@ pub mod __private {
 
     pub use crate::engine::dispatch::{
         dispatch, CachedClone, CachedDeserialize, CachedSerialize, CachedShared, Check,
-        ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine, Report, Silent,
+        ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine, Report, Silent, Uncached,
     };
     pub use crate::engine::warm::warm_entry;
     pub use crate::format::key::KeyBuilder;

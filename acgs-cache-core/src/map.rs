@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::call::call_tagged;
+use crate::engine::call::call;
 use crate::engine::instance::Cache;
 use crate::engine::site::CallSite;
 use crate::engine::store::{self, SiteSpec};
@@ -194,7 +194,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// invalidated. A key that does not serialize finds nothing.
     pub async fn get(&self, key: &K) -> Option<V> {
         let digest = KeyDigest::of(key).ok()?;
-        let read = call_tagged(
+        let read = call(
             self.site,
             "",
             crate::__acgs_shape!(Result<V, Absent>),
@@ -212,7 +212,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// computation panics within the policy's stale window, the invalidation
     /// check on every value, a shared one included).
     pub async fn get_or_compute(&self, key: &K, compute: impl Future<Output = V>) -> V {
-        let read = call_tagged(
+        let read = call(
             self.site,
             "",
             crate::__acgs_shape!(V),
@@ -234,7 +234,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         key: &K,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        let read = call_tagged(
+        let read = call(
             self.site,
             "",
             crate::__acgs_shape!(Result<V, E>),
@@ -278,7 +278,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         ttl_of: impl Fn(&V) -> Option<Duration>,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        let read = call_tagged(
+        let read = call(
             self.site,
             "",
             crate::format::shape::ttl_from(crate::__acgs_shape!(Result<V, E>), ttl_of),

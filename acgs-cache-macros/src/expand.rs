@@ -408,40 +408,34 @@ impl Parts<'_> {
         let shape = self.shape();
         let ret_span = self.f.output.span();
         let site_ref = site_ident();
-        let untagged = if refresh.is_some() {
-            // The recomputation always takes the tagged form.
-            let out = Ident::new("__acgs_out", Span::mixed_site());
-            quote!(async move {
+        // The runtime takes one form of computation: the entry's tags (none
+        // here) beside the return value.
+        let out = Ident::new("__acgs_out", Span::mixed_site());
+        let compute = match self.tags() {
+            None => quote!(async move {
                 let #out = #compute.await;
                 (::std::vec::Vec::new(), #out)
-            })
-        } else {
-            compute.clone()
-        };
-        let (call_fn, compute) = match self.tags() {
-            None => ("call", untagged),
+            }),
             Some(tags) => {
                 // Tags are formatted inside the computation, before the body
                 // can consume the arguments: a hit pays nothing for them.
-                let out = Ident::new("__acgs_out", Span::mixed_site());
                 let tag_list = Ident::new("__acgs_tags", Span::mixed_site());
-                (
-                    "call_tagged",
-                    quote!(async move {
-                        let #tag_list = #tags;
-                        let #out = #compute.await;
-                        (#tag_list, #out)
-                    }),
-                )
+                quote!(async move {
+                    let #tag_list = #tags;
+                    let #out = #compute.await;
+                    (#tag_list, #out)
+                })
             }
         };
-        let call_fn = if refresh.is_some() {
-            Ident::new("recompute", ret_span)
+        let (start_fn, run_fn) = if refresh.is_some() {
+            ("start_recompute", "run")
         } else if self.plan.detachable {
-            format_ident!("{call_fn}_refreshing", span = ret_span)
+            ("start_refreshing", "run_refreshing")
         } else {
-            Ident::new(call_fn, ret_span)
+            ("start", "run")
         };
+        let start_fn = Ident::new(start_fn, ret_span);
+        let run_fn = Ident::new(run_fn, ret_span);
         // The recomputation names its caller, so that it resolves to the
         // function's instance.
         let caller = refresh.map(|name| quote!(#name,));
@@ -458,6 +452,8 @@ impl Parts<'_> {
         let path_ref = Ident::new("__acgs_path", ret_span);
         let checked_ref = Ident::new("__acgs_value_shape", ret_span);
         let checked = Ident::new("checked", ret_span);
+        let hit = Ident::new("__acgs_hit", Span::mixed_site());
+        let rest = Ident::new("__acgs_rest", Span::mixed_site());
         let call = quote_spanned! {ret_span=>
             let #shape_ref = #shape;
             let #path_ref = ({
@@ -467,16 +463,18 @@ impl Parts<'_> {
                 (&&&#private::dispatch(&#shape_ref)).path()
             });
             let #checked_ref = &#shape_ref;
-            #path_ref.#checked(#checked_ref)
-            .#call_fn(
+            // The start is synchronous (the key, the L1 probe): a hit
+            // returns before the computation's future is made.
+            match #path_ref.#checked(#checked_ref).#start_fn(
                 #site_ref,
                 #private::instance(&|| ()),
                 #caller
                 #shape_ref,
                 #key,
-                #compute,
-            )
-            .await
+            ) {
+                ::core::result::Result::Ok(#hit) => #hit,
+                ::core::result::Result::Err(#rest) => #rest.#run_fn(#compute).await,
+            }
         };
         quote! {
             #site

@@ -26,9 +26,9 @@ pub async fn evaluate_policy(
         (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).path()
     });
     let __acgs_value_shape = &__acgs_shape;
-    __acgs_path
+    match __acgs_path
         .checked(__acgs_value_shape)
-        .call(
+        .start(
             __acgs_site,
             ::acgs_cache::__private::instance(&|| ()),
             __acgs_shape,
@@ -36,9 +36,21 @@ pub async fn evaluate_policy(
                 .arg(&policy_id)
                 .arg(&subject)
                 .finish(),
-            async move { query_policy_store(policy_id, subject).await },
         )
-        .await
+    {
+        ::core::result::Result::Ok(__acgs_hit) => __acgs_hit,
+        ::core::result::Result::Err(__acgs_rest) => {
+            __acgs_rest
+                .run(async move {
+                    let __acgs_out = async move {
+                        query_policy_store(policy_id, subject).await
+                    }
+                        .await;
+                    (::std::vec::Vec::new(), __acgs_out)
+                })
+                .await
+        }
+    }
 }
 ///Invalidates the cached entry of `evaluate_policy` for these arguments, on every instance.
 #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
@@ -174,9 +186,9 @@ pub async fn refresh_evaluate_policy(
         (&&&::acgs_cache::__private::dispatch(&__acgs_shape)).path()
     });
     let __acgs_value_shape = &__acgs_shape;
-    __acgs_path
+    match __acgs_path
         .checked(__acgs_value_shape)
-        .recompute(
+        .start_recompute(
             __acgs_site,
             ::acgs_cache::__private::instance(&|| ()),
             "refresh_evaluate_policy",
@@ -185,13 +197,19 @@ pub async fn refresh_evaluate_policy(
                 .arg(&policy_id)
                 .arg(&subject)
                 .finish(),
-            async move {
-                let __acgs_out = async move {
-                    query_policy_store(policy_id, subject).await
-                }
-                    .await;
-                (::std::vec::Vec::new(), __acgs_out)
-            },
         )
-        .await
+    {
+        ::core::result::Result::Ok(__acgs_hit) => __acgs_hit,
+        ::core::result::Result::Err(__acgs_rest) => {
+            __acgs_rest
+                .run(async move {
+                    let __acgs_out = async move {
+                        query_policy_store(policy_id, subject).await
+                    }
+                        .await;
+                    (::std::vec::Vec::new(), __acgs_out)
+                })
+                .await
+        }
+    }
 }

@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use crate::clock;
 use crate::coherence::function::{FunctionRef, FunctionState};
 use crate::coherence::state::{tag_hash, unpack};
+use crate::current::CacheRef;
 use crate::engine::flight::{landing, Boarding, Landing, Leader};
 use crate::engine::instance::Cache;
 use crate::engine::site::CallSite;
@@ -22,43 +23,45 @@ use crate::measure::stats::ErrorReason;
 use crate::tiers::l1::{EntryLife, L1Entry, L1Key, Stored};
 use crate::tiers::l2::{Fetched, L2Tier, LockGuard};
 
-/// Runs one cached call of the function described by `site`, in the
-/// instance `probe` names (see `identity.rs`), returning `shape`'s output.
-pub async fn call<S, F>(
+/// How a cached call begins: answered by L1 (`Ok`), or [`Pending`] the
+/// rest of its path, which only then needs the computation's future.
+pub type Start<S> = Result<<S as Shape>::Out, Pending<S>>;
+
+/// Starts one cached call of the function described by `site`, in the
+/// instance `probe` names (see `identity.rs`): the key's digest, the L1
+/// probe and the clone, synchronously, before any future exists. `refresh`:
+/// a hit past the policy's refresh-ahead point is handed to
+/// [`Pending::run_refreshing`] (the function's future can run detached).
+#[inline(always)]
+pub(crate) fn start<S>(
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
     key: Result<KeyDigest, CodecError>,
-    compute: F,
-) -> S::Out
+    refresh: bool,
+) -> Start<S>
 where
     S: Shape,
     S::Value: Cacheable,
-    F: Future<Output = S::Out>,
 {
     let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
     let Some(digest) = usable_key(&cache, site, &function, key) else {
-        return compute.await;
+        return Err(Pending::new(cache, function, site, shape, Next::Bypass));
     };
-    // The L1 probe runs before any other future is made: a hit is a plain
-    // function call.
-    let call = Call::new(site, &function, digest);
-    let probe = cache.probe_l1(&call, &shape);
-    match probe {
-        Probe::Hit(out) => out,
-        Probe::Miss(miss) => {
-            let compute = async move { (Vec::new(), compute.await) };
-            // Boxed: the rest of the call (L2, flights, the computation) is a
-            // large state that would otherwise be part of every hit's future.
-            Box::pin(cache.past_l1(call, &shape, miss, compute)).await
-        }
-    }
+    let refresh = refresh && function.policy.refresh_ahead_percent() != 0;
+    let probed = cache.probe_l1(&Call::new(site, &function, digest), &shape, refresh);
+    let next = match probed {
+        Probe::Hit(out) => return Ok(out),
+        Probe::Due(value) => Next::Due(digest, value),
+        Probe::Miss(miss) => Next::Miss(digest, miss),
+    };
+    Err(Pending::new(cache, function, site, shape, next))
 }
 
-/// Runs one cached call whose computation also yields the entry's tags
-/// (formatted from the arguments before the body runs, and only on a miss).
-pub async fn call_tagged<S, F>(
+/// One whole call, for the typed map: [`start`], then the rest with
+/// `compute` on a miss.
+pub(crate) async fn call<S, F>(
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
@@ -70,36 +73,24 @@ where
     S::Value: Cacheable,
     F: Future<Output = (Vec<String>, S::Out)>,
 {
-    let cache = Cache::for_site(site);
-    let function = cache.function(site, probe);
-    let Some(digest) = usable_key(&cache, site, &function, key) else {
-        return compute.await.1;
-    };
-    let call = Call::new(site, &function, digest);
-    let probe = cache.probe_l1(&call, &shape);
-    match probe {
-        Probe::Hit(out) => out,
-        Probe::Miss(miss) => Box::pin(cache.past_l1(call, &shape, miss, compute)).await,
+    match start(site, probe, shape, key, false) {
+        Ok(out) => out,
+        Err(pending) => pending.run(compute).await,
     }
 }
 
-/// Recomputes one entry (the `refresh_<fn>` companion, named `caller`):
-/// reads neither L1 nor L2, and runs the computation as a miss does — the
-/// key's flight (a computation already running is joined), the fleet lock
-/// with `lock = true`, the invalidation checks, the store — then returns
-/// what it computed.
-pub(crate) async fn recompute<S, F>(
+/// Starts the `refresh_<fn>` companion (named `caller`): a recomputation
+/// that reads neither L1 nor L2 (see [`Pending::run`]).
+pub(crate) fn start_recompute<S>(
     site: &'static CallSite,
     probe: &'static str,
     caller: &'static str,
     shape: S,
     key: Result<KeyDigest, CodecError>,
-    compute: F,
-) -> S::Out
+) -> Pending<S>
 where
     S: Shape,
     S::Value: Cacheable,
-    F: Future<Output = (Vec<String>, S::Out)>,
 {
     let cache = Cache::for_site(site);
     let function = cache.function_for(
@@ -110,22 +101,145 @@ where
             extra_generics: 0,
         },
     );
-    let Some(digest) = usable_key(&cache, site, &function, key) else {
-        return compute.await.1;
+    let next = match usable_key(&cache, site, &function, key) {
+        Some(digest) => Next::Recompute(digest),
+        None => Next::Bypass,
     };
-    let start = Instant::now();
-    let mut call = Call::new(site, &function, digest);
-    call.with_l2(&cache);
-    // `l2_read`: nothing in L2 is wanted (a lock's waiter still takes the
-    // holder's fresh value).
-    let out = Box::pin(cache.miss(call, &shape, None, true, compute)).await;
-    function.counters.latency.record(start.elapsed(), 1);
-    out
+    Pending::new(cache, function, site, shape, next)
+}
+
+/// A call that L1 did not answer: what the rest of its path needs, run
+/// with the function's computation by [`Pending::run`].
+pub struct Pending<S: Shape> {
+    cache: CacheRef,
+    function: FunctionRef<'static>,
+    site: &'static CallSite,
+    shape: S,
+    next: Next<S::Value>,
+}
+
+impl<S: Shape> std::fmt::Debug for Pending<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("function", &self.function.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Pending`] call does next.
+enum Next<V> {
+    /// Goes around the cache (counted, and traced, already).
+    Bypass,
+    /// L1 had nothing fresh: L2, the key's flight, the computation.
+    Miss(KeyDigest, L1Miss<V>),
+    /// L1 had a fresh value past the refresh-ahead point: answered with it,
+    /// and refreshed in the background.
+    Due(KeyDigest, V),
+    /// The `refresh_<fn>` companion: computed as a miss, without reading.
+    Recompute(KeyDigest),
+}
+
+impl<S> Pending<S>
+where
+    S: Shape,
+    S::Value: Cacheable,
+{
+    fn new(
+        cache: CacheRef,
+        function: FunctionRef<'static>,
+        site: &'static CallSite,
+        shape: S,
+        next: Next<S::Value>,
+    ) -> Self {
+        Pending {
+            cache,
+            function,
+            site,
+            shape,
+            next,
+        }
+    }
+
+    /// Runs the rest of the call with `compute`, the function's body
+    /// yielding the entry's tags (formatted before the body runs) and its
+    /// return value.
+    pub async fn run<F>(self, compute: F) -> S::Out
+    where
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
+        let Pending {
+            cache,
+            function,
+            site,
+            shape,
+            next,
+        } = self;
+        match next {
+            Next::Bypass => compute.await.1,
+            // Only `run_refreshing` is handed these.
+            Next::Due(_, value) => shape.rebuild(value),
+            Next::Miss(digest, miss) => {
+                let call = Call::new(site, &function, digest);
+                // Boxed: the rest of the call (L2, flights, the
+                // computation) is a large state that would otherwise be
+                // part of the caller's future.
+                Box::pin(cache.past_l1(call, &shape, miss, compute)).await
+            }
+            Next::Recompute(digest) => {
+                let start = Instant::now();
+                let mut call = Call::new(site, &function, digest);
+                call.with_l2(&cache);
+                // `l2_read`: nothing in L2 is wanted (a lock's waiter still
+                // takes the holder's fresh value).
+                let out = Box::pin(cache.miss(call, &shape, None, true, compute)).await;
+                function.counters.latency.record(start.elapsed(), 1);
+                out
+            }
+        }
+    }
+
+    /// [`Pending::run`] for functions whose computation owns its arguments:
+    /// a hit past the policy's refresh-ahead point refreshes the entry on a
+    /// task of its own (once: a refresh already in flight is not started
+    /// again) and answers at once from the cache.
+    pub async fn run_refreshing<F>(self, compute: F) -> S::Out
+    where
+        S: Send + Sync + 'static,
+        S::Out: Send + 'static,
+        F: Detachable<Output = (Vec<String>, S::Out)>,
+    {
+        let Next::Due(digest, value) = self.next else {
+            return self.run(compute).await;
+        };
+        let Pending {
+            cache,
+            function,
+            site,
+            shape,
+            ..
+        } = self;
+        let out = shape.rebuild(value);
+        if !cache
+            .inner
+            .flights()
+            .is_flying(L1Key::new(function.identity, digest))
+        {
+            let cache = Cache::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .refresh(site, &function, &shape, digest, compute)
+                    .await
+            });
+        }
+        out
+    }
 }
 
 /// What the synchronous L1 probe found.
 enum Probe<Out, V> {
     Hit(Out),
+    /// A hit past the refresh-ahead point, for a call that refreshes.
+    Due(V),
     Miss(L1Miss<V>),
 }
 
@@ -253,118 +367,93 @@ pub trait Detachable: Future + Send + 'static {}
 
 impl<F: Future + Send + 'static> Detachable for F {}
 
-/// [`call`] for functions whose computation owns its arguments: a hit past
-/// the policy's refresh-ahead point refreshes the entry on a task of its own
-/// (once: a refresh already in flight is not started again) and answers at
-/// once from the cache.
-pub async fn call_refreshing<S, F>(
-    site: &'static CallSite,
-    probe: &'static str,
-    shape: S,
-    key: Result<KeyDigest, CodecError>,
-    compute: F,
-) -> S::Out
-where
-    S: Shape + Send + Sync + 'static,
-    S::Value: Cacheable,
-    S::Out: Send + 'static,
-    F: Detachable<Output = S::Out>,
-{
-    call_tagged_refreshing(site, probe, shape, key, async move {
-        (Vec::new(), compute.await)
-    })
-    .await
-}
-
-/// [`call_tagged`] with refresh-ahead (see [`call_refreshing`]).
-pub async fn call_tagged_refreshing<S, F>(
-    site: &'static CallSite,
-    probe: &'static str,
-    shape: S,
-    key: Result<KeyDigest, CodecError>,
-    compute: F,
-) -> S::Out
-where
-    S: Shape + Send + Sync + 'static,
-    S::Value: Cacheable,
-    S::Out: Send + 'static,
-    F: Detachable<Output = (Vec<String>, S::Out)>,
-{
-    let cache = Cache::for_site(site);
-    let function = cache.function(site, probe);
-    let digest = match key {
-        Ok(digest) if cache.inner.config().caching => digest,
-        // `call_tagged` counts and traces why the cache is bypassed.
-        _ => return call_tagged(site, probe, shape, key, compute).await,
-    };
-    if function.policy.refresh_ahead_percent() == 0 {
-        return cache
-            .call_with(site, &function, &shape, digest, compute)
-            .await;
-    }
-    let call = Call::new(site, &function, digest);
-    match cache.read_l1::<S::Value>(&call) {
-        Found::Fresh(value) => shape.rebuild(value),
-        Found::Due(value) => {
-            let out = shape.rebuild(value);
-            if !cache.inner.flights().is_flying(call.l1_key) {
-                let cache = Cache::clone(&cache);
-                tokio::spawn(
-                    async move { cache.refresh(site, probe, &shape, digest, compute).await },
-                );
-            }
-            out
-        }
-        Found::Stale(..) | Found::Nothing | Found::Unheard => {
-            cache
-                .call_with(site, &function, &shape, digest, compute)
-                .await
-        }
-    }
-}
-
 impl Cache {
-    /// A whole call: the L1 probe, then the rest.
-    async fn call_with<S, F>(
-        &self,
-        site: &'static CallSite,
-        function: &FunctionRef<'static>,
-        shape: &S,
-        digest: KeyDigest,
-        compute: F,
-    ) -> S::Out
+    /// The L1 lookup, synchronous: a lookup, the lease, invalidation and
+    /// deadline checks, the clone. Everything but a fresh hit is judged
+    /// again out of line ([`Cache::probe_l1_missed`]), so the hit path stays
+    /// a few small inlined steps.
+    #[inline(always)]
+    fn probe_l1<S>(&self, call: &Call<'_>, shape: &S, refresh: bool) -> Probe<S::Out, S::Value>
     where
         S: Shape,
         S::Value: Cacheable,
-        F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let call = Call::new(site, function, digest);
-        match self.probe_l1(&call, shape) {
-            Probe::Hit(out) => out,
-            Probe::Miss(miss) => Box::pin(self.past_l1(call, shape, miss, compute)).await,
+        // One hit in `L1_SAMPLE` is timed (see `latency`).
+        let sampled = latency::sample_l1().then(Instant::now);
+        match self.peek_l1::<S::Value>(call) {
+            Some(value) => {
+                if let Some(start) = sampled {
+                    self.sampled_hit(call.function, start);
+                }
+                Probe::Hit(shape.rebuild(value))
+            }
+            None => self.probe_l1_missed(call, shape, sampled, refresh),
         }
     }
 
-    /// The L1 lookup, synchronous: a hash, a lookup, the invalidation and
-    /// deadline checks, the clone.
-    fn probe_l1<S>(&self, call: &Call<'_>, shape: &S) -> Probe<S::Out, S::Value>
+    /// A fresh L1 value that passes the lease and invalidation checks, or
+    /// `None` for anything else (nothing, stale, due for a refresh,
+    /// invalidated, another type, the lease run out), which the caller
+    /// judges again with [`Cache::read_l1`].
+    #[inline(always)]
+    fn peek_l1<V: Cacheable>(&self, call: &Call<'_>) -> Option<V> {
+        let inner = &self.inner;
+        if !inner.config().l1_enabled {
+            return None;
+        }
+        let now = clock::now();
+        let coherence = inner.coherence();
+        if !coherence.lease.covers(call.function.lease, now) {
+            return None;
+        }
+        let entry = inner.l1().get(&call.l1_key)?;
+        let stored = entry.stored::<V>()?;
+        if now >= entry.refresh_at
+            || now >= entry.fresh_until
+            || !coherence.accepts(call.function, entry.position, stored.tags(), call.digest)
+        {
+            return None;
+        }
+        call.function.counters.l1_hits.inc();
+        crate::engine::outcome::note(crate::engine::outcome::Outcome::L1Hit);
+        Some(stored.value.clone())
+    }
+
+    /// Records a timed L1 hit (one in `L1_SAMPLE`), and traces it.
+    #[cold]
+    #[inline(never)]
+    fn sampled_hit(&self, function: &FunctionState, start: Instant) {
+        function
+            .counters
+            .latency
+            .record(start.elapsed(), latency::L1_SAMPLE);
+        // Per-call events name the function, never the arguments.
+        tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
+    }
+
+    /// The L1 probe after [`Cache::peek_l1`] found no fresh value: the
+    /// entry judged in full (a value due for a refresh is still a hit; a
+    /// stale one is kept as a fallback; a rejection is counted). `refresh`:
+    /// a value due for a refresh is handed back as such.
+    #[inline(never)]
+    fn probe_l1_missed<S>(
+        &self,
+        call: &Call<'_>,
+        shape: &S,
+        sampled: Option<Instant>,
+        refresh: bool,
+    ) -> Probe<S::Out, S::Value>
     where
         S: Shape,
         S::Value: Cacheable,
     {
         let function = call.function;
-        // One hit in `L1_SAMPLE` is timed (see `latency`).
-        let sampled = latency::sample_l1().then(Instant::now);
         let (stale, unheard) = match self.read_l1::<S::Value>(call) {
+            Found::Due(value) if refresh => return Probe::Due(value),
             Found::Fresh(value) | Found::Due(value) => {
                 if let Some(start) = sampled {
-                    function
-                        .counters
-                        .latency
-                        .record(start.elapsed(), latency::L1_SAMPLE);
+                    self.sampled_hit(function, start);
                 }
-                // Per-call events name the function, never the arguments.
-                tracing::trace!(target: "acgs_cache", function = %function.name, "L1 hit");
                 return Probe::Hit(shape.rebuild(value));
             }
             Found::Stale(value, stamp) => (Some((value, stamp)), false),
@@ -647,7 +736,7 @@ impl Cache {
     async fn refresh<S, F>(
         &self,
         site: &'static CallSite,
-        probe: &'static str,
+        function: &FunctionRef<'static>,
         shape: &S,
         digest: KeyDigest,
         compute: F,
@@ -656,8 +745,7 @@ impl Cache {
         S::Value: Cacheable,
         F: Future<Output = (Vec<String>, S::Out)>,
     {
-        let function = self.function(site, probe);
-        let mut call = Call::new(site, &function, digest);
+        let mut call = Call::new(site, function, digest);
         let Boarding::Lead(leader) = self.inner.flights().board(call.l1_key) else {
             return;
         };
@@ -1122,7 +1210,7 @@ impl Cache {
     /// computation that started at log position `position` would, but with
     /// its own `ttl`, and returning the L2 write's failure instead of only
     /// counting it: for values that are put rather than computed (sessions,
-    /// token verifications). Reads go through [`call_tagged`] as usual.
+    /// token verifications). Reads go through [`call`] as usual.
     /// `Ok(false)`: not stored, the entry was invalidated after `position`.
     pub(crate) async fn put<V: Cacheable>(
         &self,
@@ -1175,7 +1263,7 @@ mod tests {
         let key = Ok(digest(n));
         let compute = async {
             runs.fetch_add(1, Ordering::SeqCst);
-            n * 2
+            (Vec::new(), n * 2)
         };
         cache
             .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))
@@ -1256,7 +1344,7 @@ mod tests {
             let key = Err(CodecError::Encode("no".into()));
             let compute = async {
                 runs.fetch_add(1, Ordering::SeqCst);
-                1u64
+                (Vec::new(), 1u64)
             };
             let out = cache
                 .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+use crate::engine::call::Start;
 use crate::engine::site::CallSite;
 use crate::engine::warm::WarmEntry;
 use crate::error::CodecError;
@@ -109,100 +110,64 @@ pub struct Check;
 type Key = Result<KeyDigest, CodecError>;
 
 impl Engine {
-    // The calls return the engine's own futures (no `async` layer of their
-    // own): an L1 hit stays one future deep.
+    // A call starts synchronously (`start*`: the key, the L1 probe); only
+    // what L1 did not answer makes a future (`Pending::run*`).
     /// Nothing to check.
     #[must_use]
     pub fn checked<S>(self, _shape: &S) -> Self {
         self
     }
 
-    /// [`crate::engine::call::call`].
-    pub fn call<S, F>(
+    /// Starts a call (see [`crate::engine::call::start`]).
+    #[inline]
+    pub fn start<S>(
         self,
         site: &'static CallSite,
         probe: &'static str,
         shape: S,
         key: Key,
-        compute: F,
-    ) -> impl Future<Output = S::Out>
+    ) -> Start<S>
     where
         S: Shape,
         S::Value: Cacheable,
-        F: Future<Output = S::Out>,
     {
-        crate::engine::call::call(site, probe, shape, key, compute)
+        crate::engine::call::start(site, probe, shape, key, false)
     }
 
-    /// [`crate::engine::call::call_tagged`].
-    pub fn call_tagged<S, F>(
+    /// Starts a call whose computation can run detached: a hit past the
+    /// refresh-ahead point is refreshed by [`Pending::run_refreshing`].
+    #[inline]
+    pub fn start_refreshing<S>(
         self,
         site: &'static CallSite,
         probe: &'static str,
         shape: S,
         key: Key,
-        compute: F,
-    ) -> impl Future<Output = S::Out>
+    ) -> Start<S>
     where
         S: Shape,
         S::Value: Cacheable,
-        F: Future<Output = (Vec<String>, S::Out)>,
     {
-        crate::engine::call::call_tagged(site, probe, shape, key, compute)
+        crate::engine::call::start(site, probe, shape, key, true)
     }
 
-    /// [`crate::engine::call::recompute`].
-    pub fn recompute<S, F>(
+    /// Starts the `refresh_<fn>` companion (named `caller`): always
+    /// pending, it reads nothing.
+    pub fn start_recompute<S>(
         self,
         site: &'static CallSite,
         probe: &'static str,
         caller: &'static str,
         shape: S,
         key: Key,
-        compute: F,
-    ) -> impl Future<Output = S::Out>
+    ) -> Start<S>
     where
         S: Shape,
         S::Value: Cacheable,
-        F: Future<Output = (Vec<String>, S::Out)>,
     {
-        crate::engine::call::recompute(site, probe, caller, shape, key, compute)
-    }
-
-    /// [`crate::engine::call::call_refreshing`].
-    pub fn call_refreshing<S, F>(
-        self,
-        site: &'static CallSite,
-        probe: &'static str,
-        shape: S,
-        key: Key,
-        compute: F,
-    ) -> impl Future<Output = S::Out>
-    where
-        S: Shape + Send + Sync + 'static,
-        S::Value: Cacheable,
-        S::Out: Send + 'static,
-        F: crate::engine::call::Detachable<Output = S::Out>,
-    {
-        crate::engine::call::call_refreshing(site, probe, shape, key, compute)
-    }
-
-    /// [`crate::engine::call::call_tagged_refreshing`].
-    pub fn call_tagged_refreshing<S, F>(
-        self,
-        site: &'static CallSite,
-        probe: &'static str,
-        shape: S,
-        key: Key,
-        compute: F,
-    ) -> impl Future<Output = S::Out>
-    where
-        S: Shape + Send + Sync + 'static,
-        S::Value: Cacheable,
-        S::Out: Send + 'static,
-        F: crate::engine::call::Detachable<Output = (Vec<String>, S::Out)>,
-    {
-        crate::engine::call::call_tagged_refreshing(site, probe, shape, key, compute)
+        Err(crate::engine::call::start_recompute(
+            site, probe, caller, shape, key,
+        ))
     }
 
     /// [`crate::engine::warm::warm_entry`].
@@ -241,85 +206,60 @@ impl Report {
         self
     }
 
-    /// The body, uncached, after the one error.
-    pub async fn call<S, F>(
+    /// Never a hit: the body runs, uncached, after the one error.
+    pub fn start<S: Shape>(
         self,
         _site: &'static CallSite,
         _probe: &'static str,
         _shape: S,
         _key: Key,
-        compute: F,
-    ) -> S::Out
-    where
-        S: Shape,
-        F: Future<Output = S::Out>,
-    {
-        compute.await
+    ) -> Result<S::Out, Uncached> {
+        Err(Uncached)
     }
 
-    /// The body, uncached, after the one error.
-    pub async fn call_tagged<S, F>(
+    /// As [`Report::start`].
+    pub fn start_refreshing<S: Shape>(
         self,
         _site: &'static CallSite,
         _probe: &'static str,
         _shape: S,
         _key: Key,
-        compute: F,
-    ) -> S::Out
-    where
-        S: Shape,
-        F: Future<Output = (Vec<String>, S::Out)>,
-    {
-        compute.await.1
+    ) -> Result<S::Out, Uncached> {
+        Err(Uncached)
     }
 
-    /// The body, uncached, after the one error.
-    pub async fn recompute<S, F>(
+    /// As [`Report::start`].
+    pub fn start_recompute<S: Shape>(
         self,
         _site: &'static CallSite,
         _probe: &'static str,
         _caller: &'static str,
         _shape: S,
         _key: Key,
-        compute: F,
-    ) -> S::Out
+    ) -> Result<S::Out, Uncached> {
+        Err(Uncached)
+    }
+}
+
+/// The rest of a call on the [`Report`] path: the body, uncached.
+#[derive(Debug, Clone, Copy)]
+pub struct Uncached;
+
+impl Uncached {
+    /// The body's value.
+    pub async fn run<F, O>(self, compute: F) -> O
     where
-        S: Shape,
-        F: Future<Output = (Vec<String>, S::Out)>,
+        F: Future<Output = (Vec<String>, O)>,
     {
         compute.await.1
     }
 
-    /// As [`Report::call`].
-    pub async fn call_refreshing<S, F>(
-        self,
-        site: &'static CallSite,
-        probe: &'static str,
-        shape: S,
-        key: Key,
-        compute: F,
-    ) -> S::Out
+    /// As [`Uncached::run`].
+    pub async fn run_refreshing<F, O>(self, compute: F) -> O
     where
-        S: Shape,
-        F: Future<Output = S::Out>,
+        F: Future<Output = (Vec<String>, O)>,
     {
-        self.call(site, probe, shape, key, compute).await
-    }
-
-    /// As [`Report::call_tagged`].
-    pub async fn call_tagged_refreshing<S, F>(
-        self,
-        site: &'static CallSite,
-        probe: &'static str,
-        shape: S,
-        key: Key,
-        compute: F,
-    ) -> S::Out
-    where
-        S: Shape,
-        F: Future<Output = (Vec<String>, S::Out)>,
-    {
-        self.call_tagged(site, probe, shape, key, compute).await
+        compute.await.1
     }
 }
 

@@ -213,6 +213,7 @@ impl CallSite {
 impl Cache {
     /// This cache's state of the instance of `site` that the cached
     /// function itself resolved to (`probe`: see `identity.rs`).
+    #[inline]
     pub(crate) fn function(
         &self,
         site: &'static CallSite,
@@ -232,6 +233,7 @@ impl Cache {
     /// function or one of its companions) resolved to, registered on first
     /// use. The first cache a site resolves in keeps the state in the site
     /// itself: found without a lock after that.
+    #[inline]
     pub(crate) fn function_for(
         &self,
         site: &'static CallSite,
@@ -243,6 +245,21 @@ impl Cache {
                 return FunctionRef::Borrowed(&first.state);
             }
         }
+        self.function_registered(site, probe, caller)
+    }
+
+    /// [`Cache::function_for`] past the site's own slot: the registry, or a
+    /// first registration. Out of line: building a `FunctionState` takes a
+    /// stack frame of several kilobytes (its striped counters), whose probe
+    /// cost a twentieth of every L1 hit when this was one function.
+    #[cold]
+    #[inline(never)]
+    fn function_registered(
+        &self,
+        site: &'static CallSite,
+        probe: &'static str,
+        caller: Caller<'_>,
+    ) -> FunctionRef<'static> {
         let address = (
             site as *const CallSite as usize,
             probe.as_ptr() as usize,

@@ -249,28 +249,70 @@ mod tests {
     const GOLDEN_42_ALICE: &str = "5514734bbf207ef81579318b2b87f405";
     const GOLDEN_UNIT: &str = "99aa06d3014798d86001c324468d497f";
 
+    /// What the builder must equal is the one-shot XXH3-128 of the whole
+    /// postcard encoding (the format every deployed key was made with), on
+    /// the stack and past it, argument by argument or as one tuple.
     #[test]
-    fn builder_equals_the_tuple_digest_on_stack_and_heap() {
-        let tuple = KeyDigest::of(&(42u64, "alice")).unwrap();
-        assert_eq!(
-            KeyBuilder::new().arg(&42u64).arg("alice").finish().unwrap(),
-            tuple
-        );
-        let big = "y".repeat(3 * STACK_KEY_BYTES);
-        let tuple = KeyDigest::of(&(7u8, &big, 9u32)).unwrap();
-        assert_eq!(
-            KeyBuilder::new()
+    fn the_builder_digests_the_whole_encoding_on_stack_and_heap() {
+        let around_the_stack = [
+            0,
+            1,
+            15,
+            16,
+            17,
+            STACK_KEY_BYTES - 7,
+            STACK_KEY_BYTES - 6,
+            STACK_KEY_BYTES - 5,
+            STACK_KEY_BYTES,
+            240,
+            241,
+            1024,
+            5000,
+        ];
+        for len in around_the_stack {
+            let text = "y".repeat(len);
+            let args = (7u8, &text, 9u32);
+            let encoded = postcard::to_allocvec(&args).unwrap();
+            let one_shot = KeyDigest(xxh3::xxh3_128(&encoded));
+            assert_eq!(KeyDigest::of(&args).unwrap(), one_shot, "{len} bytes");
+            let built = KeyBuilder::new()
                 .arg(&7u8)
-                .arg(&big)
+                .arg(&text)
                 .arg(&9u32)
                 .finish()
-                .unwrap(),
-            tuple
-        );
+                .unwrap();
+            assert_eq!(built, one_shot, "{len} bytes, one argument at a time");
+        }
         assert_eq!(
             KeyBuilder::new().finish().unwrap(),
             KeyDigest::of(&()).unwrap()
         );
+    }
+
+    /// A long key, pinned like the short ones (it spills to the heap).
+    #[test]
+    fn a_long_key_is_a_golden_value() {
+        let text = "governance".repeat(100);
+        let d = KeyDigest::of(&(&42u64, &text)).unwrap();
+        assert_eq!(d.to_string(), GOLDEN_42_LONG);
+    }
+
+    const GOLDEN_42_LONG: &str = "6826a9a9f89ef4ddbcf290ee68750767";
+
+    /// An argument that fails to serialize fails the key, and the arguments
+    /// after it do not hide it.
+    #[test]
+    fn a_failing_argument_fails_the_key() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("not a key"))
+            }
+        }
+        let mut key = KeyBuilder::new();
+        key.arg(&1u8).arg(&Refuses).arg(&2u8);
+        assert!(matches!(key.finish(), Err(CodecError::Encode(_))));
+        assert!(KeyDigest::of(&(1u8, Refuses)).is_err());
     }
 
     #[test]
