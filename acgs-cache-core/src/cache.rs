@@ -8,7 +8,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::instance::{Cache, CacheConfig, Inner};
+/// The handle this module gives its public methods to (defined with the
+/// instance's state in the engine); what the toolkit builds on.
+pub(crate) use crate::engine::instance::Cache;
+use crate::engine::instance::{CacheConfig, Inner};
 use crate::error::{Error, RedactedUrl, Unavailable};
 use crate::format::envelope::EncodeLimits;
 use crate::format::policy::{parse_duration, MaxStaleness, PolicyOverride, TtlPolicy};
@@ -106,7 +109,7 @@ impl Cache {
     /// The last position of the invalidation log this instance has heard:
     /// what a computation starting now records in its entry.
     #[must_use]
-    pub fn log_position(&self) -> crate::format::log_position::LogPosition {
+    pub fn log_position(&self) -> crate::log_position::LogPosition {
         crate::coherence::state::unpack(self.inner.coherence().head())
     }
 

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 
-use crate::engine::instance::Cache;
+use crate::engine::instance::{Cache, CacheRef};
 use crate::engine::site::CallSite;
 use crate::error::Error;
 
@@ -235,22 +235,6 @@ impl Drop for RuntimeDefaultGuard {
         };
         if removed.is_some() {
             RUNTIME_DEFAULTS_SET.fetch_sub(1, Ordering::Release);
-        }
-    }
-}
-
-/// A cache reached either through a `'static` reference or an owned handle.
-pub(crate) enum CacheRef {
-    Static(&'static Cache),
-    Owned(Cache),
-}
-
-impl std::ops::Deref for CacheRef {
-    type Target = Cache;
-    fn deref(&self) -> &Cache {
-        match self {
-            CacheRef::Static(c) => c,
-            CacheRef::Owned(c) => c,
         }
     }
 }

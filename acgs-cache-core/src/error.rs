@@ -51,7 +51,7 @@ pub enum Error {
     )]
     Unconfirmed {
         /// Where it stands in the master's log.
-        position: crate::format::log_position::LogPosition,
+        position: crate::log_position::LogPosition,
         /// Replicas that acknowledged it.
         acknowledged: u32,
         /// Replicas asked for.

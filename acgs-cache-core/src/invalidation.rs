@@ -1,15 +1,12 @@
 //! The invalidation API: events, tags, whole functions and single entries,
 //! and what hearing a record does to this instance.
 
-use std::time::{Duration, SystemTime};
-
-use crate::clock::unix_ms;
-use crate::coherence::function::FunctionState;
-use crate::coherence::state::{unpack, Record};
+use crate::coherence::state::Record;
 use crate::engine::instance::Cache;
+use crate::engine::publish::publish;
 use crate::error::Error;
-use crate::format::key::KeyDigest;
-use crate::format::log_position::LogPosition;
+use crate::log_position::LogPosition;
+use crate::observe::ack::FleetAck;
 use acgs_cache_grammar::check_event_name;
 
 impl Cache {
@@ -48,7 +45,7 @@ impl Cache {
     /// did not in time (it is in the master's log).
     pub async fn invalidate(&self, event: &str) -> Result<LogPosition, Error> {
         check_event_name(event).map_err(|e| Error::InvalidName(format!("event {event:?} {e}")))?;
-        self.publish(Record::Name(event.to_owned()), None).await
+        publish(&self.inner, Record::Name(event.to_owned()), None).await
     }
 
     /// Invalidates every entry of the cached function instance named
@@ -65,100 +62,8 @@ impl Cache {
                 "a function name must not be empty".into(),
             ));
         }
-        self.publish(Record::Function(self.inner.function_scope(function)), None)
-            .await
-    }
-
-    /// Invalidates one entry of `function` (the `invalidate_<fn>` companions,
-    /// session revocation): a record in the log, a tombstone over its L2 key.
-    pub(crate) async fn invalidate_entry(
-        &self,
-        function: &FunctionState,
-        digest: KeyDigest,
-    ) -> Result<LogPosition, Error> {
-        let record = Record::Entry {
-            scope: self.inner.function_scope(&function.name),
-            identity: function.identity,
-            digest,
-        };
-        let key = crate::format::key::redis_key(&function.key_prefix, digest);
-        self.publish(record, Some(key)).await
-    }
-
-    /// Sends `record` through the log (and tombstones `entry_key`), then
-    /// applies it here; without Redis, applies it here and keeps it for
-    /// when Redis answers.
-    async fn publish(
-        &self,
-        record: Record,
-        entry_key: Option<String>,
-    ) -> Result<LogPosition, Error> {
-        let inner = &self.inner;
-        let coherence = &inner.coherence();
-        coherence.sent.inc();
-        if inner.l2().is_some() {
-            return match crate::engine::tailer::send(inner, &record, entry_key.as_deref()).await {
-                Ok(position) => {
-                    inner.apply_heard(position.packed(), &record).await;
-                    Ok(position)
-                }
-                Err(e) => {
-                    if !matches!(e, Error::Unconfirmed { .. }) {
-                        // Nobody else hears it yet: this instance stops
-                        // serving what it concerns at once, and it is sent
-                        // when Redis answers again.
-                        inner
-                            .apply_heard(coherence.next_local_position(), &record)
-                            .await;
-                        inner.recovery().push(record, entry_key);
-                        tracing::warn!(target: "acgs_cache", error = %e, "invalidation not sent to redis; applied to this instance, kept to send when redis answers");
-                    } else {
-                        inner.apply_heard(coherence.head(), &record).await;
-                    }
-                    Err(e)
-                }
-            };
-        }
-        let _ = entry_key;
-        let now_ms = unix_ms(SystemTime::now());
-        let position = coherence.next_clock_position(now_ms);
-        inner.apply_heard(position, &record).await;
-        coherence.maybe_prune(inner.config().retention, now_ms);
-        Ok(unpack(position))
-    }
-}
-
-/// What [`Cache::wait_for_fleet`] found: which instances heard an
-/// invalidation, and which are covered by their lease instead.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct FleetAck {
-    /// The invalidation waited for.
-    pub position: LogPosition,
-    /// Instances that published a heard position at or past it (the
-    /// waiting one first: it applied the invalidation before it returned).
-    pub acknowledged: Vec<String>,
-    /// Instances that did not, but whose longest lease has run out since:
-    /// paused, cut off or slow, they serve nothing the invalidation reached.
-    pub covered_by_lease: Vec<String>,
-    /// Instances that did not, and have functions that opted out of the
-    /// lease (`max_staleness = "l1_ttl"`): those may serve their L1 copies
-    /// until they hear the log.
-    pub outside_the_bound: Vec<String>,
-    /// How long the wait took.
-    pub waited: Duration,
-}
-
-impl FleetAck {
-    /// Only `instance`, at once.
-    pub(crate) fn only(instance: &str, position: LogPosition) -> FleetAck {
-        FleetAck {
-            position,
-            acknowledged: vec![instance.to_owned()],
-            covered_by_lease: Vec::new(),
-            outside_the_bound: Vec::new(),
-            waited: Duration::ZERO,
-        }
+        let record = Record::Function(self.inner.function_scope(function));
+        publish(&self.inner, record, None).await
     }
 }
 
@@ -202,57 +107,5 @@ impl Cache {
             return crate::observe::heard::wait(&self.inner, l2, position).await;
         }
         Ok(FleetAck::only(self.inner.instance(), position))
-    }
-}
-
-/// A write function's result, for `#[invalidates]` to tell whether it
-/// succeeded: `Ok` for a `Result` under any alias, anything else always.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Written<'a, T>(pub &'a T);
-
-/// `Written(&result).succeeded()` on a `Result`: whether it is `Ok`
-/// (picked before [`WrittenAny`] by method resolution, being implemented on
-/// the less-referenced type).
-#[doc(hidden)]
-pub trait WrittenResult {
-    /// Whether the write succeeded.
-    fn succeeded(&self) -> bool;
-}
-
-impl<T, E> WrittenResult for Written<'_, Result<T, E>> {
-    fn succeeded(&self) -> bool {
-        self.0.is_ok()
-    }
-}
-
-/// `Written(&value).succeeded()` on anything but a `Result`: always.
-#[doc(hidden)]
-pub trait WrittenAny {
-    /// Whether the write succeeded.
-    fn succeeded(&self) -> bool;
-}
-
-impl<T> WrittenAny for &Written<'_, T> {
-    fn succeeded(&self) -> bool {
-        true
-    }
-}
-
-/// Publishes the events of a write that succeeded (`#[invalidates]`),
-/// through `cache` or the cache `#[cached]` functions use here. A failure
-/// is logged, never returned: the write itself happened, and an
-/// invalidation Redis did not take is retried in the background (see
-/// `recovery.rs`).
-#[doc(hidden)]
-pub async fn publish_after(cache: Option<&'static Cache>, events: &[String]) {
-    let cache = match cache {
-        Some(cache) => crate::current::CacheRef::Static(cache),
-        None => Cache::resolve(None),
-    };
-    for event in events {
-        if let Err(e) = cache.invalidate(event).await {
-            tracing::warn!(target: "acgs_cache", event = %event, error = %e, "a write succeeded but its invalidation was not acknowledged");
-        }
     }
 }

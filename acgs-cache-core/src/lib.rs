@@ -15,8 +15,10 @@ mod coherence;
 mod current;
 mod engine;
 mod error;
+mod expansion;
 mod format;
 mod invalidation;
+mod log_position;
 mod map;
 mod measure;
 mod observe;
@@ -40,15 +42,15 @@ pub use format::envelope::{
     decode_header, EnvelopeHeader, Reject, FLAG_COMPRESSED, FORMAT_VERSION, MAGIC,
 };
 pub use format::key::{fingerprint, KeyDigest};
-pub use format::log_position::LogPosition;
 pub use format::policy::{
     builtin as policies, parse_duration, MaxStaleness, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
     DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS,
 };
-pub use invalidation::FleetAck;
+pub use log_position::LogPosition;
 pub use map::{CacheMap, CacheMapBuilder};
 pub use measure::latency::LatencyHistogram;
 pub use measure::stats::{ErrorReason, FunctionStats, InvalidationStats, PoolStats, StatsSnapshot};
+pub use observe::ack::FleetAck;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use observe::fleet::{FleetFunction, FleetMember, FleetStats, MAX_FLEET_MEMBERS};
@@ -98,107 +100,15 @@ pub mod __private {
     pub use core::time::Duration;
     pub use std::format;
 
-    pub use crate::engine::dispatch::{
-        dispatch, CachedClone, CachedDeserialize, CachedSerialize, CachedShared, Check,
-        ChooseEngine, ChooseReport, ChooseSilent, Dispatch, Engine, Report, Silent, Uncached,
-    };
     pub use crate::engine::warm::warm_entry;
+    pub use crate::expansion::{
+        decode_envelope, dispatch, encode_envelope, instance, invalidate_entry,
+        invalidate_function, literal_policy, publish_after, static_cache, CachedClone,
+        CachedDeserialize, CachedSerialize, CachedShared, Check, ChooseEngine, ChooseReport,
+        ChooseSilent, Dispatch, Engine, Report, Silent, Uncached, Written, WrittenAny,
+        WrittenResult,
+    };
     pub use crate::format::key::KeyBuilder;
-    pub use crate::invalidation::{publish_after, Written, WrittenAny, WrittenResult};
 
     pub use crate::{Error, LogPosition};
-
-    /// The instance probe: `type_name` of a closure made in a generated
-    /// item's body names the function instance it runs in (see `identity.rs`).
-    #[must_use]
-    pub fn instance<F>(_: &F) -> &'static str {
-        std::any::type_name::<F>()
-    }
-
-    fn companion(name: &str) -> crate::format::identity::Caller<'_> {
-        crate::format::identity::Caller {
-            name,
-            extra_generics: 0,
-        }
-    }
-
-    /// The `'static` cache a `cache = PATH` attribute names.
-    #[must_use]
-    pub fn static_cache<C: crate::cache::AsStaticCache>(cache: &'static C) -> &'static Cache {
-        cache.as_static_cache()
-    }
-
-    /// Invalidates one entry of the function instance (the `invalidate_<fn>` companions).
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::invalidate`]; a key that does not serialize is [`Error::Codec`].
-    pub async fn invalidate_entry(
-        site: &'static CallSite,
-        probe: &'static str,
-        caller: &'static str,
-        key: Result<KeyDigest, crate::CodecError>,
-    ) -> Result<LogPosition, Error> {
-        let cache = Cache::resolve(site.instance);
-        let function = cache.function_for(site, probe, companion(caller));
-        cache.invalidate_entry(&function, key?).await
-    }
-
-    /// Invalidates every entry of the function instance (the `invalidate_all_<fn>` companions).
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::invalidate`].
-    pub async fn invalidate_function(
-        site: &'static CallSite,
-        probe: &'static str,
-        caller: &'static str,
-    ) -> Result<LogPosition, Error> {
-        let cache = Cache::resolve(site.instance);
-        let function = cache.function_for(site, probe, companion(caller));
-        cache.invalidate_function(&function.name).await
-    }
-
-    /// Encodes `value` in an envelope as a miss stores it, compressing
-    /// payloads above `compress_above` bytes (for the envelope benchmark).
-    ///
-    /// # Errors
-    ///
-    /// The codec's error.
-    pub fn encode_envelope<T: serde::Serialize>(
-        value: &T,
-        codec: Codec,
-        compress_above: usize,
-    ) -> Result<Vec<u8>, crate::CodecError> {
-        let header = crate::format::envelope::EnvelopeHeader {
-            codec: codec.id(),
-            flags: 0,
-            fingerprint: 0,
-            created_at_ms: 0,
-            expires_at_ms: u64::MAX,
-            log_position: LogPosition::default(),
-            key: 0,
-            tags: Vec::new(),
-            checksum: 0,
-        };
-        let limits = crate::format::envelope::EncodeLimits {
-            compress_above,
-            max_value_bytes: usize::MAX,
-        };
-        crate::format::envelope::encode(value, codec, header, limits).map(|sealed| sealed.bytes)
-    }
-
-    /// Decodes what [`encode_envelope`] made (every check a read makes).
-    #[must_use]
-    pub fn decode_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        crate::format::envelope::decode(bytes, 0, 0, usize::MAX)
-            .ok()
-            .map(|(_, v)| v)
-    }
-
-    /// A policy for a literal duration (`ttl = "90s"`).
-    #[must_use]
-    pub const fn literal_policy(name: &'static str, secs: u64, nanos: u32) -> TtlPolicy {
-        TtlPolicy::new(name, Duration::new(secs, nanos))
-    }
 }

@@ -12,16 +12,16 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::call::call;
-use crate::engine::instance::Cache;
+use crate::engine::instance::{Cache, CacheRef};
 use crate::engine::site::CallSite;
 use crate::engine::store::{self, SiteSpec};
 use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
-use crate::format::log_position::LogPosition;
 use crate::format::policy::MaxStaleness;
 use crate::format::policy::TtlPolicy;
 use crate::format::shape::Cacheable;
+use crate::log_position::LogPosition;
 
 /// Values of `V` under keys of `K`, named: a `#[cached]` function without
 /// the function. Cheap to clone.
@@ -194,14 +194,16 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// invalidated. A key that does not serialize finds nothing.
     pub async fn get(&self, key: &K) -> Option<V> {
         let digest = KeyDigest::of(key).ok()?;
-        let read = call(
+        call(
+            CacheRef::Owned(self.cache.clone()),
             self.site,
             "",
             crate::__acgs_shape!(Result<V, Absent>),
             Ok(digest),
             async { (Vec::new(), Err(Absent)) },
-        );
-        self.cache.scope(read).await.ok()
+        )
+        .await
+        .ok()
     }
 
     /// The value under `key`, or what `compute` yields, stored with the
@@ -212,14 +214,15 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// computation panics within the policy's stale window, the invalidation
     /// check on every value, a shared one included).
     pub async fn get_or_compute(&self, key: &K, compute: impl Future<Output = V>) -> V {
-        let read = call(
+        call(
+            CacheRef::Owned(self.cache.clone()),
             self.site,
             "",
             crate::__acgs_shape!(V),
             KeyDigest::of(key),
             async { (Vec::new(), compute.await) },
-        );
-        self.cache.scope(read).await
+        )
+        .await
     }
 
     /// [`get_or_compute`](Self::get_or_compute) for a computation that can
@@ -234,14 +237,15 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         key: &K,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        let read = call(
+        call(
+            CacheRef::Owned(self.cache.clone()),
             self.site,
             "",
             crate::__acgs_shape!(Result<V, E>),
             KeyDigest::of(key),
             async { (Vec::new(), compute.await) },
-        );
-        self.cache.scope(read).await
+        )
+        .await
     }
 
     /// [`get_or_try_compute`](Self::get_or_try_compute) where each computed
@@ -278,14 +282,15 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         ttl_of: impl Fn(&V) -> Option<Duration>,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        let read = call(
+        call(
+            CacheRef::Owned(self.cache.clone()),
             self.site,
             "",
             crate::format::shape::ttl_from(crate::__acgs_shape!(Result<V, E>), ttl_of),
             KeyDigest::of(key),
             async { (Vec::new(), compute.await) },
-        );
-        self.cache.scope(read).await
+        )
+        .await
     }
 
     /// The TTL an entry gets when none is chosen: the policy's, with the

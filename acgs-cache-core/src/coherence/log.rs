@@ -36,7 +36,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::coherence::state::Record;
-use crate::format::log_position::LogPosition;
+use crate::log_position::LogPosition;
 
 /// The log's keys. Both carry the hash tag `{invalidation}`: on a cluster
 /// they share a slot, so one script reaches both.

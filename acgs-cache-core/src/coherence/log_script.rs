@@ -13,7 +13,7 @@ use crate::coherence::log::{now_us, AppendSettings, LogEntry, LogKeys, Synced};
 use crate::coherence::state::Record;
 use crate::error::{Error, Unavailable};
 use crate::format::key::KeyDigest;
-use crate::format::log_position::{position_arg, LogPosition};
+use crate::log_position::{position_arg, LogPosition};
 use crate::tiers::l2::{L2Tier, RedisConnection};
 
 /// Makes sure the log's current generation is marked and belongs to the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::coherence::log::{AppendSettings, LogEntry, LogKeys, Synced};
 use crate::coherence::state::Record;
 use crate::error::Error;
-use crate::format::log_position::LogPosition;
+use crate::log_position::LogPosition;
 use crate::tiers::l2::{L2Tier, RedisConnection};
 
 impl L2Tier {

@@ -10,9 +10,8 @@ use futures_util::FutureExt;
 use crate::clock;
 use crate::coherence::function::{FunctionRef, FunctionState};
 use crate::coherence::state::{tag_hash, unpack};
-use crate::current::CacheRef;
 use crate::engine::flight::{landing, Boarding, Landing, Leader};
-use crate::engine::instance::Cache;
+use crate::engine::instance::{Cache, CacheRef};
 use crate::engine::site::CallSite;
 use crate::error::CodecError;
 use crate::format::envelope::{self, EnvelopeHeader, Reject};
@@ -27,13 +26,14 @@ use crate::tiers::l2::{Fetched, L2Tier, LockGuard};
 /// rest of its path, which only then needs the computation's future.
 pub type Start<S> = Result<<S as Shape>::Out, Pending<S>>;
 
-/// Starts one cached call of the function described by `site`, in the
-/// instance `probe` names (see `identity.rs`): the key's digest, the L1
-/// probe and the clone, synchronously, before any future exists. `refresh`:
+/// Starts one cached call, in `cache`, of the function described by
+/// `site`, in the instance `probe` names (see `identity.rs`): the L1 probe
+/// and the clone, synchronously, before any future exists. `refresh`:
 /// a hit past the policy's refresh-ahead point is handed to
 /// [`Pending::run_refreshing`] (the function's future can run detached).
 #[inline(always)]
 pub(crate) fn start<S>(
+    cache: CacheRef,
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
@@ -44,7 +44,6 @@ where
     S: Shape,
     S::Value: Cacheable,
 {
-    let cache = Cache::for_site(site);
     let function = cache.function(site, probe);
     let Some(digest) = usable_key(&cache, site, &function, key) else {
         return Err(Pending::new(cache, function, site, shape, Next::Bypass));
@@ -62,6 +61,7 @@ where
 /// One whole call, for the typed map: [`start`], then the rest with
 /// `compute` on a miss.
 pub(crate) async fn call<S, F>(
+    cache: CacheRef,
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
@@ -73,7 +73,7 @@ where
     S::Value: Cacheable,
     F: Future<Output = (Vec<String>, S::Out)>,
 {
-    match start(site, probe, shape, key, false) {
+    match start(cache, site, probe, shape, key, false) {
         Ok(out) => out,
         Err(pending) => pending.run(compute).await,
     }
@@ -82,6 +82,7 @@ where
 /// Starts the `refresh_<fn>` companion (named `caller`): a recomputation
 /// that reads neither L1 nor L2 (see [`Pending::run`]).
 pub(crate) fn start_recompute<S>(
+    cache: CacheRef,
     site: &'static CallSite,
     probe: &'static str,
     caller: &'static str,
@@ -92,7 +93,6 @@ where
     S: Shape,
     S::Value: Cacheable,
 {
-    let cache = Cache::for_site(site);
     let function = cache.function_for(
         site,
         probe,
@@ -977,7 +977,7 @@ impl Cache {
                 return L2Found::Nothing;
             }
         };
-        if bytes.first() == Some(&crate::format::log_position::TOMBSTONE_MAGIC) {
+        if bytes.first() == Some(&crate::log_position::TOMBSTONE_MAGIC) {
             function.counters.reject(Reject::Invalidated);
             return L2Found::Nothing;
         }
@@ -1265,9 +1265,15 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             (Vec::new(), n * 2)
         };
-        cache
-            .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))
-            .await
+        call(
+            CacheRef::Owned(cache.clone()),
+            &SITE,
+            "",
+            crate::__acgs_shape!(u64),
+            key,
+            compute,
+        )
+        .await
     }
 
     fn counters(cache: &Cache) -> (u64, u64, u64) {
@@ -1346,9 +1352,15 @@ mod tests {
                 runs.fetch_add(1, Ordering::SeqCst);
                 (Vec::new(), 1u64)
             };
-            let out = cache
-                .scope(call(&SITE, "", crate::__acgs_shape!(u64), key, compute))
-                .await;
+            let out = call(
+                CacheRef::Owned(cache.clone()),
+                &SITE,
+                "",
+                crate::__acgs_shape!(u64),
+                key,
+                compute,
+            )
+            .await;
             assert_eq!(out, 1);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 2);

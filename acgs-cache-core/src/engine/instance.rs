@@ -334,8 +334,8 @@ impl Inner {
             if function.identity != targets.identity {
                 if let Some(l2) = &self.l2 {
                     let key = crate::format::key::redis_key(&function.key_prefix, targets.digest);
-                    let stone = crate::format::log_position::tombstone(
-                        crate::format::log_position::LogPosition::from_packed(position),
+                    let stone = crate::log_position::tombstone(
+                        crate::log_position::LogPosition::from_packed(position),
                     );
                     let (l2, hold) = (Arc::clone(l2), self.config.invalidation_window);
                     crate::background::spawn(async move {
@@ -345,6 +345,22 @@ impl Inner {
                     });
                 }
             }
+        }
+    }
+}
+
+/// A cache reached either through a `'static` reference or an owned handle.
+pub(crate) enum CacheRef {
+    Static(&'static Cache),
+    Owned(Cache),
+}
+
+impl std::ops::Deref for CacheRef {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        match self {
+            CacheRef::Static(c) => c,
+            CacheRef::Owned(c) => c,
         }
     }
 }

@@ -4,11 +4,11 @@
 //! log tailer.
 
 pub(crate) mod call;
-pub(crate) mod dispatch;
 pub(crate) mod flight;
 pub(crate) mod instance;
 pub(crate) mod lock;
 pub(crate) mod outcome;
+pub(crate) mod publish;
 pub(crate) mod site;
 pub(crate) mod store;
 pub(crate) mod tailer;

@@ -104,9 +104,10 @@ pub(crate) async fn revoke_entry(
     cache: &Cache,
     site: &'static CallSite,
     digest: KeyDigest,
-) -> Result<crate::format::log_position::LogPosition, Error> {
+) -> Result<crate::log_position::LogPosition, Error> {
     let function = cache.function(site, "");
-    let position = cache.invalidate_entry(&function, digest).await?;
+    let position =
+        crate::engine::publish::invalidate_entry(&cache.inner, &function, digest).await?;
     if let Some(l2) = cache.inner.l2() {
         let key = crate::format::key::redis_key(&function.key_prefix, digest);
         // The log already guarantees the revocation; the UNLINK only frees memory sooner.

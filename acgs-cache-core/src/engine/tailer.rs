@@ -12,7 +12,7 @@ use crate::coherence::log::{now_us, AppendSettings, LogKeys};
 use crate::coherence::state::Record;
 use crate::engine::instance::Inner;
 use crate::error::Error;
-use crate::format::log_position::{tombstone, tombstone_everything, LogPosition};
+use crate::log_position::{tombstone, tombstone_everything, LogPosition};
 use crate::tiers::l2::{L2Tier, RedisConnection};
 
 /// Records read per `XREAD`.

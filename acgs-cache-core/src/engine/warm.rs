@@ -28,8 +28,8 @@ use crate::engine::site::CallSite;
 use crate::error::{CodecError, Error};
 use crate::format::envelope::{self, EncodeLimits};
 use crate::format::key::KeyDigest;
-use crate::format::log_position::LogPosition;
 use crate::format::shape::{Cacheable, Shape, Verdict};
+use crate::log_position::LogPosition;
 use crate::measure::stats::ErrorReason;
 use crate::tiers::l1::{EntryLife, L1Entry, Stored};
 use crate::tiers::l2::{BulkEntry, BulkWriter};
@@ -419,9 +419,8 @@ impl<'a> Warmer<'a> {
         for watched in seen.into_iter().filter(|w| w.position > self.position) {
             for function in inner.coherence().functions_of_scope(watched.scope) {
                 let key = crate::format::key::redis_key(&function.key_prefix, watched.digest);
-                let stone = crate::format::log_position::tombstone(LogPosition::from_packed(
-                    watched.position,
-                ));
+                let stone =
+                    crate::log_position::tombstone(LogPosition::from_packed(watched.position));
                 if let Err(e) = l2
                     .tombstone(&key, &stone, inner.config().invalidation_window)
                     .await

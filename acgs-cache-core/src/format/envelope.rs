@@ -39,7 +39,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::CodecError;
 use crate::format::codec::Codec;
-use crate::format::log_position::LogPosition;
+use crate::log_position::LogPosition;
 
 /// The envelope format this build writes, and the only one it reads.
 pub const FORMAT_VERSION: u8 = 3;

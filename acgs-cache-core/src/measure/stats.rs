@@ -304,7 +304,7 @@ pub struct InvalidationStats {
     /// The last log position this instance has heard (what a computation
     /// starting now records).
     #[serde(default)]
-    pub heard_position: crate::format::log_position::LogPosition,
+    pub heard_position: crate::log_position::LogPosition,
     /// How long ago (µs) the instance last knew it had heard the whole log:
     /// the age of its lease (see `MaxStaleness`). `Some(0)` for a local log
     /// (L1 only); `None` before the first read of a Redis log.

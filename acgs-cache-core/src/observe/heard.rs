@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::unix_ms;
 use crate::engine::instance::Inner;
 use crate::error::Error;
-use crate::format::log_position::LogPosition;
-use crate::invalidation::FleetAck;
+use crate::log_position::LogPosition;
+use crate::observe::ack::FleetAck;
 use crate::tiers::l2::L2Tier;
 
 /// How often an instance publishes even when it heard nothing new.

@@ -2,6 +2,7 @@
 //! view, what the fleet has heard of the invalidation log (and the wait for
 //! it), operator access to L2.
 
+pub(crate) mod ack;
 #[cfg(feature = "redis")]
 pub(crate) mod fleet;
 pub(crate) mod health;

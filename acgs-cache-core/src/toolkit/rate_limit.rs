@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::{Cache, Error};
+use crate::cache::Cache;
+use crate::error::Error;
 use acgs_cache_grammar::check_dotted_name;
 
 /// The Lua script each shared check runs (`EVALSHA`; loaded on first use).

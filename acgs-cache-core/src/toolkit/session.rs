@@ -18,8 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::format::codec::Codec;
+use crate::format::policy::{builtin, MaxStaleness, TtlPolicy};
 use crate::format::shape::Cacheable;
-use crate::{policies as builtin, Cache, CacheMap, Codec, Error, MaxStaleness, TtlPolicy};
+use crate::map::CacheMap;
 
 /// Random bytes in a session id: 256 bits from the operating system's CSPRNG.
 const ID_BYTES: usize = 32;

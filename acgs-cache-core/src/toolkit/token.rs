@@ -22,8 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::format::policy::{MaxStaleness, TtlPolicy};
 use crate::format::shape::Cacheable;
-use crate::{Cache, CacheMap, Error, MaxStaleness, TtlPolicy};
+use crate::map::CacheMap;
 
 /// The default policy of token verifications: 5 minutes (override it at run
 /// time like any policy, e.g. `ACGS_CACHE_TTL_TOKEN_VERIFICATIONS=2m`).

@@ -1,23 +1,30 @@
-//! One compile error for a value that cannot be cached.
+//! The runtime side of `#[cached]` and `#[invalidates]`: what their
+//! expansion calls (re-exported under `__private`, not a public API). It
+//! resolves which cache a call uses (`current.rs`) and hands the call to the
+//! engine, so the engine never calls back up into the public face.
 //!
-//! A `#[cached]` function whose value is not `Serialize + DeserializeOwned +
-//! Clone + Send + Sync + 'static` used to get an error for every bound of
-//! every generated call that stores it (six for a non-`Serialize` value).
-//! The generated code now picks its path by autoref: [`Engine`] when the
-//! value is `Cacheable`, else [`Report`] for the function itself — whose
-//! single bound has no implementations, so it fails exactly once, with the
-//! message — and [`Silent`] for the warming companion, which compiles
-//! without a word (the function's error already says it all).
+//! One compile error for a value that cannot be cached: the generated code
+//! picks its path by autoref — [`Engine`] when the value is `Cacheable`,
+//! else [`Report`] for the function itself, whose single bound has no
+//! implementations, so it fails exactly once, with the message — and
+//! [`Silent`] for the warming companion, which compiles without a word (the
+//! function's error already says it all).
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use crate::engine::call::Start;
+use crate::engine::instance::{Cache, CacheRef};
 use crate::engine::site::CallSite;
 use crate::engine::warm::WarmEntry;
 use crate::error::CodecError;
+use crate::error::Error;
+use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
+use crate::format::policy::TtlPolicy;
 use crate::format::shape::{Cacheable, Shape};
+use crate::log_position::LogPosition;
 
 /// The choice for the shape `S` of one call.
 #[derive(Debug)]
@@ -131,7 +138,7 @@ impl Engine {
         S: Shape,
         S::Value: Cacheable,
     {
-        crate::engine::call::start(site, probe, shape, key, false)
+        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, false)
     }
 
     /// Starts a call whose computation can run detached: a hit past the
@@ -148,7 +155,7 @@ impl Engine {
         S: Shape,
         S::Value: Cacheable,
     {
-        crate::engine::call::start(site, probe, shape, key, true)
+        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, true)
     }
 
     /// Starts the `refresh_<fn>` companion (named `caller`): always
@@ -166,7 +173,12 @@ impl Engine {
         S::Value: Cacheable,
     {
         Err(crate::engine::call::start_recompute(
-            site, probe, caller, shape, key,
+            Cache::for_site(site),
+            site,
+            probe,
+            caller,
+            shape,
+            key,
         ))
     }
 
@@ -277,5 +289,151 @@ impl Silent {
         tags: Vec<String>,
     ) -> WarmEntry {
         WarmEntry::unstorable(site, probe, caller, key, tags)
+    }
+}
+
+/// The instance probe: `type_name` of a closure made in a generated
+/// item's body names the function instance it runs in (see `identity.rs`).
+#[must_use]
+pub fn instance<F>(_: &F) -> &'static str {
+    std::any::type_name::<F>()
+}
+
+fn companion(name: &str) -> crate::format::identity::Caller<'_> {
+    crate::format::identity::Caller {
+        name,
+        extra_generics: 0,
+    }
+}
+
+/// The `'static` cache a `cache = PATH` attribute names.
+#[must_use]
+pub fn static_cache<C: crate::cache::AsStaticCache>(cache: &'static C) -> &'static Cache {
+    cache.as_static_cache()
+}
+
+/// Invalidates one entry of the function instance (the `invalidate_<fn>` companions).
+///
+/// # Errors
+///
+/// As [`Cache::invalidate`]; a key that does not serialize is [`Error::Codec`].
+pub async fn invalidate_entry(
+    site: &'static CallSite,
+    probe: &'static str,
+    caller: &'static str,
+    key: Result<KeyDigest, crate::error::CodecError>,
+) -> Result<LogPosition, Error> {
+    let cache = Cache::resolve(site.instance);
+    let function = cache.function_for(site, probe, companion(caller));
+    crate::engine::publish::invalidate_entry(&cache.inner, &function, key?).await
+}
+
+/// Invalidates every entry of the function instance (the `invalidate_all_<fn>` companions).
+///
+/// # Errors
+///
+/// As [`Cache::invalidate`].
+pub async fn invalidate_function(
+    site: &'static CallSite,
+    probe: &'static str,
+    caller: &'static str,
+) -> Result<LogPosition, Error> {
+    let cache = Cache::resolve(site.instance);
+    let function = cache.function_for(site, probe, companion(caller));
+    cache.invalidate_function(&function.name).await
+}
+
+/// Encodes `value` in an envelope as a miss stores it, compressing
+/// payloads above `compress_above` bytes (for the envelope benchmark).
+///
+/// # Errors
+///
+/// The codec's error.
+pub fn encode_envelope<T: serde::Serialize>(
+    value: &T,
+    codec: Codec,
+    compress_above: usize,
+) -> Result<Vec<u8>, crate::error::CodecError> {
+    let header = crate::format::envelope::EnvelopeHeader {
+        codec: codec.id(),
+        flags: 0,
+        fingerprint: 0,
+        created_at_ms: 0,
+        expires_at_ms: u64::MAX,
+        log_position: LogPosition::default(),
+        key: 0,
+        tags: Vec::new(),
+        checksum: 0,
+    };
+    let limits = crate::format::envelope::EncodeLimits {
+        compress_above,
+        max_value_bytes: usize::MAX,
+    };
+    crate::format::envelope::encode(value, codec, header, limits).map(|sealed| sealed.bytes)
+}
+
+/// Decodes what [`encode_envelope`] made (every check a read makes).
+#[must_use]
+pub fn decode_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    crate::format::envelope::decode(bytes, 0, 0, usize::MAX)
+        .ok()
+        .map(|(_, v)| v)
+}
+
+/// A policy for a literal duration (`ttl = "90s"`).
+#[must_use]
+pub const fn literal_policy(name: &'static str, secs: u64, nanos: u32) -> TtlPolicy {
+    TtlPolicy::new(name, Duration::new(secs, nanos))
+}
+
+/// A write function's result, for `#[invalidates]` to tell whether it
+/// succeeded: `Ok` for a `Result` under any alias, anything else always.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Written<'a, T>(pub &'a T);
+
+/// `Written(&result).succeeded()` on a `Result`: whether it is `Ok`
+/// (picked before [`WrittenAny`] by method resolution, being implemented on
+/// the less-referenced type).
+#[doc(hidden)]
+pub trait WrittenResult {
+    /// Whether the write succeeded.
+    fn succeeded(&self) -> bool;
+}
+
+impl<T, E> WrittenResult for Written<'_, Result<T, E>> {
+    fn succeeded(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+/// `Written(&value).succeeded()` on anything but a `Result`: always.
+#[doc(hidden)]
+pub trait WrittenAny {
+    /// Whether the write succeeded.
+    fn succeeded(&self) -> bool;
+}
+
+impl<T> WrittenAny for &Written<'_, T> {
+    fn succeeded(&self) -> bool {
+        true
+    }
+}
+
+/// Publishes the events of a write that succeeded (`#[invalidates]`),
+/// through `cache` or the cache `#[cached]` functions use here. A failure
+/// is logged, never returned: the write itself happened, and an
+/// invalidation Redis did not take is retried in the background (see
+/// `recovery.rs`).
+#[doc(hidden)]
+pub async fn publish_after(cache: Option<&'static Cache>, events: &[String]) {
+    let cache = match cache {
+        Some(cache) => CacheRef::Static(cache),
+        None => Cache::resolve(None),
+    };
+    for event in events {
+        if let Err(e) = cache.invalidate(event).await {
+            tracing::warn!(target: "acgs_cache", event = %event, error = %e, "a write succeeded but its invalidation was not acknowledged");
+        }
     }
 }
