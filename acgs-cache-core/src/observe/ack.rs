@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::log_position::LogPosition;
 
-/// What [`Cache::wait_for_fleet`] found: which instances heard an
+/// What [`Cache::wait_for_fleet`](crate::Cache::wait_for_fleet) found: which instances heard an
 /// invalidation, and which are covered by their lease instead.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
