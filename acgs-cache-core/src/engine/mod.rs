@@ -6,9 +6,13 @@
 pub(crate) mod call;
 pub(crate) mod flight;
 pub(crate) mod instance;
+pub(crate) mod land;
 pub(crate) mod lock;
+mod miss;
 pub(crate) mod outcome;
+mod path;
 pub(crate) mod publish;
+mod read;
 pub(crate) mod site;
 pub(crate) mod store;
 pub(crate) mod tailer;

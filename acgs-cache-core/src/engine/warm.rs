@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 
 use crate::coherence::state::tag_hash;
-use crate::engine::call::header;
 use crate::engine::instance::Cache;
+use crate::engine::land::header;
 use crate::engine::site::CallSite;
 use crate::error::{CodecError, Error};
 use crate::format::envelope::{self, EncodeLimits};
