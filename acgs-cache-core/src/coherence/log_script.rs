@@ -1,5 +1,5 @@
-//! The log's scripts and commands, as operations of the L2 tier (the
-//! protocol they implement is described in `log.rs`).
+//! The log's scripts and commands, as functions of the L2 tier they run
+//! on (the protocol they implement is described in `log.rs`).
 
 use std::collections::HashMap;
 
@@ -148,121 +148,118 @@ fn position(value: Option<&Value>) -> Option<LogPosition> {
     value.and_then(text).and_then(|t| LogPosition::parse(&t))
 }
 
-impl L2Tier {
-    /// Appends `record` to the log (starting a generation if needed) and
-    /// tombstones `tombstones` (keys on the log's node) with its position.
-    /// With `confirm`, waits for replicas to acknowledge (`WAIT`, on a
-    /// connection of its own).
-    ///
-    /// # Errors
-    ///
-    /// The Redis error; [`Error::Unconfirmed`] when fewer replicas than
-    /// asked acknowledged in time (the record is in the master's log).
-    pub(crate) async fn append(
-        self: &Arc<Self>,
-        keys: &LogKeys,
-        record: &Record,
-        head: LogPosition,
-        tombstones: &[String],
-        settings: AppendSettings,
-    ) -> Result<LogPosition, Error> {
-        let (kind, name, identity, digest) = match record {
-            Record::Name(name) => ("n", name.as_str(), String::new(), String::new()),
-            Record::Function(scope) => ("f", scope.as_str(), String::new(), String::new()),
-            Record::Entry {
-                scope,
-                identity,
-                digest,
-            } => (
-                "e",
-                scope.as_str(),
-                format!("{identity:016x}"),
-                digest.to_string(),
-            ),
-            Record::All => ("a", "", String::new(), String::new()),
-        };
-        let mut invocation = APPEND.key(&keys.stream);
-        invocation.key(&keys.state);
-        for key in tombstones {
-            invocation.key(key);
+/// Appends `record` to the log (starting a generation if needed) and
+/// tombstones `tombstones` (keys on the log's node) with its position.
+/// With `confirm`, waits for replicas to acknowledge (`WAIT`, on a
+/// connection of its own).
+///
+/// # Errors
+///
+/// The Redis error; [`Error::Unconfirmed`] when fewer replicas than
+/// asked acknowledged in time (the record is in the master's log).
+pub(crate) async fn append(
+    l2: &Arc<L2Tier>,
+    keys: &LogKeys,
+    record: &Record,
+    head: LogPosition,
+    tombstones: &[String],
+    settings: AppendSettings,
+) -> Result<LogPosition, Error> {
+    let (kind, name, identity, digest) = match record {
+        Record::Name(name) => ("n", name.as_str(), String::new(), String::new()),
+        Record::Function(scope) => ("f", scope.as_str(), String::new(), String::new()),
+        Record::Entry {
+            scope,
+            identity,
+            digest,
+        } => (
+            "e",
+            scope.as_str(),
+            format!("{identity:016x}"),
+            digest.to_string(),
+        ),
+        Record::All => ("a", "", String::new(), String::new()),
+    };
+    let mut invocation = APPEND.key(&keys.stream);
+    invocation.key(&keys.state);
+    for key in tombstones {
+        invocation.key(key);
+    }
+    invocation
+        .arg(epoch_candidate())
+        .arg(head.ms)
+        .arg(settings.max_len)
+        .arg(millis(settings.tombstone_for))
+        .arg(kind)
+        .arg(name)
+        .arg(identity)
+        .arg(digest)
+        .arg(now_us());
+    let reply: Vec<Value> = match settings.confirm {
+        None => l2.run_script(&invocation).await?,
+        Some((replicas, timeout)) => {
+            let reply = confirmed(l2, &invocation, replicas, timeout).await?;
+            reply
         }
-        invocation
-            .arg(epoch_candidate())
-            .arg(head.ms)
-            .arg(settings.max_len)
-            .arg(millis(settings.tombstone_for))
-            .arg(kind)
-            .arg(name)
-            .arg(identity)
-            .arg(digest)
-            .arg(now_us());
-        let reply: Vec<Value> = match settings.confirm {
-            None => self.run_script(&invocation).await?,
-            Some((replicas, timeout)) => {
-                let reply = self.confirmed(&invocation, replicas, timeout).await?;
-                reply
-            }
-        };
-        position(reply.first()).ok_or(Error::Unavailable(Unavailable::UnexpectedReply))
-    }
+    };
+    position(reply.first()).ok_or(Error::Unavailable(Unavailable::UnexpectedReply))
+}
 
-    /// Runs `invocation`, then `WAIT replicas timeout`, on the connection
-    /// reserved for confirmed invalidations (a `WAIT` holds its connection).
-    async fn confirmed(
-        self: &Arc<Self>,
-        invocation: &redis::ScriptInvocation<'_>,
-        replicas: u32,
-        timeout: Duration,
-    ) -> Result<Vec<Value>, Error> {
-        let mut conn = self.confirm_connection().await?;
-        let sent = async {
-            let reply: Vec<Value> = invocation.invoke_async(&mut *conn).await?;
-            let acknowledged: u32 = redis::cmd("WAIT")
-                .arg(replicas)
-                .arg(millis(timeout))
-                .query_async(&mut *conn)
-                .await?;
-            Ok::<_, redis::RedisError>((reply, acknowledged))
-        };
-        let outcome = sent.await;
-        drop(conn);
-        let (reply, acknowledged) = match outcome {
-            Ok(answered) => answered,
-            Err(e) => {
-                self.drop_confirm_connection().await;
-                let e = Error::from(e);
-                self.note_outcome::<()>(&Err(Error::Unavailable(Unavailable::Unreachable)));
-                return Err(e);
-            }
-        };
-        if acknowledged < replicas {
-            let at = position(reply.first()).unwrap_or_default();
-            return Err(Error::Unconfirmed {
-                position: at,
-                acknowledged,
-                wanted: replicas,
-            });
+/// Runs `invocation`, then `WAIT replicas timeout`, on the connection
+/// reserved for confirmed invalidations (a `WAIT` holds its connection).
+async fn confirmed(
+    l2: &Arc<L2Tier>,
+    invocation: &redis::ScriptInvocation<'_>,
+    replicas: u32,
+    timeout: Duration,
+) -> Result<Vec<Value>, Error> {
+    let mut conn = l2.confirm_connection().await?;
+    let sent = async {
+        let reply: Vec<Value> = invocation.invoke_async(&mut *conn).await?;
+        let acknowledged: u32 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(millis(timeout))
+            .query_async(&mut *conn)
+            .await?;
+        Ok::<_, redis::RedisError>((reply, acknowledged))
+    };
+    let outcome = sent.await;
+    drop(conn);
+    let (reply, acknowledged) = match outcome {
+        Ok(answered) => answered,
+        Err(e) => {
+            l2.drop_confirm_connection().await;
+            let e = Error::from(e);
+            l2.note_outcome::<()>(&Err(Error::Unavailable(Unavailable::Unreachable)));
+            return Err(e);
         }
-        Ok(reply)
+    };
+    if acknowledged < replicas {
+        let at = position(reply.first()).unwrap_or_default();
+        return Err(Error::Unconfirmed {
+            position: at,
+            acknowledged,
+            wanted: replicas,
+        });
     }
+    Ok(reply)
+}
 
-    /// Reads the log's generation, ids and (with `state`) the state hash.
-    pub(crate) async fn sync(
-        &self,
-        conn: &mut RedisConnection,
-        keys: &LogKeys,
-        head: LogPosition,
-        state: bool,
-    ) -> Result<Synced, Error> {
-        let mut invocation = SYNC.key(&keys.stream);
-        invocation
-            .key(&keys.state)
-            .arg(epoch_candidate())
-            .arg(head.ms)
-            .arg(if state { "1" } else { "0" });
-        let reply: Vec<Value> = invocation.invoke_async(conn).await?;
-        synced(&reply)
-    }
+/// Reads the log's generation, ids and (with `state`) the state hash.
+pub(crate) async fn sync(
+    conn: &mut RedisConnection,
+    keys: &LogKeys,
+    head: LogPosition,
+    state: bool,
+) -> Result<Synced, Error> {
+    let mut invocation = SYNC.key(&keys.stream);
+    invocation
+        .key(&keys.state)
+        .arg(epoch_candidate())
+        .arg(head.ms)
+        .arg(if state { "1" } else { "0" });
+    let reply: Vec<Value> = invocation.invoke_async(conn).await?;
+    synced(&reply)
 }
 
 /// The log's state from the reply of [`SYNC`].
@@ -289,73 +286,70 @@ fn synced(reply: &[Value]) -> Result<Synced, Error> {
     })
 }
 
-impl L2Tier {
-    /// Stores an entry unless a tombstone newer than `started` (the
-    /// computation's start) holds its key: `Ok(false)` then.
-    pub(crate) async fn put_entry(
-        self: &Arc<Self>,
-        key: &str,
-        started: LogPosition,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        let mut invocation = PUT.key(key);
-        invocation
-            .arg(position_arg(started))
-            .arg(bytes)
-            .arg(millis(ttl));
-        let stored: i64 = self.run_script(&invocation).await?;
-        Ok(stored == 1)
-    }
+/// Stores an entry unless a tombstone newer than `started` (the
+/// computation's start) holds its key: `Ok(false)` then.
+pub(crate) async fn put_entry(
+    l2: &Arc<L2Tier>,
+    key: &str,
+    started: LogPosition,
+    bytes: &[u8],
+    ttl: Duration,
+) -> Result<bool, Error> {
+    let mut invocation = PUT.key(key);
+    invocation
+        .arg(position_arg(started))
+        .arg(bytes)
+        .arg(millis(ttl));
+    let stored: i64 = l2.run_script(&invocation).await?;
+    Ok(stored == 1)
+}
 
-    /// Writes a tombstone for an entry invalidated at `position`.
-    pub(crate) async fn tombstone(
-        self: &Arc<Self>,
-        key: &str,
-        stone: &[u8],
-        hold: Duration,
-    ) -> Result<(), Error> {
-        self.query(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(stone)
-                .arg("PX")
-                .arg(millis(hold)),
-        )
+/// Writes a tombstone for an entry invalidated at `position`.
+pub(crate) async fn tombstone(
+    l2: &Arc<L2Tier>,
+    key: &str,
+    stone: &[u8],
+    hold: Duration,
+) -> Result<(), Error> {
+    l2.query(
+        redis::cmd("SET")
+            .arg(key)
+            .arg(stone)
+            .arg("PX")
+            .arg(millis(hold)),
+    )
+    .await
+}
+
+/// Reads up to `count` records after `after` (waiting up to `block_ms`
+/// for the first when given).
+pub(crate) async fn read_log(
+    conn: &mut RedisConnection,
+    keys: &LogKeys,
+    after: LogPosition,
+    count: usize,
+    block_ms: Option<u64>,
+) -> Result<Vec<LogEntry>, Error> {
+    let reply: Option<StreamReadReply> = read_command(keys, after, count, block_ms)
+        .query_async(conn)
+        .await?;
+    Ok(entries(reply))
+}
+
+/// The log's last id, for waiting until this instance has heard it.
+pub(crate) async fn log_end(l2: &Arc<L2Tier>, keys: &LogKeys) -> Result<LogPosition, Error> {
+    let info: Vec<Value> = l2
+        .query(redis::cmd("XINFO").arg("STREAM").arg(&keys.stream))
         .await
-    }
-
-    /// Reads up to `count` records after `after` (waiting up to `block_ms`
-    /// for the first when given).
-    pub(crate) async fn read_log(
-        &self,
-        conn: &mut RedisConnection,
-        keys: &LogKeys,
-        after: LogPosition,
-        count: usize,
-        block_ms: Option<u64>,
-    ) -> Result<Vec<LogEntry>, Error> {
-        let reply: Option<StreamReadReply> = read_command(keys, after, count, block_ms)
-            .query_async(conn)
-            .await?;
-        Ok(entries(reply))
-    }
-
-    /// The log's last id, for waiting until this instance has heard it.
-    pub(crate) async fn log_end(self: &Arc<Self>, keys: &LogKeys) -> Result<LogPosition, Error> {
-        let info: Vec<Value> = self
-            .query(redis::cmd("XINFO").arg("STREAM").arg(&keys.stream))
-            .await
-            .or_else(|e| match &e {
-                Error::Redis(r) if r.to_string().contains("no such key") => Ok(Vec::new()),
-                _ => Err(e),
-            })?;
-        let last = info
-            .chunks(2)
-            .find(|pair| pair.first().and_then(text).as_deref() == Some("last-generated-id"))
-            .and_then(|pair| position(pair.get(1)));
-        Ok(last.unwrap_or_default())
-    }
+        .or_else(|e| match &e {
+            Error::Redis(r) if r.to_string().contains("no such key") => Ok(Vec::new()),
+            _ => Err(e),
+        })?;
+    let last = info
+        .chunks(2)
+        .find(|pair| pair.first().and_then(text).as_deref() == Some("last-generated-id"))
+        .and_then(|pair| position(pair.get(1)));
+    Ok(last.unwrap_or_default())
 }
 
 /// `XREAD` of up to `count` records after `after`, blocking up to `block_ms`.

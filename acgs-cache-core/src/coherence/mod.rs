@@ -7,12 +7,12 @@
 pub(crate) mod function;
 pub(crate) mod lease;
 pub(crate) mod log;
-// The log's scripts, as operations of `L2Tier`; stubbed (like the tier)
+// The log's scripts, as functions of an `&L2Tier`; stubbed (like the tier)
 // without the `redis` feature.
 #[cfg(feature = "redis")]
-mod log_script;
+pub(crate) mod log_script;
 #[cfg(not(feature = "redis"))]
 #[path = "no_log_script.rs"]
-mod log_script;
+pub(crate) mod log_script;
 pub(crate) mod recovery;
 pub(crate) mod state;

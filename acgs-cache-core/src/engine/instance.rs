@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::coherence::function::{FunctionState, Registry};
+use crate::coherence::log_script;
 use crate::coherence::state::{Coherence, Record};
 use crate::engine::flight::Flights;
 use crate::format::envelope::EncodeLimits;
@@ -339,7 +340,7 @@ impl Inner {
                     );
                     let (l2, hold) = (Arc::clone(l2), self.config.invalidation_window);
                     crate::background::spawn(async move {
-                        if let Err(e) = l2.tombstone(&key, &stone, hold).await {
+                        if let Err(e) = log_script::tombstone(&l2, &key, &stone, hold).await {
                             tracing::debug!(target: "acgs_cache", error = %e, "tombstone for another build's entry not written");
                         }
                     });

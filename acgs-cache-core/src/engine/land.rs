@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock;
 use crate::coherence::function::FunctionState;
+use crate::coherence::log_script;
 use crate::coherence::state::unpack;
 use crate::engine::flight::{Landing, Leader};
 use crate::engine::instance::Cache;
@@ -84,15 +85,14 @@ impl Cache {
             let started = unpack(position);
             match write {
                 L2Write::Awaited => {
-                    return l2
-                        .put_entry(key, started, &bytes, keep_for)
+                    return log_script::put_entry(l2, key, started, &bytes, keep_for)
                         .await
                         .inspect_err(|e| function.counters.error(ErrorReason::of(e)));
                 }
                 L2Write::Background => {
                     let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
                     crate::background::spawn(async move {
-                        match l2.put_entry(&key, started, &bytes, keep_for).await {
+                        match log_script::put_entry(&l2, &key, started, &bytes, keep_for).await {
                             Ok(true) => {}
                             Ok(false) => function.counters.not_stored.inc(),
                             Err(e) => function.counters.error(ErrorReason::of(&e)),

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::{self, unix_ms};
 use crate::coherence::log::{now_us, AppendSettings, LogKeys};
+use crate::coherence::log_script;
 use crate::coherence::state::Record;
 use crate::engine::instance::Inner;
 use crate::error::Error;
@@ -136,7 +137,7 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
         let from = state.cursor;
         let block_ms = (!urgent).then(|| u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
         let sent = clock::now();
-        let read = l2.read_log(&mut conn, &keys, from, BATCH, block_ms);
+        let read = log_script::read_log(&mut conn, &keys, from, BATCH, block_ms);
         let patience = block + block.max(SILENCE);
         let entries = tokio::time::timeout(patience, read)
             .await
@@ -149,7 +150,7 @@ async fn follow(weak: &Weak<Inner>, state: &mut TailState) -> Result<(), Error> 
             // trimmed past the cursor? Asked after the read, so the answer
             // covers it. A generation is never reused.
             let head = LogPosition::from_packed(coherence.head());
-            let synced = l2.sync(&mut conn, &keys, head, false).await?;
+            let synced = log_script::sync(&mut conn, &keys, head, false).await?;
             let trimmed = synced.max_deleted.is_some_and(|deleted| deleted > from);
             if state.epoch.as_deref() != Some(synced.epoch.as_str()) || trimmed {
                 // The lease is renewed only once this instance is back in sync.
@@ -187,7 +188,7 @@ async fn catch_up(
     let coherence = &inner.coherence();
     l2.decide_confirmation(conn).await;
     let head = LogPosition::from_packed(coherence.head());
-    let synced = l2.sync(conn, keys, head, false).await?;
+    let synced = log_script::sync(conn, keys, head, false).await?;
     let same_generation = state.epoch.as_deref() == Some(synced.epoch.as_str());
     let trimmed = trimmed
         || synced
@@ -197,7 +198,7 @@ async fn catch_up(
     if same_generation && !trimmed {
         let mut read = 0;
         loop {
-            let entries = l2.read_log(conn, keys, state.cursor, BATCH, None).await?;
+            let entries = log_script::read_log(conn, keys, state.cursor, BATCH, None).await?;
             let n = apply(inner, entries, &mut state.cursor, false).await;
             read += n;
             if n < BATCH {
@@ -208,7 +209,7 @@ async fn catch_up(
             }
         }
     }
-    let synced = l2.sync(conn, keys, head, true).await?;
+    let synced = log_script::sync(conn, keys, head, true).await?;
     match &state.epoch {
         None => {
             // A new instance: entries from before this generation began
@@ -324,16 +325,13 @@ pub(crate) async fn send(
     let hold = inner.config().invalidation_window;
     match entry_key {
         Some(key) if l2.is_cluster() => {
-            l2.tombstone(key, &tombstone_everything(), hold).await?;
-            let position = l2.append(&keys, record, head, &[], settings).await?;
-            l2.tombstone(key, &tombstone(position), hold).await?;
+            log_script::tombstone(l2, key, &tombstone_everything(), hold).await?;
+            let position = log_script::append(l2, &keys, record, head, &[], settings).await?;
+            log_script::tombstone(l2, key, &tombstone(position), hold).await?;
             Ok(position)
         }
-        Some(key) => {
-            l2.append(&keys, record, head, &[key.to_owned()], settings)
-                .await
-        }
-        None => l2.append(&keys, record, head, &[], settings).await,
+        Some(key) => log_script::append(l2, &keys, record, head, &[key.to_owned()], settings).await,
+        None => log_script::append(l2, &keys, record, head, &[], settings).await,
     }
 }
 

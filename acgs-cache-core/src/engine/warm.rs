@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 
+use crate::coherence::log_script;
 use crate::coherence::state::tag_hash;
 use crate::engine::instance::Cache;
 use crate::engine::land::header;
@@ -405,7 +406,7 @@ impl<'a> Warmer<'a> {
         let inner = &self.cache.inner;
         let Some(l2) = inner.l2() else { return };
         let keys = crate::coherence::log::LogKeys::new(&inner.config().prefix);
-        if let Ok(end) = l2.log_end(&keys).await {
+        if let Ok(end) = log_script::log_end(l2, &keys).await {
             let heard = inner
                 .coherence()
                 .wait_heard(end.packed(), self.timeout)
@@ -421,9 +422,9 @@ impl<'a> Warmer<'a> {
                 let key = crate::format::key::redis_key(&function.key_prefix, watched.digest);
                 let stone =
                     crate::log_position::tombstone(LogPosition::from_packed(watched.position));
-                if let Err(e) = l2
-                    .tombstone(&key, &stone, inner.config().invalidation_window)
-                    .await
+                if let Err(e) =
+                    log_script::tombstone(l2, &key, &stone, inner.config().invalidation_window)
+                        .await
                 {
                     tracing::warn!(target: "acgs_cache", error = %e, "warming: a tombstone was not restored");
                 }
