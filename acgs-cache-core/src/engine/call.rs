@@ -16,7 +16,7 @@ use crate::tiers::l1::L1Key;
 
 /// How a cached call begins: answered by L1 (`Ok`), or [`Pending`] the
 /// rest of its path, which only then needs the computation's future.
-pub type Start<S> = Result<<S as Shape>::Out, Pending<S>>;
+pub(crate) type Start<S> = Result<<S as Shape>::Out, Pending<S>>;
 
 /// Starts one cached call, in `cache`, of the function described by
 /// `site`, in the instance `probe` names (see `identity.rs`): the L1 probe

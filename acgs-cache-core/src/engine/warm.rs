@@ -125,7 +125,7 @@ impl<V: Cacheable> WarmValue for V {
 
 /// Builds a [`WarmEntry`] from what the function would return (what the
 /// `warm_entry_<fn>` companions call). Not a public API.
-pub fn warm_entry<S>(
+pub(crate) fn warm_entry<S>(
     site: &'static CallSite,
     probe: &'static str,
     caller: &'static str,
