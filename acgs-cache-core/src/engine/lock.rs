@@ -91,7 +91,7 @@ impl Cache {
     ) -> Result<Option<DistributedLock>, Error> {
         let (l2, key, fence) = self.lock_keys(name)?;
         Ok(l2
-            .try_lock_fenced(&key, &fence, lease)
+            .try_lock(&key, Some(&fence), lease)
             .await?
             .map(|(guard, fencing_token)| DistributedLock {
                 guard,

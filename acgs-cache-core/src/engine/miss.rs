@@ -283,8 +283,8 @@ impl Cache {
         let deadline = Instant::now() + lease;
         let mut waited = false;
         loop {
-            match l2.try_lock(&lock_key, hold.min(lease)).await {
-                Ok(Some(guard)) => return Ok(Some(guard)),
+            match l2.try_lock(&lock_key, None, hold.min(lease)).await {
+                Ok(Some((guard, _))) => return Ok(Some(guard)),
                 Ok(None) => {}
                 Err(_) => return Ok(None), // Redis trouble: the lock only saves work
             }

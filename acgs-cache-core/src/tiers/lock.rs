@@ -52,7 +52,13 @@ fn lease_ms(lease: Duration) -> u64 {
 }
 
 impl L2Tier {
-    /// Takes the lock `key` for `lease` if it is free.
+    /// Takes the lock `key` for `lease` if it is free: the one acquisition
+    /// of both the named locks and `#[cached(lock = true)]`. With
+    /// `fence_key` (same hash slot) it also bumps that counter in the same
+    /// step and returns the new value as the fencing token; without, a plain
+    /// `SET NX PX` (token 0). A miss's lock needs no fence: what its holder
+    /// writes is an entry checked against tombstones, valid whoever wrote it,
+    /// so a second holder after a lost lease costs work, never correctness.
     ///
     /// An attempt that failed may still have been executed by Redis (a
     /// timeout: the answer was late, not the command): the lock would then
@@ -61,21 +67,34 @@ impl L2Tier {
     pub(crate) async fn try_lock(
         self: &Arc<Self>,
         key: &str,
+        fence_key: Option<&str>,
         lease: Duration,
-    ) -> Result<Option<LockGuard>, Error> {
+    ) -> Result<Option<(LockGuard, u64)>, Error> {
         let token = unique_token();
-        let taken: Result<Option<String>, Error> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease_ms(lease)),
-            )
-            .await;
+        // `Some(fencing token)` when taken.
+        let taken: Result<Option<u64>, Error> = match fence_key {
+            Some(fence_key) => {
+                let script = redis::Script::new(ACQUIRE_FENCED);
+                let mut invocation = script.key(key);
+                invocation.key(fence_key).arg(&token).arg(lease_ms(lease));
+                self.run_script::<u64>(&invocation)
+                    .await
+                    .map(|fence| (fence > 0).then_some(fence))
+            }
+            None => self
+                .query::<Option<String>>(
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lease_ms(lease)),
+                )
+                .await
+                .map(|taken| taken.map(|_| 0)),
+        };
         match taken {
-            Ok(taken) => Ok(taken.map(|_| self.hold(key, token, lease))),
+            Ok(taken) => Ok(taken.map(|fence| (self.hold(key, token, lease), fence))),
             Err(e) => {
                 self.release_later(key.to_owned(), token, lease);
                 Err(e)
@@ -103,28 +122,6 @@ impl L2Tier {
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
         });
-    }
-
-    /// Takes the lock `key` for `lease` if it is free, with a fencing token
-    /// from the counter `fence_key` (same hash slot).
-    pub(crate) async fn try_lock_fenced(
-        self: &Arc<Self>,
-        key: &str,
-        fence_key: &str,
-        lease: Duration,
-    ) -> Result<Option<(LockGuard, u64)>, Error> {
-        let token = unique_token();
-        let script = redis::Script::new(ACQUIRE_FENCED);
-        let mut invocation = script.key(key);
-        invocation.key(fence_key).arg(&token).arg(lease_ms(lease));
-        let fence: u64 = match self.run_script(&invocation).await {
-            Ok(fence) => fence,
-            Err(e) => {
-                self.release_later(key.to_owned(), token, lease);
-                return Err(e);
-            }
-        };
-        Ok((fence > 0).then(|| (self.hold(key, token, lease), fence)))
     }
 
     /// A guard for a lock just taken: renews its lease every third of it.

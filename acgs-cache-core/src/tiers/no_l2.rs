@@ -90,15 +90,7 @@ impl L2Tier {
     pub(crate) async fn try_lock(
         self: &Arc<Self>,
         _: &str,
-        _: Duration,
-    ) -> Result<Option<LockGuard>, Error> {
-        match **self {}
-    }
-
-    pub(crate) async fn try_lock_fenced(
-        self: &Arc<Self>,
-        _: &str,
-        _: &str,
+        _: Option<&str>,
         _: Duration,
     ) -> Result<Option<(LockGuard, u64)>, Error> {
         match **self {}
