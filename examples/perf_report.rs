@@ -314,7 +314,11 @@ fn main() {
         || sequential(&one, n, |_| ours_l1(black_box(7), black_box("alice"))),
         || sequential(&one, n, |_| raw_moka.get(black_box(&key))),
     );
-    rows.push(time_row("L1 hit vs raw moka `get`", &l1, "≤ 1.2"));
+    rows.push(time_row(
+        "L1 hit vs raw moka `get`",
+        &l1,
+        "report it (the issue's row is `moka::sync`)",
+    ));
 
     // L1 hit vs moka's synchronous cache, the cheaper of its two.
     let raw_sync: moka::sync::Cache<(u64, String), Decision> =
@@ -415,7 +419,7 @@ fn main() {
     rows.push(time_row(
         "L2 hit (L1 off) vs `cached` #[concurrent_cached(redis)]",
         &l2_peer,
-        "≤ 1.0",
+        "report it",
     ));
 
     // L2 throughput, 64 tasks on two threads.
@@ -428,7 +432,7 @@ fn main() {
     rows.push(rate_row(
         "L2 hits, 64 tasks: throughput vs raw (one multiplexed connection)",
         &tput,
-        "≥ 1.0",
+        "≥ 1.0 (moonshot ≥ 1.2)",
     ));
     let tput_peer = alternate(
         rounds,
@@ -438,7 +442,7 @@ fn main() {
     rows.push(rate_row(
         "L2 hits, 64 tasks: throughput vs `cached` #[concurrent_cached(redis)]",
         &tput_peer,
-        "≥ 1.3",
+        "≥ 1.15 (moonshot ≥ 1.3)",
     ));
     let curve = lanes_curve(&two, &raw, rounds.min(3), tn);
 
@@ -499,7 +503,7 @@ fn main() {
     rows.push(rate_row(
         "warming 100-byte values vs raw pipelined SET PX",
         &warm,
-        "≥ 0.9, ≥ 500,000/s",
+        "≥ 1.0 (moonshot ≥ 1.2)",
     ));
 
     println!("| comparison | ours | baseline | ours / baseline | target |");
