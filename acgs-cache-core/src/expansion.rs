@@ -125,7 +125,9 @@ impl Engine {
         self
     }
 
-    /// Starts a call (see [`crate::engine::call::start`]).
+    /// Starts a call (see [`crate::engine::call::start`]). `refresh`: the
+    /// computation can run detached, so a hit past the refresh-ahead point
+    /// is refreshed by [`Pending::run_refreshing`](crate::engine::call::Pending::run_refreshing).
     #[inline]
     pub fn start<S>(
         self,
@@ -133,29 +135,13 @@ impl Engine {
         probe: &'static str,
         shape: S,
         key: Key,
+        refresh: bool,
     ) -> Start<S>
     where
         S: Shape,
         S::Value: Cacheable,
     {
-        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, false)
-    }
-
-    /// Starts a call whose computation can run detached: a hit past the
-    /// refresh-ahead point is refreshed by [`Pending::run_refreshing`].
-    #[inline]
-    pub fn start_refreshing<S>(
-        self,
-        site: &'static CallSite,
-        probe: &'static str,
-        shape: S,
-        key: Key,
-    ) -> Start<S>
-    where
-        S: Shape,
-        S::Value: Cacheable,
-    {
-        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, true)
+        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, refresh)
     }
 
     /// Starts the `refresh_<fn>` companion (named `caller`): always
@@ -164,9 +150,9 @@ impl Engine {
         self,
         site: &'static CallSite,
         probe: &'static str,
-        caller: &'static str,
         shape: S,
         key: Key,
+        caller: &'static str,
     ) -> Start<S>
     where
         S: Shape,
@@ -225,17 +211,7 @@ impl Report {
         _probe: &'static str,
         _shape: S,
         _key: Key,
-    ) -> Result<S::Out, Uncached> {
-        Err(Uncached)
-    }
-
-    /// As [`Report::start`].
-    pub fn start_refreshing<S: Shape>(
-        self,
-        _site: &'static CallSite,
-        _probe: &'static str,
-        _shape: S,
-        _key: Key,
+        _refresh: bool,
     ) -> Result<S::Out, Uncached> {
         Err(Uncached)
     }
@@ -245,9 +221,9 @@ impl Report {
         self,
         _site: &'static CallSite,
         _probe: &'static str,
-        _caller: &'static str,
         _shape: S,
         _key: Key,
+        _caller: &'static str,
     ) -> Result<S::Out, Uncached> {
         Err(Uncached)
     }

@@ -15,12 +15,12 @@ use crate::engine::call::call;
 use crate::engine::instance::{Cache, CacheRef};
 use crate::engine::site::CallSite;
 use crate::engine::store::{self, SiteSpec};
-use crate::error::Error;
+use crate::error::{CodecError, Error};
 use crate::format::codec::Codec;
 use crate::format::key::KeyDigest;
 use crate::format::policy::MaxStaleness;
 use crate::format::policy::TtlPolicy;
-use crate::format::shape::Cacheable;
+use crate::format::shape::{Cacheable, Shape};
 use crate::log_position::LogPosition;
 
 /// Values of `V` under keys of `K`, named: a `#[cached]` function without
@@ -190,18 +190,36 @@ fn event_names<T: AsRef<str>>(tags: impl IntoIterator<Item = T>) -> Result<Vec<S
 }
 
 impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
-    /// The value under `key`, from L1 or L2, if one is stored and was not
-    /// invalidated. A key that does not serialize finds nothing.
-    pub async fn get(&self, key: &K) -> Option<V> {
-        let digest = KeyDigest::of(key).ok()?;
+    /// One call of this map's site in its cache: the path of a `#[cached]`
+    /// call, with `shape` deciding what of `compute`'s value is stored.
+    fn call<S, F>(
+        &self,
+        shape: S,
+        key: Result<KeyDigest, CodecError>,
+        compute: F,
+    ) -> impl Future<Output = S::Out>
+    where
+        S: Shape,
+        S::Value: Cacheable,
+        F: Future<Output = (Vec<String>, S::Out)>,
+    {
         call(
             CacheRef::Owned(self.cache.clone()),
             self.site,
             "",
-            crate::__acgs_shape!(Result<V, Absent>),
-            Ok(digest),
-            async { (Vec::new(), Err(Absent)) },
+            shape,
+            key,
+            compute,
         )
+    }
+
+    /// The value under `key`, from L1 or L2, if one is stored and was not
+    /// invalidated. A key that does not serialize finds nothing.
+    pub async fn get(&self, key: &K) -> Option<V> {
+        let digest = KeyDigest::of(key).ok()?;
+        self.call(crate::__acgs_shape!(Result<V, Absent>), Ok(digest), async {
+            (Vec::new(), Err(Absent))
+        })
         .await
         .ok()
     }
@@ -214,14 +232,9 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// computation panics within the policy's stale window, the invalidation
     /// check on every value, a shared one included).
     pub async fn get_or_compute(&self, key: &K, compute: impl Future<Output = V>) -> V {
-        call(
-            CacheRef::Owned(self.cache.clone()),
-            self.site,
-            "",
-            crate::__acgs_shape!(V),
-            KeyDigest::of(key),
-            async { (Vec::new(), compute.await) },
-        )
+        self.call(crate::__acgs_shape!(V), KeyDigest::of(key), async {
+            (Vec::new(), compute.await)
+        })
         .await
     }
 
@@ -237,10 +250,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         key: &K,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        call(
-            CacheRef::Owned(self.cache.clone()),
-            self.site,
-            "",
+        self.call(
             crate::__acgs_shape!(Result<V, E>),
             KeyDigest::of(key),
             async { (Vec::new(), compute.await) },
@@ -282,10 +292,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
         ttl_of: impl Fn(&V) -> Option<Duration>,
         compute: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E> {
-        call(
-            CacheRef::Owned(self.cache.clone()),
-            self.site,
-            "",
+        self.call(
             crate::format::shape::ttl_from(crate::__acgs_shape!(Result<V, E>), ttl_of),
             KeyDigest::of(key),
             async { (Vec::new(), compute.await) },

@@ -427,18 +427,16 @@ impl Parts<'_> {
                 })
             }
         };
-        let (start_fn, run_fn) = if refresh.is_some() {
-            ("start_recompute", "run")
-        } else if self.plan.detachable {
-            ("start_refreshing", "run_refreshing")
-        } else {
-            ("start", "run")
+        // The last argument of the start: the name the recomputation is
+        // called by (so it resolves to the function's instance), or whether
+        // the call's computation can be refreshed in the background.
+        let (start_fn, run_fn, last) = match refresh {
+            Some(name) => ("start_recompute", "run", quote!(#name)),
+            None if self.plan.detachable => ("start", "run_refreshing", quote!(true)),
+            None => ("start", "run", quote!(false)),
         };
         let start_fn = Ident::new(start_fn, ret_span);
         let run_fn = Ident::new(run_fn, ret_span);
-        // The recomputation names its caller, so that it resolves to the
-        // function's instance.
-        let caller = refresh.map(|name| quote!(#name,));
         // Spanned on the return type: a value that cannot be cached is
         // reported at the type the user wrote.
         // The path is chosen by autoref (see `dispatch.rs` in the core): a
@@ -468,9 +466,9 @@ impl Parts<'_> {
             match #path_ref.#checked(#checked_ref).#start_fn(
                 #site_ref,
                 #private::instance(&|| ()),
-                #caller
                 #shape_ref,
                 #key,
+                #last,
             ) {
                 ::core::result::Result::Ok(#hit) => #hit,
                 ::core::result::Result::Err(#rest) => #rest.#run_fn(#compute).await,

@@ -36,6 +36,7 @@ pub async fn evaluate_policy(
                 .arg(&policy_id)
                 .arg(&subject)
                 .finish(),
+            false,
         )
     {
         ::core::result::Result::Ok(__acgs_hit) => __acgs_hit,
@@ -191,12 +192,12 @@ pub async fn refresh_evaluate_policy(
         .start_recompute(
             __acgs_site,
             ::acgs_cache::__private::instance(&|| ()),
-            "refresh_evaluate_policy",
             __acgs_shape,
             ::acgs_cache::__private::KeyBuilder::new()
                 .arg(&policy_id)
                 .arg(&subject)
                 .finish(),
+            "refresh_evaluate_policy",
         )
     {
         ::core::result::Result::Ok(__acgs_hit) => __acgs_hit,
