@@ -12,6 +12,9 @@
 //! provider's 30 ms verification cached by token digest), then logs one
 //! session out, revokes all of a user's sessions and a token, and prints
 //! what happened.
+// A program: `expect` (or `unwrap` where the value is known) stops it with
+// the reason, which is what an example should do.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -12,6 +12,9 @@
 //! of the service finds them; without it they go to this process's L1.
 //! Last line: `cache_warming: rules=N reports=N written=N rules_per_s=N
 //! reports_per_s=N hits_after=N misses_after=N`.
+// A program: `expect` (or `unwrap` where the value is known) stops it with
+// the reason, which is what an example should do.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -9,6 +9,9 @@
 //!
 //! With Redis, run it in two terminals at once: a rule update made by one
 //! (`governance.rules.updated`) reaches the other's decisions too.
+// A program: `expect` (or `unwrap` where the value is known) stops it with
+// the reason, which is what an example should do.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,6 +11,9 @@
 //! three rounds of the same requests: the first round computes (or, on a
 //! second run with Redis, reads what the first run stored), the next rounds
 //! are answered from L1.
+// A program: `expect` (or `unwrap` where the value is known) stops it with
+// the reason, which is what an example should do.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! The operator CLI (`--features cli`) against a real redis-server: each
 //! command, its JSON, and its errors on bad input or an unreachable Redis.
 #![cfg(feature = "cli")]
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use acgs_cache_harness as support;
 
