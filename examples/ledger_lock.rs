@@ -17,7 +17,7 @@ use acgs_cache_harness as support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use acgs_cache::Cache;
+use acgs_cache::{Cache, DistributedLock};
 use redis::AsyncCommands;
 
 /// Appends `ARGV[2]` to the ledger if the token `ARGV[1]` is larger than
@@ -55,13 +55,13 @@ async fn worker(url: &str, run: &str, rounds: u64) -> Result<(), Box<dyn std::er
     let me = std::process::id().to_string();
     let (mut overlaps, mut rejected) = (0u64, 0u64);
     for round in 0..rounds {
-        let lock = cache
-            .lock(
-                &format!("ledger-{run}"),
-                Duration::from_secs(5),
-                Duration::from_secs(60),
-            )
-            .await?;
+        let lock = DistributedLock::acquire(
+            &cache,
+            &format!("ledger-{run}"),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        )
+        .await?;
         // Nobody else may be inside while we hold the lock.
         let entered: bool = redis::cmd("SET")
             .arg(&holder)

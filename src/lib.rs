@@ -26,7 +26,7 @@
 //!   `ACGS_CACHE_*` variables, [`Cache::from_env`]), [`invalidate`],
 //!   [`Cache::stats`], [`Cache::health`], [`Warmer`].
 //! - The toolkit: [`SessionStore`], [`TokenCache`], [`RateLimiter`] and,
-//!   with Redis, `DistributedLock`.
+//!   with Redis, [`DistributedLock`] (on the lease primitive [`Cache::try_lease`]).
 //!
 //! The repository's README covers the design, the guarantees and the
 //! measured figures.
@@ -57,7 +57,7 @@ pub use acgs_cache_core::session;
 /// A cache of bearer-token verifications, keyed by the token's SHA-256.
 pub use acgs_cache_core::token;
 
-pub use acgs_cache_core::DistributedLock;
+pub use acgs_cache_core::{DistributedLock, LockLease};
 #[cfg(feature = "redis")]
 pub use acgs_cache_core::{FleetFunction, FleetMember, FleetStats, InstanceLease};
 

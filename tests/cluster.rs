@@ -117,18 +117,18 @@ async fn a_three_master_cluster_serves_every_feature_and_survives_a_dead_master(
 
     // Locks (one key, one slot) exclude each other across instances.
     let lock = writer
-        .try_lock("nightly-report", Duration::from_secs(5))
+        .try_lease("nightly-report", Duration::from_secs(5))
         .await
         .unwrap()
         .expect("free lock");
     assert!(reader
-        .try_lock("nightly-report", Duration::from_secs(5))
+        .try_lease("nightly-report", Duration::from_secs(5))
         .await
         .unwrap()
         .is_none());
     lock.release().await.unwrap();
     assert!(reader
-        .try_lock("nightly-report", Duration::from_secs(5))
+        .try_lease("nightly-report", Duration::from_secs(5))
         .await
         .unwrap()
         .is_some());

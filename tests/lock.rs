@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use acgs_cache::{Cache, Error};
+use acgs_cache::{Cache, DistributedLock, Error};
 use redis::AsyncCommands;
 use support::{example, field, RedisServer};
 
@@ -30,10 +30,14 @@ async fn one_holder_at_a_time_across_instances_with_growing_fencing_tokens() {
         for _ in 0..5 {
             let (cache, inside, tokens) = (cache.clone(), inside.clone(), tokens.clone());
             workers.push(tokio::spawn(async move {
-                let lock = cache
-                    .lock("ledger", Duration::from_secs(5), Duration::from_secs(20))
-                    .await
-                    .unwrap();
+                let lock = DistributedLock::acquire(
+                    &cache,
+                    "ledger",
+                    Duration::from_secs(5),
+                    Duration::from_secs(20),
+                )
+                .await
+                .unwrap();
                 assert_eq!(
                     inside.fetch_add(1, Ordering::SeqCst),
                     0,
@@ -65,28 +69,27 @@ async fn one_holder_at_a_time_across_instances_with_growing_fencing_tokens() {
 async fn a_held_lock_is_renewed_and_a_waiter_times_out() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server), instance(&server));
-    let held = a
-        .lock("report", Duration::from_millis(300), Duration::ZERO)
+    let held = DistributedLock::acquire(&a, "report", Duration::from_millis(300), Duration::ZERO)
         .await
         .unwrap();
     // Three leases later it is still held: renewal works.
-    let waited = b
-        .lock(
-            "report",
-            Duration::from_millis(300),
-            Duration::from_millis(900),
-        )
-        .await;
+    let waited = DistributedLock::acquire(
+        &b,
+        "report",
+        Duration::from_millis(300),
+        Duration::from_millis(900),
+    )
+    .await;
     assert!(matches!(waited, Err(Error::LockTimeout(_))), "{waited:?}");
     held.release().await.unwrap();
-    let next = b
-        .lock(
-            "report",
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-        )
-        .await
-        .unwrap();
+    let next = DistributedLock::acquire(
+        &b,
+        "report",
+        Duration::from_millis(300),
+        Duration::from_millis(200),
+    )
+    .await
+    .unwrap();
     assert_eq!(next.fencing_token(), 2);
 }
 
@@ -105,14 +108,18 @@ async fn a_crashed_holders_lease_runs_out() {
         .await
         .unwrap();
     assert!(cache
-        .try_lock("batch", Duration::from_secs(1))
+        .try_lease("batch", Duration::from_secs(1))
         .await
         .unwrap()
         .is_none());
-    let lock = cache
-        .lock("batch", Duration::from_secs(1), Duration::from_secs(3))
-        .await
-        .unwrap();
+    let lock = DistributedLock::acquire(
+        &cache,
+        "batch",
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
     assert_eq!(lock.fencing_token(), 1);
 }
 
@@ -120,8 +127,7 @@ async fn a_crashed_holders_lease_runs_out() {
 async fn release_never_frees_someone_elses_lock() {
     let server = RedisServer::start();
     let cache = instance(&server);
-    let lock = cache
-        .lock("payout", Duration::from_secs(5), Duration::ZERO)
+    let lock = DistributedLock::acquire(&cache, "payout", Duration::from_secs(5), Duration::ZERO)
         .await
         .unwrap();
     // Our lease was lost and another holder took the name meanwhile.
@@ -136,13 +142,17 @@ async fn release_never_frees_someone_elses_lock() {
 async fn locks_need_l2_and_a_plain_name() {
     let l1_only = Cache::builder().service("locks").build().unwrap();
     assert!(matches!(
-        l1_only.try_lock("x", Duration::from_secs(1)).await,
+        l1_only.try_lease("x", Duration::from_secs(1)).await,
+        Err(Error::Unavailable(_))
+    ));
+    assert!(matches!(
+        DistributedLock::try_acquire(&l1_only, "x", Duration::from_secs(1)).await,
         Err(Error::Unavailable(_))
     ));
     let server = RedisServer::start();
     assert!(matches!(
         instance(&server)
-            .try_lock("a{b}", Duration::from_secs(1))
+            .try_lease("a{b}", Duration::from_secs(1))
             .await,
         Err(Error::InvalidName(_))
     ));
@@ -241,12 +251,12 @@ async fn a_lock_attempt_that_timed_out_is_released_in_the_background() {
     cache.connect().await.unwrap();
     // Once, so the script is loaded: the frozen server then runs it.
     let warm = cache
-        .try_lock("nightly", Duration::from_secs(60))
+        .try_lease("nightly", Duration::from_secs(60))
         .await
         .unwrap();
     warm.unwrap().release().await.unwrap();
     server.pause();
-    let attempt = cache.try_lock("nightly", Duration::from_secs(60)).await;
+    let attempt = cache.try_lease("nightly", Duration::from_secs(60)).await;
     assert!(attempt.is_err(), "{attempt:?}");
     server.resume();
     let mut raw = server.raw().await;
@@ -264,7 +274,7 @@ async fn a_lock_attempt_that_timed_out_is_released_in_the_background() {
     }
     // Free for the next holder.
     assert!(cache
-        .try_lock("nightly", Duration::from_secs(60))
+        .try_lease("nightly", Duration::from_secs(60))
         .await
         .unwrap()
         .is_some());

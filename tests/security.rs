@@ -74,7 +74,7 @@ async fn an_acl_user_restricted_to_the_prefix_runs_every_feature() {
     assert_eq!(reader.stats().await.function("decide").unwrap().misses, 1);
     // Locks and the rate limiter (scripts).
     let lock = writer
-        .try_lock("report", Duration::from_secs(5))
+        .try_lease("report", Duration::from_secs(5))
         .await
         .unwrap()
         .unwrap();

@@ -57,12 +57,12 @@ async fn every_feature_works_through_the_sentinel() {
     reader.scope(decide(1)).await;
     assert_eq!(reader.stats().await.function("decide").unwrap().misses, 1);
     let lock = writer
-        .try_lock("report", Duration::from_secs(5))
+        .try_lease("report", Duration::from_secs(5))
         .await
         .unwrap()
         .unwrap();
     assert!(reader
-        .try_lock("report", Duration::from_secs(5))
+        .try_lease("report", Duration::from_secs(5))
         .await
         .unwrap()
         .is_none());

@@ -18,6 +18,7 @@ mod error;
 mod expansion;
 mod format;
 mod invalidation;
+mod lease;
 mod log_position;
 mod map;
 mod measure;
@@ -33,7 +34,6 @@ pub use cache::ConfirmInvalidations;
 pub use cache::{CacheBuilder, DEFAULT_L2_LANES, ENV_REDIS_URL};
 pub use current::{AlreadyInstalled, RuntimeDefaultGuard};
 pub use engine::instance::Cache;
-pub use engine::lock::DistributedLock;
 pub use engine::outcome::{with_outcome, Outcome};
 pub use engine::warm::{WarmEntry, WarmReport, Warmer};
 pub use error::{CodecError, Error, RedactedUrl, Unavailable};
@@ -46,6 +46,7 @@ pub use format::policy::{
     builtin as policies, parse_duration, MaxStaleness, PolicyOverride, TtlPolicy, DEFAULT_L1_CAP,
     DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS,
 };
+pub use lease::LockLease;
 pub use log_position::LogPosition;
 pub use map::{CacheMap, CacheMapBuilder};
 pub use measure::latency::LatencyHistogram;
@@ -62,6 +63,7 @@ pub use observe::heard::InstanceLease;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use observe::operator::StoredEntry;
 pub use tiers::topology::RedisConfig;
+pub use toolkit::lock::DistributedLock;
 pub use toolkit::rate_limit::RateLimiter;
 pub use toolkit::session::{Session, SessionStore};
 pub use toolkit::token::TokenCache;

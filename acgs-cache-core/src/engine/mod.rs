@@ -1,13 +1,11 @@
 //! The cache instance (`instance`: the `Cache` handle and its shared state)
 //! and everything a call does: call-site resolution, the read and write
-//! paths, flights, warming, values put by the toolkit, the fleet lock, the
-//! log tailer.
+//! paths, flights, warming, values put by the toolkit, the log tailer.
 
 pub(crate) mod call;
 pub(crate) mod flight;
 pub(crate) mod instance;
 pub(crate) mod land;
-pub(crate) mod lock;
 mod miss;
 pub(crate) mod outcome;
 mod path;

@@ -2,10 +2,11 @@
 //! a unique token, lease renewal while held, and token-checked release.
 //!
 //! Used by `#[cached(lock = true)]` so one instance of the fleet computes a
-//! missing entry while the others wait for it, and by the named locks of
-//! `engine/lock.rs`. Safety does not depend on the
-//! lock: if a lease is lost (a long pause, a failover), two instances may
-//! compute, and both write a valid entry — the lock only saves work.
+//! missing entry while the others wait for it, and by the public lease
+//! (`lease.rs`, which the toolkit's `DistributedLock` builds on). A miss's
+//! safety does not depend on the lock: if a lease is lost (a long pause, a
+//! failover), two instances may compute, and both write a valid entry — the
+//! lock only saves work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
