@@ -1,4 +1,4 @@
-//! The typed cache API beside the attribute (`Cache::map`): get, insert
+//! The typed cache API beside the attribute (`CacheMap::builder`): get, insert
 //! (with TTL and tags), get_or_compute through the same flight, remove and
 //! invalidation, in L1-only mode and across two instances on one Redis.
 
@@ -9,10 +9,9 @@ use acgs_cache::{policies, Cache, CacheMap, Error};
 use acgs_cache_harness::RedisServer;
 
 fn rules(cache: &Cache) -> CacheMap<u64, String> {
-    cache
-        .map::<u64, String>("rules")
+    CacheMap::builder("rules")
         .ttl(policies::GOVERNANCE_RULES)
-        .build()
+        .build(cache)
         .unwrap()
 }
 
@@ -146,7 +145,7 @@ async fn two_instances_share_entries_and_removals() {
     // bytes (only the map's identity tells them apart).
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Label(String);
-    let labels = b.map::<u64, Label>("rules").build().unwrap();
+    let labels = CacheMap::<u64, Label>::builder("rules").build(&b).unwrap();
     rules_a.insert(&8, "text".into()).await.unwrap();
     assert_eq!(labels.get(&8).await, None);
     labels.insert(&8, Label("label".into())).await.unwrap();
@@ -161,8 +160,12 @@ async fn two_stores_claiming_one_name_get_two_rows() {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Label(String);
     let cache = Cache::builder().service("map-names").build().unwrap();
-    let rules = cache.map::<u64, String>("rules").build().unwrap();
-    let labels = cache.map::<u64, Label>("rules").build().unwrap();
+    let rules = CacheMap::<u64, String>::builder("rules")
+        .build(&cache)
+        .unwrap();
+    let labels = CacheMap::<u64, Label>::builder("rules")
+        .build(&cache)
+        .unwrap();
     rules.insert(&1, "deny".into()).await.unwrap();
     labels.insert(&1, Label("red".into())).await.unwrap();
     assert_eq!(rules.get(&1).await.as_deref(), Some("deny"));
@@ -177,4 +180,56 @@ async fn two_stores_claiming_one_name_get_two_rows() {
         names.iter().any(|n| n.starts_with("map-rules#")),
         "{names:?}"
     );
+}
+
+/// What is left of an entry's TTL is Redis's copy's: the same on an
+/// instance that only read it, nothing once the entry is removed or
+/// tagged away, nothing for another map's bytes under the key.
+#[tokio::test]
+async fn expires_in_is_the_shared_entrys_and_ends_with_it() {
+    let server = RedisServer::start();
+    let instance = || {
+        Cache::builder()
+            .service("map-ttl")
+            .redis_url(server.url())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    a.connect().await.unwrap();
+    b.connect().await.unwrap();
+    let (rules_a, rules_b) = (rules(&a), rules(&b));
+    assert_eq!(rules_a.expires_in(&1).await.unwrap(), None);
+
+    let ttl = Duration::from_secs(90);
+    rules_a
+        .insert_with(&1, "deny".into(), ttl, &["tenant.acme"])
+        .await
+        .unwrap();
+    for (who, map) in [("writer", &rules_a), ("reader", &rules_b)] {
+        let left = map.expires_in(&1).await.unwrap().expect(who);
+        assert!(
+            left <= ttl && left > ttl - Duration::from_secs(10),
+            "{who}: {left:?} of {ttl:?}"
+        );
+    }
+    // The policy's TTL for a plain insert.
+    rules_a.insert(&2, "allow".into()).await.unwrap();
+    let left = rules_b.expires_in(&2).await.unwrap().unwrap();
+    assert!(
+        left <= rules_b.default_ttl() && left > rules_b.default_ttl() - Duration::from_secs(10)
+    );
+
+    // Invalidated by its tag: no time left, on the instance that published.
+    a.invalidate("tenant.acme").await.unwrap();
+    assert_eq!(rules_a.expires_in(&1).await.unwrap(), None);
+    // Removed: nothing on either instance once heard.
+    let position = rules_b.remove(&2).await.unwrap();
+    assert_eq!(rules_b.expires_in(&2).await.unwrap(), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.log_position() < position {
+        assert!(std::time::Instant::now() < deadline, "a never heard it");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rules_a.expires_in(&2).await.unwrap(), None);
 }

@@ -189,7 +189,7 @@ async fn a_session_expires_with_its_policy() {
     let cache = Cache::builder().service("auth").build().unwrap();
     const SHORT: TtlPolicy = TtlPolicy::new("short_sessions", Duration::from_millis(150));
     let store: SessionStore<Profile> = SessionStore::builder("short")
-        .policy(SHORT)
+        .ttl(SHORT)
         .build(&cache)
         .unwrap();
     let s = store.create("frank", profile("a")).await.unwrap();

@@ -27,15 +27,14 @@ use crate::log_position::LogPosition;
 /// the function. Cheap to clone.
 ///
 /// ```
-/// use acgs_cache_core::{policies, Cache};
+/// use acgs_cache_core::{policies, Cache, CacheMap};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), acgs_cache_core::Error> {
 /// let cache = Cache::builder().build()?;
-/// let rules = cache
-///     .map::<u64, String>("rules")
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules")
 ///     .ttl(policies::GOVERNANCE_RULES)
-///     .build()?;
+///     .build(&cache)?;
 ///
 /// let rule = rules
 ///     .get_or_compute(&7, async { "deny after 18:00".to_owned() })
@@ -71,11 +70,13 @@ impl<K: ?Sized, V> std::fmt::Debug for CacheMap<K, V> {
     }
 }
 
-/// Builds a [`CacheMap`] ([`Cache::map`]).
-#[derive(Debug)]
+/// Builds a [`CacheMap`] ([`CacheMap::builder`]): the one builder shape of
+/// the typed map and the toolkit (`X::builder(name)`, settings,
+/// `.build(&cache)`); [`SessionStoreBuilder`](crate::session::SessionStoreBuilder)
+/// and [`TokenCacheBuilder`](crate::token::TokenCacheBuilder) hold one and
+/// forward their settings to it.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CacheMapBuilder<K: ?Sized, V> {
-    cache: Cache,
     name: String,
     policy: TtlPolicy,
     version: u32,
@@ -85,18 +86,27 @@ pub struct CacheMapBuilder<K: ?Sized, V> {
     _types: PhantomData<fn(&K) -> V>,
 }
 
-impl Cache {
-    /// A builder for the map `name` (1–64 letters, digits, `_`, `-`) of this
-    /// cache. Its entries are
+impl<K: ?Sized, V> std::fmt::Debug for CacheMapBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheMapBuilder")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .field("version", &self.version)
+            .field("codec", &self.codec)
+            .field("max_staleness", &self.max_staleness)
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
+    /// A builder for the map `name` (1–64 letters, digits, `_`, `-`). Its
+    /// entries are
     /// `{prefix}:{service}:map-{name}:{identity}:{digest of the key}`, shared
     /// by the instances of one service; maps of one name holding different
     /// key or value types never share entries.
-    pub fn map<K: Serialize + ?Sized, V: Cacheable>(
-        &self,
-        name: impl Into<String>,
-    ) -> CacheMapBuilder<K, V> {
+    pub fn builder(name: impl Into<String>) -> CacheMapBuilder<K, V> {
         CacheMapBuilder {
-            cache: self.clone(),
             name: name.into(),
             policy: TtlPolicy::new("map", Duration::from_secs(300)),
             version: 0,
@@ -144,12 +154,12 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
         self
     }
 
-    /// The map.
+    /// The map, on `cache`.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
-    pub fn build(self) -> Result<CacheMap<K, V>, Error> {
+    pub fn build(self, cache: &Cache) -> Result<CacheMap<K, V>, Error> {
         store::check_store_name("map", &self.name)?;
         let name = format!("map-{}", self.name);
         let site = SiteSpec {
@@ -167,7 +177,7 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
         }
         .intern();
         Ok(CacheMap {
-            cache: self.cache,
+            cache: cache.clone(),
             site,
             _types: PhantomData,
         })
@@ -271,7 +281,8 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// # async fn main() -> Result<(), acgs_cache_core::Error> {
     /// let cache = acgs_cache_core::Cache::builder().build()?;
     /// // Grants that say how long they are valid: never kept past that.
-    /// let grants = cache.map::<str, (String, u64)>("grants").build()?;
+    /// let grants: acgs_cache_core::CacheMap<str, (String, u64)> =
+    ///     acgs_cache_core::CacheMap::builder("grants").build(&cache)?;
     /// let grant = grants
     ///     .get_or_try_compute_with_ttl(
     ///         "alice",
@@ -356,7 +367,8 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), acgs_cache_core::Error> {
     /// let cache = acgs_cache_core::Cache::builder().build()?;
-    /// let visits = cache.map::<str, u64>("visits").build()?;
+    /// let visits: acgs_cache_core::CacheMap<str, u64> =
+    ///     acgs_cache_core::CacheMap::builder("visits").build(&cache)?;
     /// visits.insert("alice", 1).await?;
     /// let next = visits
     ///     .update("alice", |n| (n + 1, Duration::from_secs(60)), |_| Vec::new())
@@ -390,6 +402,36 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
             .put(self.site, digest, &value, ttl, tags, position)
             .await?;
         Ok(stored.then_some(value))
+    }
+
+    /// How long the entry under `key` has left before it expires: `None`
+    /// when there is none (or it was invalidated). With L2 it is the
+    /// entry's TTL as stored in Redis, the same on every instance; without,
+    /// this instance's copy's.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let grants: acgs_cache_core::CacheMap<str, String> =
+    ///     acgs_cache_core::CacheMap::builder("grants").build(&cache)?;
+    /// grants.insert_with("alice", "read".into(), Duration::from_secs(60), &[]).await?;
+    /// let left = grants.expires_in("alice").await?.expect("stored");
+    /// assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50));
+    /// assert_eq!(grants.expires_in("bob").await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] for a key that does not serialize; the Redis error.
+    pub async fn expires_in(&self, key: &K) -> Result<Option<Duration>, Error> {
+        // Through the engine first: an invalidated entry has no time left.
+        if self.get(key).await.is_none() {
+            return Ok(None);
+        }
+        store::expires_in(&self.cache, self.site, KeyDigest::of(key)?).await
     }
 
     /// Invalidates the entry under `key` on every instance, and deletes it

@@ -1,7 +1,8 @@
 //! What typed maps ([`crate::CacheMap`], and the sessions and token
 //! verifications built on them) need from the engine: a call site built at
 //! run time, the log position a put records, the TTL with run-time
-//! overrides, and a revocation through the invalidation log.
+//! overrides, what is left of an entry's TTL, and a revocation through the
+//! invalidation log.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,6 +95,52 @@ pub(crate) async fn position_now(cache: &Cache) -> u64 {
 /// The store's TTL with the cache's run-time overrides applied.
 pub(crate) fn ttl(cache: &Cache, site: &'static CallSite) -> Duration {
     cache.function(site, "").policy.ttl()
+}
+
+/// How long the entry under `digest` has left before it expires, as the
+/// tier that decides it says: with L2, the envelope in Redis (its logical
+/// expiry, not the stale window Redis keeps it for); without, the L1 copy.
+/// `None` when there is no valid entry of this function under that key
+/// (missing, a tombstone, another function's or schema's bytes). It does
+/// not judge invalidation: the caller reads through the engine first.
+///
+/// # Errors
+///
+/// The Redis error.
+pub(crate) async fn expires_in(
+    cache: &Cache,
+    site: &'static CallSite,
+    digest: KeyDigest,
+) -> Result<Option<Duration>, Error> {
+    let function = cache.function(site, "");
+    let Some(l2) = cache.inner.l2() else {
+        let key = crate::tiers::l1::L1Key::new(function.identity, digest);
+        let now = crate::clock::now();
+        return Ok(cache
+            .inner
+            .l1()
+            .get(&key)
+            .filter(|entry| entry.fresh_until > now)
+            .map(|entry| entry.fresh_until.saturating_since(now)));
+    };
+    let key = crate::format::key::redis_key(&function.key_prefix, digest);
+    let limit = cache.inner.config().limits.max_value_bytes;
+    let crate::tiers::l2::Fetched::Bytes(bytes) = l2.get_entry(&key, limit).await? else {
+        return Ok(None);
+    };
+    let Ok((header, _)) = crate::format::envelope::decode_header(&bytes) else {
+        return Ok(None);
+    };
+    if header.key != digest.low64() || header.fingerprint != function.identity {
+        return Ok(None);
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Ok(header
+        .expires_at_ms
+        .checked_sub(now_ms)
+        .map(Duration::from_millis))
 }
 
 /// Revokes one entry on every instance: an entry invalidation in the log

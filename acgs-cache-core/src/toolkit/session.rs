@@ -12,7 +12,6 @@
 //! [`Session`], each entry tagged with an event naming its user.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +22,7 @@ use crate::error::Error;
 use crate::format::codec::Codec;
 use crate::format::policy::{builtin, MaxStaleness, TtlPolicy};
 use crate::format::shape::Cacheable;
-use crate::map::CacheMap;
+use crate::map::{CacheMap, CacheMapBuilder};
 
 /// Random bytes in a session id: 256 bits from the operating system's CSPRNG.
 const ID_BYTES: usize = 32;
@@ -156,13 +155,12 @@ impl<T> fmt::Debug for SessionStore<T> {
 impl<T: Cacheable> SessionStore<T> {
     /// A builder for the store `name` (1–64 letters, digits, `_`, `-`).
     pub fn builder(name: impl Into<String>) -> SessionStoreBuilder<T> {
+        let name = name.into();
         SessionStoreBuilder {
-            name: name.into(),
-            policy: builtin::USER_SESSIONS,
-            version: 0,
-            codec: Codec::Json,
-            max_staleness: None,
-            _data: PhantomData,
+            map: CacheMap::builder(format!("session-{name}"))
+                .ttl(builtin::USER_SESSIONS)
+                .codec(Codec::Json),
+            name,
         }
     }
 
@@ -297,25 +295,19 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Builds a [`SessionStore`].
-#[must_use]
+/// Builds a [`SessionStore`]: the map builder's settings with the
+/// sessions' defaults (see [`CacheMapBuilder`]).
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct SessionStoreBuilder<T> {
     name: String,
-    policy: TtlPolicy,
-    version: u32,
-    codec: Codec,
-    max_staleness: Option<MaxStaleness>,
-    _data: PhantomData<fn() -> T>,
+    map: CacheMapBuilder<str, Session<T>>,
 }
 
 impl<T> fmt::Debug for SessionStoreBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStoreBuilder")
             .field("name", &self.name)
-            .field("policy", &self.policy)
-            .field("version", &self.version)
-            .field("codec", &self.codec)
-            .field("max_staleness", &self.max_staleness)
+            .field("map", &self.map)
             .finish()
     }
 }
@@ -323,8 +315,8 @@ impl<T> fmt::Debug for SessionStoreBuilder<T> {
 impl<T: Cacheable> SessionStoreBuilder<T> {
     /// The sessions' lifetime (default [`builtin::USER_SESSIONS`], 30 min;
     /// run-time overrides of the policy's name apply).
-    pub fn policy(mut self, policy: TtlPolicy) -> Self {
-        self.policy = policy;
+    pub fn ttl(mut self, policy: TtlPolicy) -> Self {
+        self.map = self.map.ttl(policy);
         self
     }
 
@@ -333,14 +325,14 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     /// (default 0). With the default JSON codec, added fields carrying
     /// `#[serde(default)]` need no bump.
     pub fn version(mut self, version: u32) -> Self {
-        self.version = version;
+        self.map = self.map.version(version);
         self
     }
 
     /// The payload codec (default [`Codec::Json`]: sessions outlive deploys,
     /// and JSON tolerates added optional fields where postcard would misread).
     pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
+        self.map = self.map.codec(codec);
         self
     }
 
@@ -348,7 +340,7 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     /// session, whatever happens to it (default: the cache's, 1 s; see
     /// [`MaxStaleness`]).
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
-        self.max_staleness = Some(max);
+        self.map = self.map.max_staleness(max);
         self
     }
 
@@ -362,17 +354,9 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
     /// (less the 8 of `session-`).
     pub fn build(self, cache: &Cache) -> Result<SessionStore<T>, Error> {
-        let mut map = cache
-            .map::<str, Session<T>>(format!("session-{}", self.name))
-            .ttl(self.policy)
-            .version(self.version)
-            .codec(self.codec);
-        if let Some(max) = self.max_staleness {
-            map = map.max_staleness(max);
-        }
         Ok(SessionStore {
             cache: cache.clone(),
-            sessions: map.build()?,
+            sessions: self.map.build(cache)?,
             name: self.name,
         })
     }

@@ -16,7 +16,6 @@
 //! of a `#[cached]` function share one computation.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,7 +25,7 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::format::policy::{MaxStaleness, TtlPolicy};
 use crate::format::shape::Cacheable;
-use crate::map::CacheMap;
+use crate::map::{CacheMap, CacheMapBuilder};
 
 /// The default policy of token verifications: 5 minutes (override it at run
 /// time like any policy, e.g. `ACGS_CACHE_TTL_TOKEN_VERIFICATIONS=2m`).
@@ -106,13 +105,11 @@ fn entry_key(token: &str) -> [u8; 32] {
 impl<C: Cacheable> TokenCache<C> {
     /// A builder for the token cache `name` (1–64 letters, digits, `_`, `-`).
     pub fn builder(name: impl Into<String>) -> TokenCacheBuilder<C> {
+        let name = name.into();
         TokenCacheBuilder {
-            name: name.into(),
-            policy: TOKEN_VERIFICATIONS,
-            version: 0,
-            max_staleness: None,
+            map: CacheMap::builder(format!("token-{name}")).ttl(TOKEN_VERIFICATIONS),
+            name,
             expiry: None,
-            _claims: PhantomData,
         }
     }
 
@@ -173,24 +170,21 @@ impl<C: Cacheable> TokenCache<C> {
     }
 }
 
-/// Builds a [`TokenCache`].
-#[must_use]
+/// Builds a [`TokenCache`]: the map builder's settings with the
+/// verifications' defaults (see [`CacheMapBuilder`]), and the claims'
+/// expiry.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct TokenCacheBuilder<C> {
     name: String,
-    policy: TtlPolicy,
-    version: u32,
-    max_staleness: Option<MaxStaleness>,
+    map: CacheMapBuilder<[u8; 32], C>,
     expiry: Option<ExpiryOf<C>>,
-    _claims: PhantomData<fn() -> C>,
 }
 
 impl<C> fmt::Debug for TokenCacheBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCacheBuilder")
             .field("name", &self.name)
-            .field("policy", &self.policy)
-            .field("version", &self.version)
-            .field("max_staleness", &self.max_staleness)
+            .field("map", &self.map)
             .field("caps_ttl_by_claims", &self.expiry.is_some())
             .finish()
     }
@@ -198,8 +192,8 @@ impl<C> fmt::Debug for TokenCacheBuilder<C> {
 
 impl<C: Cacheable> TokenCacheBuilder<C> {
     /// How long a verification is kept (default [`TOKEN_VERIFICATIONS`], 5 min).
-    pub fn policy(mut self, policy: TtlPolicy) -> Self {
-        self.policy = policy;
+    pub fn ttl(mut self, policy: TtlPolicy) -> Self {
+        self.map = self.map.ttl(policy);
         self
     }
 
@@ -217,7 +211,7 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     /// part of the schema fingerprint already; bump this when the type keeps
     /// its name but changes layout.
     pub fn version(mut self, version: u32) -> Self {
-        self.version = version;
+        self.map = self.map.version(version);
         self
     }
 
@@ -226,7 +220,7 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     /// 1 s; see [`MaxStaleness`]). Past its lease an instance runs the
     /// verifier instead.
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
-        self.max_staleness = Some(max);
+        self.map = self.map.max_staleness(max);
         self
     }
 
@@ -239,15 +233,8 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
     /// (less the 6 of `token-`).
     pub fn build(self, cache: &Cache) -> Result<TokenCache<C>, Error> {
-        let mut map = cache
-            .map::<[u8; 32], C>(format!("token-{}", self.name))
-            .ttl(self.policy)
-            .version(self.version);
-        if let Some(max) = self.max_staleness {
-            map = map.max_staleness(max);
-        }
         Ok(TokenCache {
-            verified: map.build()?,
+            verified: self.map.build(cache)?,
             name: self.name,
             expiry: self.expiry,
         })
