@@ -252,6 +252,19 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// fail: only `Ok` is stored, and with a stale value in the policy's
     /// window an `Err` gives way to it.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let rules: acgs_cache_core::CacheMap<u64, String> =
+    ///     acgs_cache_core::CacheMap::builder("rules").lock(true).build(&cache)?;
+    /// let failed = rules.get_or_try_compute(&7, async { Err::<String, _>("db down") }).await;
+    /// assert_eq!(failed, Err("db down")); // not stored: the next call computes
+    /// let rule = rules.get_or_try_compute(&7, async { Ok::<_, &str>("deny".to_owned()) }).await;
+    /// assert_eq!(rule.as_deref(), Ok("deny"));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// `compute`'s error, uncached: the next call computes again.
@@ -335,6 +348,20 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// Stores `value` under `key` for `ttl`, tagged with `tags` (each an
     /// event name: [`Cache::invalidate`]`(tag)` drops it); `Ok(false)` as
     /// for [`insert`](Self::insert).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let quotas: acgs_cache_core::CacheMap<str, u64> =
+    ///     acgs_cache_core::CacheMap::builder("quotas").build(&cache)?;
+    /// let ttl = Duration::from_secs(60);
+    /// assert!(quotas.insert_with("acme", 100, ttl, &["tenant.acme"]).await?);
+    /// cache.invalidate("tenant.acme").await?; // on every instance
+    /// assert_eq!(quotas.get("acme").await, None);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
