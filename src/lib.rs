@@ -64,6 +64,48 @@ pub use acgs_cache_core::{FleetFunction, FleetMember, FleetStats, InstanceLease}
 #[doc = include_str!("../docs/cached.md")]
 pub use acgs_cache_macros::cached;
 
+/// Companions for the `#[cached]` methods of a trait impl.
+///
+/// A trait impl holds only the trait's items, so `#[cached]` cannot write
+/// `invalidate_<fn>`, `invalidate_all_<fn>`, `warm_entry_<fn>`,
+/// `<fn>_uncached` and `refresh_<fn>` beside a method there. Put
+/// `#[cached_companions]` on the impl — above `#[async_trait]` when there
+/// is one, so it sees the `async fn`s as written — and they go into an
+/// inherent impl of the same type beside it: `pub`, or with the visibility
+/// given (`#[cached_companions(pub(crate))]`). They name the same function
+/// instance as the method (`<Store as Rules>::count`). A method with
+/// `companions = false` gets none.
+///
+/// ```
+/// use acgs_cache::{cached, cached_companions};
+///
+/// pub trait Rules {
+///     fn count(&self, tenant: u32) -> impl std::future::Future<Output = u64> + Send;
+/// }
+///
+/// pub struct RuleStore;
+///
+/// #[cached_companions]
+/// impl Rules for RuleStore {
+///     #[cached(ttl = "governance_rules", skip(self))]
+///     async fn count(&self, tenant: u32) -> u64 {
+///         u64::from(tenant) * 10
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache::Error> {
+/// let store = RuleStore;
+/// assert_eq!(store.count(3).await, 30);
+/// store.invalidate_count(3).await?;      // this entry, on every instance
+/// store.invalidate_all_count().await?;   // every entry of the method
+/// assert_eq!(store.refresh_count(3).await, 30); // computed and stored, no read
+/// assert_eq!(store.count_uncached(3).await, 30); // the body, no cache
+/// let _entry = store.warm_entry_count(4, 40u64); // for a `Warmer`
+/// # Ok(()) }
+/// ```
+pub use acgs_cache_macros::cached_companions;
+
 /// Publishes events after a write function succeeds (returns `Ok`, for a
 /// `Result` under any alias; anything else always), so that writes and the
 /// reads they change name the same events:

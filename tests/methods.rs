@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use acgs_cache::{cached, invalidates, with_outcome, Cache, Outcome};
+use acgs_cache::{cached, cached_companions, invalidates, with_outcome, Cache, Outcome};
 use async_trait::async_trait;
 
 /// A service struct holding what cannot be part of a key.
@@ -108,6 +108,8 @@ struct Ldap {
     looked_up: AtomicU64,
 }
 
+// The companions go into `impl Ldap` beside this impl.
+#[cached_companions]
 impl Directory for Ldap {
     #[cached(ttl = "5m", skip(self))]
     async fn member(&self, group: u64) -> bool {
@@ -140,6 +142,8 @@ impl Db {
     }
 }
 
+// Above `#[async_trait]`, so it sees the `async fn`s as written.
+#[cached_companions(pub(crate))]
 #[async_trait]
 impl Rules for Db {
     #[cached(ttl = "5m", skip(self), tags = ["tenant.{tenant}"])]
@@ -150,7 +154,7 @@ impl Rules for Db {
 
     // `#[tracing::instrument]` above `#[cached]`…
     #[tracing::instrument(skip(self))]
-    #[cached(ttl = "5m", skip(self))]
+    #[cached(ttl = "5m", skip(self), companions = false)]
     async fn traced(&self, tenant: String) -> u64 {
         self.queries.fetch_add(1, Ordering::Relaxed);
         tenant.len() as u64 + 100
@@ -348,4 +352,114 @@ async fn refresh_recomputes_stores_and_returns() {
     assert_eq!(service.refresh_decide(9, "bob".into()).await, "9:bob");
     assert_eq!(service.decide(9, "bob".into()).await, "9:bob");
     assert_eq!(service.computed(), 2, "one call, one refresh, one hit");
+}
+
+/// A generic impl: each instantiation is a function instance of its own,
+/// and its companions reach that one only.
+trait Quota {
+    async fn quota(&self, tenant: u32) -> u64;
+}
+
+trait Backend {
+    const BASE: u64;
+}
+
+struct Pg;
+impl Backend for Pg {
+    const BASE: u64 = 1_000;
+}
+
+struct Mysql;
+impl Backend for Mysql {
+    const BASE: u64 = 2_000;
+}
+
+struct Store<B> {
+    reads: AtomicU64,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B> Store<B> {
+    fn new() -> Self {
+        Store {
+            reads: AtomicU64::new(0),
+            _backend: std::marker::PhantomData,
+        }
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+#[cached_companions]
+impl<B: Backend + Sync> Quota for Store<B> {
+    #[cached(ttl = "5m", skip(self))]
+    async fn quota(&self, tenant: u32) -> u64 {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        B::BASE + u64::from(tenant)
+    }
+}
+
+#[tokio::test]
+async fn trait_impls_get_companions_beside_them() {
+    let cache = Cache::builder()
+        .service("trait-companions")
+        .build()
+        .unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+
+    // Native `async fn` in a trait.
+    let ldap = Ldap {
+        looked_up: AtomicU64::new(0),
+    };
+    let looked_up = || ldap.looked_up.load(Ordering::Relaxed);
+    assert!(ldap.member(2).await);
+    assert!(ldap.member(2).await);
+    assert_eq!(looked_up(), 1);
+    ldap.invalidate_member(2).await.unwrap();
+    assert!(ldap.member(2).await);
+    assert_eq!(
+        looked_up(),
+        2,
+        "the entry companion reached the method's entry"
+    );
+    assert!(ldap.refresh_member(2).await);
+    assert_eq!(looked_up(), 3, "refresh computes without reading");
+    assert!(ldap.member(2).await);
+    assert_eq!(looked_up(), 3, "and stores what the method then finds");
+    assert!(ldap.member_uncached(2).await);
+    assert_eq!(looked_up(), 4);
+    ldap.invalidate_all_member().await.unwrap();
+    assert!(ldap.member(2).await);
+    assert_eq!(looked_up(), 5, "every entry of the method invalidated");
+
+    // `#[async_trait]`: per-entry invalidation, and warming an entry the
+    // method then finds.
+    let db = Db {
+        queries: AtomicU64::new(0),
+    };
+    assert_eq!(db.count("acme".into()).await, 4);
+    db.invalidate_count("acme".into()).await.unwrap();
+    assert_eq!(db.count("acme".into()).await, 4);
+    assert_eq!(db.queries(), 2);
+    let report = cache
+        .warmer()
+        .await
+        .load([db.warm_entry_count("zeta".into(), 999u64)])
+        .await
+        .unwrap();
+    assert_eq!(report.written, 1, "{report:?}");
+    assert_eq!(db.count("zeta".into()).await, 999, "the warmed entry");
+    assert_eq!(db.queries(), 2);
+
+    // A generic impl: the companions of one instantiation leave the other's
+    // entries alone.
+    let (pg, mysql) = (Store::<Pg>::new(), Store::<Mysql>::new());
+    assert_eq!(pg.quota(7).await, 1_007);
+    assert_eq!(mysql.quota(7).await, 2_007);
+    pg.invalidate_quota(7).await.unwrap();
+    assert_eq!(pg.quota(7).await, 1_007);
+    assert_eq!(mysql.quota(7).await, 2_007);
+    assert_eq!((pg.reads(), mysql.reads()), (2, 1));
 }

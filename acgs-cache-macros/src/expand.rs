@@ -42,6 +42,29 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// The companions of `method`, a `#[cached(args)]` method of a trait impl
+/// of `trait_path`, for an inherent impl beside it (`#[cached_companions]`).
+/// `None` when the method or its arguments have errors: its own
+/// `#[cached]` reports them.
+pub(crate) fn trait_companions(
+    method: ItemFn,
+    args: TokenStream,
+    trait_path: syn::Path,
+) -> Option<TokenStream> {
+    let Parsed(args, mut errors) = syn::parse2::<Parsed>(args).ok()?;
+    let function = Function::from_item(method, false).ok()?;
+    let plan = Plan::check(&function, &args, &mut errors);
+    errors.into_result().ok()?;
+    let parts = Parts {
+        f: &function,
+        args: &args,
+        plan: &plan,
+        private: quote!(::acgs_cache::__private),
+        owner: Owner::TraitImpl(trait_path),
+    };
+    Some(companions(&parts))
+}
+
 fn with_errors(item: TokenStream, errors: syn::Error) -> TokenStream {
     let errors = errors.to_compile_error();
     quote!(#item #errors)
@@ -268,9 +291,64 @@ struct Parts<'a> {
     args: &'a Args,
     plan: &'a Plan,
     private: TokenStream,
+    owner: Owner,
+}
+
+/// Where the companions are written, which decides how they name the
+/// function's instance to the runtime.
+enum Owner {
+    /// Beside the function (free, or in an inherent impl): each item's own
+    /// closure prints its path (`instance(&|| ())`), and the runtime puts
+    /// the function's name in place of the companion's.
+    Beside,
+    /// In an inherent impl beside the trait impl that holds the method
+    /// (`#[cached_companions]`): the method's fn item,
+    /// `<Self as Trait>::method`, prints the method's own path.
+    TraitImpl(syn::Path),
 }
 
 impl Parts<'_> {
+    /// The expression that names the function's instance from a companion
+    /// (see [`Owner`]).
+    fn probe(&self) -> TokenStream {
+        let private = &self.private;
+        match &self.owner {
+            Owner::Beside => quote!(#private::instance(&|| ())),
+            Owner::TraitImpl(trait_path) => {
+                let fn_name = &self.f.sig.ident;
+                // Lifetimes are left to inference (late-bound ones cannot
+                // be written); types and consts name the instance.
+                let args: Vec<_> = self
+                    .f
+                    .sig
+                    .generics
+                    .params
+                    .iter()
+                    .filter_map(|p| match p {
+                        syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
+                        syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
+                        syn::GenericParam::Lifetime(_) => None,
+                    })
+                    .collect();
+                let turbofish = if args.is_empty() {
+                    TokenStream::new()
+                } else {
+                    quote!(::<#(#args),*>)
+                };
+                quote!(#private::instance(&<Self as #trait_path>::#fn_name #turbofish))
+            }
+        }
+    }
+
+    /// The name the runtime finds in [`probe`](Self::probe)'s path: the
+    /// companion's own beside the function, the method's in a trait impl.
+    fn caller(&self, companion: &Ident) -> String {
+        match &self.owner {
+            Owner::Beside => companion.to_string(),
+            Owner::TraitImpl(_) => self.f.sig.ident.to_string(),
+        }
+    }
+
     /// `let __acgs_site = { static …: CallSite = …; &… };`, the function's descriptor. Each
     /// generated item holds its own copy: a copy is found by the function's
     /// identity, so all of them share one state in a cache.
@@ -431,7 +509,10 @@ impl Parts<'_> {
         // called by (so it resolves to the function's instance), or whether
         // the call's computation can be refreshed in the background.
         let (start_fn, run_fn, last) = match refresh {
-            Some(name) => ("start_recompute", "run", quote!(#name)),
+            Some(name) => {
+                let caller = self.caller(&Ident::new(name, Span::call_site()));
+                ("start_recompute", "run", quote!(#caller))
+            }
             None if self.plan.detachable => ("start", "run_refreshing", quote!(true)),
             None => ("start", "run", quote!(false)),
         };
@@ -452,6 +533,12 @@ impl Parts<'_> {
         let checked = Ident::new("checked", ret_span);
         let hit = Ident::new("__acgs_hit", Span::mixed_site());
         let rest = Ident::new("__acgs_rest", Span::mixed_site());
+        // The function's own call names its instance by its own closure; the
+        // refresh companion as every companion does.
+        let probe = match refresh {
+            Some(_) => self.probe(),
+            None => quote!(#private::instance(&|| ())),
+        };
         let call = quote_spanned! {ret_span=>
             let #shape_ref = #shape;
             let #path_ref = ({
@@ -465,7 +552,7 @@ impl Parts<'_> {
             // returns before the computation's future is made.
             match #path_ref.#checked(#checked_ref).#start_fn(
                 #site_ref,
-                #private::instance(&|| ()),
+                #probe,
                 #shape_ref,
                 #key,
                 #last,
@@ -493,6 +580,7 @@ fn generate(f: Function, args: &Args, plan: &Plan) -> TokenStream {
         args,
         plan,
         private: quote!(::acgs_cache::__private),
+        owner: Owner::Beside,
     };
     let Function {
         attrs, vis, sig, ..
@@ -588,8 +676,23 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
     let all = format_ident!("invalidate_all_{}", fn_name);
     let warm = format_ident!("warm_entry_{}", fn_name);
     let uncached = format_ident!("{}_uncached", fn_name);
-    let hint = format_ident!("__in_a_trait_impl_write_companions_false_for_{}", fn_name);
-    let (one_name, all_name, warm_name) = (one.to_string(), all.to_string(), warm.to_string());
+    let hint = format_ident!(
+        "__in_a_trait_impl_put_cached_companions_on_the_impl_or_write_companions_false_for_{}",
+        fn_name
+    );
+    // A companion beside the function in a trait impl would not be one of
+    // the trait's items: this one's name says what to do instead.
+    let hint = matches!(parts.owner, Owner::Beside).then(|| {
+        quote! {
+            #(#cfgs)*
+            #[doc(hidden)]
+            #[allow(dead_code, non_snake_case)]
+            fn #hint() {}
+        }
+    });
+    let (one_name, all_name, warm_name) =
+        (parts.caller(&one), parts.caller(&all), parts.caller(&warm));
+    let probe = parts.probe();
     let doc_one = format!(
         "Invalidates the cached entry of `{fn_name}` for these arguments, on every instance."
     );
@@ -626,7 +729,7 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
         })
         .warm_entry(
             #site_ref,
-            #private::instance(&|| ()),
+            #probe,
             #warm_name,
             #shape_ref,
             #key,
@@ -635,17 +738,14 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
         )
     };
     quote! {
-        #(#cfgs)*
-        #[doc(hidden)]
-        #[allow(dead_code, non_snake_case)]
-        fn #hint() {}
+        #hint
 
         #(#cfgs)*
         #[doc = #doc_one]
         #[allow(unused_variables, clippy::needless_lifetimes, clippy::too_many_arguments)]
         #vis async fn #one #generics (#receiver #(#params),*) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
             #site
-            #private::invalidate_entry(#site_ref, #private::instance(&|| ()), #one_name, #key).await
+            #private::invalidate_entry(#site_ref, #probe, #one_name, #key).await
         }
 
         #(#cfgs)*
@@ -653,7 +753,7 @@ fn companions(parts: &Parts<'_>) -> TokenStream {
         #[allow(unused_variables, clippy::needless_lifetimes)]
         #vis async fn #all #generics (#receiver) -> ::core::result::Result<::acgs_cache::LogPosition, ::acgs_cache::Error> #where_clause {
             #site
-            #private::invalidate_function(#site_ref, #private::instance(&|| ()), #all_name).await
+            #private::invalidate_function(#site_ref, #probe, #all_name).await
         }
 
         #(#cfgs)*

@@ -489,10 +489,12 @@ impl Job<'_> {
             tracing::warn!(target: "acgs_cache", function = site.name(), "warming entry of a function pinned to another cache; skipped (warm it with that cache)");
             return Err(());
         }
-        // The companion's `impl WarmInto<R>` parameter is one generic more.
+        // The `warm_entry_<fn>` companion's `impl WarmInto<R>` parameter is
+        // one generic more; a trait method's companions (beside its impl)
+        // name the method itself (its fn item), which has none.
         let caller = crate::format::identity::Caller {
             name: caller,
-            extra_generics: 1,
+            extra_generics: usize::from(caller != site.fn_name),
         };
         let function = self.cache.function_for(site, probe, caller);
         let Ok(digest) = key else {

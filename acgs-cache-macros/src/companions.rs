@@ -1,0 +1,128 @@
+//! `#[cached_companions]` on a trait impl: a trait impl holds only the
+//! trait's items, so the companions of its `#[cached]` methods
+//! (`invalidate_<fn>`, `invalidate_all_<fn>`, `warm_entry_<fn>`,
+//! `<fn>_uncached`, `refresh_<fn>`) go into an inherent impl of the same type
+//! generated beside it. The methods' own `#[cached]` is told to write none
+//! (`companions = false` is added to it).
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::{ImplItem, ItemFn, ItemImpl, Meta, Visibility};
+
+/// Entry point. On an error the impl is emitted unchanged beside it.
+pub(crate) fn cached_companions(args: TokenStream, item: TokenStream) -> TokenStream {
+    let vis: Visibility = if args.is_empty() {
+        syn::parse_quote!(pub)
+    } else {
+        match syn::parse2(args) {
+            Ok(vis) => vis,
+            Err(e) => return with_error(item, &e),
+        }
+    };
+    let mut imp: ItemImpl = match syn::parse2(item.clone()) {
+        Ok(imp) => imp,
+        Err(_) => {
+            let e = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[cached_companions]` goes on a trait impl whose methods carry `#[cached]`",
+            );
+            return with_error(item, &e);
+        }
+    };
+    let Some((_, trait_path, _)) = imp.trait_.clone() else {
+        let e = syn::Error::new(
+            imp.impl_token.span,
+            "an inherent impl needs no `#[cached_companions]`: `#[cached]` writes the companions beside the method",
+        );
+        return with_error(item, &e);
+    };
+    let mut companions = TokenStream::new();
+    for item in &mut imp.items {
+        let ImplItem::Fn(method) = item else { continue };
+        let Some(at) = method.attrs.iter().position(is_cached) else {
+            continue;
+        };
+        if method.sig.asyncness.is_none() {
+            // `#[async_trait]` ran first and rewrote the method.
+            let e = syn::Error::new(
+                method.sig.fn_token.span,
+                "write `#[cached_companions]` above `#[async_trait]`, so that it sees the `async fn`s as written",
+            );
+            return with_error(item_tokens(&imp), &e);
+        }
+        let args = match &method.attrs[at].meta {
+            Meta::Path(_) => TokenStream::new(),
+            Meta::List(list) => list.tokens.clone(),
+            // `#[cached = …]`: the method's own attribute reports it.
+            Meta::NameValue(_) => continue,
+        };
+        match syn::parse2::<crate::attr::Parsed>(args.clone()) {
+            Ok(crate::attr::Parsed(written, _)) if written.companions == Some(false) => continue,
+            Ok(crate::attr::Parsed(written, _)) if written.companions == Some(true) => {
+                let e = syn::Error::new(
+                    method.sig.ident.span(),
+                    "`companions = true` is what `#[cached_companions]` does for every `#[cached]` method: remove it",
+                );
+                return with_error(item_tokens(&imp), &e);
+            }
+            _ => {}
+        }
+        let written: Vec<_> = method
+            .attrs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != at)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let function = ItemFn {
+            attrs: written,
+            vis: vis.clone(),
+            sig: method.sig.clone(),
+            block: Box::new(method.block.clone()),
+        };
+        if let Some(items) =
+            crate::expand::trait_companions(function, args.clone(), trait_path.clone())
+        {
+            companions.extend(items);
+        }
+        let path = method.attrs[at].path().clone();
+        let comma = (!args.is_empty() && !ends_with_comma(&args)).then(|| quote!(,));
+        method.attrs[at] = syn::parse_quote!(#[#path(#args #comma companions = false)]);
+    }
+    let (impl_generics, _, where_clause) = imp.generics.split_for_impl();
+    let self_ty = &imp.self_ty;
+    let doc = format!(
+        "Companions of the `#[cached]` methods of `impl {} for {}`.",
+        trait_path.to_token_stream(),
+        self_ty.to_token_stream()
+    );
+    quote! {
+        #imp
+
+        #[doc = #doc]
+        impl #impl_generics #self_ty #where_clause {
+            #companions
+        }
+    }
+}
+
+fn item_tokens(imp: &ItemImpl) -> TokenStream {
+    imp.to_token_stream()
+}
+
+fn with_error(item: TokenStream, e: &syn::Error) -> TokenStream {
+    let e = e.to_compile_error();
+    quote!(#item #e)
+}
+
+/// `#[cached]` or `#[…::cached]`.
+fn is_cached(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "cached")
+}
+
+fn ends_with_comma(args: &TokenStream) -> bool {
+    matches!(args.clone().into_iter().last(), Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ',')
+}
