@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Starts its own `redis-server` on a free port unless given a URL. Prints a
-//! Markdown table (the README's benchmark table is this output) and ends with
+//! Markdown table (docs/benchmarks.md's table is this output) and ends with
 //!
 //! ```text
 //! perf: l1_vs_moka=R l1_vs_cached_2t=R l2_vs_raw=R l2_vs_cached=R l2_tput_vs_raw=R warm_per_s=N warm_vs_raw=R l1_vs_moka_sync=R l1_vs_cached=R l2_tput_vs_cached=R miss_vs_raw=R

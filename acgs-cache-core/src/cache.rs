@@ -212,7 +212,7 @@ impl<F: FnOnce() -> Cache> AsStaticCache for std::sync::LazyLock<Cache, F> {
 
 /// Connections per calling runtime that L2 requests spread over, unless
 /// [`CacheBuilder::l2_lanes`] says otherwise. Chosen from the lanes curve
-/// of `perf_report` (README, Benchmarks): on two cores, two lanes gave
+/// of `perf_report` (docs/benchmarks.md): on two cores, two lanes gave
 /// 1.2–1.4× the L2 hit throughput of one at 64 and 256 tasks; four and
 /// eight gave no more.
 pub const DEFAULT_L2_LANES: usize = 2;
@@ -462,8 +462,8 @@ impl CacheBuilder {
     /// A background task copies the counters [`Cache::stats`] reads, so calls
     /// pay nothing for it and a scrape lags them by at most `interval`. It
     /// starts in [`build`](Self::build) when a tokio runtime is current, else
-    /// on the first call of a cached function. The names are in the README
-    /// ("Observability").
+    /// on the first call of a cached function. The names are in the guide
+    /// (docs/operations.md, "Observability").
     ///
     /// ```
     /// use std::time::Duration;

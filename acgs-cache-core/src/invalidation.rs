@@ -40,7 +40,7 @@ impl Cache {
     ///
     /// When Redis cannot be reached the Redis error is returned, the
     /// invalidation still applies to this instance at once, and it is kept
-    /// and published when Redis answers again (see the README, "Outages").
+    /// and published when Redis answers again (see the guide, `guide::invalidation`, "Outages").
     /// [`Error::Unconfirmed`] when replicas were asked to acknowledge it and
     /// did not in time (it is in the master's log).
     pub async fn invalidate(&self, event: &str) -> Result<LogPosition, Error> {

@@ -5,7 +5,8 @@
 //! crate and the attribute; depend on this crate directly only to build
 //! tooling around the cache.
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod background;

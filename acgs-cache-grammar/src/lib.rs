@@ -13,7 +13,7 @@
 //! - A **tag template** (`tags = ["tenant.{tenant}"]`) must produce events:
 //!   its literal text starts with such a first segment and a dot.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 /// The built-in TTL policy names, in the order of DESIGN.md.
 pub const BUILTIN_POLICY_NAMES: [&str; 6] = [

@@ -7,7 +7,8 @@
 //! `expand.rs` checks it and generates the wrapper, and `companions.rs` moves
 //! the companions of a trait impl's methods into an inherent impl.
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 use proc_macro::TokenStream;
 

@@ -20,7 +20,7 @@ use crate::format::key::KeyDigest;
 /// key, our entry header — 440–470 bytes as measured with `cargo run
 /// --release --example l1_memory` (resident growth per entry, less the
 /// value). Charging it keeps the resident memory L1 adds within the budget
-/// (the README gives the figures).
+/// (docs/guarantees.md gives the figures).
 pub(crate) const ENTRY_OVERHEAD_BYTES: u32 = 512;
 
 /// Identifies one entry: the function (by fingerprint) and its arguments,
