@@ -105,7 +105,7 @@ for url in "" "redis://127.0.0.1:$port"; do
   echo "$warm" | grep -q " misses_after=0$" || { echo "a warmed entry was not found"; exit 1; }
 done
 
-step "perf_report, quick and unoptimized (a smoke run: the figures come from --release, see the README)"
+step "perf_report, quick and unoptimized (a smoke run: the figures come from --release, see docs/benchmarks.md)"
 perf=$(cargo run --quiet --example perf_report -- --quick | grep '^perf: ')
 echo "$perf"
 
