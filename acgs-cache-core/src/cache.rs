@@ -223,6 +223,21 @@ pub const DEFAULT_L2_LANES: usize = 2;
 /// executable's name, L1 64 MiB, no L2, L2 soft timeout 50 ms, connect
 /// timeout 500 ms, reconnect backoff 1 s, values up to 8 MiB, compression
 /// above 4 KiB.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::Cache;
+///
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder()
+///     .service("policy-governance")
+///     .l1_max_bytes(16 * 1024 * 1024)
+///     .l2_soft_timeout(Duration::from_millis(30)) // used once an L2 is set
+///     .build()?;
+/// assert!(!cache.has_l2()); // no `redis_url`: L1 only
+/// assert_eq!(cache.service(), "policy-governance");
+/// # Ok(()) }
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct CacheBuilder {

@@ -24,6 +24,16 @@ static DEFAULT_BY_FIRST_USE: AtomicBool = AtomicBool::new(false);
 /// Why [`Cache::install_default`] refused a cache, with the cache given
 /// back ([`AlreadyInstalled::into_cache`]). Its `Debug` is its message, so
 /// `.expect(…)` says what happened and what to do.
+///
+/// ```
+/// use acgs_cache_core::Cache;
+///
+/// Cache::builder().service("first").build().unwrap().install_default().unwrap();
+/// let refused = Cache::builder().service("second").build().unwrap().install_default();
+/// let refused = refused.unwrap_err();
+/// println!("{refused:?}"); // the reason and the fix, not a dump
+/// assert_eq!(refused.into_cache().service(), "second");
+/// ```
 pub struct AlreadyInstalled {
     cache: Cache,
     by_first_use: bool,
@@ -218,6 +228,17 @@ fn runtime_default() -> Option<Cache> {
 
 /// Keeps a cache the default of a runtime (see
 /// [`Cache::set_runtime_default`]); dropping it ends that.
+///
+/// ```
+/// use acgs_cache_core::Cache;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::builder().service("test").build().unwrap();
+/// let guard = cache.set_runtime_default().unwrap(); // this runtime's tasks use it
+/// drop(guard); // and now they do not
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "the runtime default ends when the guard is dropped"]
 pub struct RuntimeDefaultGuard {

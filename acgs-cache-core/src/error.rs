@@ -5,6 +5,21 @@ use std::fmt;
 /// Errors returned by the cache's own API (building, configuration, explicit
 /// tier operations). A `#[cached]` call never returns these: tier failures
 /// there are counted and the function runs.
+///
+/// ```
+/// use acgs_cache_core::{Cache, Error, Unavailable};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let l1_only = Cache::builder().build().unwrap();
+/// match l1_only.try_lease("nightly", std::time::Duration::from_secs(5)).await {
+///     Err(Error::Unavailable(Unavailable::NotConfigured)) => {} // no Redis configured
+///     other => panic!("{other:?}"),
+/// }
+/// let refused = Cache::builder().l1_max_bytes(0).build();
+/// assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -9,6 +9,19 @@ const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
 /// A position in the invalidation log, ordered like Redis stream ids
 /// (`{ms}-{seq}`). Every entry records the position its computation started
 /// at, so a reader can reject values computed before a matching invalidation.
+///
+/// ```
+/// use acgs_cache_core::Cache;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let first = cache.invalidate("tenant.acme").await?;
+/// let second = cache.invalidate("tenant.acme").await?;
+/// assert!(second > first); // positions are ordered
+/// assert!(cache.log_position() >= second); // this instance has applied it
+/// # Ok(()) }
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]

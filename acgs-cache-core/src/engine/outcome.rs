@@ -6,6 +6,21 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How a `#[cached]` call was answered.
+///
+/// Read with [`with_outcome`](crate::with_outcome) around the call:
+///
+/// ```
+/// use acgs_cache_core::{with_outcome, Cache, CacheMap, Outcome};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+/// let (_, first) = with_outcome(rules.get_or_compute(&1, async { "deny".to_owned() })).await;
+/// let (_, again) = with_outcome(rules.get_or_compute(&1, async { "deny".to_owned() })).await;
+/// assert_eq!((first, again), (Some(Outcome::Computed), Some(Outcome::L1Hit)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {

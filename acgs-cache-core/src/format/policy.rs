@@ -265,6 +265,20 @@ pub mod builtin {
 
 /// A run-time change to a named policy's durations (from the environment or
 /// the builder). Fields left `None` keep the compiled value.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::{Cache, PolicyOverride};
+///
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder()
+///     .policy_override("policy_decision", PolicyOverride {
+///         ttl: Some(Duration::from_secs(600)),
+///         ..Default::default()
+///     })
+///     .build()?;
+/// # let _ = cache; Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PolicyOverride {
     /// New L2 lifetime.

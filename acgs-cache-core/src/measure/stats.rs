@@ -226,6 +226,23 @@ impl FunctionStats {
 }
 
 /// A point-in-time copy of a cache's counters.
+///
+/// ```
+/// use acgs_cache_core::{Cache, CacheMap};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+/// for _ in 0..3 {
+///     rules.get_or_compute(&1, async { "deny".to_owned() }).await;
+/// }
+/// let stats = cache.stats().await;
+/// let row = stats.function("map-rules").expect("called");
+/// assert_eq!((row.misses, row.l1_hits), (1, 2));
+/// println!("{stats}"); // one line per function
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {

@@ -6,6 +6,19 @@ use crate::log_position::LogPosition;
 
 /// What [`Cache::wait_for_fleet`](crate::Cache::wait_for_fleet) found: which instances heard an
 /// invalidation, and which are covered by their lease instead.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::Cache;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?; // L1 only: the fleet is this instance
+/// let position = cache.invalidate("governance.rules.updated").await?;
+/// let ack = cache.wait_for_fleet(position).await?;
+/// println!("{ack:?}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct FleetAck {

@@ -113,6 +113,18 @@ pub struct InvalidationHealth {
 /// What [`Cache::health`] found. `Serialize` for a health endpoint; its
 /// `Display` is one line:
 /// `health: status=ok service=… l1_entries=… l1_bytes=… l2=reachable ping_us=… circuit=closed trips=0 listening=true`.
+///
+/// ```
+/// use acgs_cache_core::{Cache, HealthStatus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().service("auth").build()?;
+/// let health = cache.health().await;
+/// assert_eq!(health.status, HealthStatus::L1Only); // no Redis configured
+/// println!("{health}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct HealthReport {

@@ -108,6 +108,20 @@ pub enum DecidedBy {
 }
 
 /// The outcome of one [`RateLimiter::check`].
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let logins = RateLimiter::builder("login").rate(1, Duration::from_secs(60)).burst(1).build(&cache)?;
+/// assert!(logins.check("10.0.0.7").await?.allowed);
+/// let denied = logins.check("10.0.0.7").await?;
+/// assert!(!denied.allowed && denied.retry_after.is_some());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Decision {
@@ -479,6 +493,21 @@ impl LocalBuckets {
 }
 
 /// Builds a [`RateLimiter`].
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+///
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let api = RateLimiter::builder("api")
+///     .rate(100, Duration::from_secs(1)) // 100 a second, sustained
+///     .burst(20)                         // and 20 at once
+///     .fail_open()                       // Redis unreachable: allow
+///     .build(&cache)?;
+/// assert_eq!(api.name(), "api");
+/// # Ok(()) }
+/// ```
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct RateLimiterBuilder {

@@ -30,6 +30,20 @@ const ID_BYTES: usize = 32;
 /// One user's session.
 ///
 /// Its id is a bearer credential: `Debug` shows only its first 8 characters.
+///
+/// ```
+/// use acgs_cache_core::{Cache, SessionStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let sessions: SessionStore<Vec<String>> = SessionStore::builder("web").build(&cache)?;
+/// let session = sessions.create("alice", vec!["admin".into()]).await?;
+/// assert_eq!((session.user(), session.data().len()), ("alice", 1));
+/// assert!(session.expires_at() > session.created_at());
+/// assert_eq!(session.id().len(), 64); // 256 random bits, hex
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session<T> {
     id: String,
