@@ -551,8 +551,9 @@ fn main() {
 /// `cached` crate's L1 hits from two threads), `l2` (L2 hits, 64 tasks, L1
 /// off) or
 /// `l2raw` (the raw `GET`s and decodes of the table's raw side, 64 tasks on
-/// one connection), `l2one` / `l2oneraw` (the same, one caller at a time) or
-/// `warm` (warming 100,000 100-byte values at a time). The rate printed
+/// one connection), `l2one` / `l2oneraw` (the same, one caller at a time),
+/// `miss` / `missraw` (a miss of a fresh key, one at a time, and the raw
+/// `GET` + encode + `SET PX` it is compared with) or `warm` (warming 100,000 100-byte values at a time). The rate printed
 /// counts the ten seconds after the setup (filling L2 takes seconds).
 fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runtime) {
     let fill_ours = || {
@@ -627,6 +628,35 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
                 4_000
             })
         }
+        "miss" => {
+            let next = std::sync::atomic::AtomicU64::new(1 << 41);
+            Box::new(move || {
+                sequential(two, 4_000, |_| {
+                    ours_miss(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                });
+                4_000
+            })
+        }
+        "missraw" => {
+            let raw = raw();
+            let next = std::sync::atomic::AtomicU64::new(1 << 41);
+            Box::new(move || {
+                sequential(two, 4_000, |_| {
+                    let mut conn = raw.clone();
+                    let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        let found: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(format!("perf:raw:miss:{id}"))
+                            .query_async(&mut conn)
+                            .await
+                            .expect("raw GET");
+                        assert!(found.is_none(), "a fresh key");
+                        raw_write(conn, id).await
+                    }
+                });
+                4_000
+            })
+        }
         "warm" => Box::new(|| {
             two.block_on(async {
                 WARM.warmer()
@@ -638,7 +668,7 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
             .written
         }),
         other => {
-            panic!("--profile l1, l1x2, l1x2peer, l2, l2raw, l2one, l2oneraw or warm, not {other}")
+            panic!("--profile l1, l1x2, l1x2peer, l2, l2raw, l2one, l2oneraw, miss, missraw or warm, not {other}")
         }
     };
     let start = Instant::now();

@@ -200,6 +200,63 @@ async fn a_value_computed_before_the_event_and_written_after_it_is_rejected() {
     assert_eq!((f.l1_hits, f.l2_hits), (0, 1), "{f:?}");
 }
 
+static ENTRY_GATE: std::sync::LazyLock<Arc<Notify>> =
+    std::sync::LazyLock::new(|| Arc::new(Notify::new()));
+static ENTRY_READ: std::sync::LazyLock<Arc<Notify>> =
+    std::sync::LazyLock::new(|| Arc::new(Notify::new()));
+static ENTRY_VERSION: AtomicU32 = AtomicU32::new(1);
+
+#[cached(ttl = "policy_decision")]
+async fn slow_entry(id: u32) -> u32 {
+    let read = ENTRY_VERSION.load(Ordering::SeqCst);
+    ENTRY_READ.notify_one();
+    ENTRY_GATE.notified().await;
+    id * 1000 + read
+}
+
+/// A miss whose read found the key empty writes with a plain `SET NX`; an
+/// entry invalidation during its computation leaves a tombstone there,
+/// which that write must not replace: the late value reaches neither Redis
+/// nor another instance. (A plain `SET` in its place fails this test.)
+#[tokio::test]
+async fn an_entry_invalidated_while_its_empty_key_is_computed_keeps_its_tombstone() {
+    let server = RedisServer::start();
+    let writer = shared(&server, "inv-entry-race");
+    let other = shared(&server, "inv-entry-race");
+    writer.connect().await.unwrap();
+    other.connect().await.unwrap();
+
+    let computing = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.scope(slow_entry(7)).await }
+    });
+    ENTRY_READ.notified().await; // read version 1, from an empty key
+    ENTRY_VERSION.store(2, Ordering::SeqCst);
+    let position = writer.scope(invalidate_slow_entry(7)).await.unwrap();
+    ENTRY_GATE.notify_one(); // finishes with version 1 and tries to store it
+    assert_eq!(computing.await.unwrap(), 7001);
+
+    wait_until_heard(&other, position).await;
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ENTRY_GATE.notify_one();
+    });
+    assert_eq!(
+        other.scope(slow_entry(7)).await,
+        7002,
+        "the late write must not have replaced the tombstone"
+    );
+    let f = other.stats().await.function("slow_entry").cloned().unwrap();
+    assert_eq!((f.l2_hits, f.misses), (0, 1), "{f:?}");
+    let f = writer
+        .stats()
+        .await
+        .function("slow_entry")
+        .cloned()
+        .unwrap();
+    assert_eq!(f.not_stored, 1, "the refused write is counted: {f:?}");
+}
+
 async fn slow_rules_ready(cache: &Cache) {
     wait_until_listening(cache).await;
 }

@@ -304,6 +304,34 @@ pub(crate) async fn put_entry(
     Ok(stored == 1)
 }
 
+/// Stores an entry under a key the computation's own read found empty:
+/// `SET … PX … NX`, which a tombstone written since (or another writer's
+/// entry) refuses, and only then the tombstone-checking script decides.
+/// A key that was empty holds no tombstone, so the outcome is the script's,
+/// for a plain command's cost on the common path (a fresh miss).
+pub(crate) async fn put_absent_entry(
+    l2: &Arc<L2Tier>,
+    key: &str,
+    started: LogPosition,
+    bytes: &[u8],
+    ttl: Duration,
+) -> Result<bool, Error> {
+    let set: Option<String> = l2
+        .query(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(bytes)
+                .arg("PX")
+                .arg(millis(ttl))
+                .arg("NX"),
+        )
+        .await?;
+    if set.is_some() {
+        return Ok(true);
+    }
+    put_entry(l2, key, started, bytes, ttl).await
+}
+
 /// Writes a tombstone for an entry invalidated at `position`.
 pub(crate) async fn tombstone(
     l2: &Arc<L2Tier>,

@@ -52,6 +52,16 @@ pub(crate) async fn put_entry(
     match **l2 {}
 }
 
+pub(crate) async fn put_absent_entry(
+    l2: &Arc<L2Tier>,
+    _: &str,
+    _: LogPosition,
+    _: &[u8],
+    _: Duration,
+) -> Result<bool, Error> {
+    match **l2 {}
+}
+
 pub(crate) async fn tombstone(
     l2: &Arc<L2Tier>,
     _: &str,

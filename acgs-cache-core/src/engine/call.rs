@@ -315,7 +315,9 @@ impl Cache {
         call.with_l2(self);
         if let Some((l2, key)) = &call.l2 {
             if !self.inner.flights().is_flying(call.l1_key) {
-                match self.read_l2::<S::Value>(&call, l2, key).await {
+                let found = self.read_l2::<S::Value>(&call, l2, key).await;
+                call.l2_absent = matches!(found, L2Found::Absent);
+                match found {
                     L2Found::Fresh(value, _) => {
                         let elapsed = start.elapsed();
                         function.counters.latency.record(elapsed, 1);
@@ -323,7 +325,7 @@ impl Cache {
                         return shape.rebuild(value);
                     }
                     L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
-                    L2Found::Nothing => {}
+                    L2Found::Nothing | L2Found::Absent => {}
                 }
                 l2_read = true;
             }

@@ -27,7 +27,7 @@ impl Cache {
     /// answered (`l2_read`: L2 was read just before, found nothing usable).
     pub(super) async fn miss<S, F>(
         &self,
-        call: Call<'_>,
+        mut call: Call<'_>,
         shape: &S,
         mut stale: Option<(S::Value, Stamp)>,
         l2_read: bool,
@@ -102,10 +102,12 @@ impl Cache {
         let mut fleet_lock: Option<LockGuard> = None;
         if let Some((l2, key)) = &call.l2 {
             if waited || !l2_read {
-                match self.read_l2::<S::Value>(&call, l2, key).await {
+                let found = self.read_l2::<S::Value>(&call, l2, key).await;
+                call.l2_absent = matches!(found, L2Found::Absent);
+                match found {
                     L2Found::Fresh(value, stamp) => return land(shape, leader, value, stamp),
                     L2Found::Stale(value, stamp) => stale = stale.or(Some((value, stamp))),
-                    L2Found::Nothing => {}
+                    L2Found::Nothing | L2Found::Absent => {}
                 }
             }
             if site.lock || function.policy.lock() {

@@ -44,6 +44,9 @@ pub(super) struct Call<'a> {
     pub(super) l2: Option<(&'a Arc<L2Tier>, String)>,
     /// This call already waited for the log in vain: it does not wait again.
     pub(super) log_unheard: bool,
+    /// Its last L2 read found no bytes under the key: its write can be a
+    /// plain `SET NX` (see `log_script::put_absent_entry`).
+    pub(super) l2_absent: bool,
 }
 
 impl<'a> Call<'a> {
@@ -60,6 +63,7 @@ impl<'a> Call<'a> {
             // Filled after L1 (`with_l2`): a hit never builds the Redis key.
             l2: None,
             log_unheard: false,
+            l2_absent: false,
         }
     }
 
@@ -106,7 +110,10 @@ pub(super) enum Found<V> {
 pub(super) enum L2Found<V> {
     Fresh(V, Stamp),
     Stale(V, Stamp),
+    /// Nothing usable (rejected, invalidated, unreachable).
     Nothing,
+    /// No bytes under the key at all.
+    Absent,
 }
 
 /// Whether a store waits for Redis to acknowledge its write.

@@ -211,7 +211,7 @@ impl Cache {
         }
         let bytes = match l2.get_entry(redis_key, config.limits.max_value_bytes).await {
             Ok(Fetched::Bytes(bytes)) => bytes,
-            Ok(Fetched::Missing) => return L2Found::Nothing,
+            Ok(Fetched::Missing) => return L2Found::Absent,
             Ok(Fetched::TooLarge) => {
                 function.counters.reject(Reject::TooLarge);
                 return L2Found::Nothing;
