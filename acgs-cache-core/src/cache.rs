@@ -47,6 +47,16 @@ impl Cache {
     /// [`CacheBuilder::disable_caching`]): every `#[cached]` call that uses
     /// it runs its body. Give it to the code under test with
     /// [`Cache::set_runtime_default`] or [`Cache::scope`].
+    ///
+    /// ```
+    /// use acgs_cache_core::Cache;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let off = Cache::disabled(); // e.g. a test that must see every computation
+    /// let _default = off.set_runtime_default().unwrap();
+    /// assert_eq!(off.stats().await.l1_entries, 0);
+    /// # }
+    /// ```
     #[must_use]
     #[allow(
         clippy::expect_used,
@@ -65,6 +75,14 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::Config`] when a variable is present but invalid.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// // ACGS_CACHE_REDIS_URL, ACGS_CACHE_SERVICE, ACGS_CACHE_TTL_<POLICY>, ...
+    /// let cache = acgs_cache_core::Cache::from_env()?;
+    /// cache.install_default().expect("installed once, at startup");
+    /// # Ok(()) }
+    /// ```
     pub fn from_env() -> Result<Cache, Error> {
         Cache::builder().apply_env()?.build()
     }
@@ -114,6 +132,18 @@ impl Cache {
     }
 
     /// Drops every L1 entry of this instance (L2 is untouched).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, CacheMap};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// rules.insert(&1, "deny".into()).await?;
+    /// cache.clear_l1();
+    /// assert_eq!(rules.get(&1).await, None); // L1 only: nothing else held it
+    /// # Ok(()) }
+    /// ```
     pub fn clear_l1(&self) {
         self.inner.l1().clear();
     }

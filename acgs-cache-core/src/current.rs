@@ -135,6 +135,17 @@ impl Cache {
     /// [`Cache::set_runtime_default`]) or the process default. Meant for
     /// multi-tenant services that keep one cache per tenant, and for tests
     /// that spawn nothing.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, CacheMap};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let tenant_a = Cache::builder().service("tenant-a").build()?;
+    /// // Everything `#[cached]` awaits inside uses tenant_a's cache.
+    /// let answer = tenant_a.scope(async { 42 }).await;
+    /// assert_eq!(answer, 42);
+    /// # Ok(()) }
+    /// ```
     pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
         SCOPED.scope(self.clone(), future).await
     }

@@ -56,6 +56,17 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::InvalidName`] for an empty name; otherwise as [`Cache::invalidate`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// // The name a function's stats row shows: every entry of it, on every instance.
+    /// let position = cache.invalidate_function("evaluate_policy").await?;
+    /// assert!(cache.log_position() >= position);
+    /// assert!(cache.invalidate_function("").await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn invalidate_function(&self, function: &str) -> Result<LogPosition, Error> {
         if function.is_empty() {
             return Err(Error::InvalidName(

@@ -225,6 +225,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
 
     /// The value under `key`, from L1 or L2, if one is stored and was not
     /// invalidated. A key that does not serialize finds nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let rules: acgs_cache_core::CacheMap<u64, String> =
+    ///     acgs_cache_core::CacheMap::builder("rules").build(&cache)?;
+    /// let found = rules.get(&7).await; // L1, then L2; never computes
+    /// assert_eq!(found, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, key: &K) -> Option<V> {
         let digest = KeyDigest::of(key).ok()?;
         self.call(crate::__acgs_shape!(Result<V, Absent>), Ok(digest), async {
@@ -340,6 +351,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// [`Error::Codec`] for a key or value that does not encode (or is
     /// larger than the limit); the Redis error if L2 did not take it (L1
     /// then does not keep it either).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let rules: acgs_cache_core::CacheMap<u64, String> =
+    ///     acgs_cache_core::CacheMap::builder("rules").build(&cache)?;
+    /// assert!(rules.insert(&7, "deny".into()).await?); // stored: not refused by an invalidation
+    /// assert_eq!(rules.get(&7).await.as_deref(), Some("deny"));
+    /// # Ok(()) }
+    /// ```
     pub async fn insert(&self, key: &K, value: V) -> Result<bool, Error> {
         let ttl = store::ttl(&self.cache, self.site);
         self.insert_with(key, value, ttl, &[]).await
@@ -471,6 +493,18 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     ///
     /// [`Error::Codec`] for a key that does not serialize; as
     /// [`Cache::invalidate`] otherwise.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let rules: acgs_cache_core::CacheMap<u64, String> =
+    ///     acgs_cache_core::CacheMap::builder("rules").build(&cache)?;
+    /// rules.insert(&7, "deny".into()).await?;
+    /// rules.remove(&7).await?; // this instance at once, the others within the propagation delay
+    /// assert_eq!(rules.get(&7).await, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn remove(&self, key: &K) -> Result<LogPosition, Error> {
         store::revoke_entry(&self.cache, self.site, KeyDigest::of(key)?).await
     }
@@ -480,6 +514,18 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// # Errors
     ///
     /// As [`Cache::invalidate`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let rules: acgs_cache_core::CacheMap<u64, String> =
+    ///     acgs_cache_core::CacheMap::builder("rules").build(&cache)?;
+    /// rules.insert(&7, "deny".into()).await?;
+    /// rules.invalidate_all().await?;
+    /// assert_eq!(rules.get(&7).await, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn invalidate_all(&self) -> Result<LogPosition, Error> {
         let function = self.cache.function(self.site, "");
         self.cache.invalidate_function(&function.name).await

@@ -344,6 +344,20 @@ impl<'a> Warmer<'a> {
     /// # Errors
     ///
     /// As [`Warmer::load`].
+    ///
+    /// ```no_run
+    /// # use acgs_cache_core::{Cache, WarmEntry};
+    /// # async fn load_rule(id: u64) -> Option<WarmEntry> { None } // `warm_entry_<fn>(id, rule)`
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let report = cache
+    ///     .warmer()
+    ///     .await
+    ///     .concurrency(32) // at most 32 rules loaded at once
+    ///     .compute(1..=10_000u64, load_rule)
+    ///     .await?;
+    /// println!("{report}");
+    /// # Ok(()) }
+    /// ```
     pub async fn compute<A, F, Fut>(
         &self,
         arguments: impl IntoIterator<Item = A>,

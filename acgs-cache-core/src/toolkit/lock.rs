@@ -43,6 +43,20 @@ impl DistributedLock {
     ///
     /// As [`Cache::try_lease`]: [`Error::InvalidName`],
     /// [`Error::Unavailable`] without L2, or the Redis error.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// match DistributedLock::try_acquire(&cache, "nightly-report", Duration::from_secs(30)).await? {
+    ///     Some(lock) => {
+    ///         // ... this instance runs the report, passing lock.fencing_token() ...
+    ///         lock.release().await?;
+    ///     }
+    ///     None => { /* another instance is on it */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn try_acquire(
         cache: &Cache,
         name: &str,

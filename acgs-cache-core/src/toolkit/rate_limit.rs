@@ -263,6 +263,19 @@ impl RateLimiter {
     /// [`Error::InvalidInput`] when `cost` exceeds the burst (such a request
     /// could never be allowed). Redis failures are not errors: the check
     /// decides by the [`FailureMode`] and the decision says so.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let uploads = RateLimiter::builder("upload-mb").rate(10, Duration::from_secs(1)).burst(10).build(&cache)?;
+    /// assert!(uploads.check_n("alice", 8).await?.allowed);  // an 8 MB upload
+    /// assert!(!uploads.check_n("alice", 8).await?.allowed); // another one must wait
+    /// assert!(uploads.check_n("alice", 11).await.is_err());  // never fits the burst
+    /// # Ok(()) }
+    /// ```
     pub async fn check_n(&self, key: &str, cost: u32) -> Result<Decision, Error> {
         let inner = &self.inner;
         if u64::from(cost) > inner.gcra.burst {
@@ -314,6 +327,20 @@ impl RateLimiter {
     }
 
     /// What this limiter decided so far.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let logins = RateLimiter::builder("login").rate(1, Duration::from_secs(60)).burst(1).build(&cache)?;
+    /// logins.check("10.0.0.7").await?;
+    /// logins.check("10.0.0.7").await?;
+    /// let stats = logins.stats();
+    /// assert_eq!((stats.allowed, stats.denied), (1, 1));
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn stats(&self) -> RateLimitStats {
         let n = |i: usize| self.inner.counts[i].load(Ordering::Relaxed);

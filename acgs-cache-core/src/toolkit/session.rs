@@ -232,6 +232,19 @@ impl<T: Cacheable> SessionStore<T> {
     ///
     /// The Redis error if the renewed session could not be stored (it then
     /// keeps its previous expiry).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// let renewed = sessions.touch(session.id()).await?.expect("still there");
+    /// assert!(renewed.expires_at() >= session.expires_at());
+    /// assert!(sessions.touch("not-a-session-id").await?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn touch(&self, id: &str) -> Result<Option<Session<T>>, Error> {
         if !well_formed(id) {
             return Ok(None);
@@ -271,6 +284,18 @@ impl<T: Cacheable> SessionStore<T> {
     ///
     /// The Redis error when the revocation could not be sent (it still
     /// applies here).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let (laptop, phone) = (sessions.create("alice", "a".into()).await?, sessions.create("alice", "b".into()).await?);
+    /// sessions.revoke_user("alice").await?; // one event: every session of alice, on every instance
+    /// assert!(sessions.get(laptop.id()).await.is_none() && sessions.get(phone.id()).await.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn revoke_user(&self, user: &str) -> Result<(), Error> {
         self.cache.invalidate(&self.user_tag(user)).await.map(drop)
     }

@@ -125,6 +125,21 @@ impl<C: Cacheable> TokenCache<C> {
     /// The verifier's error, uncached: the next call verifies again. Cache
     /// trouble (Redis down, a value that does not encode) is never an error
     /// here: the verifier's answer is returned and the failure counted.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, TokenCache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").build(&cache)?;
+    /// // The verifier: a JWT check or an introspection call, returning the claims.
+    /// let verifier = async |token: &str| -> Result<String, &'static str> {
+    ///     token.strip_prefix("valid-").map(str::to_owned).ok_or("invalid token")
+    /// };
+    /// assert_eq!(tokens.verify("valid-alice", verifier).await.as_deref(), Ok("alice"));
+    /// assert_eq!(tokens.verify("forged", verifier).await, Err("invalid token")); // not cached
+    /// # Ok(()) }
+    /// ```
     pub async fn verify<E>(
         &self,
         token: &str,
@@ -147,6 +162,18 @@ impl<C: Cacheable> TokenCache<C> {
     ///
     /// The Redis error when the revocation could not be sent (it still
     /// applies to this instance).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, TokenCache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").build(&cache)?;
+    /// let verifier = async |token: &str| Ok::<_, ()>(token.to_owned());
+    /// tokens.verify("valid-alice", verifier).await.unwrap();
+    /// tokens.revoke("valid-alice").await?; // the next use runs the verifier again
+    /// # Ok(()) }
+    /// ```
     pub async fn revoke(&self, token: &str) -> Result<(), Error> {
         self.verified.remove(&entry_key(token)).await.map(drop)
     }
