@@ -114,6 +114,17 @@ impl Cache {
     }
 
     /// The policy `compiled` with this cache's run-time override applied.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, PolicyOverride};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder()
+    ///     .policy_override("policy_decision", PolicyOverride { ttl: Some(Duration::from_secs(600)), ..Default::default() })
+    ///     .build()?;
+    /// assert_eq!(cache.effective_policy(&policies::POLICY_DECISION).ttl(), Duration::from_secs(600));
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn effective_policy(&self, compiled: &TtlPolicy) -> TtlPolicy {
         self.inner.effective_policy(compiled)

@@ -118,6 +118,12 @@ impl Cache {
     /// The process default: the installed one, or one built from the
     /// environment on first use (L1-only if nothing is configured; an invalid
     /// environment is reported with `tracing::error!` and falls back to L1-only).
+    ///
+    /// ```
+    /// // What `#[cached]` functions use when nothing else is installed or scoped.
+    /// let cache = acgs_cache_core::Cache::global();
+    /// println!("{}", cache.service());
+    /// ```
     pub fn global() -> &'static Cache {
         DEFAULT.get_or_init(|| {
             DEFAULT_BY_FIRST_USE.store(true, Ordering::Release);

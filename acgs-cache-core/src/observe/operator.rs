@@ -29,6 +29,17 @@ impl Cache {
     ///
     /// [`Error::InvalidName`] for an empty service or function;
     /// [`Error::Unavailable`] without L2; the Redis error.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// for key in cache.stored_keys("policy-governance", "evaluate_policy", 100).await? {
+    ///     if let Some(entry) = cache.stored_entry(&key).await? {
+    ///         let (header, _payload) = acgs_cache_core::decode_header(&entry.bytes).expect("an envelope");
+    ///         println!("{key}: {} bytes, expires at {} ms", entry.bytes.len(), header.expires_at_ms);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stored_keys(
         &self,
         service: &str,
@@ -96,6 +107,16 @@ impl Cache {
     ///
     /// [`Error::InvalidName`] for a key outside this cache's prefix (nothing
     /// is deleted then); [`Error::Unavailable`] without L2; the Redis error.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// // Invalidate first (every instance's L1), then free Redis's memory.
+    /// cache.invalidate_function("evaluate_policy").await?;
+    /// let keys = cache.stored_keys(cache.service(), "evaluate_policy", 10_000).await?;
+    /// let deleted = cache.delete_stored(&keys).await?;
+    /// println!("{deleted} entries deleted");
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_stored(&self, keys: &[String]) -> Result<u64, Error> {
         if keys.is_empty() {
             return Ok(0);
@@ -111,6 +132,12 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::Unavailable`] without L2; the Redis error.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// println!("{} records in the invalidation log", cache.invalidation_log_length().await?);
+    /// # Ok(()) }
+    /// ```
     pub async fn invalidation_log_length(&self) -> Result<u64, Error> {
         let stream = crate::coherence::log::LogKeys::new(self.prefix()).stream;
         self.l2_tier()?.query(redis::cmd("XLEN").arg(stream)).await
