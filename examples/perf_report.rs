@@ -466,22 +466,10 @@ fn main() {
     two.block_on(ours_miss_background(0));
     // The fair baseline: both sides read first. Raw: GET (a miss), encode,
     // SET PX, on one connection.
-    let raw_get_then_set = |id: u64| {
-        let mut conn = raw.clone();
-        async move {
-            let found: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(format!("perf:raw:miss:{id}"))
-                .query_async(&mut conn)
-                .await
-                .expect("raw GET");
-            assert!(found.is_none(), "a fresh key");
-            raw_write(conn, id).await
-        }
-    };
     let miss_fair = alternate(
         rounds,
         || sequential(&two, mn, |_| ours_miss(fresh())),
-        || sequential(&two, mn, |_| raw_get_then_set(fresh())),
+        || sequential(&two, mn, |_| raw_miss(raw.clone(), fresh())),
     );
     rows.push(time_row(
         "miss vs raw GET (miss) + encode + SET PX (the fair baseline: both read first)",
@@ -642,17 +630,10 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
             let next = std::sync::atomic::AtomicU64::new(1 << 41);
             Box::new(move || {
                 sequential(two, 4_000, |_| {
-                    let mut conn = raw.clone();
-                    let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    async move {
-                        let found: Option<Vec<u8>> = redis::cmd("GET")
-                            .arg(format!("perf:raw:miss:{id}"))
-                            .query_async(&mut conn)
-                            .await
-                            .expect("raw GET");
-                        assert!(found.is_none(), "a fresh key");
-                        raw_write(conn, id).await
-                    }
+                    raw_miss(
+                        raw.clone(),
+                        next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    )
                 });
                 4_000
             })
@@ -706,6 +687,18 @@ async fn raw_get(mut conn: redis::aio::MultiplexedConnection, k: u64) -> Decisio
         .await
         .expect("raw GET");
     postcard::from_bytes::<Decision>(&bytes).expect("raw decode")
+}
+
+/// The raw side of the fair miss row: `GET` a fresh key (a miss), then
+/// encode its value and `SET` it with a TTL.
+async fn raw_miss(mut conn: redis::aio::MultiplexedConnection, id: u64) {
+    let found: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(format!("perf:raw:miss:{id}"))
+        .query_async(&mut conn)
+        .await
+        .expect("raw GET");
+    assert!(found.is_none(), "a fresh key");
+    raw_write(conn, id).await
 }
 
 /// The raw side of the miss rows: encode a fresh value and `SET` it with a

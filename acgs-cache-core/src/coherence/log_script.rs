@@ -316,20 +316,19 @@ pub(crate) async fn put_absent_entry(
     bytes: &[u8],
     ttl: Duration,
 ) -> Result<bool, Error> {
-    let set: Option<String> = l2
-        .query(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(bytes)
-                .arg("PX")
-                .arg(millis(ttl))
-                .arg("NX"),
-        )
-        .await?;
-    if set.is_some() {
+    let mut set = set_px(key, bytes, ttl);
+    let stored: Option<String> = l2.query(set.arg("NX")).await?;
+    if stored.is_some() {
         return Ok(true);
     }
     put_entry(l2, key, started, bytes, ttl).await
+}
+
+/// `SET key bytes PX ttl`.
+fn set_px(key: &str, bytes: &[u8], ttl: Duration) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(bytes).arg("PX").arg(millis(ttl));
+    set
 }
 
 /// Writes a tombstone for an entry invalidated at `position`.
@@ -339,14 +338,7 @@ pub(crate) async fn tombstone(
     stone: &[u8],
     hold: Duration,
 ) -> Result<(), Error> {
-    l2.query(
-        redis::cmd("SET")
-            .arg(key)
-            .arg(stone)
-            .arg("PX")
-            .arg(millis(hold)),
-    )
-    .await
+    l2.query(&set_px(key, stone, hold)).await
 }
 
 /// Reads up to `count` records after `after` (waiting up to `block_ms`
