@@ -75,6 +75,16 @@ pub enum Error {
 }
 
 /// Why L2 could not be used ([`Error::Unavailable`]).
+///
+/// ```
+/// use acgs_cache_core::{Cache, Error, Unavailable};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let l1_only = Cache::builder().build()?;
+/// let refused = l1_only.invalidation_log_length().await;
+/// assert!(matches!(refused, Err(Error::Unavailable(Unavailable::NotConfigured))));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum Unavailable {
@@ -102,6 +112,17 @@ pub enum Unavailable {
 }
 
 /// Why bytes could not be turned into a value, or a value into bytes.
+///
+/// ```
+/// use acgs_cache_core::{Cache, CacheMap, Error};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().max_value_bytes(64).build()?;
+/// let notes: CacheMap<u64, String> = CacheMap::builder("notes").build(&cache)?;
+/// let refused = notes.insert(&1, "x".repeat(1_000)).await;
+/// assert!(matches!(refused, Err(Error::Codec(_))), "{refused:?}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {

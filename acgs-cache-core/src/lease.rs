@@ -15,6 +15,16 @@ use crate::tiers::l2::LockGuard;
 ///
 /// Its lease is renewed in the background while it is held; `release`
 /// frees it at once and dropping it frees it in the background.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+/// if let Some(lease) = cache.try_lease("compaction", Duration::from_secs(10)).await? {
+///     println!("{} held with token {}", lease.name(), lease.fencing_token());
+///     lease.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct LockLease {
     guard: LockGuard,
     name: String,

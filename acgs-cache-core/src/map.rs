@@ -75,6 +75,23 @@ impl<K: ?Sized, V> std::fmt::Debug for CacheMap<K, V> {
 /// `.build(&cache)`); [`SessionStoreBuilder`](crate::session::SessionStoreBuilder)
 /// and [`TokenCacheBuilder`](crate::token::TokenCacheBuilder) hold one and
 /// forward their settings to it.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules")
+///     .ttl(policies::GOVERNANCE_RULES)
+///     .version(2)                 // bump when the value's layout changes
+///     .codec(Codec::Json)
+///     .max_staleness(MaxStaleness::Lease(Duration::from_millis(500)))
+///     .lock(true)                 // one instance of the fleet computes a miss
+///     .build(&cache)?;
+/// assert_eq!(rules.name(), "map-rules");
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CacheMapBuilder<K: ?Sized, V> {
     name: String,

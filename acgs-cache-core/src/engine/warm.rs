@@ -155,6 +155,17 @@ where
 
 /// How far a warming run got. Passed to the progress callback after every
 /// batch, and returned at the end.
+///
+/// ```
+/// use acgs_cache_core::Cache;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let report = cache.warmer().await.load(Vec::new()).await?; // entries from `warm_entry_<fn>`
+/// assert_eq!((report.entries, report.written, report.rejected, report.failed), (0, 0, 0, 0));
+/// println!("{report} ({:.0}/s)", report.per_second());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WarmReport {

@@ -5,6 +5,17 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::CodecError;
 
 /// How a value's payload is encoded inside the envelope.
+///
+/// ```
+/// use acgs_cache_core::{Cache, CacheMap, Codec};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// // JSON: readable in `redis-cli`, tolerant of added optional fields.
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules").codec(Codec::Json).build(&cache)?;
+/// rules.insert(&1, "deny".into()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Codec {

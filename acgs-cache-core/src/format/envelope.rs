@@ -55,6 +55,12 @@ pub const MAGIC: u8 = 0xAC;
 pub const FLAG_COMPRESSED: u8 = 0b0000_0001;
 
 /// Everything about an entry except its payload.
+///
+/// ```
+/// use acgs_cache_core::decode_header;
+/// // What `acgs-cache inspect` shows of a stored entry; garbage is refused.
+/// assert!(decode_header(&[0u8; 4]).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopeHeader {
     /// [`Codec::id`] of the payload.
@@ -81,6 +87,12 @@ pub struct EnvelopeHeader {
 }
 
 /// Why stored bytes were not used. Each reason is counted separately.
+///
+/// ```
+/// use acgs_cache_core::{decode_header, Reject};
+/// // Bytes that are not an envelope: a counted miss, never a value.
+/// assert!(matches!(decode_header(b"not an envelope"), Err(Reject::Corrupt)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reject {

@@ -19,6 +19,14 @@ const STACK_KEY_BYTES: usize = 96;
 /// platform and Rust version (pinned by a golden-value test). `HashMap`s must
 /// not be key arguments: their iteration order, and so their encoding, is
 /// random.
+///
+/// ```
+/// use acgs_cache_core::KeyDigest;
+/// // The digest of a call's key arguments: stable across builds and platforms.
+/// let a = KeyDigest::of(&(7u64, "alice")).unwrap();
+/// assert_eq!(a, KeyDigest::of(&(7u64, "alice")).unwrap());
+/// assert_ne!(a, KeyDigest::of(&(7u64, "bob")).unwrap());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyDigest(pub u128);
 

@@ -147,6 +147,20 @@ impl std::fmt::Debug for Latency {
 
 /// Timed calls by duration since the instance started, cumulative, as a
 /// Prometheus histogram has them.
+///
+/// ```
+/// use acgs_cache_core::{Cache, CacheMap};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+/// rules.get_or_compute(&1, async { "deny".to_owned() }).await;
+/// let stats = cache.stats().await;
+/// let histogram = &stats.function("map-rules").expect("called").latency_histogram;
+/// assert!(histogram.quantile(0.5).is_some());
+/// # let _ = acgs_cache_core::LatencyHistogram::bounds_seconds();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LatencyHistogram {

@@ -103,6 +103,12 @@ impl FunctionCounters {
 }
 
 /// Why a tier failure was counted in [`FunctionStats::errors`].
+///
+/// ```
+/// use acgs_cache_core::ErrorReason;
+/// // The label of `errors_by_reason` and of the `reason` metric label.
+/// assert_eq!(ErrorReason::Timeout.as_str(), "timeout");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorReason {
@@ -152,6 +158,21 @@ impl ErrorReason {
 }
 
 /// One function's figures in a [`StatsSnapshot`].
+///
+/// ```
+/// use acgs_cache_core::{Cache, CacheMap};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+/// rules.get_or_compute(&1, async { "deny".to_owned() }).await;
+/// rules.get_or_compute(&1, async { "deny".to_owned() }).await;
+/// let stats = cache.stats().await;
+/// let row = stats.function("map-rules").expect("a row per function");
+/// assert_eq!((row.calls, row.misses, row.l1_hits, row.errors), (2, 1, 1, 0));
+/// println!("p99 {:?}", row.latency_histogram.quantile(0.99));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FunctionStats {
@@ -269,6 +290,15 @@ pub struct StatsSnapshot {
 
 /// The L2 connection pool (deadpool's own figures). The shared lane holds
 /// one connection; the log tailer and bulk writers hold one each.
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache) {
+/// // With L2: the deadpool pool behind the lanes.
+/// if let Some(pool) = cache.stats().await.l2_pool {
+///     println!("{} of {} connections in use", pool.size - pool.available, pool.max_size);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -283,6 +313,17 @@ pub struct PoolStats {
 }
 
 /// Invalidation figures of one instance.
+///
+/// ```
+/// use acgs_cache_core::Cache;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// cache.invalidate("tenant.acme").await?;
+/// let sent = cache.stats().await.invalidations.sent;
+/// assert_eq!(sent, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InvalidationStats {

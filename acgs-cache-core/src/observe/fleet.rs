@@ -48,6 +48,18 @@ pub struct FleetFunction {
 }
 
 /// Every instance's stats, and their sums per function.
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+/// let fleet = cache.fleet_stats().await?; // what every instance published
+/// for member in &fleet.members {
+///     println!("{} {}", member.service, member.instance);
+/// }
+/// if let Some(row) = fleet.function("policy-governance", "evaluate_policy") {
+///     println!("{} instances, fleet-wide hits: {}", row.instances, row.stats.l1_hits + row.stats.l2_hits);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FleetStats {

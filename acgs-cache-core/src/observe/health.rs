@@ -8,6 +8,17 @@ use serde::Serialize;
 use crate::engine::instance::Cache;
 
 /// The verdict of a [`HealthReport`].
+///
+/// ```
+/// use acgs_cache_core::{Cache, HealthStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let health = cache.health().await;
+/// assert_eq!(health.status, HealthStatus::L1Only); // no Redis configured
+/// # let _ = HealthStatus::Ok;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -44,6 +55,17 @@ impl fmt::Display for HealthStatus {
 }
 
 /// The in-process tier.
+///
+/// ```
+/// use acgs_cache_core::{Cache, HealthStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let health = cache.health().await;
+/// assert!(health.l1.enabled && health.l1.bytes <= health.l1.max_bytes);
+/// # let _ = HealthStatus::Ok;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct L1Health {
@@ -58,6 +80,17 @@ pub struct L1Health {
 }
 
 /// The shared tier, when one is configured.
+///
+/// ```
+/// use acgs_cache_core::{Cache, HealthStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let health = cache.health().await;
+/// assert!(health.l2.is_none()); // with Redis: its endpoint, reachability, ping, circuit and last error
+/// # let _ = HealthStatus::Ok;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct L2Health {
@@ -90,6 +123,17 @@ pub struct L2Health {
 }
 
 /// The invalidation log as this instance hears it.
+///
+/// ```
+/// use acgs_cache_core::{Cache, HealthStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let health = cache.health().await;
+/// assert!(!health.invalidation.lease_stale);
+/// # let _ = HealthStatus::Ok;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct InvalidationHealth {

@@ -10,6 +10,14 @@ use crate::engine::instance::Cache;
 use crate::error::{Error, Unavailable};
 
 /// One entry as Redis holds it.
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache, key: String) -> Result<(), acgs_cache_core::Error> {
+/// if let Some(entry) = cache.stored_entry(&key).await? {
+///     println!("{} bytes, {:?} left", entry.bytes.len(), entry.ttl);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoredEntry {

@@ -82,6 +82,19 @@ return {1, math.floor((now - allow_at) / interval), 0, new_tat - now, damaged}
 pub const MAX_VERBATIM_KEY_BYTES: usize = 128;
 
 /// What the limiter does when Redis is configured but cannot answer a check.
+///
+/// ```
+/// # use std::time::Duration;
+/// use acgs_cache_core::rate_limit::{FailureMode, RateLimiter};
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = acgs_cache_core::Cache::builder().build()?;
+/// // A login limiter denies while Redis cannot be asked.
+/// let logins = RateLimiter::builder("login")
+///     .rate(5, Duration::from_secs(60))
+///     .on_redis_failure(FailureMode::Closed)
+///     .build(&cache)?;
+/// # let _ = logins; Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum FailureMode {
@@ -94,6 +107,17 @@ pub enum FailureMode {
 }
 
 /// Who made a [`Decision`].
+///
+/// ```
+/// # use std::time::Duration;
+/// use acgs_cache_core::rate_limit::{DecidedBy, RateLimiter};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = acgs_cache_core::Cache::builder().build()?; // no Redis: in process
+/// let api = RateLimiter::builder("api").rate(10, Duration::from_secs(1)).build(&cache)?;
+/// assert_eq!(api.check("alice").await?.decided_by, DecidedBy::InProcess);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecidedBy {
@@ -138,6 +162,16 @@ pub struct Decision {
 }
 
 /// Counters of one limiter since it was built.
+///
+/// ```
+/// # use std::time::Duration;
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = acgs_cache_core::Cache::builder().build()?;
+/// let api = acgs_cache_core::rate_limit::RateLimiter::builder("api").rate(10, Duration::from_secs(1)).build(&cache)?;
+/// let stats = api.stats(); // allowed, denied, failed open / closed
+/// assert_eq!(stats.allowed + stats.denied, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateLimitStats {

@@ -336,6 +336,18 @@ fn millis(d: Duration) -> u64 {
 
 /// Builds a [`SessionStore`]: the map builder's settings with the
 /// sessions' defaults (see [`CacheMapBuilder`]).
+///
+/// ```
+/// use acgs_cache_core::{policies, Cache, SessionStore};
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = Cache::builder().build()?;
+/// let sessions: SessionStore<String> = SessionStore::builder("web")
+///     .ttl(policies::USER_SESSIONS)
+///     .version(1)
+///     .build(&cache)?;
+/// assert_eq!(sessions.name(), "web");
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct SessionStoreBuilder<T> {
     name: String,

@@ -200,6 +200,20 @@ impl<C: Cacheable> TokenCache<C> {
 /// Builds a [`TokenCache`]: the map builder's settings with the
 /// verifications' defaults (see [`CacheMapBuilder`]), and the claims'
 /// expiry.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use acgs_cache_core::{Cache, TokenCache};
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Claims { sub: String, exp: u64 }
+/// let cache = Cache::builder().build()?;
+/// let tokens: TokenCache<Claims> = TokenCache::builder("idp")
+///     .expires_at(|c: &Claims| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(c.exp)))
+///     .build(&cache)?;
+/// assert_eq!(tokens.name(), "idp");
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct TokenCacheBuilder<C> {
     name: String,
