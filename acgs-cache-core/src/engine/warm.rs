@@ -38,6 +38,17 @@ use crate::tiers::l2::{BulkEntry, BulkWriter};
 /// One entry to prime: a cached function's key and value. Made by the
 /// `warm_entry_<fn>` companion that `#[cached]` generates next to a free
 /// function (same arguments as the function, plus the value).
+///
+/// ```no_run
+/// # use acgs_cache_core::{Cache, WarmEntry};
+/// # fn warm_entry_rule(id: u64, rule: String) -> WarmEntry { unimplemented!() }
+/// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+/// // `#[cached] async fn rule(id: u64) -> String` generates `warm_entry_rule`.
+/// let entries = (1..=1_000u64).map(|id| warm_entry_rule(id, format!("rule {id}")));
+/// let report = cache.warmer().await.load(entries).await?;
+/// assert_eq!(report.written, 1_000);
+/// # Ok(()) }
+/// ```
 pub struct WarmEntry {
     site: &'static CallSite,
     /// The instance probe and the companion that made it (see `identity.rs`).
@@ -214,6 +225,22 @@ impl fmt::Display for WarmReport {
 type Progress<'a> = Box<dyn Fn(&WarmReport) + Send + Sync + 'a>;
 
 /// Primes entries in bulk; see [`Cache::warmer`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// let cache = acgs_cache_core::Cache::builder().build()?;
+/// let report = cache
+///     .warmer()
+///     .await
+///     .batch_size(1_000)        // entries per pipeline
+///     .pipelines_in_flight(4)
+///     .on_progress(|p| eprintln!("warming: {p}"))
+///     .load(Vec::new())         // `warm_entry_<fn>(args, value)` entries
+///     .await?;
+/// assert_eq!(report.entries, 0);
+/// # Ok(()) }
+/// ```
 pub struct Warmer<'a> {
     cache: &'a Cache,
     position: u64,

@@ -22,6 +22,18 @@ use crate::observe::heard::InstanceLease;
 pub const MAX_FLEET_MEMBERS: usize = 10_000;
 
 /// What one instance published.
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+/// let fleet = cache.fleet_stats().await?;
+/// for member in &fleet.members {
+///     println!("{} {}: {} functions", member.service, member.instance, member.stats.functions.len());
+/// }
+/// for row in &fleet.functions {
+///     println!("{}: {} instances, {} calls", row.stats.function, row.instances, row.stats.calls);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FleetMember {
@@ -36,6 +48,18 @@ pub struct FleetMember {
 }
 
 /// One function of one service, summed over the instances that run it.
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+/// let fleet = cache.fleet_stats().await?;
+/// for member in &fleet.members {
+///     println!("{} {}: {} functions", member.service, member.instance, member.stats.functions.len());
+/// }
+/// for row in &fleet.functions {
+///     println!("{}: {} instances, {} calls", row.stats.function, row.instances, row.stats.calls);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FleetFunction {

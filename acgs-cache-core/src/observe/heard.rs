@@ -41,6 +41,14 @@ pub(crate) fn key(prefix: &str) -> String {
 /// position it had heard and how fresh its lease was (see
 /// [`MaxStaleness`](crate::MaxStaleness)). Read with
 /// [`Cache::fleet_stats`](crate::Cache::fleet_stats) (`leases`).
+///
+/// ```no_run
+/// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+/// for lease in &cache.fleet_stats().await?.leases {
+///     println!("{lease:?}"); // which instance heard the log up to where, and when
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InstanceLease {

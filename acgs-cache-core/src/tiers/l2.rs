@@ -236,6 +236,17 @@ pub(crate) struct L2Tier {
 }
 
 /// Whether invalidations wait for replicas to acknowledge them (`WAIT`).
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::{Cache, ConfirmInvalidations};
+/// # fn main() -> Result<(), acgs_cache_core::Error> {
+/// // An invalidation returns once two replicas hold it (or fails, and says so).
+/// let cache = Cache::builder()
+///     .confirm_invalidations(ConfirmInvalidations::Replicas(2, Duration::from_millis(200)))
+///     .build()?;
+/// # let _ = cache; Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ConfirmInvalidations {
