@@ -16,6 +16,10 @@
 #![deny(missing_docs)]
 
 /// The built-in TTL policy names, in the order of DESIGN.md.
+///
+/// ```
+/// assert!(acgs_cache_grammar::BUILTIN_POLICY_NAMES.contains(&"policy_decision"));
+/// ```
 pub const BUILTIN_POLICY_NAMES: [&str; 6] = [
     "policy_decision",
     "governance_rules",
@@ -26,6 +30,12 @@ pub const BUILTIN_POLICY_NAMES: [&str; 6] = [
 ];
 
 /// Why an event name, a pattern or a tag template was rejected.
+///
+/// ```
+/// use acgs_cache_grammar::{check_event_name, NameError};
+/// assert_eq!(check_event_name(""), Err(NameError::Empty));
+/// println!("{}", check_event_name("a b").unwrap_err()); // the rule, in words
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NameError {
@@ -84,6 +94,13 @@ fn check_segment(segment: &str) -> Result<(), NameError> {
 /// # Errors
 ///
 /// Returns the rule the first segment breaks.
+///
+/// ```
+/// use acgs_cache_grammar::check_event_name;
+/// assert!(check_event_name("governance.rules.updated").is_ok());
+/// assert!(check_event_name("tenant.acme corp").is_ok()); // free text after the first dot
+/// assert!(check_event_name("no spaces.here").is_err());
+/// ```
 pub fn check_event_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -98,6 +115,12 @@ pub fn check_event_name(name: &str) -> Result<(), NameError> {
 /// # Errors
 ///
 /// Returns the first rule the name breaks.
+///
+/// ```
+/// use acgs_cache_grammar::check_dotted_name;
+/// assert!(check_dotted_name("policy_decision").is_ok());
+/// assert!(check_dotted_name("tenant.acme corp").is_err());
+/// ```
 pub fn check_dotted_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -112,6 +135,12 @@ pub fn check_dotted_name(name: &str) -> Result<(), NameError> {
 /// # Errors
 ///
 /// Returns the first rule the pattern breaks.
+///
+/// ```
+/// use acgs_cache_grammar::check_pattern;
+/// assert!(check_pattern("governance.*").is_ok());
+/// assert!(check_pattern("*").is_err());
+/// ```
 pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
     let name = match pattern.strip_suffix(".*") {
         Some(prefix) => prefix,
@@ -129,6 +158,12 @@ pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
 ///
 /// [`NameError::NoLiteralHead`] when a placeholder could end up in the first
 /// segment; otherwise the rule that segment breaks.
+///
+/// ```
+/// use acgs_cache_grammar::check_tag_head;
+/// assert!(check_tag_head("tenant.", false).is_ok());   // "tenant.{tenant}"
+/// assert!(check_tag_head("tenant", false).is_err());   // "tenant{id}": no dot before the placeholder
+/// ```
 pub fn check_tag_head(literal: &str, whole: bool) -> Result<(), NameError> {
     if whole {
         return check_event_name(literal);
@@ -141,6 +176,13 @@ pub fn check_tag_head(literal: &str, whole: bool) -> Result<(), NameError> {
 
 /// Whether `event` matches `pattern` (the pattern assumed valid; the event is
 /// compared as text, so `governance.*` matches `governance.any text`).
+///
+/// ```
+/// use acgs_cache_grammar::pattern_matches;
+/// assert!(pattern_matches("governance.*", "governance.rules.updated"));
+/// assert!(!pattern_matches("governance.*", "governance"));
+/// assert!(pattern_matches("tenant.eu", "tenant.eu"));
+/// ```
 #[must_use]
 pub fn pattern_matches(pattern: &str, event: &str) -> bool {
     match pattern.strip_suffix(".*") {
