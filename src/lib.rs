@@ -140,6 +140,11 @@ pub use acgs_cache_macros::cached_companions;
 pub use acgs_cache_macros::invalidates;
 
 /// The process-default cache (see [`Cache::global`]).
+///
+/// ```
+/// let cache = acgs_cache::global(); // built from the environment on first use
+/// println!("{}", cache.service());
+/// ```
 pub fn global() -> &'static Cache {
     Cache::global()
 }

@@ -74,6 +74,16 @@ pub use toolkit::{rate_limit, session, token};
 /// scoped one inside [`Cache::scope`], else the process default); see
 /// [`Cache::invalidate`].
 ///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), acgs_cache_core::Error> {
+/// // Every `#[cached]` function with a matching `invalidate_on` pattern, and
+/// // every entry tagged `governance.rules.updated`, on every instance.
+/// let position = acgs_cache_core::invalidate("governance.rules.updated").await?;
+/// assert!(acgs_cache_core::invalidate("no spaces.x").await.is_err());
+/// # let _ = position; Ok(()) }
+/// ```
+///
 /// # Errors
 ///
 /// As [`Cache::invalidate`].
