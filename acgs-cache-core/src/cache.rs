@@ -39,6 +39,11 @@ impl fmt::Debug for Cache {
 
 impl Cache {
     /// A builder with the embedded defaults (L1 only, 64 MiB).
+    ///
+    /// ```
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build().unwrap();
+    /// assert_eq!(cache.service(), "auth");
+    /// ```
     pub fn builder() -> CacheBuilder {
         CacheBuilder::default()
     }
@@ -88,12 +93,26 @@ impl Cache {
     }
 
     /// Whether this cache has a shared tier.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build()?;
+    /// assert!(!cache.has_l2()); // no Redis configured
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn has_l2(&self) -> bool {
         self.inner.config().has_l2()
     }
 
     /// The key prefix.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build()?;
+    /// assert_eq!(cache.prefix(), "acgs");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn prefix(&self) -> &str {
         &self.inner.config().prefix
@@ -102,12 +121,26 @@ impl Cache {
     /// This instance's name in the fleet: process id, cache number and a
     /// random part, as [`FleetMember::instance`](crate::FleetMember) and
     /// [`FleetAck`](crate::FleetAck) name it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build()?;
+    /// assert!(!cache.instance_id().is_empty());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn instance_id(&self) -> &str {
         self.inner.instance()
     }
 
     /// The service name that scopes keys.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build()?;
+    /// assert_eq!(cache.service(), "auth");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn service(&self) -> &str {
         &self.inner.config().service
@@ -131,12 +164,29 @@ impl Cache {
     }
 
     /// A snapshot of every function's counters and of L1's size.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = acgs_cache_core::Cache::builder().build().unwrap();
+    /// let stats = cache.stats().await;
+    /// assert!(stats.functions.is_empty()); // nothing called yet
+    /// println!("{stats}");
+    /// # }
+    /// ```
     pub async fn stats(&self) -> StatsSnapshot {
         self.inner.stats()
     }
 
     /// The last position of the invalidation log this instance has heard:
     /// what a computation starting now records in its entry.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().service("auth").build()?;
+    /// println!("{:?}", cache.log_position()); // what a computation starting now records
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn log_position(&self) -> crate::log_position::LogPosition {
         crate::coherence::state::unpack(self.inner.coherence().head())
@@ -164,6 +214,15 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::Unavailable`] without L2; otherwise the Redis, pool or timeout error.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) {
+    /// match cache.ping_l2().await {
+    ///     Ok(rtt) => println!("redis answered in {rtt:?}"),
+    ///     Err(e) => println!("redis: {e}"),
+    /// }
+    /// # }
+    /// ```
     pub async fn ping_l2(&self) -> Result<Duration, Error> {
         #[cfg(feature = "redis")]
         if let Some(l2) = self.inner.l2() {
@@ -363,6 +422,16 @@ impl Default for CacheBuilder {
 
 impl CacheBuilder {
     /// The first segment of every key (default `acgs`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .prefix("governance")
+    ///     .build()?;
+    /// assert_eq!(cache.prefix(), "governance");
+    /// # Ok(()) }
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -370,12 +439,32 @@ impl CacheBuilder {
 
     /// The service name, the second key segment: instances of one service
     /// share entries, different services do not.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .service("auth")
+    ///     .build()?;
+    /// assert_eq!(cache.service(), "auth");
+    /// # Ok(()) }
+    /// ```
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
         self
     }
 
     /// L1's budget in bytes (entries are weighed by their encoded size).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .l1_max_bytes(256 * 1024 * 1024)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.l1_max_bytes = bytes;
         self
@@ -383,6 +472,16 @@ impl CacheBuilder {
 
     /// Turns L1 off (every call goes to L2): for benchmarks and for functions
     /// whose values must never be served from a local copy.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .disable_l1()
+    ///     .build()?;
+    /// # let _ = cache; // every call goes to L2 (or computes)
+    /// # Ok(()) }
+    /// ```
     pub fn disable_l1(mut self) -> Self {
         self.l1_enabled = false;
         self
@@ -393,6 +492,16 @@ impl CacheBuilder {
     /// `redis+sentinel://s1:26379,s2:26379/master-name`,
     /// `redis+cluster://node1:6379,node2:6379`. The URL is checked by
     /// [`build`](Self::build).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .redis_url("redis://127.0.0.1:6379")
+    ///     .build()?;
+    /// assert!(cache.has_l2()); // connects in the background
+    /// # Ok(()) }
+    /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis = Some(RedisSource::Url(url.into()));
         self
@@ -411,6 +520,16 @@ impl CacheBuilder {
     /// assert!(cache.has_l2());
     /// # Ok::<(), acgs_cache_core::Error>(())
     /// ```
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .redis(acgs_cache_core::RedisConfig::standalone("redis://127.0.0.1:6379"))
+    ///     .build()?;
+    /// assert!(cache.has_l2());
+    /// # Ok(()) }
+    /// ```
     pub fn redis(mut self, config: RedisConfig) -> Self {
         self.redis = Some(RedisSource::Config(config));
         self
@@ -418,18 +537,48 @@ impl CacheBuilder {
 
     /// How long a cached call waits for one L2 operation before it goes on
     /// without it (default 50 ms).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .l2_soft_timeout(Duration::from_millis(20))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn l2_soft_timeout(mut self, timeout: Duration) -> Self {
         self.l2_soft_timeout = timeout;
         self
     }
 
     /// Bound on establishing a Redis connection (default 500 ms).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Pause between reconnect attempts while Redis is unreachable (default 1 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .reconnect_backoff(Duration::from_millis(500))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
         self.reconnect_backoff = backoff;
         self
@@ -438,6 +587,16 @@ impl CacheBuilder {
     /// Consecutive L2 failures (timeouts, refused or dropped connections)
     /// after which the circuit opens: calls then skip L2 at no cost until a
     /// background probe finds Redis answering (default 5).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .breaker_threshold(10)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn breaker_threshold(mut self, failures: u32) -> Self {
         self.breaker_threshold = failures;
         self
@@ -445,6 +604,16 @@ impl CacheBuilder {
 
     /// Pause between the open circuit's probes (default 250 ms): bounds how
     /// long after Redis returns the cache uses it again.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .probe_interval(Duration::from_millis(100))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
         self
@@ -453,6 +622,16 @@ impl CacheBuilder {
     /// Lease of the lock `lock = true` functions take on a miss (default
     /// 10 s, renewed while the computation runs). Other instances wait at most
     /// this long for the holder's value before computing themselves.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .lock_lease(Duration::from_secs(30))
+    ///     .build()?;
+    /// # let _ = cache; // `lock = true` misses hold the fleet lock this long at most
+    /// # Ok(()) }
+    /// ```
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lock_lease = lease;
         self
@@ -461,6 +640,16 @@ impl CacheBuilder {
     /// Maximum connections in the Redis pool (default 4). Calls take their
     /// connections from it (see [`l2_lanes`](Self::l2_lanes)); the log
     /// tailer, bulk writes and large values use connections of their own.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .pool_size(16)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self
@@ -473,6 +662,16 @@ impl CacheBuilder {
     /// more of them spread the requests of many concurrent callers over
     /// more tasks and sockets. The pool's figures
     /// ([`PoolStats`](crate::measure::stats::PoolStats)) count them.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .l2_lanes(2)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn l2_lanes(mut self, lanes: usize) -> Self {
         self.l2_lanes = lanes;
         self
@@ -482,6 +681,16 @@ impl CacheBuilder {
     /// view ([`Cache::fleet_stats`](crate::engine::instance::Cache::fleet_stats), the operator
     /// tools): default every 5 s, into a key that expires after three
     /// intervals; `Duration::ZERO` turns it off.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .fleet_interval(Duration::ZERO)
+    ///     .build()?;
+    /// # let _ = cache; // this instance never publishes its stats
+    /// # Ok(()) }
+    /// ```
     pub fn fleet_interval(mut self, interval: Duration) -> Self {
         self.fleet_interval = interval;
         self
@@ -493,6 +702,16 @@ impl CacheBuilder {
     /// `HSET` each, into `{prefix}:{invalidation}:heard`). `Duration::ZERO`
     /// turns it off: a wait for the fleet then always lasts the instances'
     /// lease.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .fleet_acknowledgements(Duration::from_millis(100))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn fleet_acknowledgements(mut self, interval: Duration) -> Self {
         self.acknowledgements = interval;
         self
@@ -506,6 +725,16 @@ impl CacheBuilder {
     /// Coherence is unaffected (a late write of an invalidated value carries
     /// its old log position and is rejected), and `lock = true` misses
     /// always wait for the write, since the lock's waiters read it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .background_l2_writes(true)
+    ///     .build()?;
+    /// # let _ = cache; // a miss returns before Redis acknowledges its write
+    /// # Ok(()) }
+    /// ```
     pub fn background_l2_writes(mut self, background: bool) -> Self {
         self.background_l2_writes = background;
         self
@@ -530,18 +759,48 @@ impl CacheBuilder {
     /// let silent = acgs_cache_core::Cache::builder().metrics_interval(None).build()?;
     /// # drop((every_ten_seconds, silent)); Ok(()) }
     /// ```
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .metrics_interval(None)
+    ///     .build()?;
+    /// # let _ = cache; // no export to the `metrics` facade
+    /// # Ok(()) }
+    /// ```
     pub fn metrics_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.metrics_interval = interval.into().filter(|i| !i.is_zero());
         self
     }
 
     /// Payloads above this many bytes are lz4-compressed (default 4096).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .compress_above(16 * 1024)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn compress_above(mut self, bytes: usize) -> Self {
         self.compress_above = bytes;
         self
     }
 
     /// Values whose envelope exceeds this are not cached (default 8 MiB).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .max_value_bytes(1024 * 1024)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
         self
@@ -551,6 +810,16 @@ impl CacheBuilder {
     /// instances (default 25 h: the longest built-in TTL, 24 h, plus an hour).
     /// Must cover the longest TTL + stale window of every function sharing
     /// the prefix, and the longest computation.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .invalidation_retention(Duration::from_secs(48 * 3600))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn invalidation_retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -560,6 +829,16 @@ impl CacheBuilder {
     /// revocations) are remembered, and how long their tombstones hold an
     /// entry's L2 key against late writes (default 2 min). Computations that
     /// take longer than this are not stored. Keep it equal across a fleet.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .invalidation_window(Duration::from_secs(120))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn invalidation_window(mut self, window: Duration) -> Self {
         self.invalidation_window = window;
         self
@@ -568,6 +847,16 @@ impl CacheBuilder {
     /// The most records the Redis invalidation log keeps (default 100,000,
     /// trimmed approximately). An instance that falls further behind loads
     /// the log's state instead of reading records back.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .invalidation_log_capacity(200_000)
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn invalidation_log_capacity(mut self, records: usize) -> Self {
         self.log_capacity = records;
         self
@@ -587,6 +876,16 @@ impl CacheBuilder {
     /// code under the cache, as cashews' `cache.disabling()`; sessions,
     /// tokens, rate limits and locks, which store data rather than cache it,
     /// work as before. [`Cache::disabled`] is the short form.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .disable_caching()
+    ///     .build()?;
+    /// # let _ = cache; // every call runs its body
+    /// # Ok(()) }
+    /// ```
     pub fn disable_caching(mut self) -> Self {
         self.caching = false;
         self
@@ -611,6 +910,16 @@ impl CacheBuilder {
     ///     .build()?;
     /// # drop(cache);
     /// # Ok::<(), acgs_cache_core::Error>(())
+    /// ```
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .max_staleness(acgs_cache_core::MaxStaleness::Lease(Duration::from_millis(250)))
+    ///     .build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
     /// ```
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
         self.max_staleness = max;
@@ -655,6 +964,16 @@ impl CacheBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable when a value does not parse.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder()
+    ///     .apply_env()?
+    ///     .build()?;
+    /// # let _ = cache; // ACGS_CACHE_* variables override what the code set
+    /// # Ok(()) }
+    /// ```
     pub fn apply_env(self) -> Result<Self, Error> {
         self.apply_vars(std::env::vars())
     }

@@ -57,6 +57,14 @@ pub(crate) enum Kind {
 
 impl RedisConfig {
     /// One Redis server at `url` (`redis://…`, `rediss://…`, `unix://…`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::standalone("redis://10.0.0.5:6379/2");
+    /// assert_eq!(config.topology(), "standalone");
+    /// # Ok(()) }
+    /// ```
     pub fn standalone(url: impl Into<String>) -> Self {
         let url = url.into();
         RedisConfig {
@@ -74,6 +82,14 @@ impl RedisConfig {
     /// The master named `master_name`, found through the Sentinels at
     /// `sentinels` (`host:port` each). After a failover the next connection
     /// asks them again, so the cache follows the promoted replica.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::sentinel("governance", ["10.0.0.1:26379", "10.0.0.2:26379"]);
+    /// assert_eq!(config.topology(), "sentinel");
+    /// # Ok(()) }
+    /// ```
     pub fn sentinel(
         master_name: impl Into<String>,
         sentinels: impl IntoIterator<Item = impl Into<String>>,
@@ -90,6 +106,14 @@ impl RedisConfig {
     /// A Redis Cluster reached through any of `seed_nodes` (`host:port`
     /// each); the rest of the cluster is discovered from them, and `MOVED` /
     /// `ASK` redirections are followed.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::cluster(["10.0.1.1:6379", "10.0.1.2:6379", "10.0.1.3:6379"]);
+    /// assert_eq!(config.topology(), "cluster");
+    /// # Ok(()) }
+    /// ```
     pub fn cluster(seed_nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         RedisConfig {
             kind: Kind::Cluster,
@@ -105,6 +129,14 @@ impl RedisConfig {
     /// [`Error::Config`] for an unknown scheme, a Sentinel URL without a
     /// master name, no host, or a database that is not a number. The message
     /// never contains the credentials.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::parse("redis+sentinel://s1:26379,s2:26379/governance")?;
+    /// assert_eq!(config.topology(), "sentinel");
+    /// # Ok(()) }
+    /// ```
     pub fn parse(url: &str) -> Result<Self, Error> {
         let invalid = |why: &str| {
             Error::Config(format!(
@@ -167,6 +199,15 @@ impl RedisConfig {
 
     /// Authenticates as ACL user `username` with `password` (replacing any
     /// credentials of the URL).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::standalone("redis://10.0.0.5:6379").credentials("policy-svc", "from-the-secret-store");
+    /// let cache = Cache::builder().redis(config).build()?; // the password is never logged
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.username = Some(username.into());
@@ -175,6 +216,14 @@ impl RedisConfig {
     }
 
     /// Authenticates with only a password (`requirepass`, the `default` user).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::standalone("redis://10.0.0.5:6379").password("from-the-secret-store");
+    /// # let _ = config;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.username = None;
@@ -184,6 +233,14 @@ impl RedisConfig {
 
     /// Uses TLS to every node (what the `rediss` schemes say; a standalone
     /// URL's scheme follows).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::standalone("redis://10.0.0.5:6380").tls(true);
+    /// # let _ = config; // needs the `tls` feature to connect
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
@@ -203,6 +260,14 @@ impl RedisConfig {
     /// Trusts the PEM certificate(s) in `pem` for TLS instead of the system's
     /// roots (a private CA). Applies to a standalone server; Sentinel and
     /// Cluster connections use the system's roots.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::standalone("rediss://10.0.0.5:6380").root_certificate(b"-----BEGIN CERTIFICATE-----...".to_vec());
+    /// # let _ = config;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificate = Some(pem.into());
@@ -210,6 +275,14 @@ impl RedisConfig {
     }
 
     /// The topology's name: `standalone`, `sentinel` or `cluster`.
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, RedisConfig};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let config = RedisConfig::parse("redis+cluster://n1:6379,n2:6379")?;
+    /// assert_eq!(config.topology(), "cluster");
+    /// # Ok(()) }
+    /// ```
     pub fn topology(&self) -> &'static str {
         match self.kind {
             Kind::Standalone => "standalone",
