@@ -41,6 +41,14 @@ pub struct AlreadyInstalled {
 
 impl AlreadyInstalled {
     /// The cache that was not installed.
+    ///
+    /// ```
+    /// use acgs_cache_core::Cache;
+    /// Cache::builder().build().unwrap().install_default().unwrap();
+    /// let refused = Cache::builder().service("second").build().unwrap().install_default().unwrap_err();
+    /// let cache = refused.into_cache(); // not lost: use it with `scope` or `set_runtime_default`
+    /// assert_eq!(cache.service(), "second");
+    /// ```
     #[must_use]
     pub fn into_cache(self) -> Cache {
         self.cache
@@ -48,6 +56,13 @@ impl AlreadyInstalled {
 
     /// Whether the default in place was built by a cached call made before
     /// the install (from the environment), rather than installed.
+    ///
+    /// ```
+    /// use acgs_cache_core::Cache;
+    /// let _ = Cache::global(); // a first use builds the default from the environment
+    /// let refused = Cache::builder().build().unwrap().install_default().unwrap_err();
+    /// assert!(refused.by_first_use()); // install at startup, before any cached call
+    /// ```
     #[must_use]
     pub fn by_first_use(&self) -> bool {
         self.by_first_use
@@ -203,6 +218,16 @@ impl Cache {
     /// The cache a `#[cached]` function without `cache = PATH` uses when
     /// called here: the scope's, else the runtime's default, else the process
     /// default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let tenant = acgs_cache_core::Cache::builder().service("tenant-a").build()?;
+    /// // Inside a scope, the scoped cache; elsewhere the runtime's or the process default.
+    /// let seen = tenant.scope(async { acgs_cache_core::Cache::current().service().to_owned() }).await;
+    /// assert_eq!(seen, "tenant-a");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn current() -> Cache {
         Cache::clone(&Cache::resolve(None))

@@ -37,6 +37,13 @@ impl LogPosition {
     pub const ORIGIN: LogPosition = LogPosition { ms: 0, seq: 0 };
 
     /// Parses a Redis stream id (`1700000000000-3`).
+    ///
+    /// ```
+    /// use acgs_cache_core::LogPosition;
+    /// let position = LogPosition::parse("1764500000000-3").unwrap(); // a Redis stream id
+    /// assert_eq!((position.ms, position.seq), (1_764_500_000_000, 3));
+    /// assert_eq!(LogPosition::parse("not-an-id"), None);
+    /// ```
     #[must_use]
     pub fn parse(id: &str) -> Option<LogPosition> {
         let (ms, seq) = id.split_once('-')?;

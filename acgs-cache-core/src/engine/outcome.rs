@@ -42,6 +42,12 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the value came from a tier (L1 or L2) rather than a
     /// computation.
+    ///
+    /// ```
+    /// use acgs_cache_core::Outcome;
+    /// assert!(Outcome::L1Hit.is_hit() && Outcome::L2Hit.is_hit());
+    /// assert!(!Outcome::Computed.is_hit());
+    /// ```
     #[must_use]
     pub fn is_hit(self) -> bool {
         matches!(self, Outcome::L1Hit | Outcome::L2Hit)

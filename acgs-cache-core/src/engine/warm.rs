@@ -196,6 +196,15 @@ pub struct WarmReport {
 
 impl WarmReport {
     /// Written entries per second.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.load(Vec::new()).await?;
+    /// println!("{:.0} entries/s", report.per_second());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -311,6 +320,15 @@ impl Cache {
 
 impl<'a> Warmer<'a> {
     /// Entries per pipeline (default 512).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.batch_size(2_000).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn batch_size(mut self, entries: usize) -> Self {
         self.batch_size = entries.max(1);
@@ -318,6 +336,15 @@ impl<'a> Warmer<'a> {
     }
 
     /// Pipelines in flight at once (default 4).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.pipelines_in_flight(8).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn pipelines_in_flight(mut self, pipelines: usize) -> Self {
         self.pipelines = pipelines.max(1);
@@ -325,6 +352,15 @@ impl<'a> Warmer<'a> {
     }
 
     /// Computations in flight at once in [`Warmer::compute`] (default 16).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.concurrency(64).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn concurrency(mut self, computations: usize) -> Self {
         self.concurrency = computations.max(1);
@@ -333,6 +369,15 @@ impl<'a> Warmer<'a> {
 
     /// Whether entries also go to this instance's L1 (default: only when
     /// there is no L2).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.fill_l1(true).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn fill_l1(mut self, fill: bool) -> Self {
         self.fill_l1 = fill;
@@ -341,6 +386,15 @@ impl<'a> Warmer<'a> {
 
     /// How long one pipeline may take before its entries count as failed
     /// (default 10 s; the cache's soft timeout is meant for single hits).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.pipeline_timeout(std::time::Duration::from_secs(30)).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn pipeline_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -349,6 +403,15 @@ impl<'a> Warmer<'a> {
 
     /// The values were read from their source after `position` (an earlier
     /// [`Cache::log_position`]), not after the warmer was created.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.computed_since(cache.log_position()).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn computed_since(mut self, position: LogPosition) -> Self {
         self.position = position.packed();
@@ -356,6 +419,15 @@ impl<'a> Warmer<'a> {
     }
 
     /// Called with the figures so far after every batch.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.on_progress(|p| eprintln!("{p}")).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn on_progress(mut self, progress: impl Fn(&WarmReport) + Send + Sync + 'a) -> Self {
         self.progress = Some(Box::new(progress));
@@ -369,6 +441,15 @@ impl<'a> Warmer<'a> {
     /// [`Error::Unavailable`] when L2 is configured but no connection can be
     /// made (nothing is written then). Entries that fail later are counted in
     /// the report, not returned as errors.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let report = cache.warmer().await.batch_size(512).load(Vec::new()).await?;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
     pub async fn load(
         &self,
         entries: impl IntoIterator<Item = WarmEntry>,

@@ -323,6 +323,11 @@ fn open_fixed(bytes: &[u8]) -> Option<Opened<'_>> {
 ///
 /// The [`Reject`] reason when the bytes are not an envelope of a format
 /// this build reads.
+///
+/// ```
+/// use acgs_cache_core::{decode_header, Reject};
+/// assert_eq!(decode_header(b"").unwrap_err(), Reject::Corrupt);
+/// ```
 pub fn decode_header(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8]), Reject> {
     let opened = open(bytes)?;
     let payload = opened.payload;

@@ -36,6 +36,12 @@ impl KeyDigest {
     /// # Errors
     ///
     /// [`CodecError::Encode`] when an argument's `Serialize` implementation fails.
+    ///
+    /// ```
+    /// use acgs_cache_core::KeyDigest;
+    /// let digest = KeyDigest::of(&(7u64, "alice")).unwrap();
+    /// assert_eq!(digest, KeyDigest::of(&(7u64, "alice")).unwrap());
+    /// ```
     pub fn of<T: Serialize + ?Sized>(args: &T) -> Result<Self, CodecError> {
         let mut stack = [0u8; STACK_KEY_BYTES];
         match postcard::to_slice(args, &mut stack) {
@@ -48,6 +54,12 @@ impl KeyDigest {
     }
 
     /// 64 well-mixed bits of the digest, for jitter and sharding.
+    ///
+    /// ```
+    /// use acgs_cache_core::KeyDigest;
+    /// let digest = KeyDigest::of(&7u64).unwrap();
+    /// assert_eq!(digest.low64(), digest.0 as u64); // what the envelope binds
+    /// ```
     #[must_use]
     #[allow(
         clippy::cast_possible_truncation,
@@ -181,6 +193,13 @@ impl KeyBuilder {
 /// Changing the return type, the key arguments or the version moves the
 /// function to a fresh key space, so old entries are never decoded as the new
 /// type.
+///
+/// ```
+/// use acgs_cache_core::fingerprint;
+/// // Computed at compile time by `#[cached]` from where and how a function is written.
+/// const A: u64 = fingerprint("app::rules", "count(u32)->u64", 0);
+/// assert_ne!(A, fingerprint("app::rules", "count(u32)->u64", 1)); // `version` bumped
+/// ```
 #[must_use]
 pub const fn fingerprint(module_path: &str, signature: &str, version: u32) -> u64 {
     let module = const_xxh3::xxh3_64(module_path.as_bytes());

@@ -296,6 +296,14 @@ pub struct PolicyOverride {
 /// # Errors
 ///
 /// [`Error::Config`] when the text is not a duration or is zero.
+///
+/// ```
+/// use std::time::Duration;
+/// use acgs_cache_core::parse_duration;
+/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+/// assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert!(parse_duration("0s").is_err());
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err(Error::Config(format!(
@@ -367,6 +375,14 @@ impl MaxStaleness {
     ///
     /// [`Error::Config`] for anything else, or a lease under
     /// [`MIN_MAX_STALENESS`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::MaxStaleness;
+    /// assert_eq!(MaxStaleness::parse("250ms").unwrap(), MaxStaleness::Lease(Duration::from_millis(250)));
+    /// assert_eq!(MaxStaleness::parse("l1_ttl").unwrap(), MaxStaleness::L1Ttl);
+    /// assert!(MaxStaleness::parse("soon").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Self, Error> {
         if text.trim() == "l1_ttl" {
             return Ok(MaxStaleness::L1Ttl);

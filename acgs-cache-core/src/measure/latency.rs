@@ -187,6 +187,12 @@ impl LatencyHistogram {
     /// assert_eq!(bounds[0], 256e-9);
     /// assert!(bounds.windows(2).all(|w| w[1] == 2.0 * w[0]));
     /// ```
+    ///
+    /// ```
+    /// // The `le` labels of the Prometheus buckets.
+    /// let bounds = acgs_cache_core::LatencyHistogram::bounds_seconds();
+    /// assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+    /// ```
     #[must_use]
     pub fn bounds_seconds() -> Vec<f64> {
         Self::bounds_ns().map(|ns| ns as f64 / 1e9).collect()
@@ -204,6 +210,11 @@ impl LatencyHistogram {
     /// stats.invalidations.propagation_histogram.quantile(0.99)
     /// # }
     /// ```
+    ///
+    /// ```
+    /// let empty = acgs_cache_core::LatencyHistogram::default();
+    /// assert_eq!(empty.quantile(0.99), None);
+    /// ```
     #[must_use]
     pub fn quantile(&self, quantile: f64) -> Option<Duration> {
         if self.count == 0 {
@@ -220,6 +231,19 @@ impl LatencyHistogram {
     }
 
     /// Adds `other`'s counts to these (instances of a fleet add up).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// // Summing histograms (of instances, of functions) keeps them exact.
+    /// let mut sum = acgs_cache_core::LatencyHistogram::default();
+    /// for row in cache.stats().await.functions {
+    ///     sum.add(&row.latency_histogram);
+    /// }
+    /// assert_eq!(sum.quantile(0.5), None); // nothing recorded
+    /// # Ok(()) }
+    /// ```
     pub fn add(&mut self, other: &LatencyHistogram) {
         if self.buckets.is_empty() {
             self.buckets.clone_from(&other.buckets);

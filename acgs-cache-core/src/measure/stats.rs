@@ -236,6 +236,20 @@ pub struct FunctionStats {
 
 impl FunctionStats {
     /// Fraction of calls answered by either tier (0 when there were none).
+    ///
+    /// ```
+    /// use acgs_cache_core::{Cache, CacheMap};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// for _ in 0..4 {
+    ///     rules.get_or_compute(&1, async { "deny".to_owned() }).await;
+    /// }
+    /// let row = cache.stats().await.function("map-rules").cloned().expect("called");
+    /// assert_eq!(row.hit_ratio(), 0.75);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn hit_ratio(&self) -> f64 {
         if self.calls == 0 {
@@ -384,12 +398,29 @@ pub struct InvalidationStats {
 
 impl StatsSnapshot {
     /// The figures of the function named `name`, if it has been called.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// assert!(cache.stats().await.function("evaluate_policy").is_none()); // not called yet
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn function(&self, name: &str) -> Option<&FunctionStats> {
         self.functions.iter().find(|f| f.function == name)
     }
 
     /// Sums over all functions (`function` and `policy` are `"*"`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = acgs_cache_core::Cache::builder().build()?;
+    /// let all = cache.stats().await.totals(); // every function's counters summed
+    /// assert_eq!(all.calls, 0);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn totals(&self) -> FunctionStats {
         let mut total = FunctionStats::empty(Cow::Borrowed("*"), Cow::Borrowed("*"));
