@@ -864,6 +864,15 @@ impl CacheBuilder {
 
     /// Whether invalidations wait for replicas to acknowledge them (see
     /// [`ConfirmInvalidations`]; default `Auto`: when the server has replicas).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, ConfirmInvalidations, PolicyOverride};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().confirm_invalidations(ConfirmInvalidations::Off).build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn confirm_invalidations(mut self, confirm: ConfirmInvalidations) -> Self {
@@ -929,6 +938,16 @@ impl CacheBuilder {
     /// Turns the invalidation check off: every entry is served, whatever was
     /// invalidated. Never for a service — only for the coherence report,
     /// whose `--unchecked` run shows what the check prevents.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, ConfirmInvalidations, PolicyOverride};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// // Only to show a report what the lease prevents.
+    /// let cache = Cache::builder().unprotected_for_coherence_reports().build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     #[doc(hidden)]
     pub fn unprotected_for_coherence_reports(mut self) -> Self {
         self.unprotected = true;
@@ -936,6 +955,15 @@ impl CacheBuilder {
     }
 
     /// Overrides the durations of the policy named `policy` at run time.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, ConfirmInvalidations, PolicyOverride};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().policy_override("policy_decision", PolicyOverride { ttl: Some(Duration::from_secs(60)), ..Default::default() }).build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn policy_override(mut self, policy: impl Into<String>, with: PolicyOverride) -> Self {
         let entry = self.overrides.entry(policy.into()).or_default();
         entry.ttl = with.ttl.or(entry.ttl);
@@ -1073,6 +1101,15 @@ impl CacheBuilder {
     ///
     /// [`Error::Config`] for an empty prefix or service, a zero budget, or an
     /// unusable Redis URL; without the `redis` feature, any Redis URL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, ConfirmInvalidations, PolicyOverride};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().service("auth").build()?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
     pub fn build(self) -> Result<Cache, Error> {
         let service = match self.service {
             Some(s) => s,

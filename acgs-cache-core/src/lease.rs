@@ -42,6 +42,16 @@ impl fmt::Debug for LockLease {
 
 impl LockLease {
     /// The name the lease is on.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -49,6 +59,16 @@ impl LockLease {
 
     /// This acquisition's fencing token: larger than every earlier one of
     /// the name.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn fencing_token(&self) -> u64 {
         self.fencing_token
@@ -61,6 +81,16 @@ impl LockLease {
     ///
     /// The Redis error if the release could not be sent (the lease then
     /// frees the name when it runs out).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     pub async fn release(self) -> Result<(), Error> {
         self.guard.release().await
     }

@@ -122,6 +122,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// `{prefix}:{service}:map-{name}:{identity}:{digest of the key}`, shared
     /// by the instances of one service; maps of one name holding different
     /// key or value types never share entries.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// assert_eq!(rules.name(), "map-rules");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(name: impl Into<String>) -> CacheMapBuilder<K, V> {
         CacheMapBuilder {
             name: name.into(),
@@ -138,6 +149,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
 impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
     /// The TTL policy (default: 5 minutes, no stale window). Run-time
     /// overrides of the cache apply to it by its name.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").ttl(policies::GOVERNANCE_RULES).build(&cache)?;
+    /// assert_eq!(rules.default_ttl(), Duration::from_secs(3600));
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, policy: TtlPolicy) -> Self {
         self.policy = policy;
         self
@@ -145,12 +167,34 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
 
     /// Bump when `V`'s layout changes: entries of another version are
     /// never decoded.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").version(3).build(&cache)?;
+    /// # let _ = rules;
+    /// # Ok(()) }
+    /// ```
     pub fn version(mut self, version: u32) -> Self {
         self.version = version;
         self
     }
 
     /// Postcard (default) or JSON.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").codec(Codec::Json).build(&cache)?;
+    /// # let _ = rules;
+    /// # Ok(()) }
+    /// ```
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
         self
@@ -159,6 +203,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
     /// How stale an entry may be served after its invalidation (as
     /// `#[cached]`'s `max_staleness`; default: the policy's, else the
     /// cache's).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").max_staleness(MaxStaleness::Lease(Duration::from_millis(500))).build(&cache)?;
+    /// # let _ = rules;
+    /// # Ok(()) }
+    /// ```
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
         self.max_staleness = Some(max);
         self
@@ -166,6 +221,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
 
     /// One instance of the fleet computes a missing key (as `#[cached]`'s
     /// `lock = true`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").lock(true).build(&cache)?;
+    /// # let _ = rules;
+    /// # Ok(()) }
+    /// ```
     pub fn lock(mut self, lock: bool) -> Self {
         self.lock = lock;
         self
@@ -176,6 +242,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMapBuilder<K, V> {
     /// # Errors
     ///
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// # let _ = rules;
+    /// # Ok(()) }
+    /// ```
     pub fn build(self, cache: &Cache) -> Result<CacheMap<K, V>, Error> {
         store::check_store_name("map", &self.name)?;
         let name = format!("map-{}", self.name);
@@ -269,6 +346,18 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// concurrent callers, the fleet lock if set, a stale value if the
     /// computation panics within the policy's stale window, the invalidation
     /// check on every value, a shared one included).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// let rule = rules.get_or_compute(&7, async { "deny".to_owned() }).await;
+    /// assert_eq!(rules.get(&7).await, Some(rule)); // computed once, then a hit
+    /// # Ok(()) }
+    /// ```
     pub async fn get_or_compute(&self, key: &K, compute: impl Future<Output = V>) -> V {
         self.call(crate::__acgs_shape!(V), KeyDigest::of(key), async {
             (Vec::new(), compute.await)
@@ -354,6 +443,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
 
     /// The TTL an entry gets when none is chosen: the policy's, with the
     /// cache's run-time override (`ACGS_CACHE_TTL_<POLICY>`) applied.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// assert_eq!(rules.default_ttl(), Duration::from_secs(300)); // the default policy: 5 min
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn default_ttl(&self) -> Duration {
         store::ttl(&self.cache, self.site)
@@ -549,6 +649,17 @@ impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     }
 
     /// The map's name in stats, metrics and keys (`map-{name}`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{policies, Cache, CacheMap, Codec, MaxStaleness};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let rules: CacheMap<u64, String> = CacheMap::builder("rules").build(&cache)?;
+    /// assert_eq!(rules.name(), "map-rules");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         self.site.fn_name

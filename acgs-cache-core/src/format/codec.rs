@@ -30,6 +30,11 @@ pub enum Codec {
 
 impl Codec {
     /// The codec's id in the envelope header.
+    ///
+    /// ```
+    /// use acgs_cache_core::Codec;
+    /// assert_eq!(Codec::from_id(Codec::Json.id()), Some(Codec::Json));
+    /// ```
     #[must_use]
     pub const fn id(self) -> u8 {
         match self {
@@ -39,6 +44,12 @@ impl Codec {
     }
 
     /// The codec with envelope id `id`, if known.
+    ///
+    /// ```
+    /// use acgs_cache_core::Codec;
+    /// assert_eq!(Codec::from_id(Codec::Postcard.id()), Some(Codec::Postcard));
+    /// assert_eq!(Codec::from_id(255), None); // a codec this build does not know: a counted miss
+    /// ```
     #[must_use]
     pub const fn from_id(id: u8) -> Option<Self> {
         match id {

@@ -120,6 +120,10 @@ pub enum Reject {
 
 impl Reject {
     /// A short, stable name for metrics and logs.
+    ///
+    /// ```
+    /// assert_eq!(acgs_cache_core::Reject::WrongKey.as_str(), "wrong_key"); // the `rejected` label
+    /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -45,6 +45,13 @@ pub struct TtlPolicy {
 impl TtlPolicy {
     /// A policy whose entries live `ttl` in L2. The L1 lifetime defaults to
     /// `min(ttl, 60 s)`; no jitter, no stale window, no refresh-ahead.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!((RISK.name(), RISK.ttl()), ("risk_scores", Duration::from_secs(120)));
+    /// ```
     #[must_use]
     pub const fn new(name: &'static str, ttl: Duration) -> Self {
         TtlPolicy {
@@ -61,6 +68,13 @@ impl TtlPolicy {
     }
 
     /// Sets the L1 lifetime. It is clamped to the L2 lifetime when used.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_l1_ttl(Duration::from_secs(10));
+    /// assert_eq!(RISK.l1_ttl(), Duration::from_secs(10));
+    /// ```
     #[must_use]
     pub const fn with_l1_ttl(mut self, l1_ttl: Duration) -> Self {
         self.l1_ttl = Some(l1_ttl);
@@ -68,6 +82,13 @@ impl TtlPolicy {
     }
 
     /// Spreads L2 expiry by up to `percent` of the TTL either way (capped at 50).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_jitter_percent(10);
+    /// assert_eq!(RISK.jitter_percent(), 10);
+    /// ```
     #[must_use]
     pub const fn with_jitter_percent(mut self, percent: u8) -> Self {
         self.jitter_percent = if percent > 50 { 50 } else { percent };
@@ -75,6 +96,13 @@ impl TtlPolicy {
     }
 
     /// How long past its TTL a value may still answer when the function fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_stale_if_error(Duration::from_secs(600));
+    /// assert_eq!(RISK.stale_if_error(), Duration::from_secs(600));
+    /// ```
     #[must_use]
     pub const fn with_stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = window;
@@ -83,6 +111,13 @@ impl TtlPolicy {
 
     /// With a stale value available, a computation running longer than
     /// `timeout` is dropped and the stale value served (needs a stale window).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_stale_if_error(Duration::from_secs(600)).with_stale_timeout(Duration::from_millis(200));
+    /// assert_eq!(RISK.stale_timeout(), Some(Duration::from_millis(200)));
+    /// ```
     #[must_use]
     pub const fn with_stale_timeout(mut self, timeout: Duration) -> Self {
         self.stale_timeout = Some(timeout);
@@ -90,12 +125,26 @@ impl TtlPolicy {
     }
 
     /// The stale timeout, if any.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.stale_timeout(), None);
+    /// ```
     #[must_use]
     pub const fn stale_timeout(&self) -> Option<Duration> {
         self.stale_timeout
     }
 
     /// Fraction of the TTL (in percent, 1–99) after which a hit refreshes in the background.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_refresh_ahead_percent(80);
+    /// assert_eq!(RISK.refresh_ahead_percent(), 80);
+    /// ```
     #[must_use]
     pub const fn with_refresh_ahead_percent(mut self, percent: u8) -> Self {
         self.refresh_ahead_percent = if percent > 99 { 99 } else { percent };
@@ -104,6 +153,13 @@ impl TtlPolicy {
 
     /// Misses take a Redis lock so one instance of the fleet computes while
     /// the others wait for its value (as `#[cached(lock = true)]`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_lock(true);
+    /// assert!(RISK.lock());
+    /// ```
     #[must_use]
     pub const fn with_lock(mut self, lock: bool) -> Self {
         self.lock = lock;
@@ -122,6 +178,13 @@ impl TtlPolicy {
     ///     .with_max_staleness(MaxStaleness::Lease(Duration::from_millis(250)));
     /// assert_eq!(REVOCATIONS.max_staleness(), Some(MaxStaleness::Lease(Duration::from_millis(250))));
     /// ```
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120)).with_max_staleness(acgs_cache_core::MaxStaleness::L1Ttl);
+    /// assert_eq!(RISK.max_staleness(), Some(acgs_cache_core::MaxStaleness::L1Ttl));
+    /// ```
     #[must_use]
     pub const fn with_max_staleness(mut self, max: MaxStaleness) -> Self {
         self.max_staleness = Some(match max {
@@ -134,30 +197,65 @@ impl TtlPolicy {
     }
 
     /// The policy's own [`MaxStaleness`], if it sets one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.max_staleness(), None); // the cache's then
+    /// ```
     #[must_use]
     pub const fn max_staleness(&self) -> Option<MaxStaleness> {
         self.max_staleness
     }
 
     /// Whether misses take the fleet-wide lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert!(!RISK.lock());
+    /// ```
     #[must_use]
     pub const fn lock(&self) -> bool {
         self.lock
     }
 
     /// The policy's name; run-time overrides address it by this name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.name(), "risk_scores"); // what ACGS_CACHE_TTL_RISK_SCORES overrides
+    /// ```
     #[must_use]
     pub const fn name(&self) -> &'static str {
         self.name
     }
 
     /// The L2 lifetime (logical expiry of an entry).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.ttl(), Duration::from_secs(120));
+    /// ```
     #[must_use]
     pub const fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// The L1 lifetime: the explicit one, or `min(ttl, 60 s)`, never above `ttl`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.l1_ttl(), Duration::from_secs(60)); // min(ttl, 60 s) unless set
+    /// ```
     #[must_use]
     pub const fn l1_ttl(&self) -> Duration {
         let wanted = match self.l1_ttl {
@@ -172,18 +270,39 @@ impl TtlPolicy {
     }
 
     /// The jitter, in percent of the TTL.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// println!("{}", RISK.jitter_percent());
+    /// ```
     #[must_use]
     pub const fn jitter_percent(&self) -> u8 {
         self.jitter_percent
     }
 
     /// The stale-if-error window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// assert_eq!(RISK.stale_if_error(), Duration::ZERO);
+    /// ```
     #[must_use]
     pub const fn stale_if_error(&self) -> Duration {
         self.stale_if_error
     }
 
     /// The refresh-ahead fraction in percent (0 = off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::TtlPolicy;
+    /// const RISK: TtlPolicy = TtlPolicy::new("risk_scores", Duration::from_secs(120));
+    /// println!("{}", RISK.refresh_ahead_percent());
+    /// ```
     #[must_use]
     pub const fn refresh_ahead_percent(&self) -> u8 {
         self.refresh_ahead_percent
@@ -400,6 +519,13 @@ impl MaxStaleness {
     /// # Errors
     ///
     /// [`Error::Config`] when `max` is under [`MIN_MAX_STALENESS`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::MaxStaleness;
+    /// assert!(MaxStaleness::lease(Duration::from_millis(250)).is_ok());
+    /// assert!(MaxStaleness::lease(Duration::from_micros(1)).is_err()); // under the minimum
+    /// ```
     pub fn lease(max: Duration) -> Result<Self, Error> {
         if max < MIN_MAX_STALENESS {
             return Err(Error::Config(format!(
@@ -410,6 +536,13 @@ impl MaxStaleness {
     }
 
     /// The lease, or `None` for the opt-out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use acgs_cache_core::MaxStaleness;
+    /// assert_eq!(MaxStaleness::Lease(Duration::from_secs(1)).as_lease(), Some(Duration::from_secs(1)));
+    /// assert_eq!(MaxStaleness::L1Ttl.as_lease(), None);
+    /// ```
     #[must_use]
     pub const fn as_lease(&self) -> Option<Duration> {
         match self {

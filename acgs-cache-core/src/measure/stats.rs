@@ -135,6 +135,10 @@ impl ErrorReason {
     ];
 
     /// The name used in stats and metrics.
+    ///
+    /// ```
+    /// assert_eq!(acgs_cache_core::ErrorReason::Timeout.as_str(), "timeout");
+    /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -131,6 +131,15 @@ impl FleetStats {
     }
 
     /// The sums for `function` of `service`, if any instance reported it.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let fleet = cache.fleet_stats().await?;
+    /// if let Some(row) = fleet.function("policy-governance", "evaluate_policy") {
+    ///     println!("{} instances, {:.0}% hits", row.instances, row.stats.hit_ratio() * 100.0);
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn function(&self, service: &str, function: &str) -> Option<&FleetFunction> {
         self.functions

@@ -38,6 +38,10 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// `ok`, `degraded` or `l1_only` (as serialized).
+    ///
+    /// ```
+    /// assert_eq!(acgs_cache_core::HealthStatus::Ok.as_str(), "ok");
+    /// ```
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {

@@ -76,6 +76,14 @@ impl InstanceLease {
     /// Its lease's age at `now_ms` (Unix ms), as far as its publications
     /// tell: the age it published plus the time since. `None` before its
     /// first read.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache, now_ms: u64) -> Result<(), acgs_cache_core::Error> {
+    /// for lease in cache.fleet_stats().await?.leases {
+    ///     println!("{}: heard {:?} ms ago, stale: {}", lease.instance, lease.lease_age_at(now_ms), lease.is_stale_at(now_ms));
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn lease_age_at(&self, now_ms: u64) -> Option<u64> {
         self.lease_age_ms
@@ -84,6 +92,14 @@ impl InstanceLease {
 
     /// Whether, at `now_ms`, its lease has run out for its shortest lease:
     /// it is paused, cut off from the log, or gone.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache, now_ms: u64) -> Result<(), acgs_cache_core::Error> {
+    /// for lease in cache.fleet_stats().await?.leases {
+    ///     println!("{}: heard {:?} ms ago, stale: {}", lease.instance, lease.lease_age_at(now_ms), lease.is_stale_at(now_ms));
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn is_stale_at(&self, now_ms: u64) -> bool {
         self.shortest_lease_ms

@@ -93,6 +93,15 @@ impl Cache {
     ///
     /// [`Error::InvalidName`] for a key outside this cache's prefix;
     /// [`Error::Unavailable`] without L2; the Redis error.
+    ///
+    /// ```no_run
+    /// # async fn run(cache: acgs_cache_core::Cache, key: String) -> Result<(), acgs_cache_core::Error> {
+    /// match cache.stored_entry(&key).await? {
+    ///     Some(entry) => println!("{} bytes, {:?} left", entry.bytes.len(), entry.ttl),
+    ///     None => println!("no entry"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stored_entry(&self, key: &str) -> Result<Option<StoredEntry>, Error> {
         self.own_key(key)?;
         let l2 = self.l2_tier()?;

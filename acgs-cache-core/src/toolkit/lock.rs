@@ -75,6 +75,18 @@ impl DistributedLock {
     ///
     /// [`Error::LockTimeout`] when it stayed taken for `wait`; otherwise as
     /// [`DistributedLock::try_acquire`].
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock, Error};
+    /// # async fn run(cache: Cache) -> Result<(), Error> {
+    /// match DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await {
+    ///     Ok(lock) => lock.release().await?,
+    ///     Err(Error::LockTimeout(waited)) => println!("still held after {waited:?}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire(
         cache: &Cache,
         name: &str,
@@ -97,12 +109,32 @@ impl DistributedLock {
     }
 
     /// The lock's name.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         self.lease.name()
     }
 
     /// This acquisition's fencing token: larger than every earlier one of the name.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn fencing_token(&self) -> u64 {
         self.lease.fencing_token()
@@ -114,6 +146,16 @@ impl DistributedLock {
     ///
     /// The Redis error if the release could not be sent (the lease then
     /// frees the lock when it runs out).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{Cache, DistributedLock};
+    /// # async fn run(cache: Cache) -> Result<(), acgs_cache_core::Error> {
+    /// let lock = DistributedLock::acquire(&cache, "payouts", Duration::from_secs(30), Duration::from_secs(5)).await?;
+    /// println!("{} held, fencing token {}", lock.name(), lock.fencing_token());
+    /// lock.release().await?; // token-checked: never frees a newer holder's lock
+    /// # Ok(()) }
+    /// ```
     pub async fn release(self) -> Result<(), Error> {
         self.lease.release().await
     }

@@ -262,6 +262,17 @@ const RESET_DAMAGED: usize = 4;
 impl RateLimiter {
     /// A builder for the limiter `name` (letters, digits, `_`, `-`, dots
     /// between segments: it is part of Redis keys).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(100, Duration::from_secs(1)).build(&cache)?;
+    /// assert_eq!(api.name(), "api");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(name: impl Into<String>) -> RateLimiterBuilder {
         RateLimiterBuilder {
             name: name.into(),
@@ -272,6 +283,17 @@ impl RateLimiter {
     }
 
     /// The limiter's name.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(100, Duration::from_secs(1)).build(&cache)?;
+    /// assert_eq!(api.name(), "api");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -284,6 +306,18 @@ impl RateLimiter {
     ///
     /// None today for cost 1; the signature matches [`RateLimiter::check_n`].
     /// Redis failures are not errors: they decide by the [`FailureMode`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(1, Duration::from_secs(60)).burst(1).build(&cache)?;
+    /// assert!(api.check("alice").await?.allowed);
+    /// assert!(!api.check("alice").await?.allowed);
+    /// # Ok(()) }
+    /// ```
     pub async fn check(&self, key: &str) -> Result<Decision, Error> {
         self.check_n(key, 1).await
     }
@@ -580,6 +614,17 @@ pub struct RateLimiterBuilder {
 
 impl RateLimiterBuilder {
     /// `requests` per `period` per key, sustained (required).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(600, Duration::from_secs(60)).build(&cache)?;
+    /// assert!(api.check("alice").await?.allowed);
+    /// # Ok(()) }
+    /// ```
     pub fn rate(mut self, requests: u64, period: Duration) -> Self {
         self.rate = Some((requests, period));
         self
@@ -587,23 +632,68 @@ impl RateLimiterBuilder {
 
     /// Requests allowed at once from an idle key (default: the rate's
     /// `requests`, so an idle key may spend one period's worth at once).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(1, Duration::from_secs(1)).burst(3).build(&cache)?;
+    /// for _ in 0..3 { assert!(api.check("alice").await?.allowed); }
+    /// assert!(!api.check("alice").await?.allowed);
+    /// # Ok(()) }
+    /// ```
     pub fn burst(mut self, burst: u64) -> Self {
         self.burst = Some(burst);
         self
     }
 
     /// What to do when Redis cannot answer a check (default [`FailureMode::Open`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(10, Duration::from_secs(1)).on_redis_failure(acgs_cache_core::rate_limit::FailureMode::Open).build(&cache)?;
+    /// # let _ = api;
+    /// # Ok(()) }
+    /// ```
     pub fn on_redis_failure(mut self, mode: FailureMode) -> Self {
         self.failure_mode = mode;
         self
     }
 
     /// Allow requests while Redis cannot answer ([`FailureMode::Open`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(10, Duration::from_secs(1)).fail_open().build(&cache)?;
+    /// # let _ = api;
+    /// # Ok(()) }
+    /// ```
     pub fn fail_open(self) -> Self {
         self.on_redis_failure(FailureMode::Open)
     }
 
     /// Deny requests while Redis cannot answer ([`FailureMode::Closed`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(10, Duration::from_secs(1)).fail_closed().build(&cache)?;
+    /// # let _ = api;
+    /// # Ok(()) }
+    /// ```
     pub fn fail_closed(self) -> Self {
         self.on_redis_failure(FailureMode::Closed)
     }
@@ -616,6 +706,17 @@ impl RateLimiterBuilder {
     /// [`Error::InvalidName`] for a name outside the grammar;
     /// [`Error::Config`] without a rate, or for a zero rate, period or burst,
     /// or a rate above one request per microsecond.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use acgs_cache_core::{rate_limit::RateLimiter, Cache};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let api = RateLimiter::builder("api").rate(10, Duration::from_secs(1)).build(&cache)?;
+    /// # let _ = api;
+    /// # Ok(()) }
+    /// ```
     pub fn build(self, cache: &Cache) -> Result<RateLimiter, Error> {
         check_dotted_name(&self.name)
             .map_err(|e| Error::InvalidName(format!("rate limiter {:?} {e}", self.name)))?;

@@ -55,36 +55,102 @@ pub struct Session<T> {
 
 impl<T> Session<T> {
     /// The id (64 lowercase hex characters): what the client presents.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(session.id().len(), 64);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// The user the session belongs to.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(session.user(), "alice");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn user(&self) -> &str {
         &self.user
     }
 
     /// The application's data.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(session.data(), "prefs");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn data(&self) -> &T {
         &self.data
     }
 
     /// The application's data, by value.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(session.into_data(), "prefs");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn into_data(self) -> T {
         self.data
     }
 
     /// When the session was created.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert!(session.created_at() <= std::time::SystemTime::now());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn created_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.created_at_ms)
     }
 
     /// When it ends unless touched again.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert!(session.expires_at() > session.created_at());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn expires_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.expires_at_ms)
@@ -168,6 +234,16 @@ impl<T> fmt::Debug for SessionStore<T> {
 
 impl<T: Cacheable> SessionStore<T> {
     /// A builder for the store `name` (1–64 letters, digits, `_`, `-`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// assert_eq!(sessions.name(), "web");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(name: impl Into<String>) -> SessionStoreBuilder<T> {
         let name = name.into();
         SessionStoreBuilder {
@@ -186,6 +262,17 @@ impl<T: Cacheable> SessionStore<T> {
     /// operating system's random source fails; [`Error::Codec`] if `data`
     /// does not serialize or is too large; the Redis error if it could not be
     /// stored (nothing is kept then).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(session.user(), "alice");
+    /// # Ok(()) }
+    /// ```
     pub async fn create(&self, user: &str, data: T) -> Result<Session<T>, Error> {
         if user.is_empty() {
             return Err(Error::InvalidInput("a session needs a user".into()));
@@ -218,6 +305,17 @@ impl<T: Cacheable> SessionStore<T> {
 
     /// The session `id`, if it exists and was not revoked. A malformed id is
     /// a miss (counted in the store's `misses`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// assert_eq!(sessions.get(session.id()).await.map(|s| s.into_data()), Some("prefs".to_owned()));
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, id: &str) -> Option<Session<T>> {
         if !well_formed(id) {
             return None;
@@ -270,6 +368,18 @@ impl<T: Cacheable> SessionStore<T> {
     ///
     /// [`Error::InvalidInput`] when `id` is not a session id; the Redis error
     /// when the revocation could not be sent (it still applies here).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// let session = sessions.create("alice", "prefs".into()).await?;
+    /// sessions.revoke(session.id()).await?; // on every instance
+    /// assert!(sessions.get(session.id()).await.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn revoke(&self, id: &str) -> Result<(), Error> {
         if !well_formed(id) {
             return Err(Error::InvalidInput("not a session id".into()));
@@ -301,6 +411,16 @@ impl<T: Cacheable> SessionStore<T> {
     }
 
     /// The store's name.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// assert_eq!(sessions.name(), "web");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -366,6 +486,16 @@ impl<T> fmt::Debug for SessionStoreBuilder<T> {
 impl<T: Cacheable> SessionStoreBuilder<T> {
     /// The sessions' lifetime (default [`builtin::USER_SESSIONS`], 30 min;
     /// run-time overrides of the policy's name apply).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").ttl(policies::USER_SESSIONS).build(&cache)?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, policy: TtlPolicy) -> Self {
         self.map = self.map.ttl(policy);
         self
@@ -375,6 +505,16 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     /// sessions written by the old layout are misses rather than misread
     /// (default 0). With the default JSON codec, added fields carrying
     /// `#[serde(default)]` need no bump.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").version(1).build(&cache)?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     pub fn version(mut self, version: u32) -> Self {
         self.map = self.map.version(version);
         self
@@ -382,6 +522,16 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
 
     /// The payload codec (default [`Codec::Json`]: sessions outlive deploys,
     /// and JSON tolerates added optional fields where postcard would misread).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").codec(Codec::Postcard).build(&cache)?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     pub fn codec(mut self, codec: Codec) -> Self {
         self.map = self.map.codec(codec);
         self
@@ -390,6 +540,16 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     /// How long after a revocation another instance may still serve the
     /// session, whatever happens to it (default: the cache's, 1 s; see
     /// [`MaxStaleness`]).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").max_staleness(acgs_cache_core::MaxStaleness::Lease(std::time::Duration::from_millis(250))).build(&cache)?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
         self.map = self.map.max_staleness(max);
         self
@@ -404,6 +564,16 @@ impl<T: Cacheable> SessionStoreBuilder<T> {
     ///
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
     /// (less the 8 of `session-`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, Codec, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let sessions: SessionStore<String> = SessionStore::builder("web").build(&cache)?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     pub fn build(self, cache: &Cache) -> Result<SessionStore<T>, Error> {
         Ok(SessionStore {
             cache: cache.clone(),

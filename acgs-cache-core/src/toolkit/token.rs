@@ -104,6 +104,15 @@ fn entry_key(token: &str) -> [u8; 32] {
 
 impl<C: Cacheable> TokenCache<C> {
     /// A builder for the token cache `name` (1–64 letters, digits, `_`, `-`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").build(&cache)?;
+    /// assert_eq!(tokens.name(), "idp");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(name: impl Into<String>) -> TokenCacheBuilder<C> {
         let name = name.into();
         TokenCacheBuilder {
@@ -179,6 +188,15 @@ impl<C: Cacheable> TokenCache<C> {
     }
 
     /// The cache's name.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").build(&cache)?;
+    /// assert_eq!(tokens.name(), "idp");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -233,6 +251,15 @@ impl<C> fmt::Debug for TokenCacheBuilder<C> {
 
 impl<C: Cacheable> TokenCacheBuilder<C> {
     /// How long a verification is kept (default [`TOKEN_VERIFICATIONS`], 5 min).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").ttl(policies::API_RESPONSES).build(&cache)?;
+    /// # let _ = tokens;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, policy: TtlPolicy) -> Self {
         self.map = self.map.ttl(policy);
         self
@@ -240,6 +267,15 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
 
     /// Where the claims say the token expires: entries never outlive it
     /// (a verification returning claims already expired is not cached).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").expires_at(|_claims: &String| Some(std::time::SystemTime::now() + std::time::Duration::from_secs(60))).build(&cache)?;
+    /// # let _ = tokens;
+    /// # Ok(()) }
+    /// ```
     pub fn expires_at(
         mut self,
         expiry_of: impl Fn(&C) -> Option<SystemTime> + Send + Sync + 'static,
@@ -251,6 +287,15 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     /// The layout version of the claims type (default 0). Its type name is
     /// part of the schema fingerprint already; bump this when the type keeps
     /// its name but changes layout.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").version(2).build(&cache)?;
+    /// # let _ = tokens;
+    /// # Ok(()) }
+    /// ```
     pub fn version(mut self, version: u32) -> Self {
         self.map = self.map.version(version);
         self
@@ -260,6 +305,15 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     /// token from its copy, whatever happens to it (default: the cache's,
     /// 1 s; see [`MaxStaleness`]). Past its lease an instance runs the
     /// verifier instead.
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").max_staleness(acgs_cache_core::MaxStaleness::Lease(std::time::Duration::from_millis(250))).build(&cache)?;
+    /// # let _ = tokens;
+    /// # Ok(()) }
+    /// ```
     pub fn max_staleness(mut self, max: MaxStaleness) -> Self {
         self.map = self.map.max_staleness(max);
         self
@@ -273,6 +327,15 @@ impl<C: Cacheable> TokenCacheBuilder<C> {
     ///
     /// [`Error::InvalidName`] for a name outside 1–64 letters, digits, `_`, `-`
     /// (less the 6 of `token-`).
+    ///
+    /// ```
+    /// use acgs_cache_core::{policies, Cache, TokenCache};
+    /// # fn main() -> Result<(), acgs_cache_core::Error> {
+    /// let cache = Cache::builder().build()?;
+    /// let tokens: TokenCache<String> = TokenCache::builder("idp").build(&cache)?;
+    /// # let _ = tokens;
+    /// # Ok(()) }
+    /// ```
     pub fn build(self, cache: &Cache) -> Result<TokenCache<C>, Error> {
         Ok(TokenCache {
             verified: self.map.build(cache)?,
