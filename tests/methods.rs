@@ -463,3 +463,44 @@ async fn trait_impls_get_companions_beside_them() {
     assert_eq!(mysql.quota(7).await, 2_007);
     assert_eq!((pg.reads(), mysql.reads()), (2, 1));
 }
+
+/// A trait with an associated type in the method's signature: beside the
+/// impl, the companions name it through the trait.
+trait Catalog {
+    type Item;
+    async fn item(&self, id: u32) -> Self::Item;
+}
+
+struct Books {
+    reads: AtomicU64,
+}
+
+#[cached_companions]
+impl Catalog for Books {
+    type Item = String;
+
+    #[cached(ttl = "5m", skip(self))]
+    async fn item(&self, id: u32) -> Self::Item {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        format!("book {id}")
+    }
+}
+
+#[tokio::test]
+async fn companions_of_a_method_returning_an_associated_type() {
+    let cache = Cache::builder().service("trait-assoc").build().unwrap();
+    let _default = cache.set_runtime_default().unwrap();
+    let books = Books {
+        reads: AtomicU64::new(0),
+    };
+    assert_eq!(books.item(1).await, "book 1");
+    assert_eq!(books.item(1).await, "book 1");
+    books.invalidate_item(1).await.unwrap();
+    assert_eq!(books.refresh_item(1).await, "book 1");
+    assert_eq!(books.item(1).await, "book 1");
+    assert_eq!(
+        books.reads.load(Ordering::Relaxed),
+        2,
+        "one read, one refresh"
+    );
+}

@@ -80,8 +80,14 @@ pub(crate) fn cached_companions(args: TokenStream, item: TokenStream) -> TokenSt
             sig: method.sig.clone(),
             block: Box::new(method.block.clone()),
         };
+        // Beside the trait impl, `Self::Output` would be ambiguous: the
+        // companions' signatures name the trait's associated items through
+        // the trait (the fingerprint keeps the text the method was written
+        // with).
+        let beside = syn::parse2(qualify_self(method.sig.to_token_stream(), &trait_path))
+            .unwrap_or_else(|_| method.sig.clone());
         if let Some(items) =
-            crate::expand::trait_companions(function, args.clone(), trait_path.clone())
+            crate::expand::trait_companions(function, beside, args.clone(), trait_path.clone())
         {
             companions.extend(items);
         }
@@ -104,6 +110,42 @@ pub(crate) fn cached_companions(args: TokenStream, item: TokenStream) -> TokenSt
             #companions
         }
     }
+}
+
+/// `tokens` with every `Self::X` written `<Self as Trait>::X` (groups
+/// included): in an inherent impl, `Self::X` does not reach the trait's
+/// associated type `X`.
+fn qualify_self(tokens: TokenStream, trait_path: &syn::Path) -> TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = TokenStream::new();
+    let mut i = 0;
+    while i < trees.len() {
+        match &trees[i] {
+            TokenTree::Ident(ident) if ident == "Self" && is_path_sep(&trees[i + 1..]) => {
+                out.extend(quote!(<Self as #trait_path>));
+            }
+            TokenTree::Group(group) => {
+                let mut inner =
+                    Group::new(group.delimiter(), qualify_self(group.stream(), trait_path));
+                inner.set_span(group.span());
+                out.extend([TokenTree::Group(inner)]);
+            }
+            other => out.extend([other.clone()]),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether `rest` starts with `::`.
+fn is_path_sep(rest: &[proc_macro2::TokenTree]) -> bool {
+    use proc_macro2::{Spacing, TokenTree};
+    matches!(
+        rest,
+        [TokenTree::Punct(a), TokenTree::Punct(b), ..]
+            if a.as_char() == ':' && a.spacing() == Spacing::Joint && b.as_char() == ':'
+    )
 }
 
 fn item_tokens(imp: &ItemImpl) -> TokenStream {

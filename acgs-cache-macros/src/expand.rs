@@ -43,18 +43,25 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The companions of `method`, a `#[cached(args)]` method of a trait impl
-/// of `trait_path`, for an inherent impl beside it (`#[cached_companions]`).
+/// of `trait_path`, for an inherent impl beside it (`#[cached_companions]`),
+/// with the signature `beside` (the method's, its `Self::X` qualified).
 /// `None` when the method or its arguments have errors: its own
 /// `#[cached]` reports them.
 pub(crate) fn trait_companions(
     method: ItemFn,
+    beside: syn::Signature,
     args: TokenStream,
     trait_path: syn::Path,
 ) -> Option<TokenStream> {
     let Parsed(args, mut errors) = syn::parse2::<Parsed>(args).ok()?;
+    let mut rewritten = method.clone();
+    rewritten.sig = beside;
+    // The plan (key arguments, the signature text of the fingerprint) is the
+    // method's as written: the companions must name the same instance.
     let function = Function::from_item(method, false).ok()?;
     let plan = Plan::check(&function, &args, &mut errors);
     errors.into_result().ok()?;
+    let function = Function::from_item(rewritten, false).ok()?;
     let parts = Parts {
         f: &function,
         args: &args,
