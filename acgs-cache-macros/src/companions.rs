@@ -43,12 +43,25 @@ pub(crate) fn cached_companions(args: TokenStream, item: TokenStream) -> TokenSt
             continue;
         };
         if method.sig.asyncness.is_none() {
+            let rewritten = crate::func::Function::from_item(
+                ItemFn {
+                    attrs: Vec::new(),
+                    vis: Visibility::Inherited,
+                    sig: method.sig.clone(),
+                    block: Box::new(method.block.clone()),
+                },
+                false,
+            )
+            .is_ok_and(|f| f.is_async_trait());
+            if !rewritten {
+                continue; // not `async`: the method's own `#[cached]` says so
+            }
             // `#[async_trait]` ran first and rewrote the method.
             let e = syn::Error::new(
                 method.sig.fn_token.span,
                 "write `#[cached_companions]` above `#[async_trait]`, so that it sees the `async fn`s as written",
             );
-            return with_error(item_tokens(&imp), &e);
+            return with_error(imp.to_token_stream(), &e);
         }
         let args = match &method.attrs[at].meta {
             Meta::Path(_) => TokenStream::new(),
@@ -63,7 +76,7 @@ pub(crate) fn cached_companions(args: TokenStream, item: TokenStream) -> TokenSt
                     method.sig.ident.span(),
                     "`companions = true` is what `#[cached_companions]` does for every `#[cached]` method: remove it",
                 );
-                return with_error(item_tokens(&imp), &e);
+                return with_error(imp.to_token_stream(), &e);
             }
             _ => {}
         }
@@ -146,10 +159,6 @@ fn is_path_sep(rest: &[proc_macro2::TokenTree]) -> bool {
         [TokenTree::Punct(a), TokenTree::Punct(b), ..]
             if a.as_char() == ':' && a.spacing() == Spacing::Joint && b.as_char() == ':'
     )
-}
-
-fn item_tokens(imp: &ItemImpl) -> TokenStream {
-    imp.to_token_stream()
 }
 
 fn with_error(item: TokenStream, e: &syn::Error) -> TokenStream {
