@@ -59,12 +59,20 @@ impl Codec {
         }
     }
 
-    pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
+    /// Encodes `value` at the end of `out` (the envelope's buffer: one
+    /// allocation per entry rather than a payload copied into it).
+    pub(crate) fn encode_into<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         match self {
-            Codec::Postcard => {
-                postcard::to_allocvec(value).map_err(|e| CodecError::Encode(e.to_string()))
+            Codec::Postcard => postcard::to_io(value, out)
+                .map(drop)
+                .map_err(|e| CodecError::Encode(e.to_string())),
+            Codec::Json => {
+                serde_json::to_writer(out, value).map_err(|e| CodecError::Encode(e.to_string()))
             }
-            Codec::Json => serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string())),
         }
     }
 
@@ -91,12 +99,14 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_trailing_bytes() {
         for codec in [Codec::Postcard, Codec::Json] {
-            let bytes = codec.encode(&(7u32, "seven")).unwrap();
+            let mut bytes = Vec::new();
+            codec.encode_into(&(7u32, "seven"), &mut bytes).unwrap();
             let back: (u32, String) = codec.decode(&bytes).unwrap();
             assert_eq!(back, (7, "seven".to_string()));
             assert_eq!(Codec::from_id(codec.id()), Some(codec));
         }
-        let mut bytes = Codec::Postcard.encode(&7u32).unwrap();
+        let mut bytes = Vec::new();
+        Codec::Postcard.encode_into(&7u32, &mut bytes).unwrap();
         bytes.push(0);
         assert!(Codec::Postcard.decode::<u32>(&bytes).is_err());
     }

@@ -168,34 +168,23 @@ pub(crate) struct Sealed {
     pub(crate) plain_size: usize,
 }
 
-/// Builds an envelope around `value`.
+/// Where the payload's checksum sits in the header.
+const CHECKSUM_AT: usize = 44;
+
+/// Builds an envelope around `value`: the header, then the payload encoded
+/// straight after it in the same buffer, its checksum filled in last.
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     codec: Codec,
     header: EnvelopeHeader,
     limits: EncodeLimits,
 ) -> Result<Sealed, CodecError> {
-    let mut payload = codec.encode(value)?;
-    let plain_size = payload.len();
-    let mut flags = header.flags & !FLAG_COMPRESSED;
-    if payload.len() > limits.compress_above {
-        let compressed = lz4_flex::compress_prepend_size(&payload);
-        if compressed.len() < payload.len() {
-            payload = compressed;
-            flags |= FLAG_COMPRESSED;
-        }
-    }
     let tag_count = u16::try_from(header.tags.len())
         .map_err(|_| CodecError::Encode(format!("{} tags: at most 65,535", header.tags.len())))?;
     let tag_bytes: usize = header.tags.iter().map(|t| 2 + t.len()).sum();
-    let size = FIXED + tag_bytes + payload.len();
-    if size > limits.max_value_bytes {
-        return Err(CodecError::TooLarge {
-            size,
-            limit: limits.max_value_bytes,
-        });
-    }
-    let mut out = Vec::with_capacity(size);
+    // Room for a small payload: larger ones grow the buffer as they encode.
+    let mut out = Vec::with_capacity(FIXED + tag_bytes + 128);
+    let flags = header.flags & !FLAG_COMPRESSED;
     out.extend_from_slice(&[MAGIC, FORMAT_VERSION, codec.id(), flags]);
     for field in [
         header.fingerprint,
@@ -203,7 +192,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         header.expires_at_ms,
         header.log_position.ms,
         header.log_position.seq,
-        xxh3_64(&payload),
+        0, // the checksum, once the payload is there
         header.key,
     ] {
         out.extend_from_slice(&field.to_le_bytes());
@@ -216,7 +205,25 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
     }
-    out.extend_from_slice(&payload);
+    let payload_at = out.len();
+    codec.encode_into(value, &mut out)?;
+    let plain_size = out.len() - payload_at;
+    if plain_size > limits.compress_above {
+        let compressed = lz4_flex::compress_prepend_size(&out[payload_at..]);
+        if compressed.len() < plain_size {
+            out.truncate(payload_at);
+            out.extend_from_slice(&compressed);
+            out[3] |= FLAG_COMPRESSED;
+        }
+    }
+    if out.len() > limits.max_value_bytes {
+        return Err(CodecError::TooLarge {
+            size: out.len(),
+            limit: limits.max_value_bytes,
+        });
+    }
+    let checksum = xxh3_64(&out[payload_at..]);
+    out[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&checksum.to_le_bytes());
     Ok(Sealed {
         bytes: out,
         plain_size,
@@ -402,6 +409,32 @@ mod tests {
 
     /// The key the test envelopes are written for.
     pub(super) const KEY: u64 = 0x5eed_0000_0000_0007;
+
+    /// The layout, byte for byte, written out independently of `encode`:
+    /// the format-3 header, the tag, then the payload, with the payload's
+    /// XXH3 at byte 44 (the payload is encoded in the envelope's own buffer,
+    /// and the checksum filled in after it).
+    #[test]
+    fn the_layout_is_pinned_byte_for_byte() {
+        let value = "short".to_string();
+        let payload = postcard::to_allocvec(&value).unwrap();
+        let mut expected = vec![MAGIC, FORMAT_VERSION, Codec::Postcard.id(), 0];
+        for field in [0xfeed, 1, 2, 3, 4, xxh3_64(&payload), KEY] {
+            expected.extend_from_slice(&u64::to_le_bytes(field));
+        }
+        expected.extend_from_slice(&1u16.to_le_bytes());
+        expected.extend_from_slice(&8u16.to_le_bytes());
+        expected.extend_from_slice(b"tenant.7");
+        expected.extend_from_slice(&payload);
+        let sealed = encode(&value, Codec::Postcard, header(), LIMITS).unwrap();
+        assert_eq!(sealed.bytes, expected);
+        assert_eq!(sealed.plain_size, payload.len());
+        // JSON the same way, with its own payload.
+        let json = serde_json::to_vec(&value).unwrap();
+        let sealed = encode(&value, Codec::Json, header(), LIMITS).unwrap();
+        assert_eq!(&sealed.bytes[FIXED + 10..], json.as_slice());
+        assert_eq!(sealed.bytes[44..52], xxh3_64(&json).to_le_bytes());
+    }
 
     #[test]
     fn round_trip_small_and_compressed() {
