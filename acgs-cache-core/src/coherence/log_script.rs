@@ -287,14 +287,27 @@ fn synced(reply: &[Value]) -> Result<Synced, Error> {
 }
 
 /// Stores an entry unless a tombstone newer than `started` (the
-/// computation's start) holds its key: `Ok(false)` then.
+/// computation's start) holds its key: `Ok(false)` then. When the
+/// computation's own read found the key empty (`seen_empty`), a plain
+/// `SET … NX` goes first: a key that was empty holds no tombstone, and one
+/// written since (or another writer's entry) refuses the `NX`; only then
+/// does the tombstone-checking script decide. The outcome is the script's,
+/// for a plain command's cost on the common path (a fresh miss).
 pub(crate) async fn put_entry(
     l2: &Arc<L2Tier>,
     key: &str,
     started: LogPosition,
     bytes: &[u8],
     ttl: Duration,
+    seen_empty: bool,
 ) -> Result<bool, Error> {
+    if seen_empty {
+        let mut set = set_px(key, bytes, ttl);
+        let stored: Option<String> = l2.query(set.arg("NX")).await?;
+        if stored.is_some() {
+            return Ok(true);
+        }
+    }
     let mut invocation = PUT.key(key);
     invocation
         .arg(position_arg(started))
@@ -302,26 +315,6 @@ pub(crate) async fn put_entry(
         .arg(millis(ttl));
     let stored: i64 = l2.run_script(&invocation).await?;
     Ok(stored == 1)
-}
-
-/// Stores an entry under a key the computation's own read found empty:
-/// `SET … PX … NX`, which a tombstone written since (or another writer's
-/// entry) refuses, and only then the tombstone-checking script decides.
-/// A key that was empty holds no tombstone, so the outcome is the script's,
-/// for a plain command's cost on the common path (a fresh miss).
-pub(crate) async fn put_absent_entry(
-    l2: &Arc<L2Tier>,
-    key: &str,
-    started: LogPosition,
-    bytes: &[u8],
-    ttl: Duration,
-) -> Result<bool, Error> {
-    let mut set = set_px(key, bytes, ttl);
-    let stored: Option<String> = l2.query(set.arg("NX")).await?;
-    if stored.is_some() {
-        return Ok(true);
-    }
-    put_entry(l2, key, started, bytes, ttl).await
 }
 
 /// `SET key bytes PX ttl`.

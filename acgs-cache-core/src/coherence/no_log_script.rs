@@ -48,16 +48,7 @@ pub(crate) async fn put_entry(
     _: LogPosition,
     _: &[u8],
     _: Duration,
-) -> Result<bool, Error> {
-    match **l2 {}
-}
-
-pub(crate) async fn put_absent_entry(
-    l2: &Arc<L2Tier>,
-    _: &str,
-    _: LogPosition,
-    _: &[u8],
-    _: Duration,
+    _: bool,
 ) -> Result<bool, Error> {
     match **l2 {}
 }

@@ -83,17 +83,21 @@ impl Cache {
         if let Some((l2, key)) = &call.l2 {
             let function = call.function;
             let started = unpack(position);
-            let absent = call.l2_absent;
+            let seen_empty = call.l2_absent;
             match write {
                 L2Write::Awaited => {
-                    return put(absent, l2, key, started, &bytes, keep_for)
+                    return log_script::put_entry(l2, key, started, &bytes, keep_for, seen_empty)
                         .await
                         .inspect_err(|e| function.counters.error(ErrorReason::of(e)));
                 }
                 L2Write::Background => {
                     let (l2, key, function) = (Arc::clone(l2), key.clone(), function.clone());
                     crate::background::spawn(async move {
-                        match put(absent, &l2, &key, started, &bytes, keep_for).await {
+                        match log_script::put_entry(
+                            &l2, &key, started, &bytes, keep_for, seen_empty,
+                        )
+                        .await
+                        {
                             Ok(true) => {}
                             Ok(false) => function.counters.not_stored.inc(),
                             Err(e) => function.counters.error(ErrorReason::of(&e)),
@@ -125,23 +129,6 @@ impl Cache {
             self.inner
                 .fill_l1(function, call.digest, entry, &stamp.tags);
         }
-    }
-}
-
-/// Writes an entry unless a newer tombstone holds its key; a key the
-/// call's own read found empty (`absent`) takes a plain `SET NX` first.
-async fn put(
-    absent: bool,
-    l2: &Arc<crate::tiers::l2::L2Tier>,
-    key: &str,
-    started: crate::log_position::LogPosition,
-    bytes: &[u8],
-    keep_for: Duration,
-) -> Result<bool, crate::error::Error> {
-    if absent {
-        log_script::put_absent_entry(l2, key, started, bytes, keep_for).await
-    } else {
-        log_script::put_entry(l2, key, started, bytes, keep_for).await
     }
 }
 

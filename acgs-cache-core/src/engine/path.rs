@@ -45,7 +45,7 @@ pub(super) struct Call<'a> {
     /// This call already waited for the log in vain: it does not wait again.
     pub(super) log_unheard: bool,
     /// Its last L2 read found no bytes under the key: its write can be a
-    /// plain `SET NX` (see `log_script::put_absent_entry`).
+    /// plain `SET NX` (see `log_script::put_entry`).
     pub(super) l2_absent: bool,
 }
 
