@@ -565,6 +565,18 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
                 100_000
             })
         }
+        "l1moka" => {
+            let raw_sync: moka::sync::Cache<(u64, String), Decision> =
+                moka::sync::Cache::builder().max_capacity(10_000).build();
+            let key = (7u64, "alice".to_owned());
+            raw_sync.insert(key.clone(), decision(7, "alice"));
+            Box::new(move || {
+                sequential(one, 100_000, |_| {
+                    std::future::ready(raw_sync.get(black_box(&key)))
+                });
+                100_000
+            })
+        }
         "l1x2" => {
             two.block_on(async {
                 for id in 0..SPREAD {
@@ -649,7 +661,7 @@ fn profile(what: &str, one: &tokio::runtime::Runtime, two: &tokio::runtime::Runt
             .written
         }),
         other => {
-            panic!("--profile l1, l1x2, l1x2peer, l2, l2raw, l2one, l2oneraw, miss, missraw or warm, not {other}")
+            panic!("--profile l1, l1moka, l1x2, l1x2peer, l2, l2raw, l2one, l2oneraw, miss, missraw or warm, not {other}")
         }
     };
     let start = Instant::now();
