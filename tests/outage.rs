@@ -245,3 +245,60 @@ async fn calls_spread_over_several_pooled_lanes_and_get_them_back_after_a_kill()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A task's requests stay on one lane while it is idle (as on a raw
+/// multiplexed connection: one driver, no hop between two), and calls in
+/// flight together still spread: after a `join_all` burst has used both
+/// lanes, one task's sequential calls are all read on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_task_keeps_to_one_lane() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .service("one-lane")
+        .redis_url(server.url())
+        .pool_size(2)
+        .l2_lanes(2)
+        .disable_l1()
+        .fleet_interval(Duration::ZERO)
+        .fleet_acknowledgements(Duration::ZERO)
+        .build()
+        .unwrap();
+    cache.connect().await.unwrap();
+    let reading = |idle: &str| {
+        server
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains(" cmd=getrange ") && l.contains(&format!(" idle={idle} ")))
+            .count()
+    };
+    // Both lanes made, and both read from by calls in flight together.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = (0..200u32).map(|s| cache.scope(check(5_000 + s)));
+        futures_util::future::join_all(calls).await;
+        if reading("0") == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the burst never read on both lanes: {}",
+            server.cli(&["CLIENT", "LIST"])
+        );
+    }
+    // Two seconds later, one task's sequential reads: one connection.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(reading("0"), 0, "{}", server.cli(&["CLIENT", "LIST"]));
+    let scoped = cache.clone();
+    tokio::spawn(async move {
+        scoped
+            .scope(async {
+                for s in 0..50u32 {
+                    assert_eq!(check(5_000 + s).await, Ok((5_000 + s).is_multiple_of(3)));
+                }
+            })
+            .await;
+    })
+    .await
+    .unwrap();
+    assert_eq!(reading("0"), 1, "{}", server.cli(&["CLIENT", "LIST"]));
+}
