@@ -234,13 +234,29 @@ impl Cache {
     }
 
     /// The cache a `#[cached]` call uses (see the module's comment).
-    pub(crate) fn for_site(site: &'static CallSite) -> CacheRef {
+    pub(crate) fn for_site(site: &'static CallSite) -> CacheRef<'static> {
         Cache::resolve(site.instance)
+    }
+
+    /// Runs `start` with the cache a `#[cached]` call of `site` uses,
+    /// lending a scoped cache instead of cloning it: a hit, answered in
+    /// `start`, then pays no reference count (a call past L1 clones it, see
+    /// [`CacheRef::into_owned`]). Cloned on every call, a scoped cache made
+    /// an L1 hit 1.01–1.06× a pinned one's on one task, 1.05–1.12× on two.
+    pub(crate) fn with_site_cache<R>(
+        site: &'static CallSite,
+        start: impl FnOnce(CacheRef<'_>) -> R,
+    ) -> R {
+        if site.instance.is_none() && SCOPED.try_with(|_| ()).is_ok() {
+            // Set: checked just above, on this task.
+            return SCOPED.with(|scoped| start(CacheRef::Borrowed(scoped)));
+        }
+        start(Cache::resolve(site.instance))
     }
 
     /// The cache for a pinned instance, else the scoped one, else the
     /// runtime's default, else the process default.
-    pub(crate) fn resolve(instance: Option<fn() -> &'static Cache>) -> CacheRef {
+    pub(crate) fn resolve(instance: Option<fn() -> &'static Cache>) -> CacheRef<'static> {
         if let Some(instance) = instance {
             return CacheRef::Static(instance());
         }

@@ -141,7 +141,9 @@ impl Engine {
         S: Shape,
         S::Value: Cacheable,
     {
-        crate::engine::call::start(Cache::for_site(site), site, probe, shape, key, refresh)
+        Cache::with_site_cache(site, |cache| {
+            crate::engine::call::start(cache, site, probe, shape, key, refresh)
+        })
     }
 
     /// Starts the `refresh_<fn>` companion (named `caller`): always

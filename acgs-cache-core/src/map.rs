@@ -296,19 +296,20 @@ fn event_names<T: AsRef<str>>(tags: impl IntoIterator<Item = T>) -> Result<Vec<S
 impl<K: Serialize + ?Sized, V: Cacheable> CacheMap<K, V> {
     /// One call of this map's site in its cache: the path of a `#[cached]`
     /// call, with `shape` deciding what of `compute`'s value is stored.
-    fn call<S, F>(
-        &self,
+    fn call<'a, S, F>(
+        &'a self,
         shape: S,
         key: Result<KeyDigest, CodecError>,
         compute: F,
-    ) -> impl Future<Output = S::Out>
+    ) -> impl Future<Output = S::Out> + 'a
     where
-        S: Shape,
+        S: Shape + 'a,
         S::Value: Cacheable,
-        F: Future<Output = (Vec<String>, S::Out)>,
+        F: Future<Output = (Vec<String>, S::Out)> + 'a,
     {
+        // Lent, not cloned: only a call past L1 keeps (clones) the handle.
         call(
-            CacheRef::Owned(self.cache.clone()),
+            CacheRef::Borrowed(&self.cache),
             self.site,
             "",
             shape,

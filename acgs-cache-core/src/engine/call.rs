@@ -25,7 +25,7 @@ pub(crate) type Start<S> = Result<<S as Shape>::Out, Pending<S>>;
 /// [`Pending::run_refreshing`] (the function's future can run detached).
 #[inline(always)]
 pub(crate) fn start<S>(
-    cache: CacheRef,
+    cache: CacheRef<'_>,
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
@@ -38,7 +38,13 @@ where
 {
     let function = cache.function(site, probe);
     let Some(digest) = usable_key(&cache, site, &function, key) else {
-        return Err(Pending::new(cache, function, site, shape, Next::Bypass));
+        return Err(Pending::new(
+            cache.into_owned(),
+            function,
+            site,
+            shape,
+            Next::Bypass,
+        ));
     };
     let refresh = refresh && function.policy.refresh_ahead_percent() != 0;
     let probed = cache.probe_l1(&Call::new(site, &function, digest), &shape, refresh);
@@ -47,13 +53,19 @@ where
         Probe::Due(value) => Next::Due(digest, value),
         Probe::Miss(miss) => Next::Miss(digest, miss),
     };
-    Err(Pending::new(cache, function, site, shape, next))
+    Err(Pending::new(
+        cache.into_owned(),
+        function,
+        site,
+        shape,
+        next,
+    ))
 }
 
 /// One whole call, for the typed map: [`start`], then the rest with
 /// `compute` on a miss.
 pub(crate) async fn call<S, F>(
-    cache: CacheRef,
+    cache: CacheRef<'_>,
     site: &'static CallSite,
     probe: &'static str,
     shape: S,
@@ -74,7 +86,7 @@ where
 /// Starts the `refresh_<fn>` companion (named `caller`): a recomputation
 /// that reads neither L1 nor L2 (see [`Pending::run`]).
 pub(crate) fn start_recompute<S>(
-    cache: CacheRef,
+    cache: CacheRef<'static>,
     site: &'static CallSite,
     probe: &'static str,
     caller: &'static str,
@@ -103,7 +115,7 @@ where
 /// A call that L1 did not answer: what the rest of its path needs, run
 /// with the function's computation by [`Pending::run`].
 pub struct Pending<S: Shape> {
-    cache: CacheRef,
+    cache: CacheRef<'static>,
     function: FunctionRef<'static>,
     site: &'static CallSite,
     shape: S,
@@ -137,7 +149,7 @@ where
     S::Value: Cacheable,
 {
     fn new(
-        cache: CacheRef,
+        cache: CacheRef<'static>,
         function: FunctionRef<'static>,
         site: &'static CallSite,
         shape: S,

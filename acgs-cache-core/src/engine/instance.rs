@@ -350,17 +350,32 @@ impl Inner {
     }
 }
 
-/// A cache reached either through a `'static` reference or an owned handle.
-pub(crate) enum CacheRef {
+/// A cache reached through a `'static` reference, a borrow (a scoped cache,
+/// for the synchronous start of a call) or an owned handle.
+pub(crate) enum CacheRef<'a> {
     Static(&'static Cache),
+    Borrowed(&'a Cache),
     Owned(Cache),
 }
 
-impl std::ops::Deref for CacheRef {
+impl CacheRef<'_> {
+    /// The same cache, kept past the borrow: a borrowed handle is cloned
+    /// (what a call past L1 pays, so that a hit does not).
+    pub(crate) fn into_owned(self) -> CacheRef<'static> {
+        match self {
+            CacheRef::Static(c) => CacheRef::Static(c),
+            CacheRef::Borrowed(c) => CacheRef::Owned(c.clone()),
+            CacheRef::Owned(c) => CacheRef::Owned(c),
+        }
+    }
+}
+
+impl std::ops::Deref for CacheRef<'_> {
     type Target = Cache;
     fn deref(&self) -> &Cache {
         match self {
             CacheRef::Static(c) => c,
+            CacheRef::Borrowed(c) => c,
             CacheRef::Owned(c) => c,
         }
     }
