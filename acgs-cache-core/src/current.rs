@@ -238,20 +238,21 @@ impl Cache {
         Cache::resolve(site.instance)
     }
 
-    /// Runs `start` with the cache a `#[cached]` call of `site` uses,
-    /// lending a scoped cache instead of cloning it: a hit, answered in
-    /// `start`, then pays no reference count (a call past L1 clones it, see
-    /// [`CacheRef::into_owned`]). Cloned on every call, a scoped cache made
-    /// an L1 hit 1.01–1.06× a pinned one's on one task, 1.05–1.12× on two.
-    pub(crate) fn with_site_cache<R>(
-        site: &'static CallSite,
-        start: impl FnOnce(CacheRef<'_>) -> R,
-    ) -> R {
-        if site.instance.is_none() && SCOPED.try_with(|_| ()).is_ok() {
+    /// Runs `start` with the cache a `#[cached]` call of a function without
+    /// `cache = X` uses, lending a scoped cache instead of cloning it: a hit,
+    /// answered in `start`, then pays no reference count (a call past L1
+    /// clones it, see [`CacheRef::into_owned`]). Cloned on every call, a
+    /// scoped cache made an L1 hit 1.01–1.12× a pinned one's (one and two
+    /// tasks); lent, 0.96–1.06×. Not inlined: inlined, its second copy of
+    /// the call's start measured slower (1.07–1.18×). Pinned functions do
+    /// not come here (see `Engine::start`): routing them through it cost
+    /// their L1 hit about 4% (`--profile l1`, four alternating pairs).
+    pub(crate) fn with_unpinned_cache<R>(start: impl FnOnce(CacheRef<'_>) -> R) -> R {
+        if SCOPED.try_with(|_| ()).is_ok() {
             // Set: checked just above, on this task.
             return SCOPED.with(|scoped| start(CacheRef::Borrowed(scoped)));
         }
-        start(Cache::resolve(site.instance))
+        start(Cache::resolve(None))
     }
 
     /// The cache for a pinned instance, else the scoped one, else the

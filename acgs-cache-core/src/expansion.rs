@@ -141,9 +141,21 @@ impl Engine {
         S: Shape,
         S::Value: Cacheable,
     {
-        Cache::with_site_cache(site, |cache| {
-            crate::engine::call::start(cache, site, probe, shape, key, refresh)
-        })
+        use crate::engine::call::start;
+        match site.instance {
+            // Pinned (`cache = X`): nothing to resolve or lend.
+            Some(instance) => start(
+                CacheRef::Static(instance()),
+                site,
+                probe,
+                shape,
+                key,
+                refresh,
+            ),
+            None => {
+                Cache::with_unpinned_cache(|cache| start(cache, site, probe, shape, key, refresh))
+            }
+        }
     }
 
     /// Starts the `refresh_<fn>` companion (named `caller`): always
