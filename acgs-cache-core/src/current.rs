@@ -252,7 +252,7 @@ impl Cache {
             // Set: checked just above, on this task.
             return SCOPED.with(|scoped| start(CacheRef::Borrowed(scoped)));
         }
-        start(Cache::resolve(None))
+        start(unscoped())
     }
 
     /// The cache for a pinned instance, else the scoped one, else the
@@ -264,10 +264,15 @@ impl Cache {
         if let Ok(scoped) = SCOPED.try_with(Cache::clone) {
             return CacheRef::Owned(scoped);
         }
-        if let Some(cache) = runtime_default() {
-            return CacheRef::Owned(cache);
-        }
-        CacheRef::Static(Cache::global())
+        unscoped()
+    }
+}
+
+/// The runtime's default, else the process default (no scope is set).
+fn unscoped() -> CacheRef<'static> {
+    match runtime_default() {
+        Some(cache) => CacheRef::Owned(cache),
+        None => CacheRef::Static(Cache::global()),
     }
 }
 
