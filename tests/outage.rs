@@ -171,26 +171,32 @@ async fn a_pool_of_one_connection_works_and_recovers_after_a_freeze() {
     );
 }
 
+/// An L2-only cache on `server` with `lanes` lanes, all of the pool, and
+/// connected. The fleet's publishers are off: they borrow a lane too, and
+/// with them off every lane's last command is a call's.
+async fn lanes_cache(server: &RedisServer, service: &str, lanes: usize) -> Cache {
+    let cache = Cache::builder()
+        .service(service)
+        .redis_url(server.url())
+        .pool_size(lanes)
+        .l2_lanes(lanes)
+        .disable_l1()
+        .reconnect_backoff(Duration::from_millis(50))
+        .fleet_interval(Duration::ZERO)
+        .fleet_acknowledgements(Duration::ZERO)
+        .build()
+        .unwrap();
+    cache.connect().await.unwrap();
+    cache
+}
+
 /// `l2_lanes(4)`: calls of one runtime spread their requests over four
 /// connections checked out of the pool (the pool's figures count them), and
 /// when the server drops them the lanes are made again and L2 hits resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_spread_over_several_pooled_lanes_and_get_them_back_after_a_kill() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .service("lanes")
-        .redis_url(server.url())
-        .pool_size(4)
-        .l2_lanes(4)
-        .disable_l1()
-        .reconnect_backoff(Duration::from_millis(50))
-        .fleet_interval(Duration::ZERO)
-        // The heard-position publisher borrows a lane too; off, every lane's
-        // last command is a call's.
-        .fleet_acknowledgements(Duration::ZERO)
-        .build()
-        .unwrap();
-    cache.connect().await.unwrap();
+    let cache = lanes_cache(&server, "lanes", 4).await;
     let burst = || async {
         let calls = (0..200u32).map(|s| cache.scope(check(1_000 + s)));
         for (s, answer) in futures_util::future::join_all(calls)
@@ -253,17 +259,7 @@ async fn calls_spread_over_several_pooled_lanes_and_get_them_back_after_a_kill()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sequential_task_keeps_to_one_lane() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .service("one-lane")
-        .redis_url(server.url())
-        .pool_size(2)
-        .l2_lanes(2)
-        .disable_l1()
-        .fleet_interval(Duration::ZERO)
-        .fleet_acknowledgements(Duration::ZERO)
-        .build()
-        .unwrap();
-    cache.connect().await.unwrap();
+    let cache = lanes_cache(&server, "one-lane", 2).await;
     let reading = |idle: &str| {
         server
             .cli(&["CLIENT", "LIST"])
